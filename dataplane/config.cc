@@ -1,0 +1,168 @@
+#include "dataplane/config.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_format.h"
+
+namespace lb::dataplane {
+namespace {
+
+constexpr uint16_t kMinMtu = 1280;  // IPv6 minimum link MTU (RFC 8200 §5)
+constexpr uint16_t kMaxMtu = 9216;
+constexpr uint32_t kMaxWeight = 65535;
+constexpr Millis kMaxTimeout = Millis{1} << 30;  // well inside the wrapping clock's range
+
+bool IsSet(const IpPrefix& p) { return !p.address.IsZero() || p.length != 0; }
+
+absl::Status Invalid(const absl::FormatSpec<std::string, std::string>& format,
+                     const std::string& field, const std::string& detail) {
+  return absl::InvalidArgumentError(absl::StrFormat(format, field, detail));
+}
+
+absl::Status ValidateEncap(const EncapConfig& e) {
+  if (IsSet(e.source_v4) && !e.source_v4.address.IsV4()) {
+    return Invalid("%s: %s is not an IPv4 prefix", "encap.source_v4", e.source_v4.ToString());
+  }
+  if (IsSet(e.source_v6) && e.source_v6.address.IsV4()) {
+    return Invalid("%s: %s is not an IPv6 prefix", "encap.source_v6", e.source_v6.ToString());
+  }
+  if (e.gue_port == 0) return Invalid("%s: %s", "encap.gue_port", "must not be 0");
+  if (e.outer_ttl == 0) return Invalid("%s: %s", "encap.outer_ttl", "must not be 0");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTimeouts(const FlowTimeouts& t) {
+  const std::pair<const char*, Millis> all[] = {
+      {"timeouts.tcp_syn_sent", t.tcp_syn_sent}, {"timeouts.tcp_established", t.tcp_established},
+      {"timeouts.tcp_closing", t.tcp_closing},   {"timeouts.udp", t.udp},
+      {"timeouts.other", t.other}};
+  for (const auto& [name, value] : all) {
+    if (value == 0 || value > kMaxTimeout) {
+      return Invalid("%s: %s", name,
+                     absl::StrFormat("%d ms is outside 1..%d ms", value, kMaxTimeout));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
+                             const DataplaneConfig& config, const Limits& limits) {
+  if (s.vip.IsZero()) return Invalid("%s.vip: %s", field, "must be set");
+  if (s.protocol != IPPROTO_TCP && s.protocol != IPPROTO_UDP) {
+    return Invalid("%s.protocol: %s", field,
+                   absl::StrFormat("must be TCP (6) or UDP (17), not %d", s.protocol));
+  }
+  if (s.mode != ForwardingMode::kDsrIpip && s.mode != ForwardingMode::kDsrGue) {
+    return Invalid("%s.mode: %s", field, absl::StrFormat("unknown mode %d", int(s.mode)));
+  }
+  if (s.hash_fields > HashFields::kSourceIpDestPort) {
+    return Invalid("%s.hash_fields: %s", field,
+                   absl::StrFormat("unknown value %d", int(s.hash_fields)));
+  }
+  if (!IsPrime(s.table_size) || s.table_size > kMaxMaglevTableSize) {
+    return Invalid("%s.table_size: %s", field,
+                   absl::StrFormat("%d must be a prime no larger than %d (for example 65537)",
+                                   s.table_size, kMaxMaglevTableSize));
+  }
+  if (s.backends.size() > limits.max_backends_per_service) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s.backends: %d backends, the limit is %d per service", field,
+                        s.backends.size(), limits.max_backends_per_service));
+  }
+  absl::flat_hash_map<std::pair<IpAddress, uint16_t>, size_t> seen;
+  size_t weighted = 0;
+  for (size_t j = 0; j < s.backends.size(); ++j) {
+    const BackendConfig& b = s.backends[j];
+    const std::string bfield = absl::StrFormat("%s.backends[%d]", field, j);
+    if (b.address.IsZero()) return Invalid("%s.address: %s", bfield, "must be set");
+    if (b.weight > kMaxWeight) {
+      return Invalid("%s.weight: %s", bfield,
+                     absl::StrFormat("%d is above the maximum %d", b.weight, kMaxWeight));
+    }
+    if (b.state > BackendState::kDown) {
+      return Invalid("%s.state: %s", bfield, absl::StrFormat("unknown state %d", int(b.state)));
+    }
+    const IpPrefix& source = b.address.IsV4() ? config.encap.source_v4 : config.encap.source_v6;
+    if (!IsSet(source)) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s is %s but encap.%s is not set", b.address.ToString(),
+                                     b.address.IsV4() ? "IPv4" : "IPv6",
+                                     b.address.IsV4() ? "source_v4" : "source_v6"));
+    }
+    auto [it, inserted] = seen.try_emplace(std::make_pair(b.address, b.port), j);
+    if (!inserted) {
+      return Invalid("%s: %s", bfield,
+                     absl::StrFormat("same address and port as %s.backends[%d] (%s port %d)",
+                                     field, it->second, b.address.ToString(), b.port));
+    }
+    if (b.state == BackendState::kActive && b.weight > 0) ++weighted;
+  }
+  if (weighted > s.table_size) {
+    return Invalid("%s.table_size: %s", field,
+                   absl::StrFormat("%d entries cannot hold %d active backends", s.table_size,
+                                   weighted));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view ToString(ForwardingMode m) {
+  switch (m) {
+    case ForwardingMode::kDsrIpip: return "dsr-ipip";
+    case ForwardingMode::kDsrGue: return "dsr-gue";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(HashFields h) {
+  switch (h) {
+    case HashFields::kFiveTuple: return "5-tuple";
+    case HashFields::kSourceIp: return "source-ip";
+    case HashFields::kSourceIpDestPort: return "source-ip+dest-port";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(BackendState s) {
+  switch (s) {
+    case BackendState::kActive: return "active";
+    case BackendState::kDraining: return "draining";
+    case BackendState::kDown: return "down";
+  }
+  return "unknown";
+}
+
+absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits) {
+  if (config.services.size() > limits.max_services) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "services: %d services, the limit is %d", config.services.size(), limits.max_services));
+  }
+  if (absl::Status s = ValidateEncap(config.encap); !s.ok()) return s;
+  if (absl::Status s = ValidateTimeouts(config.timeouts); !s.ok()) return s;
+  if (config.mtu < kMinMtu || config.mtu > kMaxMtu) {
+    return Invalid("%s: %s", "mtu",
+                   absl::StrFormat("%d is outside %d..%d", config.mtu, kMinMtu, kMaxMtu));
+  }
+  using ServiceId = std::tuple<IpAddress, uint8_t, uint16_t>;
+  absl::flat_hash_map<ServiceId, size_t> seen;
+  size_t total_backends = 0;
+  for (size_t i = 0; i < config.services.size(); ++i) {
+    const ServiceConfig& s = config.services[i];
+    const std::string field = absl::StrFormat("services[%d]", i);
+    if (absl::Status st = ValidateService(s, field, config, limits); !st.ok()) return st;
+    auto [it, inserted] = seen.try_emplace(ServiceId{s.vip, s.protocol, s.port}, i);
+    if (!inserted) {
+      return Invalid("%s: %s", field,
+                     absl::StrFormat("same VIP, protocol and port as services[%d]", it->second));
+    }
+    total_backends += s.backends.size();
+  }
+  if (total_backends > limits.max_backends_total) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "services: %d backends in all, the limit is %d", total_backends,
+        limits.max_backends_total));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace lb::dataplane

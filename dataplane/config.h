@@ -1,0 +1,103 @@
+// DataplaneConfig: the desired state of the dataplane as plain values, and its
+// validation.
+//
+// This is what the control core turns API requests into and what SnapshotBuilder
+// compiles into the tables that workers read. ValidateConfig() is pure: any thread.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "dataplane/flow_key.h"
+#include "dataplane/flow_table.h"
+#include "dataplane/ip_address.h"
+#include "dataplane/maglev.h"
+
+namespace lb::dataplane {
+
+enum class ForwardingMode : uint8_t {
+  kDsrIpip,  // IPIP / IP6IP6 / 4in6 / 6in4 (RFC 2003, RFC 2473)
+  kDsrGue,   // Generic UDP Encapsulation (draft-ietf-intarea-gue §3.1, version 0)
+};
+
+enum class BackendState : uint8_t {
+  kActive,    // in the Maglev table
+  kDraining,  // keeps its flows, takes no new ones (Kubernetes "terminating")
+  kDown,      // takes nothing; its flows move to other backends
+};
+
+std::string_view ToString(ForwardingMode m);
+std::string_view ToString(HashFields h);
+std::string_view ToString(BackendState s);
+
+struct BackendConfig {
+  IpAddress address;
+  uint16_t port = 0;     // part of the backend's identity; DSR delivers to the VIP's port
+  uint32_t weight = 1;   // relative share of new flows; 0 behaves as draining
+  BackendState state = BackendState::kActive;
+};
+
+struct ServiceConfig {
+  IpAddress vip;
+  uint8_t protocol = IPPROTO_TCP;  // IPPROTO_TCP or IPPROTO_UDP
+  uint16_t port = 0;               // 0: all ports
+  ForwardingMode mode = ForwardingMode::kDsrIpip;
+  HashFields hash_fields = HashFields::kFiveTuple;
+  uint32_t table_size = kDefaultMaglevTableSize;  // prime
+  std::vector<BackendConfig> backends;
+};
+
+struct EncapConfig {
+  // Outer source addresses. The host bits of each prefix are filled from the flow hash,
+  // so that a backend's NIC (whose RSS sees only the outer header of an IPIP packet)
+  // spreads flows over its queues; a /32 or /128 gives a fixed source. For IPv6 at most
+  // the low 32 bits vary. An unset prefix (length 0, address ::) means "no source for
+  // this family": services with backends of that family are refused.
+  IpPrefix source_v4;
+  IpPrefix source_v6;
+  uint16_t gue_port = 6080;  // GUE destination port (the backends' FOU/GUE listener)
+  uint8_t outer_ttl = 64;
+};
+
+struct FlowTimeouts {
+  Millis tcp_syn_sent = 10'000;
+  Millis tcp_established = 300'000;
+  Millis tcp_closing = 10'000;
+  Millis udp = 30'000;
+  Millis other = 30'000;
+};
+
+using MacAddress = std::array<uint8_t, 6>;
+
+// Where encapsulated packets go on the wire: the gateway toward the backends.
+struct NextHop {
+  MacAddress source_mac{};
+  MacAddress gateway_mac{};
+  uint16_t vlan = 0;  // 802.1Q VLAN ID of the egress; 0: untagged
+};
+
+struct DataplaneConfig {
+  std::vector<ServiceConfig> services;
+  EncapConfig encap;
+  NextHop next_hop;
+  uint16_t mtu = 1500;                      // IP MTU of the egress link
+  uint32_t icmp_too_big_per_second = 100;   // per worker; 0 disables the ICMP errors
+  FlowTimeouts timeouts;
+};
+
+struct Limits {
+  uint32_t max_services = 4096;
+  uint32_t max_backends_per_service = kMaxMaglevBackends;
+  uint32_t max_backends_total = 1u << 20;
+};
+
+// OK, or INVALID_ARGUMENT / RESOURCE_EXHAUSTED naming the first offending field, as in
+// "services[2].backends[0].address: 10.0.0.1 is IPv4 but no encap.source_v4 is set".
+absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits);
+
+}  // namespace lb::dataplane

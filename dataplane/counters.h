@@ -1,0 +1,92 @@
+// Worker counters: every drop reason and every event a worker counts, from one list.
+//
+// LB_DROP_REASONS and LB_EVENTS are the single source of the names that the stats API,
+// metrics and logs use. Each worker owns one WorkerCounters and is its only writer; the
+// control thread sums all workers' copies with relaxed loads.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+namespace lb::dataplane {
+
+// X(enumerator, metric name, what it means)
+#define LB_DROP_REASONS(X)                                                                     \
+  X(kTruncated, "truncated", "a header is cut short by the end of the packet")                 \
+  X(kMalformed, "malformed", "a header field is invalid (version, length, IHL, data offset)") \
+  X(kNotContiguous, "not_contiguous", "the headers span more than the first mbuf segment")    \
+  X(kNoService, "no_service", "sent to a VIP on a protocol or port no service listens on")    \
+  X(kNoBackend, "no_backend", "the service has no active backend")                             \
+  X(kTtlExceeded, "ttl_exceeded", "TTL or hop limit would reach zero on forwarding")          \
+  X(kFragmentAmbiguous, "fragment_ambiguous",                                                  \
+    "a non-first fragment for a VIP with several services of its protocol and no all-ports one") \
+  X(kTooBig, "too_big",                                                                       \
+    "too big once encapsulated, and no ICMP error may be sent (IPv4 DF clear, or itself an ICMP error)") \
+  X(kTooBigRateLimited, "too_big_rate_limited",                                                \
+    "too big once encapsulated; the ICMP error was suppressed by the rate limit")              \
+  X(kIcmpUnmatched, "icmp_unmatched", "an ICMP error to a VIP quotes no flow of a service")    \
+  X(kIcmpUnsupported, "icmp_unsupported", "an ICMP message to a VIP that is neither an echo request nor an error") \
+  X(kNoEncapSource, "no_encap_source", "no outer source address is configured for the backend's family") \
+  X(kNoHeadroom, "no_headroom", "the mbuf lacks headroom for the rewrite, or is segmented where it must not be")         \
+  X(kTxFull, "tx_full", "the TX queue did not take the packet")
+
+#define LB_EVENTS(X)                                                                    \
+  X(kRxPackets, "rx_packets", "packets received")                                       \
+  X(kTxPackets, "tx_packets", "packets sent out of a port")                             \
+  X(kToKernel, "to_kernel", "packets handed to the exception path (not for a VIP)")    \
+  X(kForwarded, "forwarded", "packets encapsulated to a backend")                       \
+  X(kEchoReplies, "echo_replies", "ICMP/ICMPv6 echo requests to a VIP answered")         \
+  X(kTooBigSent, "too_big_sent", "ICMP fragmentation-needed / packet-too-big sent")      \
+  X(kIcmpErrorsForwarded, "icmp_errors_forwarded", "ICMP errors sent to a flow's backend") \
+  X(kFragments, "fragments", "IP fragments for a VIP (hashed on addresses only)")       \
+  X(kFlowHits, "flow_hits", "packets whose flow was in the flow table")                \
+  X(kFlowMisses, "flow_misses", "packets whose flow was not in the flow table")        \
+  X(kFlowInserts, "flow_inserts", "flows added to the flow table")                      \
+  X(kFlowTableFull, "flow_table_full", "new flows hashed without an entry: bucket full of live flows") \
+  X(kFlowRepicks, "flow_repicks", "flows moved because their backend went away, went down, or a SYN met a closing or draining entry") \
+  X(kFlowExpired, "flow_expired", "flow entries reclaimed after their timeout")
+
+#define LB_ENUMERATOR(name, metric, help) name,
+enum class DropReason : uint16_t { LB_DROP_REASONS(LB_ENUMERATOR) kCount };
+enum class Event : uint16_t { LB_EVENTS(LB_ENUMERATOR) kCount };
+#undef LB_ENUMERATOR
+
+inline constexpr size_t kNumDropReasons = size_t(DropReason::kCount);
+inline constexpr size_t kNumEvents = size_t(Event::kCount);
+
+struct CounterInfo {
+  std::string_view name;
+  std::string_view help;
+};
+
+#define LB_COUNTER_INFO(name, metric, help) CounterInfo{metric, help},
+inline constexpr std::array<CounterInfo, kNumDropReasons> kDropReasonInfo = {
+    LB_DROP_REASONS(LB_COUNTER_INFO)};
+inline constexpr std::array<CounterInfo, kNumEvents> kEventInfo = {LB_EVENTS(LB_COUNTER_INFO)};
+#undef LB_COUNTER_INFO
+
+// One worker's counters, on their own cache lines. Written by the owning worker lcore
+// only; read by any thread.
+class alignas(64) WorkerCounters {
+ public:
+  // Owner only. A relaxed load + store rather than fetch_add: there is one writer, so
+  // no read-modify-write is needed, and on x86 this compiles to a plain add.
+  void Add(DropReason r, uint64_t n = 1) { Bump(drops_[size_t(r)], n); }
+  void Add(Event e, uint64_t n = 1) { Bump(events_[size_t(e)], n); }
+
+  // Any thread. Relaxed: counters are independent and need no ordering with other data.
+  uint64_t Get(DropReason r) const { return drops_[size_t(r)].load(std::memory_order_relaxed); }
+  uint64_t Get(Event e) const { return events_[size_t(e)].load(std::memory_order_relaxed); }
+
+ private:
+  static void Bump(std::atomic<uint64_t>& c, uint64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  std::array<std::atomic<uint64_t>, kNumDropReasons> drops_{};
+  std::array<std::atomic<uint64_t>, kNumEvents> events_{};
+};
+
+}  // namespace lb::dataplane

@@ -1,0 +1,55 @@
+// FlowKey: the 5-tuple that identifies a connection, in a fixed 40-byte layout that is
+// hashed and compared as raw bytes. Plain value type: any thread.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "dataplane/hash.h"
+#include "dataplane/ip_address.h"
+
+namespace lb::dataplane {
+
+struct FlowKey {
+  IpAddress src;
+  IpAddress dst;
+  // Ports in network byte order, as on the wire, so that the hash of a key is the same on
+  // hosts of either endianness. 0 for protocols without ports and for fragments.
+  uint16_t src_port_be = 0;
+  uint16_t dst_port_be = 0;
+  uint8_t protocol = 0;   // IPPROTO_*
+  uint8_t pad[3] = {};    // always zero, so that byte comparison is value comparison
+
+  bool operator==(const FlowKey& o) const { return std::memcmp(this, &o, sizeof(*this)) == 0; }
+};
+static_assert(sizeof(FlowKey) == 40);
+
+// Which packet fields a service feeds into Maglev (the flow table always keys on the
+// whole 5-tuple).
+enum class HashFields : uint8_t {
+  kFiveTuple,         // default
+  kSourceIp,          // Kubernetes sessionAffinity: ClientIP
+  kSourceIpDestPort,  // the client sticks to one backend per service port
+};
+
+inline uint32_t HashFlowKey(const FlowKey& k) { return FlowHash(&k, sizeof(k)); }
+
+// The hash Maglev uses for `k` under `fields`. `five_tuple_hash` is HashFlowKey(k),
+// already computed for the flow table.
+inline uint32_t ServiceHash(const FlowKey& k, HashFields fields, uint32_t five_tuple_hash) {
+  switch (fields) {
+    case HashFields::kFiveTuple:
+      return five_tuple_hash;
+    case HashFields::kSourceIp:
+      return FlowHash(&k.src, sizeof(k.src));
+    case HashFields::kSourceIpDestPort: {
+      uint8_t buf[sizeof(k.src) + sizeof(k.dst_port_be)];
+      std::memcpy(buf, &k.src, sizeof(k.src));
+      std::memcpy(buf + sizeof(k.src), &k.dst_port_be, sizeof(k.dst_port_be));
+      return FlowHash(buf, sizeof(buf));
+    }
+  }
+  return five_tuple_hash;
+}
+
+}  // namespace lb::dataplane

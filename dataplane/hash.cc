@@ -1,0 +1,28 @@
+#include "dataplane/hash.h"
+
+namespace lb::dataplane {
+namespace {
+
+uint64_t Mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+uint64_t StableHash64(const void* data, size_t len, uint64_t seed) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t h = Mix64(seed ^ (len * 0x9e3779b97f4a7c15ull));
+  while (len > 0) {
+    uint64_t word = 0;
+    const size_t n = len < 8 ? len : 8;
+    for (size_t i = 0; i < n; ++i) word |= uint64_t(p[i]) << (8 * i);  // little-endian
+    h = Mix64(h ^ word) + 0x9e3779b97f4a7c15ull;
+    p += n;
+    len -= n;
+  }
+  return Mix64(h);
+}
+
+}  // namespace lb::dataplane

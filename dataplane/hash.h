@@ -1,0 +1,76 @@
+// Hash functions whose values are part of the appliance's contract.
+//
+// Every LB node must pick the same backend for the same packet, so the flow hash and the
+// Maglev permutation hash must give the same value on every node, every build and every
+// CPU: CRC32C (Castagnoli, RFC 3720 App. B.4) with a fixed seed, finished with
+// MurmurHash3's fmix32 so that every output bit depends on every input bit (Maglev reads
+// the high bits). tests/unit/hash_test.cc pins golden values. Pure functions: any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
+
+namespace lb::dataplane {
+
+inline constexpr uint32_t kFlowHashSeed = 0x9e3779b9;
+
+namespace internal {
+
+inline uint32_t Crc32cByteSoftware(uint32_t crc, uint8_t byte) {
+  crc ^= byte;
+  for (int i = 0; i < 8; ++i) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
+  return crc;
+}
+
+}  // namespace internal
+
+// CRC32C over `len` bytes. On x86 with SSE4.2 it uses the crc32 instruction, eight bytes
+// at a time; elsewhere a bitwise loop with the same result.
+inline uint32_t Crc32c(const void* data, size_t len, uint32_t crc) {
+  const auto* p = static_cast<const uint8_t*>(data);
+#if defined(__SSE4_2__)
+  uint64_t c = crc;
+  for (; len >= 8; len -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = _mm_crc32_u64(c, word);
+  }
+  crc = uint32_t(c);
+  for (; len > 0; --len, ++p) crc = _mm_crc32_u8(crc, *p);
+#else
+  for (; len > 0; --len, ++p) crc = internal::Crc32cByteSoftware(crc, *p);
+#endif
+  return crc;
+}
+
+// MurmurHash3 fmix32 finaliser: a bijection with full avalanche.
+inline uint32_t Fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >> 16;
+  return h;
+}
+
+// The hash that selects flow-table buckets and Maglev entries.
+inline uint32_t FlowHash(const void* data, size_t len) {
+  return Fmix32(Crc32c(data, len, kFlowHashSeed));
+}
+
+// Maps a uniform 32-bit hash onto [0, range) without a division (Lemire, "A fast
+// alternative to the modulo reduction", 2016).
+inline uint32_t ReduceToRange(uint32_t hash, uint32_t range) {
+  return uint32_t((uint64_t(hash) * range) >> 32);
+}
+
+// A 64-bit hash of a byte string for control-plane use (Maglev offsets and skips):
+// splitmix64's finaliser over little-endian 8-byte words. Stable across builds.
+uint64_t StableHash64(const void* data, size_t len, uint64_t seed);
+
+}  // namespace lb::dataplane

@@ -1,0 +1,263 @@
+// Packet rewrites done in place on an rte_mbuf: encapsulation toward a backend, and the
+// ICMP answers a VIP gives itself (echo reply; fragmentation needed / packet too big).
+//
+// Each function takes a packet that Parse() accepted and its ParsedPacket, rewrites the
+// mbuf and returns false only when the mbuf lacks headroom. The encapsulation variants
+// (outer IPv4 or IPv6, GUE or not) are template parameters, chosen once per packet.
+// Hot path: no allocation, no locks; worker lcore (or any thread owning the mbuf).
+#pragma once
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "dataplane/config.h"
+#include "dataplane/parse.h"
+
+namespace lb::dataplane::rewrite {
+
+inline constexpr uint16_t kGueHeaderLen = 4;
+
+inline void Store16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
+}
+inline void Store32(uint8_t* p, uint32_t v) {
+  Store16(p, uint16_t(v >> 16));
+  Store16(p + 2, uint16_t(v));
+}
+
+// Stores the complement of a ones'-complement sum computed by DPDK's rte_raw_cksum*
+// (which sum native-order words, so the result is stored as it is, not byte-swapped).
+inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
+  native_sum = (native_sum & 0xffff) + (native_sum >> 16);
+  native_sum = (native_sum & 0xffff) + (native_sum >> 16);
+  const uint16_t c = uint16_t(~native_sum);
+  std::memcpy(at, &c, 2);
+}
+
+// RFC 1624 eqn. 3: the checksum at `cksum` after a 16-bit word of the data changed from
+// `old_word` to `new_word` (both as read big-endian).
+inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word) {
+  uint32_t sum = uint16_t(~parse_internal::Load16(cksum)) + uint16_t(~old_word) + new_word;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  Store16(cksum, uint16_t(~sum));
+}
+
+// Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum.
+inline void DecrementTtl(uint8_t* ip, bool v4) {
+  if (v4) {
+    const uint16_t old_word = parse_internal::Load16(ip + 8);  // TTL | protocol
+    ip[8] -= 1;
+    UpdateChecksum(ip + 10, old_word, parse_internal::Load16(ip + 8));
+  } else {
+    ip[7] -= 1;
+  }
+}
+
+// Removes Ethernet padding after the IP datagram, so it is never carried inside a tunnel
+// or quoted in an ICMP error.
+inline void TrimToDatagram(rte_mbuf* m, const ParsedPacket& p) {
+  const uint32_t frame_len = uint32_t(p.l3_offset) + p.ip_len;
+  if (m->pkt_len > frame_len) rte_pktmbuf_trim(m, uint16_t(m->pkt_len - frame_len));
+}
+
+// Writes an Ethernet header (with an 802.1Q tag when `vlan` != 0) at `p`; returns its
+// length.
+inline uint16_t WriteEthernet(uint8_t* p, const MacAddress& dst, const MacAddress& src,
+                              uint16_t vlan, uint16_t ether_type) {
+  std::memcpy(p, dst.data(), 6);
+  std::memcpy(p + 6, src.data(), 6);
+  if (vlan == 0) {
+    Store16(p + 12, ether_type);
+    return kEthernetHeaderLen;
+  }
+  Store16(p + 12, kEtherTypeVlan);
+  Store16(p + 14, vlan & 0x0fff);
+  Store16(p + 16, ether_type);
+  return kEthernetHeaderLen + kVlanTagLen;
+}
+
+inline uint16_t EthernetLen(uint16_t vlan) {
+  return kEthernetHeaderLen + (vlan != 0 ? kVlanTagLen : 0);
+}
+
+// Bytes an encapsulation adds in front of the inner IP datagram, L2 excluded.
+inline uint16_t EncapOverhead(bool outer_v4, bool gue) {
+  return (outer_v4 ? kIpv4HeaderLen : kIpv6HeaderLen) + (gue ? kUdpHeaderLen + kGueHeaderLen : 0);
+}
+
+struct EncapParams {
+  const IpAddress* source;
+  const IpAddress* destination;
+  const NextHop* next_hop;
+  uint32_t flow_hash;    // entropy for the outer flow label / GUE source port
+  uint16_t gue_port_be;  // GUE only
+  uint8_t ttl;
+  uint16_t ip_id;        // outer IPv4 identification when DF is clear
+};
+
+// Encapsulates the IP datagram of `m` (described by `p`) to `params.destination`:
+// IPIP (RFC 2003) / IPv6-in-IPv6 and 4in6 (RFC 2473) / 6in4 (RFC 4213 §3.5), or GUE
+// version 0 (draft-ietf-intarea-gue §3.1) over UDP with those inner protocols. The outer
+// header copies the inner DSCP and ECN (RFC 6040 normal mode) and, from an IPv4 inner
+// header, DF (RFC 2003 §3.1). The outer IPv6 flow label and the GUE source port carry
+// the flow hash (RFC 6438, RFC 8086 §3.2) so that ECMP and RSS on the way spread flows.
+template <bool kOuterV4, bool kGue>
+inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapParams& params) {
+  TrimToDatagram(m, p);
+  const uint8_t* inner = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
+  const uint8_t tos = p.is_v4 ? inner[1] : uint8_t((inner[0] & 0x0f) << 4 | inner[1] >> 4);
+  const uint8_t inner_proto = p.is_v4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+  const uint16_t l2_len = EthernetLen(params.next_hop->vlan);
+  const uint16_t outer_ip_len = kOuterV4 ? kIpv4HeaderLen : kIpv6HeaderLen;
+  const uint16_t udp_len = kGue ? kUdpHeaderLen + kGueHeaderLen + p.ip_len : 0;
+
+  // The new L2 and outer headers replace the old L2 header; they are always longer.
+  const uint16_t grow = uint16_t(l2_len + EncapOverhead(kOuterV4, kGue) - p.l3_offset);
+  auto* h = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, grow));
+  if (h == nullptr) return false;
+
+  uint8_t* ip = h + WriteEthernet(h, params.next_hop->gateway_mac, params.next_hop->source_mac,
+                                  params.next_hop->vlan,
+                                  kOuterV4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  const uint8_t outer_proto = kGue ? uint8_t(IPPROTO_UDP) : inner_proto;
+  if constexpr (kOuterV4) {
+    const bool df = !p.is_v4 || p.dont_fragment;
+    ip[0] = 0x45;
+    ip[1] = tos;
+    Store16(ip + 2, uint16_t(kIpv4HeaderLen + (kGue ? udp_len : p.ip_len)));
+    Store16(ip + 4, df ? 0 : params.ip_id);  // RFC 6864 §4.1: ID may be 0 with DF set
+    Store16(ip + 6, df ? 0x4000 : 0);
+    ip[8] = params.ttl;
+    ip[9] = outer_proto;
+    Store16(ip + 10, 0);
+    std::memcpy(ip + 12, params.source->V4Bytes(), 4);
+    std::memcpy(ip + 16, params.destination->V4Bytes(), 4);
+    StoreChecksum(ip + 10, rte_raw_cksum(ip, kIpv4HeaderLen));
+  } else {
+    Store32(ip, 6u << 28 | uint32_t(tos) << 20 | (params.flow_hash & 0xfffff));
+    Store16(ip + 4, kGue ? udp_len : p.ip_len);
+    ip[6] = outer_proto;
+    ip[7] = params.ttl;
+    std::memcpy(ip + 8, params.source->bytes.data(), 16);
+    std::memcpy(ip + 24, params.destination->bytes.data(), 16);
+  }
+  if constexpr (kGue) {
+    uint8_t* udp = ip + outer_ip_len;
+    Store16(udp, uint16_t(0xc000 | (params.flow_hash & 0x3fff)));  // ephemeral range
+    std::memcpy(udp + 2, &params.gue_port_be, 2);
+    Store16(udp + 4, udp_len);
+    Store16(udp + 6, 0);  // IPv4: no checksum (RFC 768); IPv6: computed below
+    uint8_t* gue = udp + kUdpHeaderLen;
+    gue[0] = 0;  // version 0, C = 0 (data), Hlen = 0
+    gue[1] = inner_proto;
+    Store16(gue + 2, 0);  // flags
+    if constexpr (!kOuterV4) {
+      // RFC 8200 §8.1: UDP over IPv6 needs a checksum (over every segment of the mbuf).
+      uint16_t payload_sum = 0;
+      rte_raw_cksum_mbuf(m, uint32_t(l2_len + outer_ip_len), udp_len, &payload_sum);
+      uint32_t sum = uint32_t(rte_ipv6_phdr_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), 0)) +
+                     payload_sum;
+      sum = (sum & 0xffff) + (sum >> 16);
+      sum = (sum & 0xffff) + (sum >> 16);
+      StoreChecksum(udp + 6, sum == 0xffff ? 0 : sum);  // a zero result is sent as 0xffff
+    }
+  }
+  return true;
+}
+
+// Turns an ICMP / ICMPv6 echo request to a VIP into its reply, in place: addresses and
+// MAC addresses swapped, a fresh TTL, the type changed and the checksums fixed
+// incrementally (swapping addresses leaves the ICMPv6 pseudo-header sum unchanged).
+inline void MakeEchoReply(rte_mbuf* m, const ParsedPacket& p) {
+  TrimToDatagram(m, p);
+  uint8_t* eth = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t mac[6];
+  std::memcpy(mac, eth, 6);
+  std::memcpy(eth, eth + 6, 6);
+  std::memcpy(eth + 6, mac, 6);
+  uint8_t* ip = eth + p.l3_offset;
+  uint8_t* icmp = eth + p.l4_offset;
+  const uint16_t old_type_word = parse_internal::Load16(icmp);
+  if (p.is_v4) {
+    uint8_t a[4];
+    std::memcpy(a, ip + 12, 4);
+    std::memcpy(ip + 12, ip + 16, 4);
+    std::memcpy(ip + 16, a, 4);
+    const uint16_t old_ttl_word = parse_internal::Load16(ip + 8);
+    ip[8] = 64;
+    UpdateChecksum(ip + 10, old_ttl_word, parse_internal::Load16(ip + 8));
+    icmp[0] = 0;  // echo reply
+  } else {
+    uint8_t a[16];
+    std::memcpy(a, ip + 8, 16);
+    std::memcpy(ip + 8, ip + 24, 16);
+    std::memcpy(ip + 24, a, 16);
+    ip[7] = 64;
+    icmp[0] = 129;  // echo reply
+  }
+  UpdateChecksum(icmp + 2, old_type_word, parse_internal::Load16(icmp));
+}
+
+// Turns a packet that is too big to encapsulate into the ICMP error that tells its
+// sender the usable MTU, in place: IPv4 "fragmentation needed" (RFC 792, RFC 1191 §4)
+// quoting at most 576 bytes in all, or ICMPv6 "packet too big" (RFC 4443 §3.2) quoting
+// at most 1280 bytes in all. The error comes from the VIP the packet was sent to.
+inline bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, uint16_t mtu) {
+  if (m->nb_segs != 1) return false;  // the quote is checksummed as one buffer
+  TrimToDatagram(m, p);
+  const uint16_t ip_len = p.is_v4 ? kIpv4HeaderLen : kIpv6HeaderLen;
+  const uint16_t max_total = p.is_v4 ? 576 : 1280;
+  const uint16_t quoted = std::min<uint16_t>(p.ip_len, uint16_t(max_total - ip_len - 8));
+  rte_pktmbuf_trim(m, uint16_t(p.ip_len - quoted));
+  const uint16_t l2 = p.l3_offset;
+  uint8_t* h = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(ip_len + 8)));
+  if (h == nullptr) return false;
+  // The L2 header moves to the new front (at least 28 bytes away, so no overlap), with
+  // the MAC addresses swapped.
+  const uint8_t* old_eth = h + ip_len + 8;
+  std::memcpy(h, old_eth + 6, 6);
+  std::memcpy(h + 6, old_eth, 6);
+  std::memcpy(h + 12, old_eth + 12, l2 - 12);
+  uint8_t* ip = h + l2;
+  uint8_t* icmp = ip + ip_len;
+  const uint8_t* quote = icmp + 8;
+  if (p.is_v4) {
+    ip[0] = 0x45;
+    ip[1] = 0;
+    Store16(ip + 2, uint16_t(ip_len + 8 + quoted));
+    Store32(ip + 4, 0);
+    ip[8] = 64;
+    ip[9] = IPPROTO_ICMP;
+    Store16(ip + 10, 0);
+    std::memcpy(ip + 12, quote + 16, 4);  // from the VIP (the quoted destination)
+    std::memcpy(ip + 16, quote + 12, 4);  // to the sender
+    StoreChecksum(ip + 10, rte_raw_cksum(ip, kIpv4HeaderLen));
+    icmp[0] = 3;  // destination unreachable
+    icmp[1] = 4;  // fragmentation needed and DF set
+    Store16(icmp + 2, 0);
+    Store16(icmp + 4, 0);
+    Store16(icmp + 6, mtu);
+    StoreChecksum(icmp + 2, rte_raw_cksum(icmp, 8u + quoted));
+  } else {
+    Store32(ip, 6u << 28);
+    Store16(ip + 4, uint16_t(8 + quoted));
+    ip[6] = IPPROTO_ICMPV6;
+    ip[7] = 64;
+    std::memcpy(ip + 8, quote + 24, 16);
+    std::memcpy(ip + 24, quote + 8, 16);
+    icmp[0] = 2;  // packet too big
+    icmp[1] = 0;
+    Store16(icmp + 2, 0);
+    Store32(icmp + 4, mtu);
+    const uint16_t cksum = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), icmp);
+    std::memcpy(icmp + 2, &cksum, 2);
+  }
+  return true;
+}
+
+}  // namespace lb::dataplane::rewrite

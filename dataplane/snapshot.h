@@ -1,0 +1,166 @@
+// Snapshot: one immutable, complete version of the dataplane's tables (VIPs, services,
+// backends, Maglev tables, encapsulation and next-hop parameters).
+//
+// SnapshotBuilder compiles a DataplaneConfig into a Snapshot on the control thread; the
+// SnapshotStore publishes it to workers, which only read it. Nothing in a published
+// Snapshot changes, so no update is ever seen half-applied.
+//
+// Flows outlive snapshots, so a flow entry names its backend by *slot* and the slot's
+// *generation*. The builder gives a backend (identified by its service's VIP, protocol
+// and port and its own address and port) the same slot in every snapshot while it
+// exists; when it is removed its slot's generation changes, so flows pinned to it are
+// recognised as orphaned even after the slot is reused.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "dataplane/config.h"
+#include "dataplane/flat_map.h"
+
+namespace lb::dataplane {
+
+struct ServiceKey {
+  IpAddress vip;
+  uint16_t port_be = 0;  // network order; 0: all ports
+  uint8_t protocol = 0;
+  uint8_t pad = 0;
+  friend bool operator==(const ServiceKey&, const ServiceKey&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ServiceKey& k) {
+    return H::combine(std::move(h), k.vip, k.port_be, k.protocol);
+  }
+};
+
+inline constexpr uint32_t kNoService = UINT32_MAX;
+inline constexpr uint32_t kAmbiguousService = UINT32_MAX - 1;
+
+// Per VIP address: which service takes its non-first fragments, per protocol (they
+// carry no port). kNoService when the VIP has no service of that protocol,
+// kAmbiguousService when it has several and none for all ports.
+struct VipRecord {
+  uint32_t fragment_service_tcp = kNoService;
+  uint32_t fragment_service_udp = kNoService;
+};
+
+struct ServiceRecord {
+  ServiceKey key;
+  ForwardingMode mode;
+  HashFields hash_fields;
+  uint32_t table_size;
+  std::vector<uint16_t> maglev;         // index into backend_slots; empty: no active backend
+  std::vector<uint32_t> backend_slots;  // in configuration order
+};
+
+struct BackendRecord {
+  IpAddress address;
+  uint16_t port = 0;
+  BackendState state = BackendState::kDown;
+  bool in_use = false;
+  uint32_t weight = 0;
+  uint32_t generation = 0;     // 24 bits, as stored in FlowEntry
+  uint32_t service_index = 0;  // index of its service in this snapshot
+};
+
+// Outer source selection for one address family (see EncapConfig).
+struct EncapSource {
+  IpAddress base;
+  uint32_t vary_mask = 0;  // host-order mask of the low 32 address bits taken from the hash
+  bool set = false;
+
+  // The source for a flow with hash `hash`: `base` with the varying bits from the hash.
+  IpAddress For(uint32_t hash) const {
+    IpAddress a = base;
+    const uint32_t low = (uint32_t(a.bytes[12]) << 24 | uint32_t(a.bytes[13]) << 16 |
+                          uint32_t(a.bytes[14]) << 8 | a.bytes[15]) |
+                         (hash & vary_mask);
+    a.bytes[12] = uint8_t(low >> 24);
+    a.bytes[13] = uint8_t(low >> 16);
+    a.bytes[14] = uint8_t(low >> 8);
+    a.bytes[15] = uint8_t(low);
+    return a;
+  }
+};
+
+class Snapshot {
+ public:
+  uint64_t generation() const { return generation_; }
+
+  const VipRecord* FindVip(const IpAddress& address) const { return vips_.Find(address); }
+  // The service for (vip, protocol, port): an exact match first, then the all-ports one.
+  const ServiceRecord* FindService(const IpAddress& vip, uint8_t protocol,
+                                   uint16_t port_be) const {
+    const uint32_t* i = service_index_.Find(ServiceKey{vip, port_be, protocol});
+    if (i == nullptr && port_be != 0) i = service_index_.Find(ServiceKey{vip, 0, protocol});
+    return i == nullptr ? nullptr : &services_[*i];
+  }
+  const std::vector<ServiceRecord>& services() const { return services_; }
+  // nullptr for a slot that holds no backend in this snapshot.
+  const BackendRecord* backend(uint32_t slot) const {
+    return slot < backends_.size() && backends_[slot].in_use ? &backends_[slot] : nullptr;
+  }
+  const std::vector<BackendRecord>& backends() const { return backends_; }
+
+  const EncapSource& encap_source(bool v4) const { return v4 ? source_v4_ : source_v6_; }
+  uint16_t gue_port_be() const { return gue_port_be_; }
+  uint8_t outer_ttl() const { return outer_ttl_; }
+  uint16_t mtu() const { return mtu_; }
+  const NextHop& next_hop() const { return next_hop_; }
+  uint32_t icmp_too_big_per_second() const { return icmp_too_big_per_second_; }
+  Millis Timeout(FlowState s) const;
+
+ private:
+  friend class SnapshotBuilder;
+
+  uint64_t generation_ = 0;
+  FlatMap<IpAddress, VipRecord> vips_;
+  FlatMap<ServiceKey, uint32_t> service_index_;
+  std::vector<ServiceRecord> services_;
+  std::vector<BackendRecord> backends_;  // by slot
+  EncapSource source_v4_;
+  EncapSource source_v6_;
+  uint16_t gue_port_be_ = 0;
+  uint8_t outer_ttl_ = 64;
+  uint16_t mtu_ = 1500;
+  NextHop next_hop_;
+  uint32_t icmp_too_big_per_second_ = 0;
+  FlowTimeouts timeouts_;
+};
+
+// Compiles configurations into snapshots. Control thread only.
+class SnapshotBuilder {
+ public:
+  explicit SnapshotBuilder(Limits limits = {}) : limits_(limits) {}
+
+  // Validates `config` and builds its snapshot with the next generation number. On error
+  // nothing changes (slot assignments included).
+  absl::StatusOr<std::unique_ptr<const Snapshot>> Build(const DataplaneConfig& config);
+
+ private:
+  struct BackendIdentity {
+    ServiceKey service;
+    IpAddress address;
+    uint16_t port;
+    friend bool operator==(const BackendIdentity&, const BackendIdentity&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const BackendIdentity& b) {
+      return H::combine(std::move(h), b.service, b.address, b.port);
+    }
+  };
+
+  uint32_t TakeSlot();
+
+  Limits limits_;
+  uint64_t next_generation_ = 1;
+  absl::flat_hash_map<BackendIdentity, uint32_t> slots_;
+  std::vector<uint32_t> slot_generations_;
+  // Freed slots, reused oldest first so that a slot's generation changes as rarely as
+  // possible.
+  std::deque<uint32_t> free_slots_;
+};
+
+}  // namespace lb::dataplane

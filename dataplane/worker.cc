@@ -1,0 +1,304 @@
+#include "dataplane/worker.h"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_prefetch.h>
+
+#include "dataplane/rewrite.h"
+
+namespace lb::dataplane {
+namespace {
+
+bool TakesNewFlows(const BackendRecord& b) {
+  return b.state == BackendState::kActive && b.weight > 0;
+}
+
+bool IsBareSyn(const ParsedPacket& p) {
+  return p.key.protocol == IPPROTO_TCP && (p.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+}
+
+// The state of a flow whose first packet (to this LB node) is `p`.
+FlowState InitialState(const ParsedPacket& p) {
+  if (p.key.protocol == IPPROTO_UDP) return FlowState::kUdp;
+  if (p.key.protocol != IPPROTO_TCP) return FlowState::kOther;
+  if (p.tcp_flags & (kTcpFin | kTcpRst)) return FlowState::kTcpClosing;
+  return IsBareSyn(p) ? FlowState::kTcpSynSent : FlowState::kTcpEstablished;
+}
+
+FlowState NextState(FlowState s, const ParsedPacket& p) {
+  if (s == FlowState::kTcpClosing || p.key.protocol != IPPROTO_TCP) return s;
+  if (p.tcp_flags & (kTcpFin | kTcpRst)) return FlowState::kTcpClosing;
+  if (s == FlowState::kTcpSynSent && !IsBareSyn(p)) return FlowState::kTcpEstablished;
+  return s;
+}
+
+// Maglev lookup (§3.4): the table entry for `hash` names the backend.
+const BackendRecord* Pick(const Snapshot& snap, const ServiceRecord& svc, uint32_t hash,
+                          uint32_t* slot) {
+  if (svc.maglev.empty()) return nullptr;
+  *slot = svc.backend_slots[svc.maglev[ReduceToRange(hash, uint32_t(svc.maglev.size()))]];
+  return snap.backend(*slot);
+}
+
+// Whether the backend a flow entry names may still carry that flow.
+const BackendRecord* PinnedBackend(const Snapshot& snap, const FlowEntry& e,
+                                   uint32_t service_index) {
+  const BackendRecord* b = snap.backend(e.backend_slot);
+  if (b == nullptr || b->generation != e.backend_generation ||
+      b->service_index != service_index || b->state == BackendState::kDown) {
+    return nullptr;
+  }
+  return b;
+}
+
+bool NeedsFlowHash(const ParsedPacket& p) {
+  return (p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp ||
+          p.kind == PacketKind::kIcmpError) &&
+         !p.is_fragment;
+}
+
+}  // namespace
+
+Worker::Worker(const Options& options, SnapshotStore* store)
+    : options_(options),
+      store_(store),
+      flows_(options.flow_capacity),
+      tsc_per_ms_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
+
+Millis Worker::Now() const { return Millis(rte_get_tsc_cycles() / tsc_per_ms_); }
+
+void Worker::Drop(rte_mbuf* m, DropReason reason) {
+  counters_.Add(reason);
+  dropped_[num_dropped_++] = m;
+}
+
+void Worker::FlushDrops() {
+  if (num_dropped_ == 0) return;
+  rte_pktmbuf_free_bulk(dropped_.data(), num_dropped_);
+  num_dropped_ = 0;
+}
+
+void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out) {
+  n = std::min(n, kMaxBurst);
+  counters_.Add(Event::kRxPackets, n);
+  const Snapshot* snap = store_->Acquire();  // once per burst (DESIGN.md §3)
+
+  // Stage 1: bring the headers in, parse, hash, and prefetch the flow-table buckets.
+  for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  std::array<Meta, kMaxBurst> meta;
+  for (uint16_t i = 0; i < n; ++i) {
+    Meta& mt = meta[i];
+    // Parse sees the first segment only: headers must be contiguous there.
+    mt.status = Parse(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len, mt.packet);
+    if (mt.status == ParseStatus::kOk && NeedsFlowHash(mt.packet)) {
+      mt.hash = HashFlowKey(mt.packet.key);
+      flows_.Prefetch(mt.hash);
+    }
+  }
+
+  // Stage 2: decide and rewrite.
+  for (uint16_t i = 0; i < n; ++i) {
+    if (meta[i].status != ParseStatus::kOk) {
+      const bool truncated = meta[i].status == ParseStatus::kTruncated;
+      Drop(pkts[i], !truncated                ? DropReason::kMalformed
+                    : pkts[i]->nb_segs > 1 ? DropReason::kNotContiguous
+                                           : DropReason::kTruncated);
+      continue;
+    }
+    if (snap == nullptr) {  // nothing configured yet: nothing is for a VIP
+      out.kernel[out.num_kernel++] = pkts[i];
+      counters_.Add(Event::kToKernel);
+      continue;
+    }
+    Handle(*snap, pkts[i], meta[i], now, out);
+  }
+  FlushDrops();
+}
+
+void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
+                    BurstOutput& out) {
+  const ParsedPacket& p = meta.packet;
+  const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
+  if (vip == nullptr) {
+    out.kernel[out.num_kernel++] = m;
+    counters_.Add(Event::kToKernel);
+    return;
+  }
+  switch (p.kind) {
+    case PacketKind::kIcmpEcho:
+      rewrite::MakeEchoReply(m, p);
+      out.wire[out.num_wire++] = m;
+      counters_.Add(Event::kEchoReplies);
+      return;
+    case PacketKind::kOtherIcmp:
+      return Drop(m, DropReason::kIcmpUnsupported);
+    case PacketKind::kOtherIp:
+      return Drop(m, DropReason::kNoService);
+    default:
+      break;
+  }
+  if (p.ttl <= 1) return Drop(m, DropReason::kTtlExceeded);
+  if (p.kind == PacketKind::kIcmpError) return HandleIcmpError(snap, m, meta, now, out);
+  if (p.is_fragment) return HandleFragment(snap, m, meta, *vip, now, out);
+  const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
+  if (svc == nullptr) return Drop(m, DropReason::kNoService);
+  HandleFlow(snap, m, meta, *svc, now, out);
+}
+
+void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
+                        const ServiceRecord& svc, Millis now, BurstOutput& out) {
+  const ParsedPacket& p = meta.packet;
+  const uint32_t service_index = uint32_t(&svc - snap.services().data());
+  const uint32_t service_hash = ServiceHash(p.key, svc.hash_fields, meta.hash);
+  uint32_t slot_id = 0;
+  FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
+  const BackendRecord* b = nullptr;
+  FlowState state;
+  if (slot) {
+    counters_.Add(Event::kFlowHits);
+    FlowEntry& e = *slot.entry;
+    b = PinnedBackend(snap, e, service_index);
+    // A SYN that meets a closing flow, or a backend that takes no new flows, opens a
+    // new connection on the same 5-tuple: it is balanced afresh. A SYN on a live flow
+    // of an active backend is a retransmission and stays.
+    if (b != nullptr && IsBareSyn(p) &&
+        (FlowState(e.state) == FlowState::kTcpClosing || !TakesNewFlows(*b))) {
+      b = nullptr;
+    }
+    if (b != nullptr) {
+      state = NextState(FlowState(e.state), p);
+    } else {
+      b = Pick(snap, svc, service_hash, &slot_id);
+      if (b == nullptr) return Drop(m, DropReason::kNoBackend);
+      counters_.Add(Event::kFlowRepicks);
+      e.backend_slot = slot_id;
+      e.backend_generation = b->generation;
+      state = InitialState(p);
+    }
+  } else {
+    counters_.Add(Event::kFlowMisses);
+    b = Pick(snap, svc, service_hash, &slot_id);
+    if (b == nullptr) return Drop(m, DropReason::kNoBackend);
+    state = InitialState(p);
+    bool reclaimed = false;
+    slot = flows_.Claim(p.key, meta.hash, now, &reclaimed);
+    if (slot) {
+      slot.entry->backend_slot = slot_id;
+      slot.entry->backend_generation = b->generation;
+      counters_.Add(Event::kFlowInserts);
+      if (reclaimed) counters_.Add(Event::kFlowExpired);
+    } else {
+      counters_.Add(Event::kFlowTableFull);  // forwarded by hash alone
+    }
+  }
+  if (slot) {
+    slot.entry->state = uint8_t(state);
+    *slot.deadline = now + snap.Timeout(state);
+  }
+  Forward(snap, m, p, svc, *b, meta.hash, now, out);
+}
+
+void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
+                            const VipRecord& vip, Millis now, BurstOutput& out) {
+  // Fragments are hashed on addresses only, so that every fragment of a datagram
+  // reaches the same backend; they take no flow entry.
+  counters_.Add(Event::kFragments);
+  const ParsedPacket& p = meta.packet;
+  const ServiceRecord* svc = nullptr;
+  if (p.is_first_fragment) {
+    svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
+  } else {
+    const uint32_t i =
+        p.key.protocol == IPPROTO_TCP ? vip.fragment_service_tcp : vip.fragment_service_udp;
+    if (i == kAmbiguousService) return Drop(m, DropReason::kFragmentAmbiguous);
+    if (i != kNoService) svc = &snap.services()[i];
+  }
+  if (svc == nullptr) return Drop(m, DropReason::kNoService);
+  FlowKey key = p.key;
+  key.src_port_be = key.dst_port_be = 0;
+  const uint32_t hash = HashFlowKey(key);
+  uint32_t slot_id;
+  const BackendRecord* b = Pick(snap, *svc, ServiceHash(key, svc->hash_fields, hash), &slot_id);
+  if (b == nullptr) return Drop(m, DropReason::kNoBackend);
+  Forward(snap, m, p, *svc, *b, hash, now, out);
+}
+
+void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
+                             BurstOutput& out) {
+  // The error quotes a packet a backend sent from the VIP (DSR): it belongs to the
+  // backend that owns the flow, found as a normal packet of the flow would find it, but
+  // without creating an entry.
+  const ParsedPacket& p = meta.packet;
+  const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
+  if (svc == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
+  const uint32_t service_index = uint32_t(svc - snap.services().data());
+  const BackendRecord* b = nullptr;
+  if (FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now)) {
+    b = PinnedBackend(snap, *slot.entry, service_index);
+  }
+  uint32_t slot_id;
+  if (b == nullptr) b = Pick(snap, *svc, ServiceHash(p.key, svc->hash_fields, meta.hash), &slot_id);
+  if (b == nullptr) return Drop(m, DropReason::kNoBackend);
+  counters_.Add(Event::kIcmpErrorsForwarded);
+  Forward(snap, m, p, *svc, *b, meta.hash, now, out);
+}
+
+void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
+                     const ServiceRecord& svc, const BackendRecord& backend, uint32_t hash,
+                     Millis now, BurstOutput& out) {
+  const bool outer_v4 = backend.address.IsV4();
+  const bool gue = svc.mode == ForwardingMode::kDsrGue;
+  const EncapSource& source = snap.encap_source(outer_v4);
+  if (!source.set) return Drop(m, DropReason::kNoEncapSource);
+  const uint16_t overhead = rewrite::EncapOverhead(outer_v4, gue);
+  if (uint32_t(p.ip_len) + overhead > snap.mtu()) {
+    if (p.kind == PacketKind::kIcmpError || (p.is_v4 && !p.dont_fragment)) {
+      return Drop(m, DropReason::kTooBig);
+    }
+    if (!too_big_limiter_.Take(snap.icmp_too_big_per_second(), now)) {
+      return Drop(m, DropReason::kTooBigRateLimited);
+    }
+    if (!rewrite::MakeTooBig(m, p, uint16_t(snap.mtu() - overhead))) {
+      return Drop(m, DropReason::kNoHeadroom);
+    }
+    out.wire[out.num_wire++] = m;
+    counters_.Add(Event::kTooBigSent);
+    return;
+  }
+  // RFC 2003 §3.1: the encapsulator forwards the inner packet as a router would.
+  rewrite::DecrementTtl(rte_pktmbuf_mtod_offset(m, uint8_t*, p.l3_offset), p.is_v4);
+  const IpAddress outer_source = source.For(hash);
+  const rewrite::EncapParams params{&outer_source,      &backend.address, &snap.next_hop(), hash,
+                                    snap.gue_port_be(), snap.outer_ttl(), next_ip_id_++};
+  const bool ok = outer_v4 ? (gue ? rewrite::Encapsulate<true, true>(m, p, params)
+                                  : rewrite::Encapsulate<true, false>(m, p, params))
+                           : (gue ? rewrite::Encapsulate<false, true>(m, p, params)
+                                  : rewrite::Encapsulate<false, false>(m, p, params));
+  if (!ok) return Drop(m, DropReason::kNoHeadroom);
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kForwarded);
+}
+
+uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
+  std::array<rte_mbuf*, kMaxBurst> pkts;
+  const uint16_t n = rte_eth_rx_burst(rx.port, rx.queue, pkts.data(), kMaxBurst);
+  const Millis now = Now();
+  if (n > 0) {
+    BurstOutput out;
+    ProcessBurst(pkts.data(), n, now, out);
+    const uint16_t sent = rte_eth_tx_burst(tx.port, tx.queue, out.wire.data(), out.num_wire);
+    const uint16_t to_kernel =
+        rte_eth_tx_burst(kernel.port, kernel.queue, out.kernel.data(), out.num_kernel);
+    counters_.Add(Event::kTxPackets, sent);
+    for (uint16_t i = sent; i < out.num_wire; ++i) Drop(out.wire[i], DropReason::kTxFull);
+    for (uint16_t i = to_kernel; i < out.num_kernel; ++i) Drop(out.kernel[i], DropReason::kTxFull);
+    FlushDrops();
+  }
+  store_->Quiescent(options_.id);
+  if (const uint32_t freed = flows_.Sweep(now, options_.sweep_buckets_per_poll)) {
+    counters_.Add(Event::kFlowExpired, freed);
+  }
+  return n;
+}
+
+}  // namespace lb::dataplane
