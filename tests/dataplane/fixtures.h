@@ -1,0 +1,95 @@
+// Shared fixtures of the dataplane tests: addresses, MACs, frame helpers and the test
+// configuration (services for every encapsulation, and a four-backend service for flow
+// behaviour).
+#pragma once
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "dataplane/config.h"
+#include "dataplane/flow_key.h"
+#include "dataplane/parse.h"
+#include "tests/helpers/packet_builder.h"
+
+namespace lb::dataplane::test {
+
+using lb::testing::Bytes;
+namespace pb = lb::testing;
+
+inline constexpr uint8_t kSyn = kTcpSyn, kAck = kTcpAck, kFin = kTcpFin;
+inline const pb::Mac kRouterMac = {0x02, 0, 0, 0, 0, 0x01};   // the ToR, as the client side
+inline const pb::Mac kPortMac = {0x02, 0, 0, 0, 0, 0xaa};     // this LB port
+inline const pb::Mac kGatewayMac = {0x02, 0, 0, 0, 0, 0xbb};  // next hop toward backends
+
+inline IpAddress Addr(const char* s) { return *IpAddress::Parse(s); }
+
+inline Bytes In4(const Bytes& ip, uint16_t vlan = 0, size_t pad_to = 0) {
+  return pb::Ether(kPortMac, kRouterMac, 0x0800, ip, vlan, pad_to);
+}
+inline Bytes In6(const Bytes& ip) { return pb::Ether(kPortMac, kRouterMac, 0x86dd, ip); }
+inline Bytes Out4(const Bytes& ip, uint16_t vlan = 0) {
+  return pb::Ether(kGatewayMac, kPortMac, 0x0800, ip, vlan);
+}
+inline Bytes Out6(const Bytes& ip) { return pb::Ether(kGatewayMac, kPortMac, 0x86dd, ip); }
+inline Bytes Reply4(const Bytes& ip) { return pb::Ether(kRouterMac, kPortMac, 0x0800, ip); }
+inline Bytes Reply6(const Bytes& ip) { return pb::Ether(kRouterMac, kPortMac, 0x86dd, ip); }
+
+inline ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port,
+                      std::vector<const char*> backends,
+                      ForwardingMode mode = ForwardingMode::kDsrIpip) {
+  ServiceConfig s;
+  s.vip = Addr(vip);
+  s.protocol = proto;
+  s.port = port;
+  s.mode = mode;
+  s.table_size = 1009;
+  for (const char* b : backends) s.backends.push_back({Addr(b)});
+  return s;
+}
+
+inline constexpr const char* kMulti[] = {"192.168.30.1", "192.168.30.2", "192.168.30.3", "192.168.30.4"};
+
+inline DataplaneConfig TestConfig() {
+  DataplaneConfig c;
+  std::copy(kPortMac.begin(), kPortMac.end(), c.next_hop.source_mac.begin());
+  std::copy(kGatewayMac.begin(), kGatewayMac.end(), c.next_hop.gateway_mac.begin());
+  c.encap.source_v4 = *IpPrefix::Parse("10.255.0.1/32");
+  c.encap.source_v6 = *IpPrefix::Parse("fd00:ff::1/128");
+  c.services = {
+      Service("10.1.0.10", IPPROTO_TCP, 80, {"192.168.10.1"}),
+      Service("10.1.0.10", IPPROTO_UDP, 53, {"192.168.10.1"}),
+      Service("2001:db8:1::10", IPPROTO_TCP, 80, {"fd00:10::1"}),
+      Service("10.1.0.11", IPPROTO_UDP, 53, {"192.168.10.2"}, ForwardingMode::kDsrGue),
+      Service("2001:db8:1::11", IPPROTO_UDP, 53, {"fd00:10::2"}, ForwardingMode::kDsrGue),
+      Service("10.1.0.12", IPPROTO_UDP, 53, {"fd00:10::3"}),                    // 4in6
+      Service("2001:db8:1::12", IPPROTO_TCP, 80, {"192.168.10.3"}),             // 6in4
+      Service("10.1.0.20", IPPROTO_TCP, 80, {kMulti[0], kMulti[1], kMulti[2], kMulti[3]}),
+      Service("10.1.0.20", IPPROTO_UDP, 0, {kMulti[0], kMulti[1], kMulti[2], kMulti[3]}),
+      Service("10.1.0.13", IPPROTO_UDP, 53, {}),
+  };
+  return c;
+}
+
+inline uint32_t Hash(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint8_t proto) {
+  FlowKey k;
+  k.src = Addr(src);
+  k.dst = Addr(dst);
+  k.src_port_be = htons(sport);
+  k.dst_port_be = htons(dport);
+  k.protocol = proto;
+  return HashFlowKey(k);
+}
+
+inline uint16_t GueSourcePort(uint32_t hash) { return uint16_t(0xc000 | (hash & 0x3fff)); }
+
+#define EXPECT_BYTES_EQ(actual, expected) \
+  EXPECT_EQ(pb::Hex(actual), pb::Hex(expected))
+
+// The backend address (outer IPv4 destination) of an IPIP frame from the worker.
+inline Bytes OuterDestination4(const Bytes& frame) {
+  return Bytes(frame.begin() + 30, frame.begin() + 34);
+}
+
+}  // namespace lb::dataplane::test
