@@ -26,6 +26,8 @@ namespace lb::dataplane {
     "too big once encapsulated, and no ICMP error may be sent (IPv4 DF clear, or itself an ICMP error)") \
   X(kTooBigRateLimited, "too_big_rate_limited",                                                \
     "too big once encapsulated; the ICMP error was suppressed by the rate limit")              \
+  X(kBadChecksum, "bad_checksum",                                                             \
+    "an echo request to a VIP with a bad IPv4 header or ICMP checksum (RFC 1122 3.2.1.2)")     \
   X(kIcmpUnmatched, "icmp_unmatched", "an ICMP error to a VIP quotes no flow of a service")    \
   X(kIcmpUnsupported, "icmp_unsupported", "an ICMP message to a VIP that is neither an echo request nor an error") \
   X(kNoEncapSource, "no_encap_source", "no outer source address is configured for the backend's family") \

@@ -170,6 +170,34 @@ inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapParams& p
   return true;
 }
 
+// Whether an echo request's IPv4 header checksum and ICMP / ICMPv6 checksum are valid.
+// The VIP answers echo requests as a host, and a host discards datagrams with bad
+// checksums (RFC 1122 §3.2.1.2, §3.2.2); forwarded packets are left to the backend.
+inline bool EchoChecksumsValid(const rte_mbuf* m, const ParsedPacket& p) {
+  const uint8_t* ip = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
+  if (p.is_v4 && rte_raw_cksum(ip, p.l4_offset - p.l3_offset) != 0xffff) return false;
+  const uint16_t icmp_len = uint16_t(p.ip_len - (p.l4_offset - p.l3_offset));
+  uint16_t icmp_sum = 0;
+  if (rte_raw_cksum_mbuf(m, p.l4_offset, icmp_len, &icmp_sum) != 0) return false;
+  uint32_t sum = icmp_sum;
+  if (!p.is_v4) {
+    struct {
+      uint8_t addresses[32];
+      uint32_t length_be;
+      uint8_t zero[3];
+      uint8_t next_header;
+    } pseudo;  // RFC 8200 §8.1
+    std::memcpy(pseudo.addresses, ip + 8, 32);
+    pseudo.length_be = rte_cpu_to_be_32(icmp_len);
+    std::memset(pseudo.zero, 0, sizeof(pseudo.zero));
+    pseudo.next_header = IPPROTO_ICMPV6;
+    sum += rte_raw_cksum(&pseudo, sizeof(pseudo));
+  }
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return sum == 0xffff;
+}
+
 // Turns an ICMP / ICMPv6 echo request to a VIP into its reply, in place: addresses and
 // MAC addresses swapped, a fresh TTL, the type changed and the checksums fixed
 // incrementally (swapping addresses leaves the ICMPv6 pseudo-header sum unchanged).

@@ -126,6 +126,7 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
   }
   switch (p.kind) {
     case PacketKind::kIcmpEcho:
+      if (!rewrite::EchoChecksumsValid(m, p)) return Drop(m, DropReason::kBadChecksum);
       rewrite::MakeEchoReply(m, p);
       out.wire[out.num_wire++] = m;
       counters_.Add(Event::kEchoReplies);

@@ -58,6 +58,7 @@ class WorkerHarness {
     auto snap = builder_.Build(config);
     if (!snap.ok()) return ::testing::AssertionFailure() << snap.status();
     store_->Publish(*std::move(snap));
+    store_->Reclaim();
     return ::testing::AssertionSuccess();
   }
 
@@ -79,8 +80,7 @@ class WorkerHarness {
         result.kernel.push_back(FromMbuf(out.kernel[i]));
         rte_pktmbuf_free(out.kernel[i]);
       }
-      store_->Quiescent(0);
-      store_->Reclaim();
+      store_->Quiescent(0);  // the worker's part; reclaiming is the control thread's
     }
     return result;
   }

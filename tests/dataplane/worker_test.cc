@@ -160,6 +160,15 @@ TEST_F(WorkerTest, EchoRequestToVipIsAnswered) {
   EXPECT_EQ(h_.Count(Event::kEchoReplies), 2u);
 }
 
+TEST_F(WorkerTest, EchoRequestWithABadChecksumIsNotAnswered) {
+  Bytes bad_ip = In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, pb::Icmp(8, 0, 1)));
+  bad_ip[15] ^= 0x2e;  // TOS changed after the header checksum was computed
+  ExpectDrop(bad_ip, DropReason::kBadChecksum);
+  Bytes bad_icmp = In6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 58, pb::Icmp(128, 0, 1, {1, 2})));
+  bad_icmp.back() ^= 1;
+  ExpectDrop(bad_icmp, DropReason::kBadChecksum);
+}
+
 TEST_F(WorkerTest, TooBigOnceEncapsulatedIpv4) {
   // 1500-byte datagram with DF: 1520 bytes in IPIP exceeds the 1500 MTU.
   const Bytes datagram =

@@ -1,5 +1,7 @@
 #include "dataplane/maglev.h"
 
+#include "dataplane/hash.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -138,6 +140,19 @@ TEST(MaglevTest, RejectsBadInput) {
   auto dup = BuildMaglevTable(backends, 307);
   EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(dup.status().message()), ::testing::HasSubstr("backends[3]"));
+}
+
+// Every LB node, of every version, must build the same table from the same backends, or
+// flows break when ECMP moves them between nodes during an upgrade. This pins the table
+// (through a hash of its bytes) for a fixed set: a change that alters it is a change of
+// the fleet-wide contract, not an update of this test.
+TEST(MaglevTest, GoldenTable) {
+  auto backends = MakeBackends(10);
+  backends[3].weight = 2;
+  auto t = BuildMaglevTable(backends, 1009);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(StableHash64(t->data(), t->size() * sizeof(uint16_t), 0), 2068416663183893108ull);
+  EXPECT_EQ((*t)[0], 8);
 }
 
 TEST(MaglevTest, IsPrime) {
