@@ -99,8 +99,8 @@ TEST(MaglevTest, ZeroWeightTakesNothingAndAllZeroIsEmpty) {
 
 // Removing one of N backends must move that backend's entries and only a small share of
 // the others (Maglev §3.4 and Fig. 12 trade a little disruption for balance). Measured
-// over five removal positions: at most 0.61% of the other entries move at N=1000 and
-// at most 0.58% at N=100 (M=65537); 1% is asserted.
+// over five removal positions: at most 0.63% of the other entries move at N=1000 and
+// at most 0.60% at N=100 (M=65537); 1% is asserted.
 TEST(MaglevTest, RemovingOneBackendMovesLittleElse) {
   constexpr uint32_t kM = 65537;
   for (int n : {1000, 100}) {
@@ -151,8 +151,8 @@ TEST(MaglevTest, GoldenTable) {
   backends[3].weight = 2;
   auto t = BuildMaglevTable(backends, 1009);
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(StableHash64(t->data(), t->size() * sizeof(uint16_t), 0), 2068416663183893108ull);
-  EXPECT_EQ((*t)[0], 8);
+  EXPECT_EQ(StableHash64(t->data(), t->size() * sizeof(uint16_t), 0), 14950467993239828044ull);
+  EXPECT_EQ((*t)[0], 0);
 }
 
 TEST(MaglevTest, IsPrime) {
