@@ -44,8 +44,10 @@ absl::Status ValidateTimeouts(const FlowTimeouts& t) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
 absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
-                             const DataplaneConfig& config, const Limits& limits) {
+                             const EncapConfig& encap, const Limits& limits) {
   if (s.vip.IsZero()) return Invalid("%s.vip: %s", field, "must be set");
   if (s.protocol != IPPROTO_TCP && s.protocol != IPPROTO_UDP) {
     return Invalid("%s.protocol: %s", field,
@@ -81,7 +83,7 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
     if (b.state > BackendState::kDown) {
       return Invalid("%s.state: %s", bfield, absl::StrFormat("unknown state %d", int(b.state)));
     }
-    const IpPrefix& source = b.address.IsV4() ? config.encap.source_v4 : config.encap.source_v6;
+    const IpPrefix& source = b.address.IsV4() ? encap.source_v4 : encap.source_v6;
     if (!IsSet(source)) {
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s is %s but encap.%s is not set", b.address.ToString(),
@@ -103,8 +105,6 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 std::string_view ToString(ForwardingMode m) {
   switch (m) {
@@ -149,7 +149,7 @@ absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits)
   for (size_t i = 0; i < config.services.size(); ++i) {
     const ServiceConfig& s = config.services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
-    if (absl::Status st = ValidateService(s, field, config, limits); !st.ok()) return st;
+    if (absl::Status st = ValidateService(s, field, config.encap, limits); !st.ok()) return st;
     auto [it, inserted] = seen.try_emplace(ServiceId{s.vip, s.protocol, s.port}, i);
     if (!inserted) {
       return Invalid("%s: %s", field,

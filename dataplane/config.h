@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -40,6 +41,7 @@ struct BackendConfig {
   uint16_t port = 0;     // part of the backend's identity; DSR delivers to the VIP's port
   uint32_t weight = 1;   // relative share of new flows; 0 behaves as draining
   BackendState state = BackendState::kActive;
+  friend bool operator==(const BackendConfig&, const BackendConfig&) = default;
 };
 
 struct ServiceConfig {
@@ -50,6 +52,7 @@ struct ServiceConfig {
   HashFields hash_fields = HashFields::kFiveTuple;
   uint32_t table_size = kDefaultMaglevTableSize;  // prime
   std::vector<BackendConfig> backends;
+  friend bool operator==(const ServiceConfig&, const ServiceConfig&) = default;
 };
 
 struct EncapConfig {
@@ -95,6 +98,12 @@ struct Limits {
   uint32_t max_backends_per_service = kMaxMaglevBackends;
   uint32_t max_backends_total = 1u << 20;
 };
+
+// Validates one service on its own, naming fields under `field` (e.g. "service" or
+// "services[3]"). ValidateConfig() runs it for each service and adds the checks across
+// services (duplicates, totals).
+absl::Status ValidateService(const ServiceConfig& service, const std::string& field,
+                             const EncapConfig& encap, const Limits& limits);
 
 // OK, or INVALID_ARGUMENT / RESOURCE_EXHAUSTED naming the first offending field, as in
 // "services[2].backends[0].address: 10.0.0.1 is IPv4 but no encap.source_v4 is set".

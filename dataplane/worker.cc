@@ -1,6 +1,7 @@
 #include "dataplane/worker.h"
 
 #include <rte_cycles.h>
+#include <rte_pause.h>
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
@@ -300,6 +301,67 @@ uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
     counters_.Add(Event::kFlowExpired, freed);
   }
   return n;
+}
+
+}  // namespace lb::dataplane
+
+namespace lb::dataplane {
+
+void Worker::AnswerQuery(Millis now) {
+  // Acquire: the key written before the control thread's release store is visible.
+  if (query_.state.load(std::memory_order_acquire) != kAsked) return;
+  FlowAnswer answer;
+  if (FlowTable::Slot slot = flows_.Find(query_.key, HashFlowKey(query_.key), now)) {
+    answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
+  }
+  query_.answer = answer;
+  // Release: the answer is visible to the control thread before the state change.
+  query_.state.store(kAnswered, std::memory_order_release);
+}
+
+std::optional<FlowAnswer> Worker::QueryFlow(const FlowKey& key, uint32_t timeout_us) {
+  const uint64_t deadline = rte_get_tsc_cycles() + rte_get_tsc_hz() / 1'000'000 * timeout_us;
+  // A query that timed out earlier may still be pending: wait for the worker to take it.
+  while (query_.state.load(std::memory_order_acquire) == kAsked) {
+    if (rte_get_tsc_cycles() > deadline) return std::nullopt;
+    rte_delay_us_sleep(10);
+  }
+  query_.key = key;
+  query_.state.store(kAsked, std::memory_order_release);  // publishes the key
+  while (query_.state.load(std::memory_order_acquire) != kAnswered) {
+    if (rte_get_tsc_cycles() > deadline) return std::nullopt;
+    rte_delay_us_sleep(10);
+  }
+  const FlowAnswer answer = query_.answer;
+  query_.state.store(kIdle, std::memory_order_relaxed);  // only the control thread reads it next
+  return answer;
+}
+
+void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
+  uint32_t idle = 0;
+  bool online = true;
+  // Relaxed: `stop` only ends the loop; nothing is published through it.
+  while (!stop.load(std::memory_order_relaxed)) {
+    uint32_t received = 0;
+    for (const PortQueue& port : options.ports) received += PollOnce(port, port, options.kernel);
+    AnswerQuery(Now());
+    loops_.store(loops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (received != 0 || options.idle_polls == 0) {
+      idle = 0;
+      continue;
+    }
+    if (++idle < options.idle_polls) continue;
+    // Idle: hold no snapshot while asleep, so reclamation does not wait for us.
+    if (online) {
+      store_->Offline(options_.id);
+      online = false;
+    }
+    rte_delay_us_sleep(options.idle_sleep_us);
+    store_->Online(options_.id);
+    online = true;
+    // Polling again right away; the next empty poll sleeps again (idle stays high).
+  }
+  if (online) store_->Offline(options_.id);
 }
 
 }  // namespace lb::dataplane

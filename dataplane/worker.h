@@ -15,7 +15,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <optional>
+#include <vector>
 
 #include "dataplane/counters.h"
 #include "dataplane/flow_table.h"
@@ -57,6 +60,23 @@ struct PortQueue {
   uint16_t queue = 0;
 };
 
+// How a worker's poll loop runs (Worker::Run).
+struct RunOptions {
+  std::vector<PortQueue> ports;  // RX and TX queue of this worker on each wire port
+  PortQueue kernel;              // TX queue of this worker on the exception (TAP) port
+  // Idle back-off: after `idle_polls` empty polls in a row the worker goes offline in
+  // QSBR and sleeps `idle_sleep_us` between polls until traffic returns. 0 busy-polls.
+  uint32_t idle_polls = 0;
+  uint32_t idle_sleep_us = 100;
+};
+
+// A flow-table lookup answered by a worker for the control thread (ExplainFlow).
+struct FlowAnswer {
+  bool found = false;
+  uint32_t backend_slot = 0;
+  uint32_t backend_generation = 0;
+};
+
 class Worker {
  public:
   struct Options {
@@ -75,8 +95,20 @@ class Worker {
   // age a slice of the flow table. Returns the number of packets received.
   uint16_t PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel);
 
+  // The poll loop of a worker lcore: PollOnce over every port until `stop` is set, with
+  // the idle back-off of `options`, answering flow queries. Leaves QSBR offline.
+  void Run(const RunOptions& options, const std::atomic<bool>& stop);
+
+  // Control thread (callers serialise): whether this worker's flow table holds `key`,
+  // asked through a mailbox the worker answers between polls. nullopt when the worker
+  // has not answered within `timeout_us` (it is not running, or is stuck).
+  std::optional<FlowAnswer> QueryFlow(const FlowKey& key, uint32_t timeout_us);
+
   // The clock PollOnce uses: milliseconds from the TSC.
   Millis Now() const;
+
+  // Any thread: poll loops run so far (a heartbeat for health checks).
+  uint64_t loops() const { return loops_.load(std::memory_order_relaxed); }
 
   uint32_t id() const { return options_.id; }
   const WorkerCounters& counters() const { return counters_; }  // any thread
@@ -100,6 +132,17 @@ class Worker {
                const BackendRecord& backend, uint32_t hash, Millis now, BurstOutput& out);
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
+  void AnswerQuery(Millis now);
+
+  // The flow-query mailbox: kIdle -> (control) kAsked -> (worker) kAnswered -> (control)
+  // kIdle. The key and answer are plain data published by the release/acquire pairs on
+  // `state`.
+  enum QueryState : uint32_t { kIdle, kAsked, kAnswered };
+  struct alignas(64) Query {
+    std::atomic<uint32_t> state{kIdle};
+    FlowKey key;
+    FlowAnswer answer;
+  };
 
   Options options_;
   SnapshotStore* store_;
@@ -110,6 +153,8 @@ class Worker {
   uint64_t tsc_per_ms_;
   std::array<rte_mbuf*, kMaxBurst> dropped_;
   uint16_t num_dropped_ = 0;
+  Query query_;
+  std::atomic<uint64_t> loops_{0};
 };
 
 }  // namespace lb::dataplane

@@ -1,0 +1,43 @@
+// DataplaneProbe: what the control core asks of the running dataplane (workers, links)
+// for stats, health and flow explanations. lbd implements it over its workers and
+// ports; tests use a fake. Thread model: any thread (implementations serialise what
+// needs it).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dataplane/counters.h"
+#include "dataplane/flow_key.h"
+#include "dataplane/worker.h"
+
+namespace lb::control {
+
+struct WorkerView {
+  uint32_t id = 0;
+  uint32_t lcore = 0;
+  const dataplane::WorkerCounters* counters = nullptr;  // owned by the dataplane
+  uint64_t flows = 0;
+  uint64_t flow_capacity = 0;
+};
+
+struct FlowLocation {
+  uint32_t worker = 0;
+  dataplane::FlowAnswer answer;
+};
+
+class DataplaneProbe {
+ public:
+  virtual ~DataplaneProbe() = default;
+  virtual std::vector<WorkerView> Workers() const = 0;
+  // Empty when healthy: links up and every worker alive.
+  virtual std::vector<std::string> HealthProblems() const = 0;
+  virtual bool LinksUp() const = 0;
+  virtual uint32_t WorkersAlive() const = 0;
+  // The worker whose flow table holds `key`, if any.
+  virtual std::optional<FlowLocation> FindFlow(const dataplane::FlowKey& key) = 0;
+};
+
+}  // namespace lb::control

@@ -1,0 +1,238 @@
+#include "control/grpc_service.h"
+
+#include <arpa/inet.h>
+
+#include "absl/strings/str_format.h"
+#include "control/proto_convert.h"
+
+namespace lb::control {
+namespace {
+
+// Writes a Service result or returns the error.
+grpc::Status Reply(const absl::StatusOr<Service>& result, lb::v1::Service* out) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *out = ToProto(*result);
+  return grpc::Status::OK;
+}
+
+void AddCounter(google::protobuf::RepeatedPtrField<lb::v1::Counter>* list, std::string_view name,
+                uint64_t value) {
+  lb::v1::Counter* c = list->Add();
+  c->set_name(std::string(name));
+  c->set_value(value);
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl::StatusCode and grpc::StatusCode are both the canonical codes, value for value.
+  return grpc::Status(grpc::StatusCode(int(status.code())), std::string(status.message()));
+}
+
+grpc::Status LoadBalancerService::CreateService(grpc::ServerContext*,
+                                                const lb::v1::CreateServiceRequest* req,
+                                                lb::v1::Service* out) {
+  auto config = FromProto(req->service(), "service");
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  return Reply(core_->CreateService(*config), out);
+}
+
+grpc::Status LoadBalancerService::UpdateService(grpc::ServerContext*,
+                                                const lb::v1::UpdateServiceRequest* req,
+                                                lb::v1::Service* out) {
+  auto config = FromProto(req->service(), "service");
+  if (!config.ok()) return ToGrpcStatus(config.status());
+  return Reply(core_->UpdateService(*config, /*keep_backends=*/req->service().backends().empty()),
+               out);
+}
+
+grpc::Status LoadBalancerService::DeleteService(grpc::ServerContext*,
+                                                const lb::v1::DeleteServiceRequest* req,
+                                                lb::v1::DeleteServiceResponse*) {
+  auto id = FromProto(req->key(), "key");
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  return ToGrpcStatus(core_->DeleteService(*id));
+}
+
+grpc::Status LoadBalancerService::GetService(grpc::ServerContext*,
+                                             const lb::v1::GetServiceRequest* req,
+                                             lb::v1::Service* out) {
+  auto id = FromProto(req->key(), "key");
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  return Reply(core_->GetService(*id), out);
+}
+
+grpc::Status LoadBalancerService::ListServices(grpc::ServerContext*,
+                                               const lb::v1::ListServicesRequest*,
+                                               lb::v1::ListServicesResponse* out) {
+  for (const control::Service& s : core_->ListServices()) *out->add_services() = ToProto(s);
+  return grpc::Status::OK;
+}
+
+grpc::Status LoadBalancerService::SetBackends(grpc::ServerContext*,
+                                              const lb::v1::SetBackendsRequest* req,
+                                              lb::v1::Service* out) {
+  auto id = FromProto(req->key(), "key");
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  std::vector<dataplane::BackendConfig> backends;
+  for (int i = 0; i < req->backends_size(); ++i) {
+    auto b = FromProto(req->backends(i), absl::StrFormat("backends[%d]", i));
+    if (!b.ok()) return ToGrpcStatus(b.status());
+    backends.push_back(*b);
+  }
+  return Reply(core_->SetBackends(*id, backends), out);
+}
+
+grpc::Status LoadBalancerService::AddBackend(grpc::ServerContext*,
+                                             const lb::v1::AddBackendRequest* req,
+                                             lb::v1::Service* out) {
+  auto id = FromProto(req->key(), "key");
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto b = FromProto(req->backend(), "backend");
+  if (!b.ok()) return ToGrpcStatus(b.status());
+  return Reply(core_->AddBackend(*id, *b), out);
+}
+
+grpc::Status LoadBalancerService::RemoveBackend(grpc::ServerContext*,
+                                                const lb::v1::RemoveBackendRequest* req,
+                                                lb::v1::Service* out) {
+  auto id = FromProto(req->key(), "key");
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto address = ParseAddress(req->address(), "address");
+  if (!address.ok()) return ToGrpcStatus(address.status());
+  auto port = ParsePort(req->port(), "port");
+  if (!port.ok()) return ToGrpcStatus(port.status());
+  return Reply(core_->RemoveBackend(*id, *address, *port), out);
+}
+
+grpc::Status LoadBalancerService::UpdateBackend(grpc::ServerContext*,
+                                                const lb::v1::UpdateBackendRequest* req,
+                                                lb::v1::Service* out) {
+  auto id = FromProto(req->key(), "key");
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto address = ParseAddress(req->address(), "address");
+  if (!address.ok()) return ToGrpcStatus(address.status());
+  auto port = ParsePort(req->port(), "port");
+  if (!port.ok()) return ToGrpcStatus(port.status());
+  BackendUpdate update;
+  if (req->has_weight()) update.weight = req->weight();
+  if (req->has_state()) {
+    auto state = FromProto(req->state(), "state");
+    if (!state.ok()) return ToGrpcStatus(state.status());
+    update.state = *state;
+  }
+  if (!update.weight && !update.state) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "weight, state: give at least one");
+  }
+  return Reply(core_->UpdateBackend(*id, *address, *port, update), out);
+}
+
+grpc::Status LoadBalancerService::Apply(grpc::ServerContext*, const lb::v1::ApplyRequest* req,
+                                        lb::v1::ApplyResponse* out) {
+  std::vector<dataplane::ServiceConfig> services;
+  for (int i = 0; i < req->services_size(); ++i) {
+    auto s = FromProto(req->services(i), absl::StrFormat("services[%d]", i));
+    if (!s.ok()) return ToGrpcStatus(s.status());
+    services.push_back(*std::move(s));
+  }
+  auto result = core_->Apply(req->generation(), services);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  out->set_generation(result->generation);
+  out->set_created(result->created);
+  out->set_updated(result->updated);
+  out->set_deleted(result->deleted);
+  out->set_unchanged(result->unchanged);
+  return grpc::Status::OK;
+}
+
+grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest*,
+                                           lb::v1::Stats* out) {
+  const Stats stats = core_->GetStats();
+  for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
+    AddCounter(out->mutable_events(), dataplane::kEventInfo[i].name, stats.events[i]);
+  }
+  for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
+    AddCounter(out->mutable_drops(), dataplane::kDropReasonInfo[i].name, stats.drops[i]);
+  }
+  for (const WorkerView& w : stats.workers) {
+    lb::v1::WorkerStats* ws = out->add_workers();
+    ws->set_worker(w.id);
+    ws->set_lcore(w.lcore);
+    ws->set_flows(w.flows);
+    ws->set_flow_capacity(w.flow_capacity);
+    for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
+      AddCounter(ws->mutable_events(), dataplane::kEventInfo[i].name,
+                 w.counters->Get(dataplane::Event(i)));
+    }
+    for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
+      AddCounter(ws->mutable_drops(), dataplane::kDropReasonInfo[i].name,
+                 w.counters->Get(dataplane::DropReason(i)));
+    }
+  }
+  for (const auto& [service, entries] : stats.services) {
+    lb::v1::ServiceStats* ss = out->add_services();
+    *ss->mutable_key() = ToProto(IdOf(service.config));
+    for (size_t i = 0; i < service.config.backends.size(); ++i) {
+      const auto& b = service.config.backends[i];
+      lb::v1::BackendStats* bs = ss->add_backends();
+      bs->set_address(b.address.ToString());
+      bs->set_port(b.port);
+      bs->set_state(ToProto(b.state));
+      bs->set_maglev_entries(entries[i]);
+    }
+  }
+  out->set_flows(stats.flows);
+  out->set_flow_capacity(stats.flow_capacity);
+  out->set_generation(stats.generation);
+  return grpc::Status::OK;
+}
+
+grpc::Status LoadBalancerService::GetHealth(grpc::ServerContext*, const lb::v1::GetHealthRequest*,
+                                            lb::v1::Health* out) {
+  const Health h = core_->GetHealth();
+  out->set_healthy(h.healthy);
+  for (const auto& p : h.problems) out->add_problems(p);
+  out->set_workers(h.workers);
+  out->set_workers_alive(h.workers_alive);
+  out->set_links_up(h.links_up);
+  out->set_generation(h.generation);
+  return grpc::Status::OK;
+}
+
+grpc::Status LoadBalancerService::ExplainFlow(grpc::ServerContext*,
+                                              const lb::v1::ExplainFlowRequest* req,
+                                              lb::v1::ExplainFlowResponse* out) {
+  dataplane::FlowKey key;
+  if (req->protocol() != lb::v1::TCP && req->protocol() != lb::v1::UDP) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "protocol: must be TCP or UDP");
+  }
+  auto src = ParseAddress(req->source(), "source");
+  if (!src.ok()) return ToGrpcStatus(src.status());
+  auto dst = ParseAddress(req->destination(), "destination");
+  if (!dst.ok()) return ToGrpcStatus(dst.status());
+  if (src->IsV4() != dst->IsV4()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "source, destination: must be of the same address family");
+  }
+  auto sport = ParsePort(req->source_port(), "source_port");
+  if (!sport.ok()) return ToGrpcStatus(sport.status());
+  auto dport = ParsePort(req->destination_port(), "destination_port");
+  if (!dport.ok()) return ToGrpcStatus(dport.status());
+  key.src = *src;
+  key.dst = *dst;
+  key.src_port_be = htons(*sport);
+  key.dst_port_be = htons(*dport);
+  key.protocol = uint8_t(req->protocol());
+  auto e = core_->ExplainFlow(key);
+  if (!e.ok()) return ToGrpcStatus(e.status());
+  out->set_vip(e->vip);
+  if (e->service) *out->mutable_service() = ToProto(*e->service);
+  if (e->backend) *out->mutable_backend() = ToProto(*e->backend);
+  if (e->maglev_backend) *out->mutable_maglev_backend() = ToProto(*e->maglev_backend);
+  out->set_decision(e->decision);
+  out->set_worker(e->worker);
+  return grpc::Status::OK;
+}
+
+}  // namespace lb::control

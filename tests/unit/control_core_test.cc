@@ -1,0 +1,234 @@
+#include "control/control_core.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace lb::control {
+namespace {
+
+using dataplane::BackendConfig;
+using dataplane::BackendState;
+using dataplane::IpAddress;
+using dataplane::ServiceConfig;
+using ::testing::HasSubstr;
+
+IpAddress Addr(const char* s) { return *IpAddress::Parse(s); }
+
+ServiceConfig Dns(std::vector<const char*> backends, const char* vip = "10.1.0.10") {
+  ServiceConfig s;
+  s.vip = Addr(vip);
+  s.protocol = IPPROTO_UDP;
+  s.port = 53;
+  s.table_size = 251;
+  for (const char* b : backends) s.backends.push_back({Addr(b)});
+  return s;
+}
+
+NodeSettings Settings() {
+  NodeSettings n;
+  n.encap.source_v4 = *dataplane::IpPrefix::Parse("10.255.0.1/32");
+  n.limits.max_services = 8;
+  return n;
+}
+
+class FakeProbe : public DataplaneProbe {
+ public:
+  std::vector<WorkerView> Workers() const override {
+    return {{0, 1, &counters, 10, 100}, {1, 2, &counters, 5, 100}};
+  }
+  std::vector<std::string> HealthProblems() const override { return problems; }
+  bool LinksUp() const override { return problems.empty(); }
+  uint32_t WorkersAlive() const override { return 2; }
+  std::optional<FlowLocation> FindFlow(const dataplane::FlowKey&) override { return flow; }
+
+  dataplane::WorkerCounters counters;
+  std::vector<std::string> problems;
+  std::optional<FlowLocation> flow;
+};
+
+class ControlCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = dataplane::SnapshotStore::Create(1);
+    ASSERT_TRUE(store.ok());
+    store_ = *std::move(store);
+    core_ = std::make_unique<ControlCore>(Settings(), store_.get(), &probe_);
+    ASSERT_TRUE(core_->Start().ok());
+  }
+  uint64_t SnapshotGeneration() const { return store_->current()->generation(); }
+
+  std::unique_ptr<dataplane::SnapshotStore> store_;
+  FakeProbe probe_;
+  std::unique_ptr<ControlCore> core_;
+};
+
+TEST_F(ControlCoreTest, CreateGetListDelete) {
+  auto created = core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"}));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->id, 1u);
+  const ServiceId id = IdOf(created->config);
+  EXPECT_EQ(id.ToString(), "10.1.0.10:53/udp");
+  ASSERT_NE(store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53)), nullptr)
+      << "published to the dataplane";
+
+  auto again = core_->CreateService(Dns({"192.168.1.9"}));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("10.1.0.10:53/udp already exists (id 1)"));
+
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.3"}, "10.1.0.11")).ok());
+  const auto list = core_->ListServices();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].id, 1u);
+  EXPECT_EQ(list[1].id, 2u);
+  EXPECT_EQ(core_->GetService(id)->config.backends.size(), 2u);
+
+  ASSERT_TRUE(core_->DeleteService(id).ok());
+  EXPECT_EQ(core_->GetService(id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->DeleteService(id).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53)), nullptr);
+}
+
+TEST_F(ControlCoreTest, InvalidRequestsNameTheFieldAndChangeNothing) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"})).ok());
+  const uint64_t generation = SnapshotGeneration();
+  auto bad = Dns({"192.168.1.1"}, "10.1.0.11");
+  bad.backends[0].weight = 100000;
+  auto r = core_->CreateService(bad);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("service.backends[0].weight"));
+  auto v6 = Dns({"fd00::1"}, "10.1.0.12");
+  EXPECT_THAT(std::string(core_->CreateService(v6).status().message()),
+              HasSubstr("service.backends[0].address: fd00::1 is IPv6 but encap.source_v6 is not set"));
+  auto dup = core_->AddBackend(IdOf(Dns({})), {Addr("192.168.1.1")});
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(core_->RemoveBackend(IdOf(Dns({})), Addr("192.168.9.9"), 0).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->ListServices().size(), 1u);
+  EXPECT_EQ(SnapshotGeneration(), generation) << "nothing was published";
+}
+
+TEST_F(ControlCoreTest, ServiceLimitIsResourceExhausted) {
+  for (int i = 0; i < 8; ++i) {
+    const std::string vip = "10.1.0." + std::to_string(20 + i);
+    ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"}, vip.c_str())).ok());
+  }
+  EXPECT_EQ(core_->CreateService(Dns({"192.168.1.1"}, "10.1.0.99")).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(ControlCoreTest, BackendStateAndWeightReachTheMaglevTable) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
+  const ServiceId id = IdOf(Dns({}));
+  auto drained = core_->UpdateBackend(id, Addr("192.168.1.1"), 0, {.state = BackendState::kDraining});
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  const auto* rec = store_->current()->FindService(id.vip, id.protocol, htons(id.port));
+  ASSERT_NE(rec, nullptr);
+  for (uint16_t i : rec->maglev) EXPECT_EQ(i, 1) << "only 192.168.1.2 takes new flows";
+
+  ASSERT_TRUE(core_->UpdateBackend(id, Addr("192.168.1.1"), 0,
+                                   {.weight = 3, .state = BackendState::kActive})
+                  .ok());
+  const Stats stats = core_->GetStats();
+  ASSERT_EQ(stats.services.size(), 1u);
+  const auto& entries = stats.services[0].second;
+  EXPECT_NEAR(double(entries[0]) / entries[1], 3.0, 0.1);
+}
+
+TEST_F(ControlCoreTest, ApplyDiffsAndIsIdempotent) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"}, "10.1.0.50")).ok());  // will be deleted
+  auto a = Dns({"192.168.1.1"});
+  auto b = Dns({"192.168.1.2"}, "10.1.0.11");
+  auto r = core_->Apply(5, {a, b});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->created, 2u);
+  EXPECT_EQ(r->deleted, 1u);
+  EXPECT_EQ(r->generation, 5u);
+  const uint64_t id_a = core_->GetService(IdOf(a))->id;
+  const uint64_t snap = SnapshotGeneration();
+
+  r = core_->Apply(5, {a, b});  // the watcher repeating itself
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->unchanged, 2u);
+  EXPECT_EQ(SnapshotGeneration(), snap) << "a no-op publishes nothing";
+
+  b.backends.push_back({Addr("192.168.1.3")});
+  r = core_->Apply(6, {b, a});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->updated, 1u);
+  EXPECT_EQ(r->unchanged, 1u);
+  EXPECT_EQ(core_->GetService(IdOf(a))->id, id_a) << "ids are stable";
+
+  EXPECT_EQ(core_->Apply(4, {a}).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core_->Apply(6, {a}).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "generation 6 was applied with other services";
+  EXPECT_EQ(core_->ListServices().size(), 2u);
+}
+
+TEST_F(ControlCoreTest, ApplyIsAllOrNothing) {
+  ASSERT_TRUE(core_->Apply(1, {Dns({"192.168.1.1"})}).ok());
+  auto bad = Dns({"192.168.1.2"}, "10.1.0.11");
+  bad.table_size = 100;
+  auto r = core_->Apply(2, {Dns({"192.168.1.5"}), bad});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("services[1].table_size"));
+  r = core_->Apply(2, {Dns({"192.168.1.5"}), Dns({"192.168.1.6"})});
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("services[1]: same VIP, protocol and port as services[0]"));
+  ASSERT_EQ(core_->ListServices().size(), 1u);
+  EXPECT_EQ(core_->ListServices()[0].config.backends[0].address, Addr("192.168.1.1"));
+  EXPECT_TRUE(core_->Apply(2, {Dns({"192.168.1.5"})}).ok()) << "generation 2 still free";
+}
+
+TEST_F(ControlCoreTest, ExplainFlow) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
+  dataplane::FlowKey key;
+  key.src = Addr("192.0.2.1");
+  key.dst = Addr("10.9.9.9");
+  key.src_port_be = htons(1000);
+  key.dst_port_be = htons(53);
+  key.protocol = IPPROTO_UDP;
+  auto e = core_->ExplainFlow(key);
+  ASSERT_TRUE(e.ok());
+  EXPECT_FALSE(e->vip);
+  EXPECT_THAT(e->decision, HasSubstr("not a VIP"));
+
+  key.dst = Addr("10.1.0.10");
+  key.dst_port_be = htons(54);
+  e = core_->ExplainFlow(key);
+  EXPECT_TRUE(e->vip);
+  EXPECT_THAT(e->decision, HasSubstr("no_service"));
+
+  key.dst_port_be = htons(53);
+  e = core_->ExplainFlow(key);
+  ASSERT_TRUE(e->backend.has_value());
+  EXPECT_THAT(e->decision, HasSubstr("maglev"));
+  EXPECT_EQ(e->backend, e->maglev_backend);
+
+  // A worker holds the flow on the other backend: the flow table wins.
+  const auto* rec = store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53));
+  const uint32_t other = e->maglev_backend->address == Addr("192.168.1.1") ? 1 : 0;
+  const uint32_t slot = rec->backend_slots[other];
+  probe_.flow = FlowLocation{1, {true, slot, store_->current()->backend(slot)->generation}};
+  e = core_->ExplainFlow(key);
+  EXPECT_THAT(e->decision, HasSubstr("flow-table: worker 1"));
+  EXPECT_NE(e->backend, e->maglev_backend);
+  EXPECT_EQ(e->worker, 1);
+}
+
+TEST_F(ControlCoreTest, StatsAndHealth) {
+  probe_.counters.Add(dataplane::Event::kForwarded, 7);
+  probe_.counters.Add(dataplane::DropReason::kNoService, 2);
+  const Stats s = core_->GetStats();
+  EXPECT_EQ(s.events[size_t(dataplane::Event::kForwarded)], 14u) << "summed over two workers";
+  EXPECT_EQ(s.drops[size_t(dataplane::DropReason::kNoService)], 4u);
+  EXPECT_EQ(s.flows, 15u);
+  EXPECT_EQ(s.flow_capacity, 200u);
+  EXPECT_TRUE(core_->GetHealth().healthy);
+  probe_.problems = {"port 0: link down"};
+  const Health h = core_->GetHealth();
+  EXPECT_FALSE(h.healthy);
+  EXPECT_EQ(h.problems, probe_.problems);
+}
+
+}  // namespace
+}  // namespace lb::control

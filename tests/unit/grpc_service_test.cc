@@ -1,0 +1,135 @@
+// The gRPC layer over a real server and channel (in process).
+#include "control/grpc_service.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+namespace lb::control {
+namespace {
+
+using ::testing::HasSubstr;
+
+class GrpcServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = dataplane::SnapshotStore::Create(1);
+    ASSERT_TRUE(store.ok());
+    store_ = *std::move(store);
+    NodeSettings settings;
+    settings.encap.source_v4 = *dataplane::IpPrefix::Parse("10.255.0.0/24");
+    core_ = std::make_unique<ControlCore>(settings, store_.get(), nullptr);
+    ASSERT_TRUE(core_->Start().ok());
+    service_ = std::make_unique<LoadBalancerService>(core_.get());
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    stub_ = lb::v1::LoadBalancer::NewStub(server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  lb::v1::Service Dns() {
+    lb::v1::Service s;
+    s.mutable_key()->set_vip("10.1.0.10");
+    s.mutable_key()->set_protocol(lb::v1::UDP);
+    s.mutable_key()->set_port(53);
+    s.add_backends()->set_address("192.168.1.1");
+    s.add_backends()->set_address("192.168.1.2");
+    return s;
+  }
+
+  std::unique_ptr<dataplane::SnapshotStore> store_;
+  std::unique_ptr<ControlCore> core_;
+  std::unique_ptr<LoadBalancerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<lb::v1::LoadBalancer::Stub> stub_;
+};
+
+TEST_F(GrpcServiceTest, CreateListGetWithDefaults) {
+  grpc::ClientContext ctx;
+  lb::v1::CreateServiceRequest req;
+  *req.mutable_service() = Dns();
+  lb::v1::Service created;
+  ASSERT_TRUE(stub_->CreateService(&ctx, req, &created).ok());
+  EXPECT_EQ(created.id(), 1u);
+  EXPECT_EQ(created.mode(), lb::v1::DSR_IPIP) << "unspecified mode means dsr-ipip";
+  EXPECT_EQ(created.table_size(), 65537u);
+  EXPECT_EQ(created.backends(0).weight(), 1u);
+  EXPECT_EQ(created.backends(0).state(), lb::v1::ACTIVE);
+
+  grpc::ClientContext ctx2;
+  lb::v1::ListServicesResponse list;
+  ASSERT_TRUE(stub_->ListServices(&ctx2, {}, &list).ok());
+  ASSERT_EQ(list.services_size(), 1);
+  EXPECT_EQ(list.services(0).key().vip(), "10.1.0.10");
+}
+
+TEST_F(GrpcServiceTest, ErrorsCarryCanonicalCodesAndFields) {
+  lb::v1::CreateServiceRequest req;
+  *req.mutable_service() = Dns();
+  req.mutable_service()->mutable_backends(1)->set_address("not-an-ip");
+  grpc::ClientContext ctx;
+  lb::v1::Service out;
+  grpc::Status s = stub_->CreateService(&ctx, req, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("service.backends[1].address: \"not-an-ip\""));
+
+  req.mutable_service()->mutable_key()->set_protocol(lb::v1::PROTOCOL_UNSPECIFIED);
+  grpc::ClientContext ctx2;
+  s = stub_->CreateService(&ctx2, req, &out);
+  EXPECT_THAT(s.error_message(), HasSubstr("service.key.protocol: must be TCP or UDP"));
+
+  grpc::ClientContext ctx3;
+  lb::v1::GetServiceRequest get;
+  *get.mutable_key() = Dns().key();
+  s = stub_->GetService(&ctx3, get, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext ctx4;
+  lb::v1::UpdateBackendRequest upd;
+  *upd.mutable_key() = Dns().key();
+  upd.set_address("192.168.1.1");
+  s = stub_->UpdateBackend(&ctx4, upd, &out);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << "neither weight nor state";
+  EXPECT_TRUE(core_->ListServices().empty());
+}
+
+TEST_F(GrpcServiceTest, ApplyThenDrain) {
+  lb::v1::ApplyRequest apply;
+  apply.set_generation(3);
+  *apply.add_services() = Dns();
+  grpc::ClientContext ctx;
+  lb::v1::ApplyResponse resp;
+  ASSERT_TRUE(stub_->Apply(&ctx, apply, &resp).ok());
+  EXPECT_EQ(resp.created(), 1u);
+  EXPECT_EQ(resp.generation(), 3u);
+
+  lb::v1::UpdateBackendRequest drain;
+  *drain.mutable_key() = Dns().key();
+  drain.set_address("192.168.1.2");
+  drain.set_state(lb::v1::DRAINING);
+  grpc::ClientContext ctx2;
+  lb::v1::Service out;
+  ASSERT_TRUE(stub_->UpdateBackend(&ctx2, drain, &out).ok());
+  EXPECT_EQ(out.backends(1).state(), lb::v1::DRAINING);
+
+  grpc::ClientContext ctx3;
+  lb::v1::Stats stats;
+  ASSERT_TRUE(stub_->GetStats(&ctx3, {}, &stats).ok());
+  ASSERT_EQ(stats.services_size(), 1);
+  EXPECT_EQ(stats.services(0).backends(1).maglev_entries(), 0u);
+  EXPECT_EQ(stats.services(0).backends(0).maglev_entries(), 65537u);
+  EXPECT_EQ(stats.generation(), 3u);
+  EXPECT_EQ(stats.drops_size(), int(dataplane::kNumDropReasons));
+}
+
+TEST_F(GrpcServiceTest, HealthWithoutDataplaneIsUnhealthy) {
+  grpc::ClientContext ctx;
+  lb::v1::Health h;
+  ASSERT_TRUE(stub_->GetHealth(&ctx, {}, &h).ok());
+  EXPECT_FALSE(h.healthy());
+  EXPECT_THAT(h.problems(0), HasSubstr("no dataplane"));
+}
+
+}  // namespace
+}  // namespace lb::control
