@@ -38,6 +38,7 @@ namespace lb::dataplane {
   X(kRxPackets, "rx_packets", "packets received")                                       \
   X(kTxPackets, "tx_packets", "packets sent out of a port")                             \
   X(kToKernel, "to_kernel", "packets handed to the exception path (not for a VIP)")    \
+  X(kFromKernel, "from_kernel", "packets the kernel sent, out of the port (exception path)") \
   X(kForwarded, "forwarded", "packets encapsulated to a backend")                       \
   X(kEchoReplies, "echo_replies", "ICMP/ICMPv6 echo requests to a VIP answered")         \
   X(kTooBigSent, "too_big_sent", "ICMP fragmentation-needed / packet-too-big sent")      \

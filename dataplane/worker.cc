@@ -337,13 +337,28 @@ std::optional<FlowAnswer> Worker::QueryFlow(const FlowKey& key, uint32_t timeout
   return answer;
 }
 
+uint32_t Worker::SendFromKernel(rte_ring* ring, PortQueue port) {
+  std::array<rte_mbuf*, kMaxBurst> pkts;
+  const unsigned n = rte_ring_sc_dequeue_burst(ring, reinterpret_cast<void**>(pkts.data()),
+                                               kMaxBurst, nullptr);
+  if (n == 0) return 0;
+  const uint16_t sent = rte_eth_tx_burst(port.port, port.queue, pkts.data(), uint16_t(n));
+  counters_.Add(Event::kFromKernel, sent);
+  for (unsigned i = sent; i < n; ++i) Drop(pkts[i], DropReason::kTxFull);
+  FlushDrops();
+  return n;
+}
+
 void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
   uint32_t idle = 0;
   bool online = true;
   // Relaxed: `stop` only ends the loop; nothing is published through it.
   while (!stop.load(std::memory_order_relaxed)) {
     uint32_t received = 0;
-    for (const PortQueue& port : options.ports) received += PollOnce(port, port, options.kernel);
+    for (const auto& p : options.ports) received += PollOnce(p.wire, p.wire, p.kernel);
+    if (options.from_kernel != nullptr && !options.ports.empty()) {
+      received += SendFromKernel(options.from_kernel, options.ports[0].wire);
+    }
     AnswerQuery(Now());
     loops_.store(loops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (received != 0 || options.idle_polls == 0) {

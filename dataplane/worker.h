@@ -12,6 +12,7 @@
 #pragma once
 
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <algorithm>
 #include <array>
@@ -62,8 +63,16 @@ struct PortQueue {
 
 // How a worker's poll loop runs (Worker::Run).
 struct RunOptions {
-  std::vector<PortQueue> ports;  // RX and TX queue of this worker on each wire port
-  PortQueue kernel;              // TX queue of this worker on the exception (TAP) port
+  // Per wire port: this worker's RX and TX queue on it, and its TX queue on the
+  // exception (TAP) port that carries that port's kernel traffic.
+  struct Ports {
+    PortQueue wire;
+    PortQueue kernel;
+  };
+  std::vector<Ports> ports;
+  // Packets the kernel sends through the exception path, handed over by the main lcore
+  // (single producer, this worker the single consumer); sent out of ports[0]. May be null.
+  rte_ring* from_kernel = nullptr;
   // Idle back-off: after `idle_polls` empty polls in a row the worker goes offline in
   // QSBR and sleeps `idle_sleep_us` between polls until traffic returns. 0 busy-polls.
   uint32_t idle_polls = 0;
@@ -133,6 +142,8 @@ class Worker {
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
   void AnswerQuery(Millis now);
+  // Sends what the kernel queued in `ring` out of `port`; returns how many were queued.
+  uint32_t SendFromKernel(rte_ring* ring, PortQueue port);
 
   // The flow-query mailbox: kIdle -> (control) kAsked -> (worker) kAnswered -> (control)
   // kIdle. The key and answer are plain data published by the release/acquire pairs on

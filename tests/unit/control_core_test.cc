@@ -1,5 +1,7 @@
 #include "control/control_core.h"
 
+#include "control/metrics.h"
+
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -228,6 +230,18 @@ TEST_F(ControlCoreTest, StatsAndHealth) {
   const Health h = core_->GetHealth();
   EXPECT_FALSE(h.healthy);
   EXPECT_EQ(h.problems, probe_.problems);
+}
+
+TEST_F(ControlCoreTest, PrometheusMetrics) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
+  probe_.counters.Add(dataplane::DropReason::kNoBackend, 3);
+  const std::string text = RenderPrometheus(core_->GetStats(), core_->GetHealth());
+  EXPECT_THAT(text, HasSubstr("# TYPE lb_drops_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("lb_drops_total{worker=\"1\",reason=\"no_backend\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("lb_events_total{worker=\"0\",event=\"rx_packets\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("lb_backend_maglev_entries{service=\"10.1.0.10:53/udp\",backend=\"192.168.1.1\",port=\"0\",state=\"active\"} "));
+  EXPECT_THAT(text, HasSubstr("lb_healthy 1\n"));
+  EXPECT_THAT(text, HasSubstr("lb_flows{worker=\"0\"} 10\n"));
 }
 
 }  // namespace

@@ -1,0 +1,323 @@
+// lbd: the load balancer appliance.
+//
+//   lbd [EAL options] -- [lbd options]
+//
+// EAL options choose lcores (-l: the first is the main lcore, every other one runs a
+// worker), memory and devices (-a PCI address, --vdev). lbd options are the gflags below.
+#include <microhttpd.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
+#include <sys/stat.h>
+
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "control/control_core.h"
+#include "control/grpc_service.h"
+#include "control/lbd/neighbors.h"
+#include "control/lbd/runtime.h"
+#include "control/metrics.h"
+
+DEFINE_string(port, "", "EAL name of the wire port: a PCI address (0000:3b:00.0, bound to "
+                        "vfio-pci and allowed with -a) or a virtual device from --vdev "
+                        "(net_af_packet0). Required.");
+DEFINE_string(tap, "lb0", "Kernel interface of the exception path (ARP/ND, BGP, BFD, ICMP to "
+                          "the node, all traffic not for a VIP). Give it the node's addresses.");
+DEFINE_string(gateway, "", "IPv4 or IPv6 address of the next hop toward the backends. Its MAC "
+                           "is read from the kernel's neighbour table on --tap.");
+DEFINE_string(gateway_mac, "", "MAC of the next hop, instead of resolving --gateway.");
+DEFINE_uint32(vlan, 0, "802.1Q VLAN ID for encapsulated packets (0: untagged).");
+DEFINE_string(encap_source_v4, "", "Outer IPv4 source addresses, as a prefix whose host bits "
+                                   "vary per flow (10.255.0.0/24), or one address (/32).");
+DEFINE_string(encap_source_v6, "", "Outer IPv6 source addresses, as --encap_source_v4.");
+DEFINE_uint32(gue_port, 6080, "UDP destination port of GUE encapsulation.");
+DEFINE_uint32(mtu, 1500, "IP MTU toward the backends.");
+DEFINE_uint32(icmp_too_big_per_second, 100, "ICMP too-big errors a worker may send a second.");
+DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (56 bytes a flow).");
+DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
+DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
+DEFINE_uint32(idle_polls, 0, "Idle back-off: after this many empty polls a worker sleeps "
+                             "--idle_sleep_us between polls until traffic returns. 0 busy-polls "
+                             "(production); tests and demos use e.g. 100.");
+DEFINE_uint32(idle_sleep_us, 100, "Sleep between polls of an idle worker, microseconds.");
+DEFINE_uint32(mbufs, 16383, "Packet buffers in the pool.");
+DEFINE_string(api_socket, "/run/lbd/lbd.sock", "Unix socket of the gRPC API, mode 0660. Empty: none.");
+DEFINE_string(api_address, "", "host:port of the gRPC API over TCP with TLS. Empty: none.");
+DEFINE_string(tls_cert, "", "PEM certificate chain for --api_address.");
+DEFINE_string(tls_key, "", "PEM private key for --api_address.");
+DEFINE_string(tls_client_ca, "", "PEM CA bundle: when set, API clients over TCP must present a "
+                                 "certificate it signed.");
+DEFINE_string(metrics_address, "", "host:port of the Prometheus endpoint (GET /metrics). Empty: none.");
+DEFINE_uint32(max_services, 4096, "Most services.");
+DEFINE_uint32(max_backends_per_service, 65535, "Most backends in one service.");
+DEFINE_uint32(max_backends_total, 1u << 20, "Most backends in all.");
+
+namespace lb::control {
+namespace {
+
+std::atomic<bool> g_stop{false};
+ControlCore* g_core = nullptr;  // for the telemetry callbacks
+
+void OnSignal(int) { g_stop.store(true, std::memory_order_relaxed); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) LOG(FATAL) << "cannot read " << path;
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+absl::StatusOr<NodeSettings> SettingsFromFlags() {
+  NodeSettings n;
+  auto prefix = [](const std::string& flag, const std::string& text) -> absl::StatusOr<dataplane::IpPrefix> {
+    if (text.empty()) return dataplane::IpPrefix{};
+    auto p = dataplane::IpPrefix::Parse(text.find('/') == std::string::npos
+                                            ? text + (text.find(':') == std::string::npos ? "/32" : "/128")
+                                            : text);
+    if (!p) return absl::InvalidArgumentError(absl::StrFormat("--%s: \"%s\" is not a prefix", flag, text));
+    return *p;
+  };
+  auto v4 = prefix("encap_source_v4", FLAGS_encap_source_v4);
+  if (!v4.ok()) return v4.status();
+  auto v6 = prefix("encap_source_v6", FLAGS_encap_source_v6);
+  if (!v6.ok()) return v6.status();
+  n.encap.source_v4 = *v4;
+  n.encap.source_v6 = *v6;
+  if (FLAGS_gue_port == 0 || FLAGS_gue_port > 65535) return absl::InvalidArgumentError("--gue_port: 1..65535");
+  n.encap.gue_port = uint16_t(FLAGS_gue_port);
+  n.mtu = uint16_t(std::min<uint32_t>(FLAGS_mtu, 65535));
+  n.icmp_too_big_per_second = FLAGS_icmp_too_big_per_second;
+  n.timeouts.tcp_established = FLAGS_tcp_established_timeout * 1000;
+  n.timeouts.udp = FLAGS_udp_timeout * 1000;
+  n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total};
+  if (FLAGS_vlan > 4094) return absl::InvalidArgumentError("--vlan: 0..4094");
+  // Settings are checked as a configuration without services would be.
+  dataplane::DataplaneConfig probe;
+  probe.encap = n.encap;
+  probe.mtu = n.mtu;
+  probe.timeouts = n.timeouts;
+  if (absl::Status s = dataplane::ValidateConfig(probe, n.limits); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
+  }
+  return n;
+}
+
+int TelemetryStats(const char*, const char*, rte_tel_data* d) {
+  const Stats stats = g_core->GetStats();
+  rte_tel_data_start_dict(d);
+  for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
+    rte_tel_data_add_dict_u64(d, std::string(dataplane::kEventInfo[i].name).c_str(), stats.events[i]);
+  }
+  for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
+    const std::string name = "drop_" + std::string(dataplane::kDropReasonInfo[i].name);
+    rte_tel_data_add_dict_u64(d, name.c_str(), stats.drops[i]);
+  }
+  rte_tel_data_add_dict_u64(d, "flows", stats.flows);
+  rte_tel_data_add_dict_u64(d, "generation", stats.generation);
+  return 0;
+}
+
+int TelemetryHealth(const char*, const char*, rte_tel_data* d) {
+  const Health h = g_core->GetHealth();
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_int(d, "healthy", h.healthy);
+  rte_tel_data_add_dict_int(d, "workers_alive", int(h.workers_alive));
+  return 0;
+}
+
+MHD_Result ServeMetrics(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                        const char*, const char*, size_t*, void**) {
+  auto* core = static_cast<ControlCore*>(cls);
+  const bool ok = std::strcmp(method, "GET") == 0 && std::strcmp(url, "/metrics") == 0;
+  const std::string body = ok ? RenderPrometheus(core->GetStats(), core->GetHealth())
+                              : "lbd serves GET /metrics\n";
+  MHD_Response* response = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
+                                                           MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(response, "Content-Type", "text/plain; version=0.0.4");
+  const MHD_Result r = MHD_queue_response(connection, ok ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND, response);
+  MHD_destroy_response(response);
+  return r;
+}
+
+MHD_Daemon* StartMetrics(const std::string& address, ControlCore* core) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) LOG(FATAL) << "--metrics_address: want host:port, got " << address;
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const int port = std::atoi(address.c_str() + colon + 1);
+  auto ip = dataplane::IpAddress::Parse(host);
+  if (!ip || port <= 0 || port > 65535) LOG(FATAL) << "--metrics_address: bad address " << address;
+  sockaddr_storage ss{};
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+  if (ip->IsV4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(uint16_t(port));
+    std::memcpy(&sin->sin_addr, ip->V4Bytes(), 4);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(uint16_t(port));
+    std::memcpy(&sin6->sin6_addr, ip->bytes.data(), 16);
+    flags |= MHD_USE_IPv6;
+  }
+  MHD_Daemon* d = MHD_start_daemon(flags, uint16_t(port), nullptr, nullptr, &ServeMetrics, core,
+                                   MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_END);
+  if (d == nullptr) LOG(FATAL) << "cannot serve metrics on " << address;
+  LOG(INFO) << "metrics on http://" << address << "/metrics";
+  return d;
+}
+
+std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service) {
+  grpc::ServerBuilder builder;
+  builder.RegisterService(service);
+  if (!FLAGS_api_socket.empty()) {
+    const std::string dir = FLAGS_api_socket.substr(0, FLAGS_api_socket.rfind('/'));
+    if (!dir.empty()) mkdir(dir.c_str(), 0755);
+    unlink(FLAGS_api_socket.c_str());  // a stale socket of an earlier run
+    builder.AddListeningPort("unix:" + FLAGS_api_socket, grpc::InsecureServerCredentials());
+  }
+  if (!FLAGS_api_address.empty()) {
+    if (FLAGS_tls_cert.empty() || FLAGS_tls_key.empty()) {
+      LOG(FATAL) << "--api_address needs --tls_cert and --tls_key (the TCP API is TLS only)";
+    }
+    grpc::SslServerCredentialsOptions tls(
+        FLAGS_tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                    : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    if (!FLAGS_tls_client_ca.empty()) tls.pem_root_certs = ReadFile(FLAGS_tls_client_ca);
+    tls.pem_key_cert_pairs.push_back({ReadFile(FLAGS_tls_key), ReadFile(FLAGS_tls_cert)});
+    builder.AddListeningPort(FLAGS_api_address, grpc::SslServerCredentials(tls));
+  }
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) LOG(FATAL) << "cannot start the gRPC API";
+  if (!FLAGS_api_socket.empty()) {
+    chmod(FLAGS_api_socket.c_str(), 0660);
+    LOG(INFO) << "API on unix:" << FLAGS_api_socket;
+  }
+  if (!FLAGS_api_address.empty()) {
+    LOG(INFO) << "API on " << FLAGS_api_address << " (TLS"
+              << (FLAGS_tls_client_ca.empty() ? ")" : ", client certificates required)");
+  }
+  return server;
+}
+
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return true;
+  }
+  return false;
+}
+
+int Main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "lbd [EAL options] -- [lbd options]\n\n"
+      "The load balancer appliance. EAL options come first: -l LCORES (the first is the main "
+      "lcore, each other one runs a worker), -a PCI_ADDRESS or --vdev DEVARGS for the port, "
+      "memory (--no-huge -m MB, or hugepages). See the README (Running lbd).");
+  if (WantsHelp(argc, argv)) {
+    gflags::ShowUsageWithFlagsRestrict(argv[0], "control/lbd/main.cc");
+    return 0;
+  }
+  const int eal_args = rte_eal_init(argc, argv);
+  if (eal_args < 0) {
+    std::fprintf(stderr, "lbd: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  argc -= eal_args;
+  argv += eal_args;
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging("lbd");
+  if (FLAGS_port.empty()) {
+    LOG(ERROR) << "--port is required (after --): the EAL name of the wire port";
+    return 2;
+  }
+  auto settings = SettingsFromFlags();
+  if (!settings.ok()) {
+    LOG(ERROR) << settings.status().message();
+    return 2;
+  }
+  RuntimeOptions ro;
+  ro.port = FLAGS_port;
+  ro.tap_name = FLAGS_tap;
+  ro.flow_capacity = FLAGS_flow_capacity;
+  ro.mbufs = FLAGS_mbufs;
+  ro.idle_polls = FLAGS_idle_polls;
+  ro.idle_sleep_us = FLAGS_idle_sleep_us;
+  ro.vlan = uint16_t(FLAGS_vlan);
+  if (!FLAGS_gateway.empty()) {
+    ro.gateway = dataplane::IpAddress::Parse(FLAGS_gateway);
+    if (!ro.gateway) {
+      LOG(ERROR) << "--gateway: \"" << FLAGS_gateway << "\" is not an IP address";
+      return 2;
+    }
+  }
+  if (!FLAGS_gateway_mac.empty()) {
+    ro.gateway_mac = ParseMac(FLAGS_gateway_mac);
+    if (!ro.gateway_mac) {
+      LOG(ERROR) << "--gateway_mac: \"" << FLAGS_gateway_mac << "\" is not a MAC address";
+      return 2;
+    }
+  }
+  if (!ro.gateway && !ro.gateway_mac) {
+    LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
+    return 2;
+  }
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  const uint32_t workers = rte_lcore_count() - 1;
+  auto store = dataplane::SnapshotStore::Create(std::max(1u, workers));
+  CHECK(store.ok()) << store.status();
+  auto runtime = Runtime::Start(ro, store->get());
+  if (!runtime.ok()) {
+    LOG(ERROR) << runtime.status().message();
+    rte_eal_cleanup();
+    return 1;
+  }
+  settings->next_hop = (*runtime)->InitialNextHop();
+  ControlCore core(*settings, store->get(), runtime->get());
+  if (absl::Status s = core.Start(); !s.ok()) LOG(FATAL) << "initial configuration: " << s;
+  g_core = &core;
+  rte_telemetry_register_cmd("/lb/stats", TelemetryStats, "lbd counters summed over workers");
+  rte_telemetry_register_cmd("/lb/health", TelemetryHealth, "lbd health");
+  if (rte_pdump_init() != 0) {
+    LOG(WARNING) << "rte_pdump_init: " << rte_strerror(rte_errno)
+                 << ": dpdk-dumpcap cannot capture (it needs EAL's shared config: not --no-shconf)";
+  }
+
+  LoadBalancerService service(&core);
+  std::unique_ptr<grpc::Server> api = StartApi(&service);
+  MHD_Daemon* metrics = FLAGS_metrics_address.empty() ? nullptr : StartMetrics(FLAGS_metrics_address, &core);
+  LOG(INFO) << "lbd running with " << workers << " worker(s); SIGTERM or SIGINT stops it";
+
+  (*runtime)->RunMain(&core, g_stop);
+
+  LOG(INFO) << "stopping";
+  api->Shutdown();
+  if (metrics != nullptr) MHD_stop_daemon(metrics);
+  (*runtime)->StopWorkers();
+  runtime->reset();
+  g_core = nullptr;
+  if (!FLAGS_api_socket.empty()) unlink(FLAGS_api_socket.c_str());
+  rte_pdump_uninit();
+  rte_eal_cleanup();
+  LOG(INFO) << "stopped";
+  return 0;
+}
+
+}  // namespace
+}  // namespace lb::control
+
+int main(int argc, char** argv) { return lb::control::Main(argc, argv); }

@@ -1,0 +1,142 @@
+#include "control/lbd/neighbors.h"
+
+#include <arpa/inet.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace lb::control {
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(errno)));
+}
+
+constexpr uint16_t kUsable =
+    NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+
+}  // namespace
+
+absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(
+    const std::string& ifname, const dataplane::IpAddress& address) {
+  const unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0) return Errno("if_nametoindex(" + ifname + ")");
+  Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (fd.get() < 0) return Errno("socket(AF_NETLINK)");
+  const bool v4 = address.IsV4();
+  struct {
+    nlmsghdr header;
+    ndmsg body;
+  } request{};
+  request.header.nlmsg_len = sizeof(request);
+  request.header.nlmsg_type = RTM_GETNEIGH;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = 1;
+  request.body.ndm_family = v4 ? AF_INET : AF_INET6;
+  if (send(fd.get(), &request, sizeof(request), 0) < 0) return Errno("netlink send");
+
+  const uint8_t* want = v4 ? address.V4Bytes() : address.bytes.data();
+  const size_t want_len = v4 ? 4 : 16;
+  std::optional<dataplane::MacAddress> found;
+  alignas(nlmsghdr) char buf[16384];
+  for (;;) {
+    const ssize_t received = recv(fd.get(), buf, sizeof(buf), 0);
+    if (received < 0) return Errno("netlink recv");
+    int n = int(received);  // NLMSG_NEXT counts it down
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return found;
+      if (h->nlmsg_type == NLMSG_ERROR) return absl::InternalError("netlink: RTM_GETNEIGH failed");
+      if (h->nlmsg_type != RTM_NEWNEIGH) continue;
+      const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
+      if (unsigned(nd->ndm_ifindex) != ifindex || !(nd->ndm_state & kUsable)) continue;
+      int len = int(RTM_PAYLOAD(h));
+      const uint8_t* dst = nullptr;
+      const uint8_t* mac = nullptr;
+      size_t dst_len = 0, mac_len = 0;
+      for (auto* a = reinterpret_cast<const rtattr*>(RTM_RTA(nd)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == NDA_DST) {
+          dst = static_cast<const uint8_t*>(RTA_DATA(a));
+          dst_len = RTA_PAYLOAD(a);
+        } else if (a->rta_type == NDA_LLADDR) {
+          mac = static_cast<const uint8_t*>(RTA_DATA(a));
+          mac_len = RTA_PAYLOAD(a);
+        }
+      }
+      if (dst != nullptr && mac != nullptr && dst_len == want_len && mac_len == 6 &&
+          std::memcmp(dst, want, want_len) == 0) {
+        dataplane::MacAddress m;
+        std::memcpy(m.data(), mac, 6);
+        found = m;
+      }
+    }
+  }
+}
+
+absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddress& address) {
+  const bool v4 = address.IsV4();
+  Fd fd(socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (fd.get() < 0) return Errno("socket(SOCK_DGRAM)");
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_BINDTODEVICE, ifname.c_str(), socklen_t(ifname.size())) != 0) {
+    return Errno("SO_BINDTODEVICE " + ifname);
+  }
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (v4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(9);
+    std::memcpy(&sin->sin_addr, address.V4Bytes(), 4);
+    len = sizeof(*sin);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(9);
+    std::memcpy(&sin6->sin6_addr, address.bytes.data(), 16);
+    len = sizeof(*sin6);
+  }
+  if (sendto(fd.get(), "", 0, 0, reinterpret_cast<sockaddr*>(&ss), len) < 0 && errno != EAGAIN) {
+    return Errno("sendto " + address.ToString() + " via " + ifname);
+  }
+  return absl::OkStatus();
+}
+
+std::string MacToString(const dataplane::MacAddress& m) {
+  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+std::optional<dataplane::MacAddress> ParseMac(const std::string& text) {
+  dataplane::MacAddress m;
+  unsigned v[6];
+  char extra;
+  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                  &extra) != 6) {
+    return std::nullopt;
+  }
+  for (int i = 0; i < 6; ++i) {
+    if (v[i] > 255) return std::nullopt;
+    m[i] = uint8_t(v[i]);
+  }
+  return m;
+}
+
+}  // namespace lb::control

@@ -1,0 +1,248 @@
+#include "control/lbd/runtime.h"
+
+#include <rte_cycles.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_format.h"
+#include "control/lbd/neighbors.h"
+
+namespace lb::control {
+namespace {
+
+int WorkerMain(void* arg) {
+  auto* ctx = static_cast<std::pair<dataplane::Worker*, std::pair<const dataplane::RunOptions*,
+                                                                  const std::atomic<bool>*>>*>(arg);
+  ctx->first->Run(*ctx->second.first, *ctx->second.second);
+  delete ctx;
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& options,
+                                                        dataplane::SnapshotStore* store) {
+  std::unique_ptr<Runtime> rt(new Runtime(options));
+  std::vector<uint32_t> lcores;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) lcores.push_back(lcore);
+  if (lcores.empty()) {
+    return absl::InvalidArgumentError(
+        "no worker lcore: give EAL at least two lcores (e.g. -l 0-1); the main lcore does "
+        "control work and each other lcore runs a worker");
+  }
+  const uint16_t workers = uint16_t(lcores.size());
+  rt->pool_ = rte_pktmbuf_pool_create("lbd_mbufs", options.mbufs, 256, 0,
+                                      RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+  if (rt->pool_ == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "rte_pktmbuf_pool_create(%d mbufs): %s. Reserve hugepages "
+        "(echo 512 > /proc/sys/vm/nr_hugepages) or run EAL with --no-huge -m 512",
+        options.mbufs, rte_strerror(rte_errno)));
+  }
+  // The wire port: one RX and one TX queue per worker.
+  auto wire = dataplane::dpdk::Port::Open(
+      options.port, {.rx_queues = workers, .tx_queues = workers,
+                     .rx_descriptors = options.rx_descriptors,
+                     .tx_descriptors = options.tx_descriptors, .pool = rt->pool_});
+  if (!wire.ok()) return wire.status();
+  rt->wire_ = *std::move(wire);
+  rt->from_kernel_ = rte_ring_create("lbd_from_kernel", 1024, int(rte_socket_id()),
+                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (rt->from_kernel_ == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("rte_ring_create(lbd_from_kernel): %s", rte_strerror(rte_errno)));
+  }
+  LOG(INFO) << "port " << rt->wire_->name() << " (" << rt->wire_->driver() << "), MAC "
+            << rt->wire_->MacString() << ", " << workers << " RX queue(s)";
+  if (rt->wire_->SupportsFlowRules()) {
+    LOG(INFO) << "port " << rt->wire_->name()
+              << ": the PMD accepts rte_flow rules, but lbd classifies control traffic in "
+                 "software on every port in this version";
+  } else {
+    LOG(INFO) << "port " << rt->wire_->name() << ": no rte_flow support in "
+              << rt->wire_->driver() << ": control traffic is classified in software";
+  }
+  // The exception path: a TAP with the wire port's MAC, so that the kernel answers ARP
+  // and ND for the node's addresses as the port.
+  auto tap = dataplane::dpdk::Port::Create(
+      absl::StrFormat("net_tap_%s,iface=%s,mac=%s", options.tap_name, options.tap_name,
+                      rt->wire_->MacString()),
+      {.rx_queues = 1, .tx_queues = workers, .rx_descriptors = 512, .tx_descriptors = 512,
+       .pool = rt->pool_});
+  if (!tap.ok()) return tap.status();
+  rt->tap_ = *std::move(tap);
+  LOG(INFO) << "exception path: kernel interface " << options.tap_name;
+
+  for (uint16_t i = 0; i < workers; ++i) {
+    auto slot = std::make_unique<WorkerSlot>();
+    slot->lcore = lcores[i];
+    if (absl::Status s = store->RegisterWorker(i); !s.ok()) return s;
+    slot->worker = std::make_unique<dataplane::Worker>(
+        dataplane::Worker::Options{.id = i, .flow_capacity = options.flow_capacity}, store);
+    slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}}};
+    slot->run.idle_polls = options.idle_polls;
+    slot->run.idle_sleep_us = options.idle_sleep_us;
+    if (i == 0) slot->run.from_kernel = rt->from_kernel_;
+    rt->workers_.push_back(std::move(slot));
+  }
+  rt->gateway_mac_ = options.gateway_mac;
+  for (auto& slot : rt->workers_) {
+    auto* ctx = new std::pair<dataplane::Worker*, std::pair<const dataplane::RunOptions*,
+                                                            const std::atomic<bool>*>>(
+        slot->worker.get(), {&slot->run, &rt->stop_workers_});
+    if (int rc = rte_eal_remote_launch(WorkerMain, ctx, slot->lcore); rc != 0) {
+      delete ctx;
+      rt->StopWorkers();
+      return absl::InternalError(absl::StrFormat("rte_eal_remote_launch(lcore %d): %s",
+                                                 slot->lcore, rte_strerror(-rc)));
+    }
+    rt->workers_running_ = true;
+    LOG(INFO) << "worker " << slot->worker->id() << " on lcore " << slot->lcore
+              << (options.idle_polls ? absl::StrFormat(", idle back-off after %d empty polls",
+                                                       options.idle_polls)
+                                     : ", busy-polling");
+  }
+  return rt;
+}
+
+Runtime::~Runtime() {
+  StopWorkers();
+  if (from_kernel_ != nullptr) {
+    rte_mbuf* m;
+    while (rte_ring_sc_dequeue(from_kernel_, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+    rte_ring_free(from_kernel_);
+  }
+  tap_.reset();
+  wire_.reset();
+  if (pool_ != nullptr) rte_mempool_free(pool_);
+}
+
+void Runtime::StopWorkers() {
+  if (!workers_running_) return;
+  stop_workers_.store(true, std::memory_order_relaxed);
+  rte_eal_mp_wait_lcore();
+  workers_running_ = false;
+}
+
+dataplane::NextHop Runtime::InitialNextHop() const {
+  dataplane::NextHop hop;
+  const rte_ether_addr mac = wire_->mac();
+  std::copy(std::begin(mac.addr_bytes), std::end(mac.addr_bytes), hop.source_mac.begin());
+  absl::MutexLock lock(&mu_);
+  if (gateway_mac_) hop.gateway_mac = *gateway_mac_;
+  hop.vlan = options_.vlan;
+  return hop;
+}
+
+void Runtime::ForwardFromKernel() {
+  rte_mbuf* pkts[dataplane::kMaxBurst];
+  const uint16_t n = rte_eth_rx_burst(tap_->id(), 0, pkts, dataplane::kMaxBurst);
+  if (n == 0) return;
+  const unsigned queued = rte_ring_sp_enqueue_burst(from_kernel_, reinterpret_cast<void**>(pkts), n, nullptr);
+  if (queued < n) rte_pktmbuf_free_bulk(pkts + queued, n - queued);
+}
+
+void Runtime::RefreshNextHop(ControlCore* core) {
+  if (!options_.gateway || options_.gateway_mac) return;
+  auto mac = LookupNeighbor(options_.tap_name, *options_.gateway);
+  if (!mac.ok()) {
+    LOG_EVERY_N(WARNING, 60) << "neighbour lookup: " << mac.status();
+    return;
+  }
+  if (!mac->has_value()) {
+    if (absl::Status s = SolicitNeighbor(options_.tap_name, *options_.gateway); !s.ok()) {
+      LOG_EVERY_N(WARNING, 60) << "cannot solicit the gateway: " << s;
+    }
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (gateway_mac_ == **mac) return;
+    gateway_mac_ = **mac;
+  }
+  LOG(INFO) << "gateway " << options_.gateway->ToString() << " is at " << MacToString(**mac);
+  if (absl::Status s = core->SetNextHop(InitialNextHop()); !s.ok()) {
+    LOG(ERROR) << "cannot publish the new next hop: " << s;
+  }
+}
+
+void Runtime::SampleHeartbeats() {
+  const uint64_t now = rte_get_tsc_cycles();
+  const uint64_t limit = 2 * rte_get_tsc_hz();  // two seconds without a poll loop
+  for (auto& slot : workers_) {
+    const uint64_t loops = slot->worker->loops();
+    if (loops != slot->last_loops || slot->last_change == 0) {
+      slot->last_loops = loops;
+      slot->last_change = now;
+    }
+    slot->alive.store(now - slot->last_change < limit, std::memory_order_relaxed);
+  }
+}
+
+void Runtime::RunMain(ControlCore* core, const std::atomic<bool>& stop) {
+  const uint64_t hz = rte_get_tsc_hz();
+  uint64_t next_second = 0;
+  while (!stop.load(std::memory_order_relaxed)) {
+    ForwardFromKernel();
+    const uint64_t now = rte_get_tsc_cycles();
+    if (now >= next_second) {
+      next_second = now + hz / 4;
+      RefreshNextHop(core);
+      SampleHeartbeats();
+      core->Reclaim();
+    }
+    rte_delay_us_sleep(200);  // the exception path is control traffic: no need to spin
+  }
+}
+
+std::vector<WorkerView> Runtime::Workers() const {
+  std::vector<WorkerView> out;
+  for (const auto& slot : workers_) {
+    out.push_back({slot->worker->id(), slot->lcore, &slot->worker->counters(),
+                   slot->worker->flows().occupied(), slot->worker->flows().capacity()});
+  }
+  return out;
+}
+
+bool Runtime::LinksUp() const { return wire_->LinkUp(); }
+
+uint32_t Runtime::WorkersAlive() const {
+  uint32_t alive = 0;
+  for (const auto& slot : workers_) alive += slot->alive.load(std::memory_order_relaxed);
+  return alive;
+}
+
+std::vector<std::string> Runtime::HealthProblems() const {
+  std::vector<std::string> problems;
+  if (!wire_->LinkUp()) problems.push_back(absl::StrFormat("port %s: link down", wire_->name()));
+  for (const auto& slot : workers_) {
+    if (!slot->alive.load(std::memory_order_relaxed)) {
+      problems.push_back(absl::StrFormat("worker %d (lcore %d): not polling", slot->worker->id(),
+                                         slot->lcore));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (!gateway_mac_) {
+    problems.push_back(options_.gateway
+                           ? absl::StrFormat("gateway %s: no neighbour entry on %s yet",
+                                             options_.gateway->ToString(), options_.tap_name)
+                           : "no gateway: give --gateway or --gateway_mac");
+  }
+  return problems;
+}
+
+std::optional<FlowLocation> Runtime::FindFlow(const dataplane::FlowKey& key) {
+  absl::MutexLock lock(&query_mu_);
+  for (const auto& slot : workers_) {
+    auto answer = slot->worker->QueryFlow(key, /*timeout_us=*/50'000);
+    if (answer && answer->found) return FlowLocation{slot->worker->id(), *answer};
+  }
+  return std::nullopt;
+}
+
+}  // namespace lb::control

@@ -1,0 +1,95 @@
+// Runtime: lbd's running dataplane. It owns the mbuf pool, the wire port and its TAP
+// (exception path), and one Worker per worker lcore, each polling its own RX queue.
+//
+// The main lcore runs RunMain(): it hands what the kernel sends on the TAP to worker 0
+// (through a single-producer, single-consumer ring), which sends it out of the wire port
+// on its own TX queue, so that the port needs one queue pair per worker and no more; keeps the gateway's MAC current from the kernel's neighbour table, samples
+// worker heartbeats for health, and reclaims retired snapshots. It also serves the
+// control core as its DataplaneProbe.
+//
+// Thread model: Create/RunMain/Stop on the main lcore; the probe methods from any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "control/control_core.h"
+#include "control/dataplane_probe.h"
+#include "dataplane/dpdk/port.h"
+#include "dataplane/worker.h"
+
+namespace lb::control {
+
+struct RuntimeOptions {
+  std::string port;                 // the wire port's EAL name
+  std::string tap_name = "lb0";     // the kernel interface of the exception path
+  uint32_t flow_capacity = 1u << 20;  // per worker
+  uint32_t mbufs = 16383;
+  uint16_t rx_descriptors = 1024;
+  uint16_t tx_descriptors = 1024;
+  uint32_t idle_polls = 0;          // 0: busy-poll
+  uint32_t idle_sleep_us = 100;
+  std::optional<dataplane::IpAddress> gateway;       // resolved through the kernel
+  std::optional<dataplane::MacAddress> gateway_mac;  // or given
+  uint16_t vlan = 0;
+};
+
+class Runtime final : public DataplaneProbe {
+ public:
+  // Sets up pool, ports and workers, and launches the workers on their lcores.
+  static absl::StatusOr<std::unique_ptr<Runtime>> Start(const RuntimeOptions& options,
+                                                        dataplane::SnapshotStore* store);
+  ~Runtime() override;
+
+  // The node's next hop as far as known now (source MAC = the wire port's).
+  dataplane::NextHop InitialNextHop() const;
+  const dataplane::dpdk::Port& wire() const { return *wire_; }
+
+  // Main lcore: runs until `stop` is set.
+  void RunMain(ControlCore* core, const std::atomic<bool>& stop);
+  // Stops the workers and waits for them.
+  void StopWorkers();
+
+  // DataplaneProbe
+  std::vector<WorkerView> Workers() const override;
+  std::vector<std::string> HealthProblems() const override;
+  bool LinksUp() const override;
+  uint32_t WorkersAlive() const override;
+  std::optional<FlowLocation> FindFlow(const dataplane::FlowKey& key) override;
+
+ private:
+  struct WorkerSlot {
+    uint32_t lcore;
+    std::unique_ptr<dataplane::Worker> worker;
+    dataplane::RunOptions run;
+    uint64_t last_loops = 0;   // main lcore only
+    uint64_t last_change = 0;  // TSC of the last heartbeat change (main lcore)
+    std::atomic<bool> alive{true};
+  };
+
+  explicit Runtime(const RuntimeOptions& options) : options_(options) {}
+  void ForwardFromKernel();
+  void RefreshNextHop(ControlCore* core);
+  void SampleHeartbeats();
+
+  RuntimeOptions options_;
+  rte_mempool* pool_ = nullptr;
+  std::unique_ptr<dataplane::dpdk::Port> wire_;
+  std::unique_ptr<dataplane::dpdk::Port> tap_;
+  std::vector<std::unique_ptr<WorkerSlot>> workers_;
+  std::atomic<bool> stop_workers_{false};
+  bool workers_running_ = false;
+  rte_ring* from_kernel_ = nullptr;  // main lcore -> worker 0
+
+  mutable absl::Mutex mu_;
+  std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex query_mu_;  // serialises flow queries (one mailbox per worker)
+};
+
+}  // namespace lb::control

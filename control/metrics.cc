@@ -1,0 +1,69 @@
+#include "control/metrics.h"
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+
+namespace lb::control {
+namespace {
+
+std::string Label(std::string_view value) {
+  return absl::StrReplaceAll(absl::string_view(value.data(), value.size()),
+                             {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
+}
+
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const Stats& stats, const Health& health) {
+  std::string out;
+  Header(out, "lb_events_total", "counter",
+         "Worker events by name (see docs/dataplane.md, Counters).");
+  for (const WorkerView& w : stats.workers) {
+    for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
+      absl::StrAppendFormat(&out, "lb_events_total{worker=\"%d\",event=\"%s\"} %d\n", w.id,
+                            dataplane::kEventInfo[i].name, w.counters->Get(dataplane::Event(i)));
+    }
+  }
+  Header(out, "lb_drops_total", "counter",
+         "Packets dropped by the workers, by reason (see docs/dataplane.md, Counters).");
+  for (const WorkerView& w : stats.workers) {
+    for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
+      absl::StrAppendFormat(&out, "lb_drops_total{worker=\"%d\",reason=\"%s\"} %d\n", w.id,
+                            dataplane::kDropReasonInfo[i].name,
+                            w.counters->Get(dataplane::DropReason(i)));
+    }
+  }
+  Header(out, "lb_flows", "gauge", "Flow-table slots in use, per worker.");
+  for (const WorkerView& w : stats.workers) {
+    absl::StrAppendFormat(&out, "lb_flows{worker=\"%d\"} %d\n", w.id, w.flows);
+  }
+  Header(out, "lb_flow_capacity", "gauge", "Flow-table capacity, per worker.");
+  for (const WorkerView& w : stats.workers) {
+    absl::StrAppendFormat(&out, "lb_flow_capacity{worker=\"%d\"} %d\n", w.id, w.flow_capacity);
+  }
+  Header(out, "lb_services", "gauge", "Services configured.");
+  absl::StrAppendFormat(&out, "lb_services %d\n", stats.services.size());
+  Header(out, "lb_backend_maglev_entries", "gauge",
+         "Maglev table entries held by each backend (its share of new flows).");
+  for (const auto& [service, entries] : stats.services) {
+    const std::string name = Label(IdOf(service.config).ToString());
+    for (size_t i = 0; i < service.config.backends.size(); ++i) {
+      const auto& b = service.config.backends[i];
+      absl::StrAppendFormat(
+          &out, "lb_backend_maglev_entries{service=\"%s\",backend=\"%s\",port=\"%d\",state=\"%s\"} %d\n",
+          name, Label(b.address.ToString()), b.port, dataplane::ToString(b.state), entries[i]);
+    }
+  }
+  Header(out, "lb_config_generation", "gauge", "Generation of the last Apply.");
+  absl::StrAppendFormat(&out, "lb_config_generation %d\n", stats.generation);
+  Header(out, "lb_healthy", "gauge", "1 while the dataplane forwards (what lb-bird-gen announces on).");
+  absl::StrAppendFormat(&out, "lb_healthy %d\n", health.healthy ? 1 : 0);
+  Header(out, "lb_workers_alive", "gauge", "Workers whose poll loop runs.");
+  absl::StrAppendFormat(&out, "lb_workers_alive %d\n", health.workers_alive);
+  return out;
+}
+
+}  // namespace lb::control

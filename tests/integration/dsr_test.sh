@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Integration test: lbd on net_af_packet in network namespaces, real kernel TCP and UDP on
+# both ends (dnsmasq, a Python TCP server), DSR over IPIP and GUE with user-space
+# decapsulation on the backends. See topology.sh for the picture.
+#
+# Usage: dsr_test.sh BUILD_DIR. Root. Cleans up every namespace and process, also on failure.
+set -uo pipefail
+export LB_BUILD=$(cd "$1" && pwd)
+export TOPO="lbi$$" TOPO_DIR="/tmp/lb-integration-$$"
+source "$(dirname "$0")/topology.sh"
+
+passed=0
+failed=0
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then
+    echo "ok   - $what"
+    passed=$((passed + 1))
+  else
+    echo "FAIL - $what"
+    failed=$((failed + 1))
+  fi
+}
+finish() {
+  local rc=$?
+  if [ "$failed" -ne 0 ] || [ "$rc" -ne 0 ]; then
+    echo "--- lbd log"; cat "$TOPO_DIR/lbd.log" 2>/dev/null | tail -30
+  fi
+  topo_down
+  rm -rf "$TOPO_DIR"
+}
+trap finish EXIT
+
+dig_vip() { nsx client dig +short +tries=1 +time=2 "@$1" whoami.test; }
+answers_from() {  # answers_from VIP COUNT: distinct backends over COUNT queries
+  for _ in $(seq "$2"); do dig_vip "$1"; done | sort -u | tr '\n' ' '
+}
+
+topo_up || exit 1
+start_lbd || exit 1
+for n in 1 2 3; do start_backend "$n" || exit 1; done
+
+# --- exception path
+check "ARP and ping to the node (tor -> lb0) through the exception path" nsx tor ping -c 2 -W 2 10.90.0.2
+check "ping to the node from the client, routed" nsx client ping -c 2 -W 2 10.90.0.2
+
+# --- services
+lbctl service add "$VIP_DNS:53/udp" --backend 10.92.1.2 --backend 10.92.2.2 >/dev/null
+lbctl service add "$VIP_GUE:53/udp" --mode dsr-gue --backend 10.92.1.2 --backend 10.92.2.2 >/dev/null
+lbctl service add "$VIP_DNS:80/tcp" --backend 10.92.1.2 --backend 10.92.2.2 >/dev/null
+check "three services listed" test "$(lbctl service list -o json | grep -c '"vip"')" -eq 3
+
+check "DNS over DSR-IPIP answers" test -n "$(dig_vip "$VIP_DNS")"
+check "DNS over DSR-GUE answers" test -n "$(dig_vip "$VIP_GUE")"
+spread=$(answers_from "$VIP_DNS" 30)
+check "DNS queries spread over both backends (got: $spread)" test "$spread" = "10.200.0.1 10.200.0.2 "
+check "the VIP answers ping itself" nsx client ping -c 2 -W 2 "$VIP_DNS"
+check "explain names a backend" sh -c "'$LB_BUILD/tools/lbctl' --socket '$TOPO_DIR/lbd.sock' explain udp 10.91.0.2 5555 $VIP_DNS 53 | grep -q 'backend:  10.92'"
+
+# --- TCP: a held connection keeps its backend when one is added and when it drains
+nsx client python3 "$TOPO_SRC/tcp_probe.py" hold "$VIP_DNS" 80 6 >"$TOPO_DIR/hold.out" 2>&1 &
+hold=$!
+topo_wait 5 test -s "$TOPO_DIR/hold.out"
+held=$(head -1 "$TOPO_DIR/hold.out")
+held_ip="10.92.${held#b}.2"
+lbctl backend add "$VIP_DNS:80/tcp" 10.92.3.2 >/dev/null
+sleep 1
+lbctl backend drain "$VIP_DNS:80/tcp" "$held_ip" >/dev/null
+fresh=$(nsx client python3 "$TOPO_SRC/tcp_probe.py" connect "$VIP_DNS" 80 20 | sort | uniq -c | tr -s ' \n' ' ')
+check "new TCP connections avoid the draining backend $held (got:$fresh)" sh -c "! echo '$fresh' | grep -qw '$held'"
+check "new TCP connections reach the added backend b3 (got:$fresh)" sh -c "echo '$fresh' | grep -qw b3"
+wait "$hold"
+check "the held connection stayed on $held through an added backend and its draining" test $? -eq 0
+
+# --- configuration changes under traffic lose nothing
+( for _ in $(seq 150); do dig_vip "$VIP_DNS" || echo FAILED; done >"$TOPO_DIR/under-change.out" ) &
+queries=$!
+for i in $(seq 10); do
+  lbctl backend add "$VIP_DNS:53/udp" 10.92.3.2 >/dev/null
+  lbctl backend set-weight "$VIP_DNS:53/udp" 10.92.1.2 $((i + 1)) >/dev/null
+  lbctl backend remove "$VIP_DNS:53/udp" 10.92.3.2 >/dev/null
+done
+wait "$queries"
+answered=$(grep -c '^10\.200\.0\.' "$TOPO_DIR/under-change.out")
+check "150 queries during 30 configuration changes: $answered answered" test "$answered" -eq 150
+
+# --- bad API requests are refused and change nothing
+before=$(lbctl service list -o json)
+lbctl service add 10.100.0.12:53/udp --backend not-an-ip >/dev/null 2>&1
+check "an invalid backend address is refused (exit 4)" test $? -eq 4
+lbctl service add "$VIP_DNS:53/udp" --backend 10.92.1.2 >/dev/null 2>&1
+check "a duplicate service is refused (exit 4)" test $? -eq 4
+lbctl backend remove "$VIP_DNS:53/udp" 10.92.9.9 >/dev/null 2>&1
+check "removing an unknown backend is NOT_FOUND (exit 3)" test $? -eq 3
+lbctl service add 10.100.0.12:53/udp --table-size 100 --backend 10.92.1.2 >/dev/null 2>&1
+check "a table size that is not prime is refused (exit 4)" test $? -eq 4
+check "refused requests changed nothing" test "$(lbctl service list -o json)" = "$before"
+
+# --- health and counters
+check "lbd reports healthy" lbctl health
+drops=$(lbctl stats -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(int(c["value"]) for c in d["drops"]))')
+check "no packet dropped by the dataplane (drops: $drops)" test "$drops" -eq 0
+
+# --- graceful stop
+lbd_pid=$(head -1 "$TOPO_DIR/pids")
+kill -TERM "$lbd_pid"
+stopped=1
+for _ in $(seq 100); do kill -0 "$lbd_pid" 2>/dev/null || { stopped=0; break; }; sleep 0.1; done
+check "SIGTERM stops lbd within 10 s" test "$stopped" -eq 0
+check "lbd logged a clean stop" grep -q "stopped" "$TOPO_DIR/lbd.log"
+check "the TAP interface went with it" sh -c "! ip netns exec '$TOPO-lb' ip link show lb0 >/dev/null 2>&1"
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

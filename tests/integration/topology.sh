@@ -1,0 +1,119 @@
+# A load-balancing topology in network namespaces, sourced by tests and tools/demo.
+#
+#   client 10.91.0.2 --- tor (router) --- lb: lbd on net_af_packet over veth "wire",
+#                         |                   kernel interface lb0 = 10.90.0.2
+#                         +--- bN 10.92.N.2 (N = 1..3): VIPs on lo, decap.py, dnsmasq,
+#                                                        tcp_probe.py on VIP:80
+# The tor routes the VIP range 10.100.0.0/24 to 10.90.0.2, as BGP would install it.
+# Backends answer clients directly (DSR). Only addresses inside these namespaces are used.
+#
+# Set before sourcing: TOPO (unique prefix of namespace names), TOPO_DIR (work directory,
+# created), LB_BUILD (meson build directory). topo_down removes everything topo_up made.
+
+TOPO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOPO_NAMESPACES=(tor lb client b1 b2 b3)
+VIP_DNS=10.100.0.10
+VIP_GUE=10.100.0.11
+
+nsx() {  # nsx NS COMMAND...: run in the topology's namespace NS
+  local ns=$1
+  shift
+  ip netns exec "$TOPO-$ns" "$@"
+}
+
+lbctl() { "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/lbd.sock" "$@"; }
+
+topo_bg() {  # topo_bg NAME NS COMMAND...: background process, logged, killed by topo_down
+  local name=$1 ns=$2
+  shift 2
+  # exec: the recorded pid is the process itself (ip netns exec execs the command too).
+  (exec ip netns exec "$TOPO-$ns" "$@") >"$TOPO_DIR/$name.log" 2>&1 &
+  echo $! >>"$TOPO_DIR/pids"
+}
+
+topo_wait() {  # topo_wait SECONDS COMMAND...: until COMMAND succeeds
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.2
+  done
+}
+
+topo_link() {  # topo_link NS_A IF_A NS_B IF_B: a veth pair without offloads
+  ip link add "$2" netns "$TOPO-$1" type veth peer name "$4" netns "$TOPO-$3"
+  # af_packet sees frames before checksums and segmentation are done: do them in software.
+  nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
+  nsx "$3" ethtool -K "$4" tx off tso off gso off gro off >/dev/null 2>&1 || true
+  nsx "$1" ip link set "$2" up
+  nsx "$3" ip link set "$4" up
+}
+
+topo_up() {
+  mkdir -p "$TOPO_DIR"
+  : >"$TOPO_DIR/pids"
+  for ns in "${TOPO_NAMESPACES[@]}"; do
+    ip netns add "$TOPO-$ns"
+    nsx "$ns" ip link set lo up
+  done
+  topo_link tor tor-lb lb wire
+  topo_link tor tor-cl client eth0
+  nsx tor sysctl -qw net.ipv4.ip_forward=1
+  nsx tor ip addr add 10.90.0.1/24 dev tor-lb
+  nsx tor ip addr add 10.91.0.1/24 dev tor-cl
+  nsx tor ip route add 10.100.0.0/24 via 10.90.0.2
+  nsx client ip addr add 10.91.0.2/24 dev eth0
+  nsx client ip route add default via 10.91.0.1
+  for n in 1 2 3; do
+    topo_link tor "tor-b$n" "b$n" eth0
+    nsx tor ip addr add "10.92.$n.1/24" dev "tor-b$n"
+    nsx "b$n" ip addr add "10.92.$n.2/24" dev eth0
+    nsx "b$n" ip route add default via "10.92.$n.1"
+    nsx "b$n" ip addr add "$VIP_DNS/32" dev lo
+    nsx "b$n" ip addr add "$VIP_GUE/32" dev lo
+  done
+}
+
+start_lbd() {  # start_lbd [extra lbd flags]
+  topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" -l 0-1 --no-huge -m 512 --no-shconf --no-pci \
+    --log-level=lib.eal:warning --vdev=net_af_packet0,iface=wire -- \
+    --port=net_af_packet0 --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
+    --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" "$@"
+  topo_wait 30 nsx lb ip link show lb0 || { echo "lbd did not create lb0"; cat "$TOPO_DIR/lbd.log"; return 1; }
+  nsx lb ip addr add 10.90.0.2/24 dev lb0
+  nsx lb ip link set lb0 up
+  nsx lb ip route add default via 10.90.0.1 dev lb0
+  topo_wait 30 lbctl health || { echo "lbd did not become healthy"; lbctl health; cat "$TOPO_DIR/lbd.log"; return 1; }
+}
+
+start_backend() {  # start_backend N
+  local n=$1
+  topo_bg "decap-b$n" "b$n" python3 "$TOPO_SRC/decap.py" decap0 6080
+  topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+    --bind-interfaces --listen-address="$VIP_DNS" --listen-address="$VIP_GUE" --user=root \
+    --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" --host-record="whoami.test,10.200.0.$n" --log-facility=-
+  topo_bg "tcp-b$n" "b$n" python3 "$TOPO_SRC/tcp_probe.py" serve "$VIP_DNS" 80 "b$n"
+  topo_wait 10 grep -q ready "$TOPO_DIR/decap-b$n.log" || { cat "$TOPO_DIR/decap-b$n.log"; return 1; }
+  topo_wait 10 grep -q ready "$TOPO_DIR/tcp-b$n.log" || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
+  topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@$VIP_DNS" whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
+}
+
+topo_down() {  # safe under set -e: every step may find its target gone already
+  if [ -f "$TOPO_DIR/pids" ]; then
+    # Gracefully first (SIGTERM), so that lbd releases its ports; then by force.
+    while read -r pid; do kill -TERM "$pid" 2>/dev/null || true; done <"$TOPO_DIR/pids"
+    local deadline=$((SECONDS + 10))
+    while read -r pid; do
+      while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    done <"$TOPO_DIR/pids"
+  fi
+  # Whatever still runs inside a namespace (a child the pids file missed) goes too.
+  local ns left
+  for ns in "${TOPO_NAMESPACES[@]}"; do
+    left=$(ip netns pids "$TOPO-$ns" 2>/dev/null || true)
+    if [ -n "$left" ]; then kill -KILL $left 2>/dev/null || true; fi
+    ip netns del "$TOPO-$ns" 2>/dev/null || true
+  done
+  return 0
+}
