@@ -72,7 +72,9 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   auto tap = dataplane::dpdk::Port::Create(
       absl::StrFormat("net_tap_%s,iface=%s,mac=%s", options.tap_name, options.tap_name,
                       rt->wire_->MacString()),
-      {.rx_queues = 1, .tx_queues = workers, .rx_descriptors = 512, .tx_descriptors = 512,
+      // net_tap needs as many RX as TX queues; the kernel spreads its packets over the
+      // RX queues, and the main lcore polls them all.
+      {.rx_queues = workers, .tx_queues = workers, .rx_descriptors = 512, .tx_descriptors = 512,
        .pool = rt->pool_});
   if (!tap.ok()) return tap.status();
   rt->tap_ = *std::move(tap);
@@ -141,10 +143,13 @@ dataplane::NextHop Runtime::InitialNextHop() const {
 
 void Runtime::ForwardFromKernel() {
   rte_mbuf* pkts[dataplane::kMaxBurst];
-  const uint16_t n = rte_eth_rx_burst(tap_->id(), 0, pkts, dataplane::kMaxBurst);
-  if (n == 0) return;
-  const unsigned queued = rte_ring_sp_enqueue_burst(from_kernel_, reinterpret_cast<void**>(pkts), n, nullptr);
-  if (queued < n) rte_pktmbuf_free_bulk(pkts + queued, n - queued);
+  for (uint16_t q = 0; q < workers_.size(); ++q) {
+    const uint16_t n = rte_eth_rx_burst(tap_->id(), q, pkts, dataplane::kMaxBurst);
+    if (n == 0) continue;
+    const unsigned queued =
+        rte_ring_sp_enqueue_burst(from_kernel_, reinterpret_cast<void**>(pkts), n, nullptr);
+    if (queued < n) rte_pktmbuf_free_bulk(pkts + queued, n - queued);
+  }
 }
 
 void Runtime::RefreshNextHop(ControlCore* core) {

@@ -37,8 +37,24 @@ answers_from() {  # answers_from VIP COUNT: distinct backends over COUNT queries
   for _ in $(seq "$2"); do dig_vip "$1"; done | sort -u | tr '\n' ' '
 }
 
+# A throwaway CA, a server certificate for lbd's TLS API and a client certificate.
+make_certs() {
+  local d=$TOPO_DIR/tls
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lb-test-ca -keyout "$d/ca.key" -out "$d/ca.pem"
+  for who in server client; do
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$d/$who.key" -out "$d/$who.csr"
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$d/$who.ext"
+    openssl x509 -req -days 1 -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+      -extfile "$d/$who.ext" -out "$d/$who.pem"
+  done
+} >/dev/null 2>&1
+
 topo_up || exit 1
-start_lbd || exit 1
+make_certs || { echo "openssl failed"; exit 1; }
+tls=$TOPO_DIR/tls
+start_lbd --api_address=127.0.0.1:50051 --tls_cert="$tls/server.pem" --tls_key="$tls/server.key" \
+  --tls_client_ca="$tls/ca.pem" || exit 1
 for n in 1 2 3; do start_backend "$n" || exit 1; done
 
 # --- exception path
@@ -96,6 +112,46 @@ check "removing an unknown backend is NOT_FOUND (exit 3)" test $? -eq 3
 lbctl service add 10.100.0.12:53/udp --table-size 100 --backend 10.92.1.2 >/dev/null 2>&1
 check "a table size that is not prime is refused (exit 4)" test $? -eq 4
 check "refused requests changed nothing" test "$(lbctl service list -o json)" = "$before"
+
+# --- the TLS API (inside the LB namespace) requires a client certificate
+lbctl_tls() { nsx lb "$LB_BUILD/tools/lbctl" --address 127.0.0.1:50051 --tls-ca "$tls/ca.pem" --timeout 5 "$@"; }
+check "lbctl over TLS with a client certificate" lbctl_tls --tls-cert "$tls/client.pem" --tls-key "$tls/client.key" health
+lbctl_tls health >/dev/null 2>&1
+check "lbctl over TLS without a client certificate is refused (exit 5)" test $? -eq 5
+
+# --- DPDK telemetry serves the same counters
+telemetry=$(python3 - "/var/run/dpdk/$TOPO/dpdk_telemetry.v2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+json.loads(s.recv(4096))
+s.send(b"/lb/stats")
+print(json.loads(s.recv(65536))["/lb/stats"]["forwarded"])
+PY
+)
+check "DPDK telemetry /lb/stats counts forwarded packets (${telemetry:-none})" test "${telemetry:-0}" -gt 0
+
+# --- declarative apply, from YAML and from JSON
+cat >"$TOPO_DIR/apply.yaml" <<YAML
+generation: 7
+services:
+  - key: {vip: $VIP_DNS, protocol: UDP, port: 53}
+    backends:
+      - {address: 10.92.1.2}
+      - {address: 10.92.2.2, weight: 2}
+  - key: {vip: $VIP_GUE, protocol: UDP, port: 53}
+    mode: DSR_GUE
+    backends: [{address: 10.92.3.2}]
+YAML
+first=$(lbctl apply -f "$TOPO_DIR/apply.yaml" 2>&1)
+check "apply -f YAML ($first)" test "$first" = "generation 7: 0 created, 2 updated, 1 deleted, 0 unchanged"
+again=$(lbctl apply -f "$TOPO_DIR/apply.yaml" 2>&1)
+check "applying it again changes nothing ($again)" test "$again" = "generation 7: 0 created, 0 updated, 0 deleted, 2 unchanged"
+check "after apply only the two services remain" test "$(lbctl service list -o json | grep -c '"vip"')" -eq 2
+check "the GUE VIP now answers from b3 alone" test "$(answers_from "$VIP_GUE" 5)" = "10.200.0.3 "
+printf '{"generation": 6, "services": []}' >"$TOPO_DIR/stale.json"
+lbctl apply -f "$TOPO_DIR/stale.json" >/dev/null 2>&1
+check "apply -f JSON with an older generation is refused (exit 4)" test $? -eq 4
 
 # --- health and counters
 check "lbd reports healthy" lbctl health

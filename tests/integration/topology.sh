@@ -1,7 +1,7 @@
 # A load-balancing topology in network namespaces, sourced by tests and tools/demo.
 #
 #   client 10.91.0.2 --- tor (router) --- lb: lbd on net_af_packet over veth "wire",
-#                         |                   kernel interface lb0 = 10.90.0.2
+#                         |                   two workers; kernel interface lb0 = 10.90.0.2
 #                         +--- bN 10.92.N.2 (N = 1..3): VIPs on lo, decap.py, dnsmasq,
 #                                                        tcp_probe.py on VIP:80
 # The tor routes the VIP range 10.100.0.0/24 to 10.90.0.2, as BGP would install it.
@@ -75,8 +75,11 @@ topo_up() {
 }
 
 start_lbd() {  # start_lbd [extra lbd flags]
-  topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" -l 0-1 --no-huge -m 512 --no-shconf --no-pci \
-    --log-level=lib.eal:warning --vdev=net_af_packet0,iface=wire -- \
+  # Two workers (lcores 1 and 2 share the second CPU; idle back-off keeps that cheap), so
+  # that RSS over several queues is exercised.
+  topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 --no-huge -m 512 --no-shconf \
+    --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning \
+    --vdev=net_af_packet0,iface=wire,qpairs=2 -- \
     --port=net_af_packet0 --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" "$@"
   topo_wait 30 nsx lb ip link show lb0 || { echo "lbd did not create lb0"; cat "$TOPO_DIR/lbd.log"; return 1; }
@@ -115,5 +118,6 @@ topo_down() {  # safe under set -e: every step may find its target gone already
     if [ -n "$left" ]; then kill -KILL $left 2>/dev/null || true; fi
     ip netns del "$TOPO-$ns" 2>/dev/null || true
   done
+  rm -rf "/var/run/dpdk/$TOPO"  # lbd's EAL runtime directory (telemetry socket)
   return 0
 }
