@@ -8,7 +8,9 @@
 # Backends answer clients directly (DSR). Only addresses inside these namespaces are used.
 #
 # Set before sourcing: TOPO (unique prefix of namespace names), TOPO_DIR (work directory,
-# created), LB_BUILD (meson build directory). topo_down removes everything topo_up made.
+# created), LB_BUILD (meson build directory); optionally LBD_EAL_MEMORY (EAL memory
+# options of lbd, default "--no-huge -m 512 --no-shconf"). topo_down removes everything
+# topo_up made.
 
 TOPO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOPO_NAMESPACES=(tor lb client b1 b2 b3)
@@ -77,7 +79,8 @@ topo_up() {
 start_lbd() {  # start_lbd [extra lbd flags]
   # Two workers (lcores 1 and 2 share the second CPU; idle back-off keeps that cheap), so
   # that RSS over several queues is exercised.
-  topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 --no-huge -m 512 --no-shconf \
+  # shellcheck disable=SC2086 # LBD_EAL_MEMORY is a list of options
+  topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 ${LBD_EAL_MEMORY:---no-huge -m 512 --no-shconf} \
     --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning \
     --vdev=net_af_packet0,iface=wire,qpairs=2 -- \
     --port=net_af_packet0 --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
