@@ -224,7 +224,8 @@ int Main(int argc, char** argv) {
       "lbd [EAL options] -- [lbd options]\n\n"
       "The load balancer appliance. EAL options come first: -l LCORES (the first is the main "
       "lcore, each other one runs a worker), -a PCI_ADDRESS or --vdev DEVARGS for the port, "
-      "memory (--no-huge -m MB, or hugepages). See the README (Running lbd).");
+      "memory (--no-huge -m MB, or hugepages). lbd options may also come from a file: "
+      "--flagfile=/etc/lbd/lbd.flags, one --flag=value a line. See docs/lbd.md.");
   if (WantsHelp(argc, argv)) {
     gflags::ShowUsageWithFlagsRestrict(argv[0], "control/lbd/main.cc");
     return 0;
