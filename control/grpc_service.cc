@@ -15,6 +15,24 @@ grpc::Status Reply(const absl::StatusOr<Service>& result, lb::v1::Service* out) 
   return grpc::Status::OK;
 }
 
+// A backend named by (service, address, port), as RemoveBackend and UpdateBackend name it.
+struct BackendRef {
+  ServiceId service;
+  dataplane::IpAddress address;
+  uint16_t port;
+};
+
+absl::StatusOr<BackendRef> ParseBackendRef(const lb::v1::ServiceKey& key,
+                                           const std::string& address, uint32_t port) {
+  auto id = FromProto(key, "key");
+  if (!id.ok()) return id.status();
+  auto a = ParseAddress(address, "address");
+  if (!a.ok()) return a.status();
+  auto p = ParsePort(port, "port");
+  if (!p.ok()) return p.status();
+  return BackendRef{*id, *a, *p};
+}
+
 void AddCounter(google::protobuf::RepeatedPtrField<lb::v1::Counter>* list, std::string_view name,
                 uint64_t value) {
   lb::v1::Counter* c = list->Add();
@@ -97,24 +115,16 @@ grpc::Status LoadBalancerService::AddBackend(grpc::ServerContext*,
 grpc::Status LoadBalancerService::RemoveBackend(grpc::ServerContext*,
                                                 const lb::v1::RemoveBackendRequest* req,
                                                 lb::v1::Service* out) {
-  auto id = FromProto(req->key(), "key");
-  if (!id.ok()) return ToGrpcStatus(id.status());
-  auto address = ParseAddress(req->address(), "address");
-  if (!address.ok()) return ToGrpcStatus(address.status());
-  auto port = ParsePort(req->port(), "port");
-  if (!port.ok()) return ToGrpcStatus(port.status());
-  return Reply(core_->RemoveBackend(*id, *address, *port), out);
+  auto ref = ParseBackendRef(req->key(), req->address(), req->port());
+  if (!ref.ok()) return ToGrpcStatus(ref.status());
+  return Reply(core_->RemoveBackend(ref->service, ref->address, ref->port), out);
 }
 
 grpc::Status LoadBalancerService::UpdateBackend(grpc::ServerContext*,
                                                 const lb::v1::UpdateBackendRequest* req,
                                                 lb::v1::Service* out) {
-  auto id = FromProto(req->key(), "key");
-  if (!id.ok()) return ToGrpcStatus(id.status());
-  auto address = ParseAddress(req->address(), "address");
-  if (!address.ok()) return ToGrpcStatus(address.status());
-  auto port = ParsePort(req->port(), "port");
-  if (!port.ok()) return ToGrpcStatus(port.status());
+  auto ref = ParseBackendRef(req->key(), req->address(), req->port());
+  if (!ref.ok()) return ToGrpcStatus(ref.status());
   BackendUpdate update;
   if (req->has_weight()) update.weight = req->weight();
   if (req->has_state()) {
@@ -125,7 +135,7 @@ grpc::Status LoadBalancerService::UpdateBackend(grpc::ServerContext*,
   if (!update.weight && !update.state) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "weight, state: give at least one");
   }
-  return Reply(core_->UpdateBackend(*id, *address, *port, update), out);
+  return Reply(core_->UpdateBackend(ref->service, ref->address, ref->port, update), out);
 }
 
 grpc::Status LoadBalancerService::Apply(grpc::ServerContext*, const lb::v1::ApplyRequest* req,

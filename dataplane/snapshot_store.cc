@@ -60,10 +60,4 @@ size_t SnapshotStore::Reclaim() {
   return retired_.size();
 }
 
-void SnapshotStore::Synchronize() {
-  if (retired_.empty()) return;
-  rte_rcu_qsbr_check(qsbr_, retired_.back().token, true);
-  retired_.clear();
-}
-
 }  // namespace lb::dataplane

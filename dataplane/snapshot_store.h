@@ -8,7 +8,7 @@
 // (DPDK 22.11's rte_rcu_qsbr_dq_* defer queue is experimental; this retire list is the
 // same idea on the control thread.)
 //
-// Thread model: Publish(), Reclaim(), Synchronize(), RegisterWorker() on the control
+// Thread model: Publish(), Reclaim(), RegisterWorker() on the control
 // thread only; Acquire(), Quiescent(), Online() and Offline() on the worker lcore whose
 // id they name. A worker that sleeps while idle goes Offline() first, so that it does
 // not hold up reclamation.
@@ -40,9 +40,6 @@ class SnapshotStore {
   void Publish(std::unique_ptr<const Snapshot> snapshot);
   // Control thread. Frees what no worker can still read; returns how many stay retired.
   size_t Reclaim();
-  // Control thread. Blocks until every online worker has passed a quiescent state, then
-  // reclaims everything retired before the call.
-  void Synchronize();
 
   // Worker lcore. Acquire: pairs with Publish()'s release store, so the snapshot's
   // contents are visible before its pointer is.

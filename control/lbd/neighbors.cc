@@ -62,18 +62,24 @@ absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(
   for (;;) {
     const ssize_t received = recv(fd.get(), buf, sizeof(buf), 0);
     if (received < 0) return Errno("netlink recv");
-    int n = int(received);  // NLMSG_NEXT counts it down
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+    // The messages of this datagram, checked as NLMSG_OK does (without its signed length).
+    for (size_t off = 0; off + sizeof(nlmsghdr) <= size_t(received);) {
+      const auto* h = reinterpret_cast<const nlmsghdr*>(buf + off);
+      if (h->nlmsg_len < sizeof(nlmsghdr) || off + h->nlmsg_len > size_t(received)) break;
+      off += NLMSG_ALIGN(h->nlmsg_len);
       if (h->nlmsg_type == NLMSG_DONE) return found;
       if (h->nlmsg_type == NLMSG_ERROR) return absl::InternalError("netlink: RTM_GETNEIGH failed");
       if (h->nlmsg_type != RTM_NEWNEIGH) continue;
       const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
       if (unsigned(nd->ndm_ifindex) != ifindex || !(nd->ndm_state & kUsable)) continue;
-      int len = int(RTM_PAYLOAD(h));
+      // The attributes follow the ndmsg (RTM_RTA and RTM_PAYLOAD are for rtmsg).
+      int len = int(h->nlmsg_len) - int(NLMSG_LENGTH(sizeof(ndmsg)));
       const uint8_t* dst = nullptr;
       const uint8_t* mac = nullptr;
       size_t dst_len = 0, mac_len = 0;
-      for (auto* a = reinterpret_cast<const rtattr*>(RTM_RTA(nd)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      const auto* first = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nd) +
+                                                          NLMSG_ALIGN(sizeof(ndmsg)));
+      for (auto* a = first; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
         if (a->rta_type == NDA_DST) {
           dst = static_cast<const uint8_t*>(RTA_DATA(a));
           dst_len = RTA_PAYLOAD(a);
