@@ -58,6 +58,7 @@ absl::Status ControlCore::Commit(ServiceMap next) {
   dataplane::DataplaneConfig config;
   config.encap = settings_.encap;
   config.next_hop = settings_.next_hop;
+  config.neighbors = settings_.neighbors;
   config.mtu = settings_.mtu;
   config.icmp_too_big_per_second = settings_.icmp_too_big_per_second;
   config.timeouts = settings_.timeouts;
@@ -255,6 +256,27 @@ absl::Status ControlCore::SetNextHop(const dataplane::NextHop& next_hop) {
   return s;
 }
 
+absl::Status ControlCore::SetNeighbors(
+    const absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress>& neighbors) {
+  absl::MutexLock lock(&mu_);
+  auto previous = std::move(settings_.neighbors);
+  settings_.neighbors = neighbors;
+  absl::Status s = Commit(services_);
+  if (!s.ok()) settings_.neighbors = std::move(previous);
+  return s;
+}
+
+std::vector<dataplane::IpAddress> ControlCore::BackendAddresses() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<dataplane::IpAddress> out;
+  for (const auto& [id, s] : services_) {
+    for (const auto& b : s.config.backends) out.push_back(b.address);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 void ControlCore::Reclaim() {
   absl::MutexLock lock(&mu_);
   store_->Reclaim();
@@ -276,14 +298,19 @@ Stats ControlCore::GetStats() const {
   absl::MutexLock lock(&mu_);
   const dataplane::Snapshot* snap = store_->current();
   stats.generation = applied_generation_;
+  stats.gateway_mac = settings_.next_hop.gateway_mac;
   for (const auto& [id, service] : services_) {
-    std::vector<uint32_t> entries(service.config.backends.size(), 0);
+    std::vector<Stats::BackendStats> backends(service.config.backends.size());
     const dataplane::ServiceRecord* rec =
         snap == nullptr ? nullptr : snap->FindService(id.vip, id.protocol, htons(id.port));
     if (rec != nullptr) {
-      for (uint16_t i : rec->maglev) ++entries[i];
+      for (uint16_t i : rec->maglev) ++backends[i].maglev_entries;
     }
-    stats.services.emplace_back(service, std::move(entries));
+    for (size_t i = 0; i < backends.size(); ++i) {
+      auto n = settings_.neighbors.find(service.config.backends[i].address);
+      if (n != settings_.neighbors.end()) backends[i].neighbor_mac = n->second;
+    }
+    stats.services.emplace_back(service, std::move(backends));
   }
   return stats;
 }

@@ -31,6 +31,7 @@ namespace lb::control {
 struct NodeSettings {
   dataplane::EncapConfig encap;
   dataplane::NextHop next_hop;
+  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> neighbors;  // on-link backends
   uint16_t mtu = 1500;
   uint32_t icmp_too_big_per_second = 100;
   dataplane::FlowTimeouts timeouts;
@@ -67,8 +68,13 @@ struct Stats {
   std::array<uint64_t, dataplane::kNumDropReasons> drops{};
   uint64_t flows = 0, flow_capacity = 0;
   uint64_t generation = 0;
-  // Per service, per backend (configuration order): Maglev entries held.
-  std::vector<std::pair<Service, std::vector<uint32_t>>> services;
+  struct BackendStats {
+    uint32_t maglev_entries = 0;
+    std::optional<dataplane::MacAddress> neighbor_mac;  // set: on-link, sent to this MAC
+  };
+  // Per service, per backend (configuration order).
+  std::vector<std::pair<Service, std::vector<BackendStats>>> services;
+  dataplane::MacAddress gateway_mac{};
 };
 
 struct Health {
@@ -122,6 +128,11 @@ class ControlCore {
 
   // Neighbour resolution found a (new) gateway MAC.
   absl::Status SetNextHop(const dataplane::NextHop& next_hop);
+  // Neighbour resolution's MACs of the backends on the node's own segments.
+  absl::Status SetNeighbors(
+      const absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress>& neighbors);
+  // Every backend address of every service (for neighbour resolution).
+  std::vector<dataplane::IpAddress> BackendAddresses() const;
 
   Stats GetStats() const;
   Health GetHealth() const;

@@ -180,7 +180,7 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
                  w.counters->Get(dataplane::DropReason(i)));
     }
   }
-  for (const auto& [service, entries] : stats.services) {
+  for (const auto& [service, backends] : stats.services) {
     lb::v1::ServiceStats* ss = out->add_services();
     *ss->mutable_key() = ToProto(IdOf(service.config));
     for (size_t i = 0; i < service.config.backends.size(); ++i) {
@@ -189,7 +189,9 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
       bs->set_address(b.address.ToString());
       bs->set_port(b.port);
       bs->set_state(ToProto(b.state));
-      bs->set_maglev_entries(entries[i]);
+      bs->set_maglev_entries(backends[i].maglev_entries);
+      bs->set_next_hop(backends[i].neighbor_mac ? dataplane::MacToString(*backends[i].neighbor_mac)
+                                                : "gateway");
     }
   }
   out->set_flows(stats.flows);

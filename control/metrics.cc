@@ -48,13 +48,14 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
   absl::StrAppendFormat(&out, "lb_services %d\n", stats.services.size());
   Header(out, "lb_backend_maglev_entries", "gauge",
          "Maglev table entries held by each backend (its share of new flows).");
-  for (const auto& [service, entries] : stats.services) {
+  for (const auto& [service, backends] : stats.services) {
     const std::string name = Label(IdOf(service.config).ToString());
     for (size_t i = 0; i < service.config.backends.size(); ++i) {
       const auto& b = service.config.backends[i];
       absl::StrAppendFormat(
           &out, "lb_backend_maglev_entries{service=\"%s\",backend=\"%s\",port=\"%d\",state=\"%s\"} %d\n",
-          name, Label(b.address.ToString()), b.port, dataplane::ToString(b.state), entries[i]);
+          name, Label(b.address.ToString()), b.port, dataplane::ToString(b.state),
+          backends[i].maglev_entries);
     }
   }
   Header(out, "lb_config_generation", "gauge", "Generation of the last Apply.");

@@ -1,5 +1,7 @@
 #include "dataplane/config.h"
 
+#include <cstdio>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
 
@@ -130,6 +132,25 @@ std::string_view ToString(BackendState s) {
     case BackendState::kDown: return "down";
   }
   return "unknown";
+}
+
+std::string MacToString(const MacAddress& m) {
+  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+std::optional<MacAddress> ParseMac(const std::string& text) {
+  MacAddress m;
+  unsigned v[6];
+  char extra;
+  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                  &extra) != 6) {
+    return std::nullopt;
+  }
+  for (int i = 0; i < 6; ++i) {
+    if (v[i] > 255) return std::nullopt;
+    m[i] = uint8_t(v[i]);
+  }
+  return m;
 }
 
 absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits) {

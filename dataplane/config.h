@@ -9,10 +9,12 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "dataplane/flow_key.h"
 #include "dataplane/flow_table.h"
@@ -76,11 +78,13 @@ struct FlowTimeouts {
 };
 
 using MacAddress = std::array<uint8_t, 6>;
+std::string MacToString(const MacAddress& mac);                // "02:00:00:00:00:01"
+std::optional<MacAddress> ParseMac(const std::string& text);  // nullopt unless 6 hex bytes with ':' 
 
 // Where encapsulated packets go on the wire: the gateway toward the backends.
 struct NextHop {
   MacAddress source_mac{};
-  MacAddress gateway_mac{};
+  MacAddress gateway_mac{};  // all zero: not known yet (packets are dropped: no_next_hop)
   uint16_t vlan = 0;  // 802.1Q VLAN ID of the egress; 0: untagged
 };
 
@@ -88,6 +92,8 @@ struct DataplaneConfig {
   std::vector<ServiceConfig> services;
   EncapConfig encap;
   NextHop next_hop;
+  // MACs of backends on the node's own segments: packets to them skip the gateway.
+  absl::flat_hash_map<IpAddress, MacAddress> neighbors;
   uint16_t mtu = 1500;                      // IP MTU of the egress link
   uint32_t icmp_too_big_per_second = 100;   // per worker; 0 disables the ICMP errors
   FlowTimeouts timeouts;

@@ -30,6 +30,7 @@ namespace lb::dataplane {
     "an echo request to a VIP with a bad IPv4 header or ICMP checksum (RFC 1122 3.2.1.2)")     \
   X(kIcmpUnmatched, "icmp_unmatched", "an ICMP error to a VIP quotes no flow of a service")    \
   X(kIcmpUnsupported, "icmp_unsupported", "an ICMP message to a VIP that is neither an echo request nor an error") \
+  X(kNoNextHop, "no_next_hop", "the gateway's MAC is not known (yet): nowhere to send the packet") \
   X(kNoEncapSource, "no_encap_source", "no outer source address is configured for the backend's family") \
   X(kNoHeadroom, "no_headroom", "the mbuf lacks headroom for the rewrite, or is segmented where it must not be")         \
   X(kTxFull, "tx_full", "the TX queue did not take the packet")

@@ -93,7 +93,8 @@ inline uint16_t EncapOverhead(bool outer_v4, bool gue) {
 struct EncapParams {
   const IpAddress* source;
   const IpAddress* destination;
-  const NextHop* next_hop;
+  const MacAddress* destination_mac;  // the gateway's, or an on-link backend's
+  const NextHop* next_hop;            // source MAC and VLAN
   uint32_t flow_hash;    // entropy for the outer flow label / GUE source port
   uint16_t gue_port_be;  // GUE only
   uint8_t ttl;
@@ -121,7 +122,7 @@ inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapParams& p
   auto* h = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, grow));
   if (h == nullptr) return false;
 
-  uint8_t* ip = h + WriteEthernet(h, params.next_hop->gateway_mac, params.next_hop->source_mac,
+  uint8_t* ip = h + WriteEthernet(h, *params.destination_mac, params.next_hop->source_mac,
                                   params.next_hop->vlan,
                                   kOuterV4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   const uint8_t outer_proto = kGue ? uint8_t(IPPROTO_UDP) : inner_proto;

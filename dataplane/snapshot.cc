@@ -112,6 +112,10 @@ absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
       r.in_use = true;
       r.generation = slot_generations_[slot];
       r.service_index = uint32_t(i);
+      if (auto n = config.neighbors.find(r.address); n != config.neighbors.end()) {
+        r.on_link = true;
+        r.neighbor_mac = n->second;
+      }
     }
   }
 
@@ -136,6 +140,7 @@ absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
   snap->outer_ttl_ = config.encap.outer_ttl;
   snap->mtu_ = config.mtu;
   snap->next_hop_ = config.next_hop;
+  snap->gateway_known_ = config.next_hop.gateway_mac != MacAddress{};
   snap->icmp_too_big_per_second_ = config.icmp_too_big_per_second;
   snap->timeouts_ = config.timeouts;
   snap->generation_ = next_generation_++;

@@ -64,6 +64,8 @@ struct BackendRecord {
   uint32_t weight = 0;
   uint32_t generation = 0;     // 24 bits, as stored in FlowEntry
   uint32_t service_index = 0;  // index of its service in this snapshot
+  bool on_link = false;        // on the node's segment: sent to neighbor_mac, not the gateway
+  MacAddress neighbor_mac{};
 };
 
 // Outer source selection for one address family (see EncapConfig).
@@ -110,6 +112,7 @@ class Snapshot {
   uint8_t outer_ttl() const { return outer_ttl_; }
   uint16_t mtu() const { return mtu_; }
   const NextHop& next_hop() const { return next_hop_; }
+  bool gateway_known() const { return gateway_known_; }
   uint32_t icmp_too_big_per_second() const { return icmp_too_big_per_second_; }
   Millis Timeout(FlowState s) const;
 
@@ -127,6 +130,7 @@ class Snapshot {
   uint8_t outer_ttl_ = 64;
   uint16_t mtu_ = 1500;
   NextHop next_hop_;
+  bool gateway_known_ = false;
   uint32_t icmp_too_big_per_second_ = 0;
   FlowTimeouts timeouts_;
 };

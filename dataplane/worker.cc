@@ -252,6 +252,7 @@ void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
   const bool gue = svc.mode == ForwardingMode::kDsrGue;
   const EncapSource& source = snap.encap_source(outer_v4);
   if (!source.set) return Drop(m, DropReason::kNoEncapSource);
+  if (!backend.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
   const uint16_t overhead = rewrite::EncapOverhead(outer_v4, gue);
   if (uint32_t(p.ip_len) + overhead > snap.mtu()) {
     if (p.kind == PacketKind::kIcmpError || (p.is_v4 && !p.dont_fragment)) {
@@ -270,8 +271,12 @@ void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
   // RFC 2003 §3.1: the encapsulator forwards the inner packet as a router would.
   rewrite::DecrementTtl(rte_pktmbuf_mtod_offset(m, uint8_t*, p.l3_offset), p.is_v4);
   const IpAddress outer_source = source.For(hash);
-  const rewrite::EncapParams params{&outer_source,      &backend.address, &snap.next_hop(), hash,
-                                    snap.gue_port_be(), snap.outer_ttl(), next_ip_id_++};
+  const rewrite::EncapParams params{
+      &outer_source,      &backend.address,
+      backend.on_link ? &backend.neighbor_mac : &snap.next_hop().gateway_mac,
+      &snap.next_hop(),   hash,
+      snap.gue_port_be(), snap.outer_ttl(),
+      next_ip_id_++};
   const bool ok = outer_v4 ? (gue ? rewrite::Encapsulate<true, true>(m, p, params)
                                   : rewrite::Encapsulate<true, false>(m, p, params))
                            : (gue ? rewrite::Encapsulate<false, true>(m, p, params)

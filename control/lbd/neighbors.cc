@@ -4,6 +4,7 @@
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -98,6 +99,34 @@ absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(
   }
 }
 
+absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::string& ifname) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return Errno("getifaddrs");
+  std::vector<dataplane::IpPrefix> out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_netmask == nullptr || ifname != i->ifa_name) continue;
+    dataplane::IpAddress address, mask;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      address = dataplane::IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr);
+      mask = dataplane::IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(i->ifa_netmask)->sin_addr);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      address = dataplane::IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+      mask = dataplane::IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(i->ifa_netmask)->sin6_addr);
+    } else {
+      continue;
+    }
+    const size_t first = address.IsV4() ? 12 : 0;
+    uint8_t length = 0;
+    for (size_t b = first; b < 16; ++b) {
+      length += uint8_t(__builtin_popcount(mask.bytes[b]));
+      address.bytes[b] &= mask.bytes[b];
+    }
+    out.push_back({address, length});
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddress& address) {
   const bool v4 = address.IsV4();
   Fd fd(socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -124,25 +153,6 @@ absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddre
     return Errno("sendto " + address.ToString() + " via " + ifname);
   }
   return absl::OkStatus();
-}
-
-std::string MacToString(const dataplane::MacAddress& m) {
-  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-}
-
-std::optional<dataplane::MacAddress> ParseMac(const std::string& text) {
-  dataplane::MacAddress m;
-  unsigned v[6];
-  char extra;
-  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                  &extra) != 6) {
-    return std::nullopt;
-  }
-  for (int i = 0; i < 6; ++i) {
-    if (v[i] > 255) return std::nullopt;
-    m[i] = uint8_t(v[i]);
-  }
-  return m;
 }
 
 }  // namespace lb::control

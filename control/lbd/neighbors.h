@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dataplane/config.h"
@@ -20,11 +21,14 @@ namespace lb::control {
 absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(const std::string& ifname,
                                                                     const dataplane::IpAddress& address);
 
+// The prefixes of the addresses on interface `ifname` (its connected subnets).
+absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::string& ifname);
+
 // Makes the kernel resolve `address` on `ifname`: sends one empty UDP datagram to its
 // discard port (9) from a socket bound to the interface, which needs the neighbour first.
 absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddress& address);
 
-std::string MacToString(const dataplane::MacAddress& mac);
-std::optional<dataplane::MacAddress> ParseMac(const std::string& text);
+using dataplane::MacToString;
+using dataplane::ParseMac;
 
 }  // namespace lb::control

@@ -176,6 +176,40 @@ void Runtime::RefreshNextHop(ControlCore* core) {
   }
 }
 
+// Backends on the TAP's own subnets are reached directly, at their MAC from the kernel's
+// neighbour table; the others, and on-link ones not resolved yet, through the gateway.
+void Runtime::RefreshNeighbors(ControlCore* core) {
+  auto prefixes = InterfacePrefixes(options_.tap_name);
+  if (!prefixes.ok()) {
+    LOG_EVERY_N(WARNING, 60) << prefixes.status();
+    return;
+  }
+  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> found;
+  for (const dataplane::IpAddress& backend : core->BackendAddresses()) {
+    const bool on_link = std::any_of(prefixes->begin(), prefixes->end(),
+                                     [&](const dataplane::IpPrefix& p) { return p.Contains(backend); });
+    if (!on_link) continue;
+    auto mac = LookupNeighbor(options_.tap_name, backend);
+    if (mac.ok() && mac->has_value()) {
+      found[backend] = **mac;
+    } else {
+      // Until it resolves, the gateway carries its packets.
+      (void)SolicitNeighbor(options_.tap_name, backend);
+    }
+  }
+  if (found == neighbors_) return;
+  for (const auto& [address, mac] : found) {
+    auto old = neighbors_.find(address);
+    if (old == neighbors_.end() || old->second != mac) {
+      LOG(INFO) << "on-link backend " << address.ToString() << " is at " << MacToString(mac);
+    }
+  }
+  neighbors_ = std::move(found);
+  if (absl::Status s = core->SetNeighbors(neighbors_); !s.ok()) {
+    LOG(ERROR) << "cannot publish on-link neighbours: " << s;
+  }
+}
+
 void Runtime::SampleHeartbeats() {
   const uint64_t now = rte_get_tsc_cycles();
   const uint64_t limit = 2 * rte_get_tsc_hz();  // two seconds without a poll loop
@@ -198,6 +232,7 @@ void Runtime::RunMain(ControlCore* core, const std::atomic<bool>& stop) {
     if (now >= next_second) {
       next_second = now + hz / 4;
       RefreshNextHop(core);
+      RefreshNeighbors(core);
       SampleHeartbeats();
       core->Reclaim();
     }

@@ -76,6 +76,7 @@ class Runtime final : public DataplaneProbe {
   explicit Runtime(const RuntimeOptions& options) : options_(options) {}
   void ForwardFromKernel();
   void RefreshNextHop(ControlCore* core);
+  void RefreshNeighbors(ControlCore* core);
   void SampleHeartbeats();
 
   RuntimeOptions options_;
@@ -89,6 +90,7 @@ class Runtime final : public DataplaneProbe {
 
   mutable absl::Mutex mu_;
   std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> neighbors_;  // main lcore
   absl::Mutex query_mu_;  // serialises flow queries (one mailbox per worker)
 };
 

@@ -146,6 +146,33 @@ TEST_F(WorkerTest, OuterSourceVariesPerFlowWithinThePrefix) {
   EXPECT_GT(sources.size(), 40u) << "64 flows should use many of the 256 sources";
 }
 
+TEST_F(WorkerTest, OnLinkBackendsGetTheirOwnMac) {
+  auto c = TestConfig();
+  const MacAddress backend_mac = {0x02, 0, 0, 0, 0, 0xcc};
+  c.neighbors[Addr("192.168.10.1")] = backend_mac;
+  ASSERT_TRUE(h_.Apply(c));
+  const pb::Ipv4Options o{.df = true};
+  pb::Ipv4Options inner = o;
+  inner.ttl = 63;
+  const pb::Mac mac = {0x02, 0, 0, 0, 0, 0xcc};
+  ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kAck), o)),
+             pb::Ether(mac, kPortMac, 0x0800,
+                       pb::Ipv4("10.255.0.1", "192.168.10.1", 4,
+                                pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kAck), inner),
+                                {.df = true})));
+}
+
+TEST_F(WorkerTest, UnknownGatewayDropsInsteadOfSendingToNoOne) {
+  auto c = TestConfig();
+  c.next_hop.gateway_mac = {};
+  ASSERT_TRUE(h_.Apply(c));
+  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kSyn))), DropReason::kNoNextHop);
+  // An on-link backend needs no gateway.
+  c.neighbors[Addr("192.168.10.1")] = {0x02, 0, 0, 0, 0, 0xcc};
+  ASSERT_TRUE(h_.Apply(c));
+  EXPECT_EQ(h_.Run(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kSyn)))).wire.size(), 1u);
+}
+
 // --- ICMP ------------------------------------------------------------------------------
 
 TEST_F(WorkerTest, EchoRequestToVipIsAnswered) {

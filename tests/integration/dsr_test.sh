@@ -55,7 +55,7 @@ make_certs || { echo "openssl failed"; exit 1; }
 tls=$TOPO_DIR/tls
 start_lbd --api_address=127.0.0.1:50051 --tls_cert="$tls/server.pem" --tls_key="$tls/server.key" \
   --tls_client_ca="$tls/ca.pem" || exit 1
-for n in 1 2 3; do start_backend "$n" || exit 1; done
+for n in 1 2 3 4; do start_backend "$n" || exit 1; done
 
 # --- exception path
 check "ARP and ping to the node (tor -> lb0) through the exception path" nsx tor ping -c 2 -W 2 10.90.0.2
@@ -73,6 +73,18 @@ spread=$(answers_from "$VIP_DNS" 30)
 check "DNS queries spread over both backends (got: $spread)" test "$spread" = "10.200.0.1 10.200.0.2 "
 check "the VIP answers ping itself" nsx client ping -c 2 -W 2 "$VIP_DNS"
 check "explain names a backend" sh -c "'$LB_BUILD/tools/lbctl' --socket '$TOPO_DIR/lbd.sock' explain udp 10.91.0.2 5555 $VIP_DNS 53 | grep -q 'backend:  10.92'"
+
+# --- a backend on the LB's own segment is sent to directly, at its own MAC
+lbctl service add 10.100.0.12:53/udp --backend 10.90.0.5 >/dev/null
+nsx b4 ip addr add 10.100.0.12/32 dev lo
+topo_bg dns-b4-12 b4 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+  --bind-interfaces --listen-address=10.100.0.12 --user=root --pid-file="$TOPO_DIR/dnsmasq-b4-12.pid" \
+  --host-record=whoami.test,10.200.0.4 --log-facility=-
+topo_wait 10 nsx b4 dig +short +tries=1 +time=1 @10.100.0.12 whoami.test
+b4_mac=$(nsx b4 cat /sys/class/net/eth0/address)
+on_link() { lbctl stats -o json | grep -q "\"next_hop\": \"$b4_mac\""; }
+check "lbd resolved the on-link backend's MAC ($b4_mac)" topo_wait 10 on_link
+check "DNS through a VIP whose backend is on-link" test "$(dig_vip 10.100.0.12)" = "10.200.0.4"
 
 # --- TCP: a held connection keeps its backend when one is added and when it drains
 nsx client python3 "$TOPO_SRC/tcp_probe.py" hold "$VIP_DNS" 80 6 >"$TOPO_DIR/hold.out" 2>&1 &
@@ -144,7 +156,7 @@ services:
     backends: [{address: 10.92.3.2}]
 YAML
 first=$(lbctl apply -f "$TOPO_DIR/apply.yaml" 2>&1)
-check "apply -f YAML ($first)" test "$first" = "generation 7: 0 created, 2 updated, 1 deleted, 0 unchanged"
+check "apply -f YAML ($first)" test "$first" = "generation 7: 0 created, 2 updated, 2 deleted, 0 unchanged"
 again=$(lbctl apply -f "$TOPO_DIR/apply.yaml" 2>&1)
 check "applying it again changes nothing ($again)" test "$again" = "generation 7: 0 created, 0 updated, 0 deleted, 2 unchanged"
 check "after apply only the two services remain" test "$(lbctl service list -o json | grep -c '"vip"')" -eq 2

@@ -37,25 +37,30 @@ start_lbd || exit 1
 start_backend 1 || exit 1
 lbctl service add "$VIP_DNS:53/udp" --backend 10.92.1.2 >/dev/null
 
-timeout 30 dpdk-dumpcap --file-prefix="$TOPO" -i net_af_packet0 -c 6 -w "$TOPO_DIR/capture.pcapng" \
+timeout 30 dpdk-dumpcap --file-prefix="$TOPO" -i net_af_packet0 -f "host $VIP_DNS" -c 6 \
+  -w "$TOPO_DIR/capture.pcapng" \
   >"$TOPO_DIR/dumpcap.log" 2>&1 &
 capture=$!
 sleep 2
 for _ in $(seq 10); do nsx client dig +short +tries=1 +time=1 "@$VIP_DNS" whoami.test >/dev/null; done
 wait "$capture"
 check "dpdk-dumpcap attached to lbd and stopped after 6 packets" test $? -eq 0
-blocks=$(python3 - "$TOPO_DIR/capture.pcapng" <<'PY'
+# Enhanced packet blocks, and how many of them carry the DNS VIP (10.100.0.10).
+read -r blocks vip_packets < <(python3 - "$TOPO_DIR/capture.pcapng" <<'PY'
 import struct, sys
 data = open(sys.argv[1], "rb").read()
-off, packets = 0, 0
+off, packets, vip = 0, 0, 0
 while off + 8 <= len(data):
     kind, length = struct.unpack_from("<II", data, off)
-    packets += kind == 6  # enhanced packet block
+    if kind == 6:  # enhanced packet block
+        packets += 1
+        vip += bytes([10, 100, 0, 10]) in data[off:off + length]
     off += max(length, 12)
-print(packets)
+print(packets, vip)
 PY
 )
-check "the capture holds 6 packets (${blocks:-0})" test "${blocks:-0}" -eq 6
+check "the capture holds at least 6 packets (${blocks:-0})" test "${blocks:-0}" -ge 6
+check "every captured packet is the VIP's, as filtered (${vip_packets:-0})" test "${vip_packets:-0}" -eq "${blocks:-0}"
 check "lbd still healthy after the capture" lbctl health
 
 echo

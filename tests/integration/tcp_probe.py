@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""TCP server and clients that tell which backend answered (standard library only).
+"""TCP clients that tell which backend answered (standard library only); the backends
+run socat, which answers each line with the backend's name (see topology.sh).
 
-  tcp_probe.py serve ADDRESS PORT NAME      answer each line with "NAME\\n"
   tcp_probe.py connect ADDRESS PORT COUNT   COUNT new connections; print the answering
                                             backend of each, one per line
   tcp_probe.py hold ADDRESS PORT SECONDS    one connection, a line every 0.2 s for SECONDS;
@@ -9,20 +9,8 @@
                                             breaks or changes backend
 """
 import socket
-import socketserver
 import sys
 import time
-
-
-class Handler(socketserver.StreamRequestHandler):
-    def handle(self):
-        for _ in self.rfile:
-            self.wfile.write(self.server.name + b"\n")
-
-
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
 
 
 def ask(sock, reader):
@@ -35,12 +23,7 @@ def ask(sock, reader):
 
 def main():
     mode, address, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if mode == "serve":
-        server = Server((address, port), Handler)
-        server.name = sys.argv[4].encode()
-        print("ready", flush=True)
-        server.serve_forever()
-    elif mode == "connect":
+    if mode == "connect":
         for i in range(int(sys.argv[4])):
             with socket.create_connection((address, port), timeout=3) as s:
                 print(ask(s, s.makefile("rb")), flush=True)

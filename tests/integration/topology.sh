@@ -1,9 +1,11 @@
 # A load-balancing topology in network namespaces, sourced by tests and tools/demo.
 #
-#   client 10.91.0.2 --- tor (router) --- lb: lbd on net_af_packet over veth "wire",
-#                         |                   two workers; kernel interface lb0 = 10.90.0.2
-#                         +--- bN 10.92.N.2 (N = 1..3): VIPs on lo, decap.py, dnsmasq,
-#                                                        tcp_probe.py on VIP:80
+#   client 10.91.0.2 --- tor (router) --- bridge 10.90.0.1/24 --+-- lb: lbd on net_af_packet
+#                         |                                      |   over veth "wire", two workers;
+#                         |                                      |   kernel interface lb0 = 10.90.0.2
+#                         |                                      +-- b4 10.90.0.5 (on the LB's segment)
+#                         +--- bN 10.92.N.2 (N = 1..3)
+# Every backend: VIPs on lo, decap.py (IPIP and GUE), dnsmasq on VIP:53, socat on VIP:80.
 # The tor routes the VIP range 10.100.0.0/24 to 10.90.0.2, as BGP would install it.
 # Backends answer clients directly (DSR). Only addresses inside these namespaces are used.
 #
@@ -13,7 +15,7 @@
 # topo_up made.
 
 TOPO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOPO_NAMESPACES=(tor lb client b1 b2 b3)
+TOPO_NAMESPACES=(tor lb client b1 b2 b3 b4)
 VIP_DNS=10.100.0.10
 VIP_GUE=10.100.0.11
 
@@ -59,9 +61,14 @@ topo_up() {
     nsx "$ns" ip link set lo up
   done
   topo_link tor tor-lb lb wire
+  topo_link tor tor-b4 b4 eth0
+  nsx tor ip link add br-lb type bridge
+  nsx tor ip link set tor-lb master br-lb
+  nsx tor ip link set tor-b4 master br-lb
+  nsx tor ip link set br-lb up
   topo_link tor tor-cl client eth0
   nsx tor sysctl -qw net.ipv4.ip_forward=1
-  nsx tor ip addr add 10.90.0.1/24 dev tor-lb
+  nsx tor ip addr add 10.90.0.1/24 dev br-lb
   nsx tor ip addr add 10.91.0.1/24 dev tor-cl
   nsx tor ip route add 10.100.0.0/24 via 10.90.0.2
   nsx client ip addr add 10.91.0.2/24 dev eth0
@@ -71,6 +78,10 @@ topo_up() {
     nsx tor ip addr add "10.92.$n.1/24" dev "tor-b$n"
     nsx "b$n" ip addr add "10.92.$n.2/24" dev eth0
     nsx "b$n" ip route add default via "10.92.$n.1"
+  done
+  nsx b4 ip addr add 10.90.0.5/24 dev eth0
+  nsx b4 ip route add default via 10.90.0.1
+  for n in 1 2 3 4; do
     nsx "b$n" ip addr add "$VIP_DNS/32" dev lo
     nsx "b$n" ip addr add "$VIP_GUE/32" dev lo
   done
@@ -98,9 +109,10 @@ start_backend() {  # start_backend N
   topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
     --bind-interfaces --listen-address="$VIP_DNS" --listen-address="$VIP_GUE" --user=root \
     --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" --host-record="whoami.test,10.200.0.$n" --log-facility=-
-  topo_bg "tcp-b$n" "b$n" python3 "$TOPO_SRC/tcp_probe.py" serve "$VIP_DNS" 80 "b$n"
+  # A TCP server from Debian's packages: answers each line with the backend's name.
+  topo_bg "tcp-b$n" "b$n" socat "TCP-LISTEN:80,bind=$VIP_DNS,fork,reuseaddr" "EXEC:sed -u s/.*/b$n/"
   topo_wait 10 grep -q ready "$TOPO_DIR/decap-b$n.log" || { cat "$TOPO_DIR/decap-b$n.log"; return 1; }
-  topo_wait 10 grep -q ready "$TOPO_DIR/tcp-b$n.log" || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
+  topo_wait 10 sh -c "ip netns exec '$TOPO-b$n' ss -Hltn 'sport = :80' | grep -q ." || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
   topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@$VIP_DNS" whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
 }
 

@@ -134,7 +134,7 @@ TEST_F(ControlCoreTest, BackendStateAndWeightReachTheMaglevTable) {
   const Stats stats = core_->GetStats();
   ASSERT_EQ(stats.services.size(), 1u);
   const auto& entries = stats.services[0].second;
-  EXPECT_NEAR(double(entries[0]) / entries[1], 3.0, 0.1);
+  EXPECT_NEAR(double(entries[0].maglev_entries) / entries[1].maglev_entries, 3.0, 0.1);
 }
 
 TEST_F(ControlCoreTest, ApplyDiffsAndIsIdempotent) {
@@ -215,6 +215,21 @@ TEST_F(ControlCoreTest, ExplainFlow) {
   EXPECT_THAT(e->decision, HasSubstr("flow-table: worker 1"));
   EXPECT_NE(e->backend, e->maglev_backend);
   EXPECT_EQ(e->worker, 1);
+}
+
+TEST_F(ControlCoreTest, NeighborsMakeBackendsOnLink) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
+  EXPECT_EQ(core_->BackendAddresses(), (std::vector<IpAddress>{Addr("192.168.1.1"), Addr("192.168.1.2")}));
+  const dataplane::MacAddress mac = {2, 0, 0, 0, 0, 7};
+  ASSERT_TRUE(core_->SetNeighbors({{Addr("192.168.1.2"), mac}}).ok());
+  const auto* rec = store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53));
+  const dataplane::BackendRecord* b = store_->current()->backend(rec->backend_slots[1]);
+  EXPECT_TRUE(b->on_link);
+  EXPECT_EQ(b->neighbor_mac, mac);
+  EXPECT_FALSE(store_->current()->backend(rec->backend_slots[0])->on_link);
+  const Stats s = core_->GetStats();
+  EXPECT_FALSE(s.services[0].second[0].neighbor_mac.has_value());
+  EXPECT_EQ(s.services[0].second[1].neighbor_mac, mac);
 }
 
 TEST_F(ControlCoreTest, StatsAndHealth) {
