@@ -315,6 +315,11 @@ Stats ControlCore::GetStats() const {
   return stats;
 }
 
+void ControlCore::SetDrained(bool drained) {
+  absl::MutexLock lock(&mu_);
+  drained_ = drained;
+}
+
 Health ControlCore::GetHealth() const {
   Health h;
   if (probe_ == nullptr) {
@@ -327,6 +332,8 @@ Health ControlCore::GetHealth() const {
   }
   absl::MutexLock lock(&mu_);
   h.generation = applied_generation_;
+  h.drained = drained_;
+  if (drained_) h.problems.push_back("drained by the operator");
   h.healthy = h.problems.empty();
   return h;
 }

@@ -82,6 +82,7 @@ struct Health {
   std::vector<std::string> problems;
   uint32_t workers = 0, workers_alive = 0;
   bool links_up = false;
+  bool drained = false;
   uint64_t generation = 0;
 };
 
@@ -134,6 +135,10 @@ class ControlCore {
   // Every backend address of every service (for neighbour resolution).
   std::vector<dataplane::IpAddress> BackendAddresses() const;
 
+  // The operator drains (or undrains) the node: it reports unhealthy while drained, so
+  // that lb-bird-gen withdraws its VIPs; forwarding is not affected.
+  void SetDrained(bool drained);
+
   Stats GetStats() const;
   Health GetHealth() const;
   absl::StatusOr<Explanation> ExplainFlow(const dataplane::FlowKey& key);
@@ -161,6 +166,7 @@ class ControlCore {
   ServiceMap services_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t applied_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool drained_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace lb::control

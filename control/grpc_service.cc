@@ -208,8 +208,15 @@ grpc::Status LoadBalancerService::GetHealth(grpc::ServerContext*, const lb::v1::
   out->set_workers(h.workers);
   out->set_workers_alive(h.workers_alive);
   out->set_links_up(h.links_up);
+  out->set_drained(h.drained);
   out->set_generation(h.generation);
   return grpc::Status::OK;
+}
+
+grpc::Status LoadBalancerService::SetDrain(grpc::ServerContext* ctx, const lb::v1::SetDrainRequest* req,
+                                           lb::v1::Health* out) {
+  core_->SetDrained(req->drained());
+  return GetHealth(ctx, nullptr, out);
 }
 
 grpc::Status LoadBalancerService::ExplainFlow(grpc::ServerContext*,

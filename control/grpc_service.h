@@ -29,6 +29,7 @@ class LoadBalancerService final : public lb::v1::LoadBalancer::Service {
   grpc::Status Apply(grpc::ServerContext*, const lb::v1::ApplyRequest*, lb::v1::ApplyResponse*) override;
   grpc::Status GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest*, lb::v1::Stats*) override;
   grpc::Status GetHealth(grpc::ServerContext*, const lb::v1::GetHealthRequest*, lb::v1::Health*) override;
+  grpc::Status SetDrain(grpc::ServerContext*, const lb::v1::SetDrainRequest*, lb::v1::Health*) override;
   grpc::Status ExplainFlow(grpc::ServerContext*, const lb::v1::ExplainFlowRequest*, lb::v1::ExplainFlowResponse*) override;
 
  private:

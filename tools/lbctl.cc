@@ -42,6 +42,7 @@ Verbs:
   apply -f FILE [--generation N]        replace all services by FILE's (YAML or JSON)
   stats                                 counters, flow tables, Maglev shares
   health                                exit 0 when healthy, 1 when not
+  node drain | node undrain             withdraw this node's VIPs from BGP (lb-bird-gen), or not
   explain PROTO SRC SPORT DST DPORT     which service and backend a flow gets, and why
 
 SERVICE is VIP:PORT/PROTO: 10.1.0.10:53/udp, [2001:db8::1]:443/tcp, 10.1.0.10:*/tcp (all ports).
@@ -512,6 +513,23 @@ const std::map<std::string, Verb>& Verbs() {
                     }
                     return out.healthy() ? 0 : 1;
                   }}},
+      {"node drain", {"lbctl node drain   (lb-bird-gen withdraws the node's VIPs; forwarding goes on)", 0,
+                      [](Client& c, const Args&, bool json) {
+                        lb::v1::SetDrainRequest req;
+                        req.set_drained(true);
+                        lb::v1::Health out;
+                        const int rc = c.Call(&Stub::SetDrain, req, &out);
+                        if (rc == 0) std::printf("%s", json ? ToJson(out).c_str() : "drained\n");
+                        return rc;
+                      }}},
+      {"node undrain", {"lbctl node undrain", 0, [](Client& c, const Args&, bool json) {
+         lb::v1::SetDrainRequest req;
+         req.set_drained(false);
+         lb::v1::Health out;
+         const int rc = c.Call(&Stub::SetDrain, req, &out);
+         if (rc == 0) std::printf("%s", json ? ToJson(out).c_str() : "undrained\n");
+         return rc;
+       }}},
       {"explain", {"lbctl explain tcp|udp SRC SPORT DST DPORT", 5, [](Client& c, const Args& a, bool json) {
          lb::v1::ExplainFlowRequest req;
          req.set_protocol(ParseProtocol(a.positional[0]));

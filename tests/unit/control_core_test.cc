@@ -241,6 +241,11 @@ TEST_F(ControlCoreTest, StatsAndHealth) {
   EXPECT_EQ(s.flows, 15u);
   EXPECT_EQ(s.flow_capacity, 200u);
   EXPECT_TRUE(core_->GetHealth().healthy);
+  core_->SetDrained(true);
+  EXPECT_FALSE(core_->GetHealth().healthy);
+  EXPECT_TRUE(core_->GetHealth().drained);
+  core_->SetDrained(false);
+  EXPECT_TRUE(core_->GetHealth().healthy);
   probe_.problems = {"port 0: link down"};
   const Health h = core_->GetHealth();
   EXPECT_FALSE(h.healthy);

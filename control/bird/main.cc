@@ -1,0 +1,193 @@
+// lb-bird-gen: renders BIRD's configuration for this LB node and reloads BIRD, announcing
+// the VIP prefixes while lbd reports healthy and withdrawing them when it does not, when
+// it cannot be reached, or when the node is drained. See docs/bird.md.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_join.h"
+#include "control/bird/announce_gate.h"
+#include "control/bird/node_config.h"
+#include "control/bird/render.h"
+#include "lb/v1/lb.grpc.pb.h"
+
+DEFINE_string(config, "/etc/lb/bird-gen.yaml", "The node's BGP settings (YAML, see docs/bird.md).");
+DEFINE_string(output, "/etc/bird/bird.conf", "BIRD's configuration file, written atomically.");
+DEFINE_string(lbd_socket, "/run/lbd/lbd.sock", "lbd's API socket (health).");
+DEFINE_string(birdc_socket, "/run/bird/bird.ctl", "BIRD's control socket.");
+DEFINE_string(bird, "bird", "The bird binary (validates with -p).");
+DEFINE_string(birdc, "birdc", "The birdc binary (reloads with configure).");
+DEFINE_uint32(interval_ms, 1000, "Time between health checks.");
+DEFINE_uint32(up_after, 3, "Healthy checks in a row before the VIPs are announced again.");
+DEFINE_uint32(down_after, 2, "Unhealthy checks in a row before the VIPs are withdrawn.");
+DEFINE_string(drain_file, "", "While this file exists the node is drained (VIPs withdrawn).");
+DEFINE_bool(drain, false, "Drain the node: render with the VIPs withdrawn.");
+DEFINE_bool(dry_run, false, "Print the configuration for lbd's current health and exit.");
+
+namespace lb::control::bird {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+
+// Runs argv (no shell) and returns its exit status and combined output.
+CommandResult Run(const std::vector<std::string>& args) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return {-1, "pipe failed"};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipefd[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, pipefd[1], 2);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid;
+  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipefd[1]);
+  CommandResult r;
+  if (rc != 0) {
+    close(pipefd[0]);
+    r.output = "cannot run " + args[0] + ": " + std::strerror(rc);
+    return r;
+  }
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) r.output.append(buf, size_t(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Writes `text` next to the target, validates it with `bird -p`, then renames it into
+// place. On a validation failure the previous file stays.
+absl::Status InstallValidated(const std::string& text) {
+  const std::string tmp = FLAGS_output + ".lb-bird-gen.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) return absl::InternalError("cannot write " + tmp);
+  }
+  const CommandResult check = Run({FLAGS_bird, "-p", "-c", tmp});
+  if (check.status != 0) {
+    unlink(tmp.c_str());
+    return absl::InvalidArgumentError("bird -p refused the rendered configuration: " + check.output);
+  }
+  if (rename(tmp.c_str(), FLAGS_output.c_str()) != 0) {
+    return absl::InternalError("rename to " + FLAGS_output + ": " + std::strerror(errno));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReloadBird() {
+  const CommandResult r = Run({FLAGS_birdc, "-s", FLAGS_birdc_socket, "configure"});
+  if (r.status == 0 && (r.output.find("Reconfigured") != std::string::npos ||
+                        r.output.find("Reconfiguration in progress") != std::string::npos)) {
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError("birdc configure: " + r.output);
+}
+
+// Whether lbd says to announce, and if not, why.
+std::pair<bool, std::string> CheckHealth(lb::v1::LoadBalancer::Stub& lbd) {
+  if (FLAGS_drain) return {false, "drained (--drain)"};
+  struct stat st;
+  if (!FLAGS_drain_file.empty() && stat(FLAGS_drain_file.c_str(), &st) == 0) {
+    return {false, "drained (" + FLAGS_drain_file + " exists)"};
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(800));
+  lb::v1::Health h;
+  const grpc::Status s = lbd.GetHealth(&ctx, {}, &h);
+  if (!s.ok()) return {false, "lbd unreachable: " + s.error_message()};
+  if (!h.healthy()) {
+    std::vector<std::string> problems(h.problems().begin(), h.problems().end());
+    return {false, "lbd unhealthy: " + absl::StrJoin(problems, "; ")};
+  }
+  return {true, "lbd healthy"};
+}
+
+int Main(int argc, char** argv) {
+  gflags::SetUsageMessage("lb-bird-gen [options]: announce this node's VIPs over BGP (BIRD) while lbd is healthy");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging("lb-bird-gen");
+  auto config = ParseNodeConfig(ReadFile(FLAGS_config));
+  if (!config.ok()) {
+    LOG(ERROR) << FLAGS_config << ": " << config.status().message();
+    return 2;
+  }
+  auto lbd = lb::v1::LoadBalancer::NewStub(
+      grpc::CreateChannel("unix:" + FLAGS_lbd_socket, grpc::InsecureChannelCredentials()));
+  if (FLAGS_dry_run) {
+    const auto [healthy, reason] = CheckHealth(*lbd);
+    std::printf("%s", RenderBirdConfig(*config, {healthy, reason}).c_str());
+    return 0;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  AnnounceGate gate(FLAGS_up_after, FLAGS_down_after);
+  std::optional<bool> installed;  // the announce state of the file in place
+  bool reload_pending = false;
+  std::string unhealthy_reason = "starting";
+  LOG(INFO) << "announcing " << config->prefixes.size() << " prefix(es) to " << config->peers.size()
+            << " peer(s) while lbd (" << FLAGS_lbd_socket << ") is healthy";
+  while (!g_stop.load()) {
+    const auto [healthy, reason] = CheckHealth(*lbd);
+    if (!healthy) unhealthy_reason = reason;
+    const bool announce = gate.Update(healthy);
+    if (installed != announce) {
+      const std::string why = announce ? reason : unhealthy_reason;
+      if (absl::Status s = InstallValidated(RenderBirdConfig(*config, {announce, why})); s.ok()) {
+        LOG(INFO) << (announce ? "announcing" : "withdrawing") << " the VIP prefixes: " << why;
+        installed = announce;
+        reload_pending = true;
+      } else {
+        LOG(ERROR) << s.message() << " (keeping " << FLAGS_output << ")";
+      }
+    }
+    if (reload_pending) {
+      if (absl::Status s = ReloadBird(); s.ok()) {
+        reload_pending = false;
+      } else {
+        LOG_EVERY_N(WARNING, 10) << s.message() << " (will retry)";
+      }
+    }
+    for (uint32_t slept = 0; slept < FLAGS_interval_ms && !g_stop.load(); slept += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace lb::control::bird
+
+int main(int argc, char** argv) { return lb::control::bird::Main(argc, argv); }

@@ -1,0 +1,118 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "control/bird/announce_gate.h"
+#include "control/bird/node_config.h"
+#include "control/bird/render.h"
+
+namespace lb::control::bird {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Testdata(const std::string& name) {
+  const char* root = std::getenv("LB_SOURCE_ROOT");
+  return std::string(root != nullptr ? root : ".") + "/tests/unit/testdata/bird/" + name;
+}
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Compares with a golden file; LB_UPDATE_GOLDEN=1 rewrites it instead (then review the
+// diff, and check it with `bird -p -c FILE`, as the integration suite does).
+void ExpectGolden(const std::string& actual, const std::string& golden) {
+  if (std::getenv("LB_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(Testdata(golden)) << actual;
+    return;
+  }
+  EXPECT_EQ(actual, Read(Testdata(golden))) << "golden file " << golden;
+}
+
+NodeConfig Load(const std::string& name) {
+  auto c = ParseNodeConfig(Read(Testdata(name)));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.value_or(NodeConfig{});
+}
+
+TEST(BirdRenderTest, Basic) { ExpectGolden(RenderBirdConfig(Load("basic.yaml"), {true, "lbd healthy"}), "basic.conf"); }
+TEST(BirdRenderTest, EverySetting) { ExpectGolden(RenderBirdConfig(Load("full.yaml"), {true, "lbd healthy"}), "full.conf"); }
+TEST(BirdRenderTest, Withdrawn) {
+  ExpectGolden(RenderBirdConfig(Load("full.yaml"), {false, "drained by the operator"}), "withdrawn.conf");
+}
+
+TEST(BirdRenderTest, WithdrawnKeepsSessionsButNoRoutes) {
+  const std::string on = RenderBirdConfig(Load("full.yaml"), {true, "x"});
+  const std::string off = RenderBirdConfig(Load("full.yaml"), {false, "x"});
+  EXPECT_THAT(on, HasSubstr("route 10.100.0.0/25 via \"lb0\";"));
+  EXPECT_THAT(off, ::testing::Not(HasSubstr("route ")));
+  EXPECT_THAT(off, HasSubstr("protocol bgp tor_a"));
+  EXPECT_THAT(off, HasSubstr("import none;"));
+}
+
+struct BadConfig {
+  std::string yaml;
+  std::string error;
+};
+
+TEST(NodeConfigTest, InvalidSettingsAreRefusedWithTheField) {
+  const std::string peer = "peers: [{name: tor, address: 10.90.0.1, as: 65000}]\n";
+  const std::string base = "router_id: 10.90.0.2\nlocal_as: 65010\nvip_prefixes: [10.100.0.0/24]\n";
+  const std::vector<BadConfig> cases = {
+      {"[1, 2]", "must be a YAML mapping"},
+      {"local_as: 65010\nvip_prefixes: [10.1.0.0/24]\n" + peer, "router_id: required"},
+      {"router_id: 2001:db8::1\nlocal_as: 1\nvip_prefixes: [10.1.0.0/24]\n" + peer, "router_id: must be an IPv4"},
+      {"router_id: 10.0.0.1\nlocal_as: 0\nvip_prefixes: [10.1.0.0/24]\n" + peer, "local_as: 0 is not a usable AS"},
+      {"router_id: 10.0.0.1\nlocal_as: 1\n" + peer, "vip_prefixes: required"},
+      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [10.1.0.1/24]\n" + peer, "vip_prefixes[0]: \"10.1.0.1/24\" is not a CIDR prefix"},
+      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [{prefix: 10.1.0.0/24, prepend: 9}]\n" + peer, "vip_prefixes[0].prepend: at most 8"},
+      {base + "communities: ['70000:1']\n" + peer, "communities[0]: \"70000:1\" is not a standard community"},
+      {base + "bfd: {min_rx_ms: 1}\n" + peer, "bfd: intervals of at least 10 ms"},
+      {base, "peers: required"},
+      {base + "peers: [{name: Tor, address: 10.90.0.1, as: 65000}]\n", "peers[0].name: \"Tor\" must match"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1}, {name: a, address: 10.90.0.3, as: 1}]\n", "peers[1].name: \"a\" is used twice"},
+      {base + "peers: [{name: a, address: nowhere, as: 1}]\n", "peers[0].address: \"nowhere\" is not an IP address"},
+      {base + "peers: [{name: a, address: 10.90.0.1}]\n", "peers[0].as: required"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: 'a\"b'}]\n", "peers[0].password: must not contain"},
+      {base + "peers: [{name: a, address: 'fd00::1', as: 1}]\n", "peers[0].address: an IPv6 peer, but no IPv6 VIP prefix"},
+      {base + "colour: blue\n" + peer, "colour: unknown setting"},
+      {base + "bfd: {}\npeers: [{name: a, address: 192.0.2.1, as: 1, multihop: 2}]\n", "peers[0].local_address: required for a multihop peer with BFD"},
+  };
+  for (const auto& c : cases) {
+    const auto parsed = ParseNodeConfig(c.yaml);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.error)) << c.yaml;
+  }
+}
+
+TEST(AnnounceGateTest, SlowToAnnounceQuickerToWithdraw) {
+  AnnounceGate gate(/*up_after=*/3, /*down_after=*/2);
+  EXPECT_FALSE(gate.Update(true));
+  EXPECT_FALSE(gate.Update(true));
+  EXPECT_TRUE(gate.Update(true)) << "third healthy check in a row";
+  EXPECT_TRUE(gate.Update(false)) << "one bad check is not enough";
+  EXPECT_TRUE(gate.Update(true));
+  EXPECT_TRUE(gate.Update(false));
+  EXPECT_FALSE(gate.Update(false)) << "two in a row withdraw";
+}
+
+TEST(AnnounceGateTest, AFlappingDataplaneDoesNotFlapBgp) {
+  AnnounceGate gate(3, 2);
+  int changes = 0;
+  bool last = false;
+  for (int i = 0; i < 100; ++i) {
+    const bool announce = gate.Update(i % 2 == 0);  // healthy, unhealthy, healthy, ...
+    changes += announce != last;
+    last = announce;
+  }
+  EXPECT_EQ(changes, 0) << "never three healthy checks in a row: stays withdrawn";
+}
+
+}  // namespace
+}  // namespace lb::control::bird
