@@ -164,6 +164,22 @@ check "lb-bird-gen logged why" grep -q "withdrawing the VIP prefixes: lbd unheal
 lbctl_on 2 node undrain >/dev/null
 check "undraining lb2 brings its path back" topo_wait 20 has_next_hops 2
 
+# --- a drain file withdraws too (lb-bird-gen runs with --drain_file on no node above:
+#     here a second generator for lb1 renders into a scratch file)
+gen=("$LB_BUILD/control/bird/lb-bird-gen" --config="$TOPO_DIR/lb1/node.yaml"  # an array: timeout runs it
+     --lbd_socket="$TOPO_DIR/lb1/lbd.sock" --birdc_socket="$TOPO_DIR/none.ctl")
+check "--dry_run prints the announcing configuration for a healthy lbd" \
+  sh -c "'$LB_BUILD/control/bird/lb-bird-gen' --config='$TOPO_DIR/lb1/node.yaml' --lbd_socket='$TOPO_DIR/lb1/lbd.sock' --dry_run | grep -q 'route 10.100.0.0/24 via \"lb0\"'"
+touch "$TOPO_DIR/drain"
+timeout 3 "${gen[@]}" --output="$TOPO_DIR/scratch.conf" --drain_file="$TOPO_DIR/drain" --interval_ms=100 \
+  >"$TOPO_DIR/gen-drainfile.log" 2>&1
+check "a drain file renders the VIPs withdrawn" grep -q "WITHDRAWN (drained ($TOPO_DIR/drain exists))" "$TOPO_DIR/scratch.conf"
+# --- a configuration BIRD refuses is not installed: the last good one stays
+echo "# last good" >"$TOPO_DIR/keep.conf"
+timeout 2 "${gen[@]}" --output="$TOPO_DIR/keep.conf" --bird=false --interval_ms=100 >"$TOPO_DIR/gen-refused.log" 2>&1
+check "a refused configuration leaves the last good file in place" test "$(cat "$TOPO_DIR/keep.conf")" = "# last good"
+check "and the refusal is logged" grep -q "bird -p refused the rendered configuration" "$TOPO_DIR/gen-refused.log"
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
