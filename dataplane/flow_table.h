@@ -63,6 +63,23 @@ class FlowTable {
 
   void Prefetch(uint32_t hash) const { __builtin_prefetch(&buckets_[hash & mask_]); }
 
+  // Second stage, once the bucket header is (likely) in cache: prefetches the entry whose
+  // signature matches, so that the key comparison in Find() does not wait for memory.
+  void PrefetchEntry(uint32_t hash) const {
+    const uint32_t index = hash & mask_;
+    const Bucket& b = buckets_[index];
+    const uint32_t sig = Signature(hash);
+    for (uint32_t way = 0; way < kWays; ++way) {
+      if (b.sig[way] == sig) {
+        // A 48-byte entry may straddle two cache lines: fetch both.
+        const char* e = reinterpret_cast<const char*>(&entries_[index * kWays + way]);
+        __builtin_prefetch(e);
+        __builtin_prefetch(e + sizeof(FlowEntry) - 1);
+        return;
+      }
+    }
+  }
+
   // The live entry for `key`, or an empty Slot.
   Slot Find(const FlowKey& key, uint32_t hash, Millis now) {
     Bucket& b = buckets_[hash & mask_];

@@ -25,7 +25,7 @@ void AddFragmentService(uint32_t& slot, uint32_t service, bool all_ports, bool& 
     slot = service;
     has_all_ports = true;
   } else {
-    slot = slot == kNoService ? service : kAmbiguousService;
+    slot = slot == kNoServiceIndex ? service : kAmbiguousServiceIndex;
   }
 }
 

@@ -36,15 +36,15 @@ struct ServiceKey {
   }
 };
 
-inline constexpr uint32_t kNoService = UINT32_MAX;
-inline constexpr uint32_t kAmbiguousService = UINT32_MAX - 1;
+inline constexpr uint32_t kNoServiceIndex = UINT32_MAX;
+inline constexpr uint32_t kAmbiguousServiceIndex = UINT32_MAX - 1;
 
 // Per VIP address: which service takes its non-first fragments, per protocol (they
-// carry no port). kNoService when the VIP has no service of that protocol,
-// kAmbiguousService when it has several and none for all ports.
+// carry no port). kNoServiceIndex when the VIP has no service of that protocol,
+// kAmbiguousServiceIndex when it has several and none for all ports.
 struct VipRecord {
-  uint32_t fragment_service_tcp = kNoService;
-  uint32_t fragment_service_udp = kNoService;
+  uint32_t fragment_service_tcp = kNoServiceIndex;
+  uint32_t fragment_service_udp = kNoServiceIndex;
 };
 
 struct ServiceRecord {

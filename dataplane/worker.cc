@@ -10,6 +10,10 @@
 namespace lb::dataplane {
 namespace {
 
+// A flow's deadline is refreshed when it would move by more than this: idle timeouts are
+// seconds long, so a flow may expire up to this much early.
+constexpr int32_t kDeadlineSlack = 250;  // ms
+
 bool TakesNewFlows(const BackendRecord& b) {
   return b.state == BackendState::kActive && b.weight > 0;
 }
@@ -97,7 +101,15 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
     }
   }
 
-  // Stage 2: decide and rewrite.
+  // Stage 2: the bucket headers have had the whole burst's parsing to arrive; now fetch
+  // the matching entries (lbbench, 1M flows: +8%; 100k flows: within noise).
+  for (uint16_t i = 0; i < n; ++i) {
+    if (meta[i].status == ParseStatus::kOk && NeedsFlowHash(meta[i].packet)) {
+      flows_.PrefetchEntry(meta[i].hash);
+    }
+  }
+
+  // Stage 3: decide and rewrite.
   for (uint16_t i = 0; i < n; ++i) {
     if (meta[i].status != ParseStatus::kOk) {
       const bool truncated = meta[i].status == ParseStatus::kTruncated;
@@ -194,8 +206,11 @@ void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
     }
   }
   if (slot) {
-    slot.entry->state = uint8_t(state);
-    *slot.deadline = now + snap.Timeout(state);
+    // Written only when they change (the deadline: by more than kDeadlineSlack), so that
+    // packets of an established flow do not dirty its cache lines every time.
+    if (slot.entry->state != uint8_t(state)) slot.entry->state = uint8_t(state);
+    const Millis deadline = now + snap.Timeout(state);
+    if (int32_t(deadline - *slot.deadline) > kDeadlineSlack) *slot.deadline = deadline;
   }
   Forward(snap, m, p, svc, *b, meta.hash, now, out);
 }
@@ -212,8 +227,8 @@ void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
   } else {
     const uint32_t i =
         p.key.protocol == IPPROTO_TCP ? vip.fragment_service_tcp : vip.fragment_service_udp;
-    if (i == kAmbiguousService) return Drop(m, DropReason::kFragmentAmbiguous);
-    if (i != kNoService) svc = &snap.services()[i];
+    if (i == kAmbiguousServiceIndex) return Drop(m, DropReason::kFragmentAmbiguous);
+    if (i != kNoServiceIndex) svc = &snap.services()[i];
   }
   if (svc == nullptr) return Drop(m, DropReason::kNoService);
   FlowKey key = p.key;

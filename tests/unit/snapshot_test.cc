@@ -98,7 +98,7 @@ TEST(SnapshotBuilderTest, FindsServicesExactThenAllPorts) {
   EXPECT_EQ(s.FindService(Addr("10.1.0.11"), IPPROTO_UDP, htons(53)), nullptr);
   ASSERT_NE(s.FindVip(Addr("10.1.0.10")), nullptr);
   EXPECT_EQ(s.FindVip(Addr("10.1.0.10"))->fragment_service_udp, 1u) << "all-ports service wins";
-  EXPECT_EQ(s.FindVip(Addr("10.1.0.10"))->fragment_service_tcp, kNoService);
+  EXPECT_EQ(s.FindVip(Addr("10.1.0.10"))->fragment_service_tcp, kNoServiceIndex);
   EXPECT_EQ(s.FindVip(Addr("10.1.0.11")), nullptr);
 }
 
@@ -109,7 +109,7 @@ TEST(SnapshotBuilderTest, FragmentServiceIsAmbiguousWithSeveralPorts) {
   SnapshotBuilder builder;
   auto snap = builder.Build(c);
   ASSERT_TRUE(snap.ok());
-  EXPECT_EQ((*snap)->FindVip(Addr("10.1.0.10"))->fragment_service_udp, kAmbiguousService);
+  EXPECT_EQ((*snap)->FindVip(Addr("10.1.0.10"))->fragment_service_udp, kAmbiguousServiceIndex);
 }
 
 // A backend keeps its slot while it exists; a removed backend's slot changes generation,

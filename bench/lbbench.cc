@@ -1,0 +1,405 @@
+// lbbench: packets per second through the real worker pipeline, on 1..N worker lcores,
+// with a reference measured in the same run.
+//
+//   lbbench [EAL options] -- [options]      e.g. lbbench -l 0-1 --no-huge -m 2048 -- --flows=100000
+//
+// Each worker lcore takes bursts of 32 mbufs from a pool, copies pre-built frames of its
+// own flows into them (as a NIC's DMA would), and runs them through Worker::ProcessBurst;
+// what comes out is freed. The reference does the same with a minimal forward (MAC swap)
+// in place of the pipeline, so `ratio` is the pipeline's speed as a share of what the
+// generator and the mbuf round trip alone allow on the same cores, in the same run.
+// With --updates_per_second the main lcore publishes new snapshots during the run.
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <arpa/inet.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gflags/gflags.h>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/snapshot_store.h"
+#include "dataplane/worker.h"
+
+DEFINE_uint32(flows, 100000, "Flows in all (split over the cores, as RSS would).");
+DEFINE_string(traffic, "established", "established: every flow seen before the measurement "
+                                      "(flow-table hits); syn: every packet a new TCP flow.");
+DEFINE_string(proto, "udp", "udp or tcp (syn traffic is always tcp).");
+DEFINE_uint32(family, 4, "4 or 6: the client and VIP address family.");
+DEFINE_uint32(packet_size, 64, "Frame size in bytes, without CRC (>= the headers).");
+DEFINE_uint32(services, 1, "Services (VIPs); flows are spread over them.");
+DEFINE_uint32(backends, 16, "Backends per service.");
+DEFINE_string(mode, "dsr-ipip", "dsr-ipip or dsr-gue.");
+DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
+DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
+DEFINE_bool(json, false, "Print JSON instead of a table.");
+
+namespace lb::bench {
+namespace {
+
+using namespace lb::dataplane;
+
+constexpr uint16_t kBurst = 32;
+
+// Templates are packed at a 64-byte-multiple stride, so that the generator's own memory
+// traffic stays close to what a NIC's RX ring costs.
+struct Frame {
+  uint8_t bytes[256];
+  uint16_t len;
+};
+
+class Frames {
+ public:
+  void Add(const Frame& f) {
+    stride_ = uint16_t((f.len + 63) / 64 * 64);
+    len_ = f.len;
+    data_.insert(data_.end(), f.bytes, f.bytes + stride_);
+  }
+  size_t size() const { return stride_ ? data_.size() / stride_ : 0; }
+  const uint8_t* at(size_t i) const { return data_.data() + i * stride_; }
+  uint16_t len() const { return len_; }
+
+ private:
+  std::vector<uint8_t> data_;
+  uint16_t stride_ = 0;
+  uint16_t len_ = 0;
+};
+
+struct CoreResult {
+  uint32_t lcore = 0;
+  uint64_t packets = 0;
+  uint64_t cycles = 0;
+  uint64_t ref_packets = 0;
+  uint64_t ref_cycles = 0;
+  uint64_t drops = 0;
+  uint64_t hits = 0, misses = 0, full = 0;
+};
+
+struct Core {
+  uint32_t index;
+  std::unique_ptr<Worker> worker;
+  Frames frames;  // this core's flows
+  CoreResult result;
+};
+
+struct Shared {
+  rte_mempool* pool;
+  SnapshotStore* store;
+  uint64_t duration_cycles;
+  bool syn;
+  std::atomic<bool> go{false};
+};
+Shared* g_shared;
+
+void PutU16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
+
+IpAddress VipOf(uint32_t s) {
+  if (FLAGS_family == 4) return IpAddress::FromV4(0x0a010000u + s);  // 10.1.x.y
+  uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1};
+  b[14] = uint8_t(s >> 8);
+  b[15] = uint8_t(s);
+  return IpAddress::FromV6Bytes(b);
+}
+
+// A frame of flow `f` (client address and port derived from f) to service f % services.
+Frame MakeFrame(uint32_t f, bool tcp, uint8_t tcp_flags) {
+  Frame fr{};
+  uint8_t* p = fr.bytes;
+  const uint8_t port_mac[6] = {2, 0, 0, 0, 0, 0xaa}, router_mac[6] = {2, 0, 0, 0, 0, 1};
+  std::memcpy(p, port_mac, 6);
+  std::memcpy(p + 6, router_mac, 6);
+  const bool v4 = FLAGS_family == 4;
+  PutU16(p + 12, v4 ? 0x0800 : 0x86dd);
+  uint8_t* ip = p + 14;
+  const uint16_t l3 = v4 ? 20 : 40, l4 = tcp ? 20 : 8;
+  const uint16_t len = std::max<uint16_t>(uint16_t(FLAGS_packet_size), uint16_t(14 + l3 + l4));
+  const uint16_t ip_len = uint16_t(len - 14);
+  const IpAddress vip = VipOf(f % FLAGS_services);
+  const uint32_t client = 0xc6120000u + (f >> 4);  // 198.18.0.0/15, 16 ports per address
+  if (v4) {
+    ip[0] = 0x45;
+    PutU16(ip + 2, ip_len);
+    PutU16(ip + 6, 0x4000);
+    ip[8] = 64;
+    ip[9] = tcp ? IPPROTO_TCP : IPPROTO_UDP;
+    const uint32_t c = htonl(client);
+    std::memcpy(ip + 12, &c, 4);
+    std::memcpy(ip + 16, vip.V4Bytes(), 4);
+  } else {
+    ip[0] = 0x60;
+    PutU16(ip + 4, uint16_t(ip_len - 40));
+    ip[6] = tcp ? IPPROTO_TCP : IPPROTO_UDP;
+    ip[7] = 64;
+    uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8, 0xff};
+    const uint32_t c = htonl(client);
+    std::memcpy(src + 12, &c, 4);
+    std::memcpy(ip + 8, src, 16);
+    std::memcpy(ip + 24, vip.bytes.data(), 16);
+  }
+  uint8_t* l4p = ip + l3;
+  PutU16(l4p, uint16_t(1024 + (f & 15) * 3000));
+  PutU16(l4p + 2, tcp ? 80 : 53);
+  if (tcp) {
+    l4p[12] = 5 << 4;
+    l4p[13] = tcp_flags;
+  } else {
+    PutU16(l4p + 4, uint16_t(ip_len - l3));
+  }
+  fr.len = len;
+  return fr;
+}
+
+DataplaneConfig MakeConfig(uint32_t extra_backend) {
+  DataplaneConfig c;
+  c.encap.source_v4 = *IpPrefix::Parse("10.255.0.0/24");
+  c.encap.source_v6 = *IpPrefix::Parse("fd00:ff::/120");
+  c.next_hop.gateway_mac = {2, 0, 0, 0, 0, 0xbb};
+  c.next_hop.source_mac = {2, 0, 0, 0, 0, 0xaa};
+  for (uint32_t s = 0; s < FLAGS_services; ++s) {
+    ServiceConfig svc;
+    svc.vip = VipOf(s);
+    const bool tcp = FLAGS_proto == "tcp" || FLAGS_traffic == "syn";
+    svc.protocol = tcp ? IPPROTO_TCP : IPPROTO_UDP;
+    svc.port = tcp ? 80 : 53;
+    svc.mode = FLAGS_mode == "dsr-gue" ? ForwardingMode::kDsrGue : ForwardingMode::kDsrIpip;
+    for (uint32_t b = 0; b < FLAGS_backends + extra_backend; ++b) {
+      svc.backends.push_back({IpAddress::FromV4(0x0a020000u + s * 256 + b)});
+    }
+    c.services.push_back(svc);
+  }
+  return c;
+}
+
+// Fills `n` mbufs from the core's frames, starting at `*next`. For SYN traffic every
+// packet gets a client port and address no packet had before: always a new flow.
+inline bool Fill(rte_mbuf** m, Core& core, uint32_t* next, uint32_t* fresh) {
+  if (rte_pktmbuf_alloc_bulk(g_shared->pool, m, kBurst) != 0) return false;
+  const uint32_t n_frames = uint32_t(core.frames.size());
+  for (uint16_t i = 0; i < kBurst; ++i) {
+    const uint8_t* f = core.frames.at(*next);
+    if (++*next == n_frames) *next = 0;
+    uint8_t* d = rte_pktmbuf_mtod(m[i], uint8_t*);
+    const uint16_t len = core.frames.len();
+    std::memcpy(d, f, len);
+    m[i]->data_len = len;
+    m[i]->pkt_len = len;
+    if (g_shared->syn) {
+      const uint32_t id = (*fresh)++;
+      const uint16_t l3 = FLAGS_family == 4 ? 20 : 40;
+      uint8_t* src = d + 14 + (FLAGS_family == 4 ? 12 : 20);
+      PutU16(src, uint16_t(id >> 16));
+      PutU16(d + 14 + l3, uint16_t(id));
+    }
+  }
+  return true;
+}
+
+int RunCore(void* arg) {
+  Core& core = *static_cast<Core*>(arg);
+  while (!g_shared->go.load(std::memory_order_acquire)) rte_pause();
+  rte_mbuf* m[kBurst];
+  uint32_t next = 0, fresh = core.index << 24;
+  // Reference: the same generator and mbuf round trip, with a MAC swap as the "work".
+  uint64_t start = rte_rdtsc(), end = start + g_shared->duration_cycles, packets = 0;
+  while (rte_rdtsc() < end) {
+    if (!Fill(m, core, &next, &fresh)) continue;
+    for (uint16_t i = 0; i < kBurst; ++i) {
+      uint8_t* d = rte_pktmbuf_mtod(m[i], uint8_t*);
+      uint8_t t[6];
+      std::memcpy(t, d, 6);
+      std::memcpy(d, d + 6, 6);
+      std::memcpy(d + 6, t, 6);
+    }
+    rte_pktmbuf_free_bulk(m, kBurst);
+    packets += kBurst;
+  }
+  core.result.ref_packets = packets;
+  core.result.ref_cycles = rte_rdtsc() - start;
+  g_shared->store->Quiescent(core.index);
+
+  // The pipeline.
+  start = rte_rdtsc();
+  end = start + g_shared->duration_cycles;
+  packets = 0;
+  const Millis now = core.worker->Now();
+  while (rte_rdtsc() < end) {
+    if (!Fill(m, core, &next, &fresh)) continue;
+    BurstOutput out;
+    core.worker->ProcessBurst(m, kBurst, now, out);
+    if (out.num_wire) rte_pktmbuf_free_bulk(out.wire.data(), out.num_wire);
+    if (out.num_kernel) rte_pktmbuf_free_bulk(out.kernel.data(), out.num_kernel);
+    g_shared->store->Quiescent(core.index);
+    packets += kBurst;
+  }
+  core.result.packets = packets;
+  core.result.cycles = rte_rdtsc() - start;
+  g_shared->store->Offline(core.index);
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  const int eal = rte_eal_init(argc, argv);
+  if (eal < 0) {
+    std::fprintf(stderr, "lbbench: EAL: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  argc -= eal;
+  argv += eal;
+  gflags::SetUsageMessage("lbbench [EAL options] -- [options]: packets per second through the worker pipeline");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if ((FLAGS_family != 4 && FLAGS_family != 6) || (FLAGS_traffic != "established" && FLAGS_traffic != "syn") ||
+      (FLAGS_proto != "udp" && FLAGS_proto != "tcp") || FLAGS_packet_size > 256 || FLAGS_flows == 0) {
+    std::fprintf(stderr, "lbbench: bad options (see --help)\n");
+    return 2;
+  }
+  std::vector<unsigned> lcores;
+  unsigned lc;
+  RTE_LCORE_FOREACH_WORKER(lc) lcores.push_back(lc);
+  if (lcores.empty()) {
+    std::fprintf(stderr, "lbbench: give EAL worker lcores (-l 0-1: one measuring core)\n");
+    return 2;
+  }
+  Shared shared;
+  g_shared = &shared;
+  shared.syn = FLAGS_traffic == "syn";
+  shared.duration_cycles = uint64_t(FLAGS_seconds * double(rte_get_tsc_hz()));
+  shared.pool = rte_pktmbuf_pool_create("lbbench", 8191 * uint32_t(lcores.size()), 256, 0,
+                                        RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  auto store = SnapshotStore::Create(uint32_t(lcores.size()));
+  if (shared.pool == nullptr || !store.ok()) {
+    std::fprintf(stderr, "lbbench: no memory for the pool (EAL -m)\n");
+    return 1;
+  }
+  shared.store = store->get();
+  SnapshotBuilder builder;
+  auto snap = builder.Build(MakeConfig(0));
+  if (!snap.ok()) {
+    std::fprintf(stderr, "lbbench: %s\n", std::string(snap.status().message()).c_str());
+    return 1;
+  }
+  shared.store->Publish(*std::move(snap));
+
+  const bool tcp = FLAGS_proto == "tcp" || shared.syn;
+  std::vector<std::unique_ptr<Core>> cores;
+  const uint32_t per_core = std::max(1u, FLAGS_flows / uint32_t(lcores.size()));
+  for (uint32_t i = 0; i < lcores.size(); ++i) {
+    auto core = std::make_unique<Core>();
+    core->index = i;
+    core->result.lcore = lcores[i];
+    if (absl::Status s = shared.store->RegisterWorker(i); !s.ok()) return 1;
+    core->worker = std::make_unique<Worker>(Worker::Options{.id = i, .flow_capacity = per_core * 2}, shared.store);
+    for (uint32_t f = 0; f < per_core; ++f) {
+      core->frames.Add(MakeFrame(i * per_core + f, tcp, shared.syn ? kTcpSyn : kTcpAck));
+    }
+    // Established traffic: every flow passes once before the measurement.
+    if (!shared.syn) {
+      for (uint32_t f = 0; f < per_core; f += kBurst) {
+        rte_mbuf* m[kBurst];
+        uint32_t next = f, fresh = 0;
+        if (!Fill(m, *core, &next, &fresh)) return 1;
+        BurstOutput out;
+        core->worker->ProcessBurst(m, kBurst, core->worker->Now(), out);
+        rte_pktmbuf_free_bulk(out.wire.data(), out.num_wire);
+        rte_pktmbuf_free_bulk(out.kernel.data(), out.num_kernel);
+      }
+    }
+    cores.push_back(std::move(core));
+  }
+  std::vector<uint64_t> warm_hits, warm_misses, warm_full, warm_drops;
+  for (auto& c : cores) {
+    warm_hits.push_back(c->worker->counters().Get(Event::kFlowHits));
+    warm_misses.push_back(c->worker->counters().Get(Event::kFlowMisses));
+    warm_full.push_back(c->worker->counters().Get(Event::kFlowTableFull));
+    uint64_t d = 0;
+    for (size_t r = 0; r < kNumDropReasons; ++r) d += c->worker->counters().Get(DropReason(r));
+    warm_drops.push_back(d);
+  }
+  for (auto& c : cores) rte_eal_remote_launch(RunCore, c.get(), c->result.lcore);
+  shared.go.store(true, std::memory_order_release);
+
+  // The main lcore: configuration updates during the pipeline loop (which starts after
+  // the reference loop, FLAGS_seconds in).
+  uint64_t updates = 0;
+  if (FLAGS_updates_per_second > 0) {
+    const uint64_t hz = rte_get_tsc_hz();
+    const uint64_t begin = rte_rdtsc() + shared.duration_cycles;
+    const uint64_t stop = begin + shared.duration_cycles;
+    const uint64_t step = hz / FLAGS_updates_per_second;
+    const DataplaneConfig a = MakeConfig(0), b = MakeConfig(1);
+    while (rte_rdtsc() < begin) rte_pause();
+    for (uint64_t t = begin; t < stop; t += step) {
+      while (rte_rdtsc() < t) rte_pause();
+      auto s = builder.Build(updates % 2 ? a : b);
+      if (s.ok()) shared.store->Publish(*std::move(s));
+      shared.store->Reclaim();
+      ++updates;
+    }
+  }
+  rte_eal_mp_wait_lcore();
+  shared.store->Reclaim();
+
+  const double ghz = double(rte_get_tsc_hz()) / 1e9;
+  double total_mpps = 0, total_ref = 0;
+  std::string rows, json_cores;
+  for (size_t i = 0; i < cores.size(); ++i) {
+    CoreResult& r = cores[i]->result;
+    const auto& k = cores[i]->worker->counters();
+    r.hits = k.Get(Event::kFlowHits) - warm_hits[i];
+    r.misses = k.Get(Event::kFlowMisses) - warm_misses[i];
+    r.full = k.Get(Event::kFlowTableFull) - warm_full[i];
+    for (size_t d = 0; d < kNumDropReasons; ++d) r.drops += k.Get(DropReason(d));
+    r.drops -= warm_drops[i];
+    const double secs = double(r.cycles) / double(rte_get_tsc_hz());
+    const double mpps = double(r.packets) / secs / 1e6;
+    const double ref = double(r.ref_packets) / (double(r.ref_cycles) / double(rte_get_tsc_hz())) / 1e6;
+    const double cpp = double(r.cycles) / double(r.packets);
+    const double hit = r.hits + r.misses ? 100.0 * double(r.hits) / double(r.hits + r.misses) : 0;
+    total_mpps += mpps;
+    total_ref += ref;
+    rows += absl::StrFormat("%-5d %-6d %7.2f %8.1f %11.1f %9d %9.1f%% %14.2f %6.2f\n", i, r.lcore, mpps,
+                            cpp / ghz, cpp, r.drops, hit, ref, mpps / ref);
+    json_cores += absl::StrFormat(
+        "%s{\"core\":%d,\"lcore\":%d,\"mpps\":%.3f,\"ns_per_packet\":%.2f,\"cycles_per_packet\":%.1f,"
+        "\"drops\":%d,\"flow_hit_rate\":%.4f,\"flow_table_full\":%d,\"reference_mpps\":%.3f,\"ratio\":%.3f}",
+        i ? "," : "", i, r.lcore, mpps, cpp / ghz, cpp, r.drops, hit / 100, r.full, ref, mpps / ref);
+  }
+  const std::string what = absl::StrFormat(
+      "%d core(s), IPv%d %s %s, %d flows, %d services x %d backends, %d-byte frames, %s, %.1f s",
+      cores.size(), FLAGS_family, shared.syn ? "TCP" : (tcp ? "TCP" : "UDP"), FLAGS_traffic, FLAGS_flows,
+      FLAGS_services, FLAGS_backends, FLAGS_packet_size, FLAGS_mode, FLAGS_seconds);
+  if (FLAGS_json) {
+    std::printf("{\"run\":\"%s\",\"tsc_ghz\":%.3f,\"cores\":[%s],\"total_mpps\":%.3f,"
+                "\"total_reference_mpps\":%.3f,\"ratio\":%.3f,\"config_updates\":%lu}\n",
+                what.c_str(), ghz, json_cores.c_str(), total_mpps, total_ref, total_mpps / total_ref,
+                (unsigned long)updates);
+  } else {
+    std::printf("lbbench: %s\n\n", what.c_str());
+    std::printf("%-5s %-6s %7s %8s %11s %9s %10s %14s %6s\n", "core", "lcore", "Mpps", "ns/pkt",
+                "cycles/pkt", "drops", "flow-hit", "reference-Mpps", "ratio");
+    std::printf("%s", rows.c_str());
+    std::printf("%-12s %7.2f %51.2f %6.2f\n", "total", total_mpps, total_ref, total_mpps / total_ref);
+    if (FLAGS_updates_per_second > 0) {
+      std::printf("\nconfiguration updates during the pipeline loop: %lu\n", (unsigned long)updates);
+    }
+  }
+  for (auto& c : cores) c->worker.reset();
+  rte_mempool_free(shared.pool);
+  rte_eal_cleanup();
+  return 0;
+}
+
+}  // namespace
+}  // namespace lb::bench
+
+int main(int argc, char** argv) { return lb::bench::Main(argc, argv); }
