@@ -17,13 +17,6 @@ TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2)
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BFD_DETECTION_MS=300  # 3 x 100 ms, as configured on both ends
 
-passed=0
-failed=0
-check() {
-  local what=$1
-  shift
-  if "$@"; then echo "ok   - $what"; passed=$((passed + 1)); else echo "FAIL - $what"; failed=$((failed + 1)); fi
-}
 finish() {
   if [ "$failed" -ne 0 ]; then
     echo "--- tor: kernel route, BIRD's routes and protocols"
@@ -180,6 +173,4 @@ timeout 2 "${gen[@]}" --output="$TOPO_DIR/keep.conf" --bird=false --interval_ms=
 check "a refused configuration leaves the last good file in place" test "$(cat "$TOPO_DIR/keep.conf")" = "# last good"
 check "and the refusal is logged" grep -q "bird -p refused the rendered configuration" "$TOPO_DIR/gen-refused.log"
 
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

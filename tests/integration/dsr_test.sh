@@ -9,19 +9,6 @@ export LB_BUILD=$(cd "$1" && pwd)
 export TOPO="lbi$$" TOPO_DIR="/tmp/lb-integration-$$"
 source "$(dirname "$0")/topology.sh"
 
-passed=0
-failed=0
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then
-    echo "ok   - $what"
-    passed=$((passed + 1))
-  else
-    echo "FAIL - $what"
-    failed=$((failed + 1))
-  fi
-}
 finish() {
   local rc=$?
   if [ "$failed" -ne 0 ] || [ "$rc" -ne 0 ]; then
@@ -179,6 +166,4 @@ check "SIGTERM stops lbd within 10 s" test "$stopped" -eq 0
 check "lbd logged a clean stop" grep -q "stopped" "$TOPO_DIR/lbd.log"
 check "the TAP interface went with it" sh -c "! ip netns exec '$TOPO-lb' ip link show lb0 >/dev/null 2>&1"
 
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

@@ -11,13 +11,6 @@ source "$(dirname "$0")/topology.sh"
 
 huge=$TOPO_DIR/huge
 pages_before=$(cat /proc/sys/vm/nr_hugepages)
-passed=0
-failed=0
-check() {
-  local what=$1
-  shift
-  if "$@"; then echo "ok   - $what"; passed=$((passed + 1)); else echo "FAIL - $what"; failed=$((failed + 1)); fi
-}
 finish() {
   [ "$failed" -ne 0 ] && tail -30 "$TOPO_DIR/lbd.log" 2>/dev/null
   topo_down
@@ -63,6 +56,4 @@ check "the capture holds at least 6 packets (${blocks:-0})" test "${blocks:-0}" 
 check "every captured packet is the VIP's, as filtered (${vip_packets:-0})" test "${vip_packets:-0}" -eq "${blocks:-0}"
 check "lbd still healthy after the capture" lbctl health
 
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

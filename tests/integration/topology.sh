@@ -19,6 +19,27 @@ TOPO_NAMESPACES=(tor lb client b1 b2 b3 b4)
 VIP_DNS=10.100.0.10
 VIP_GUE=10.100.0.11
 
+# Test checks: `check DESCRIPTION COMMAND...` prints ok/FAIL and counts; check_summary
+# prints "N passed, N failed" and fails when any check did.
+passed=0
+failed=0
+check() {
+  local what=$1
+  shift
+  if "$@"; then
+    echo "ok   - $what"
+    passed=$((passed + 1))
+  else
+    echo "FAIL - $what"
+    failed=$((failed + 1))
+  fi
+}
+check_summary() {
+  echo
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
 nsx() {  # nsx NS COMMAND...: run in the topology's namespace NS
   local ns=$1
   shift
@@ -133,6 +154,6 @@ topo_down() {  # safe under set -e: every step may find its target gone already
     if [ -n "$left" ]; then kill -KILL $left 2>/dev/null || true; fi
     ip netns del "$TOPO-$ns" 2>/dev/null || true
   done
-  rm -rf "/var/run/dpdk/$TOPO"  # lbd's EAL runtime directory (telemetry socket)
+  rm -rf "/var/run/dpdk/$TOPO" "/var/run/dpdk/$TOPO"-*  # lbd's EAL runtime directories
   return 0
 }
