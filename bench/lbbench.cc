@@ -17,6 +17,7 @@
 #include <rte_mbuf.h>
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -395,7 +396,9 @@ int Main(int argc, char** argv) {
   }
   for (auto& c : cores) c->worker.reset();
   rte_mempool_free(shared.pool);
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  rmdir(runtime_dir.c_str());  // EAL leaves it even with --no-shconf; only removed if empty
   return 0;
 }
 

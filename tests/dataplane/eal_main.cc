@@ -1,11 +1,13 @@
 // gtest main for tests that need EAL: --no-huge and --no-pci (virtual devices only),
-// --no-shconf so nothing is left in /var/run/dpdk, and a small mbuf pool shared by the
-// tests (TestPool()).
+// --no-shconf, a file prefix of its own whose runtime directory (EAL makes one even with
+// --no-shconf) is removed at exit, and a small mbuf pool shared by the tests (TestPool()).
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_mbuf.h>
 
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -21,8 +23,10 @@ rte_mempool* TestPool() { return g_pool; }
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  const std::string prefix = "lb-dataplane-test-" + std::to_string(getpid());
   std::vector<std::string> eal = {argv[0], "--no-huge", "--no-pci", "--no-shconf", "-m", "256",
-                                  "-l", "0", "--log-level=lib.eal:error", "--no-telemetry"};
+                                  "-l", "0", "--log-level=lib.eal:error", "--no-telemetry",
+                                  "--file-prefix=" + prefix};
   std::vector<char*> eal_argv;
   for (auto& s : eal) eal_argv.push_back(s.data());
   if (rte_eal_init(int(eal_argv.size()), eal_argv.data()) < 0) {
@@ -37,6 +41,8 @@ int main(int argc, char** argv) {
   }
   const int result = RUN_ALL_TESTS();
   rte_mempool_free(lb::testing::g_pool);
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
+  rmdir(runtime_dir.c_str());
   return result;
 }

@@ -12,6 +12,7 @@
 #include <rte_mbuf.h>
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -90,10 +91,15 @@ void CheckSent(const rte_mbuf* m) {
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
   std::vector<std::string> args = {(*argv)[0], "--no-huge", "--no-pci", "--no-shconf", "-m",
                                     "128", "-l", "0", "--log-level=lib.eal:error",
-                                    "--no-telemetry"};
+                                    "--no-telemetry",
+                                    "--file-prefix=lb-fuzz-" + std::to_string(getpid())};
   std::vector<char*> eal;
   for (auto& a : args) eal.push_back(a.data());
   if (rte_eal_init(int(eal.size()), eal.data()) < 0) std::abort();
+  // EAL makes a runtime directory even with --no-shconf; the fuzzer exits without
+  // cleanup, so remove it at exit.
+  static std::string runtime_dir = rte_eal_get_runtime_dir();
+  std::atexit([] { rmdir(runtime_dir.c_str()); });
   g_pool = rte_pktmbuf_pool_create("fuzz", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   auto store = SnapshotStore::Create(1);
   if (g_pool == nullptr || !store.ok()) std::abort();
