@@ -66,7 +66,10 @@ namespace lb::control {
 namespace {
 
 std::atomic<bool> g_stop{false};
-ControlCore* g_core = nullptr;  // for the telemetry callbacks
+// For the telemetry callbacks, which run on EAL's telemetry thread: cleared before what
+// the core reaches (the runtime) is torn down. Acquire/release: a callback that sees the
+// pointer sees the core constructed.
+std::atomic<ControlCore*> g_core{nullptr};
 
 void OnSignal(int) { g_stop.store(true, std::memory_order_relaxed); }
 
@@ -114,7 +117,9 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
 }
 
 int TelemetryStats(const char*, const char*, rte_tel_data* d) {
-  const Stats stats = g_core->GetStats();
+  ControlCore* core = g_core.load(std::memory_order_acquire);
+  if (core == nullptr) return -1;  // stopping
+  const Stats stats = core->GetStats();
   rte_tel_data_start_dict(d);
   for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
     rte_tel_data_add_dict_u64(d, std::string(dataplane::kEventInfo[i].name).c_str(), stats.events[i]);
@@ -129,7 +134,9 @@ int TelemetryStats(const char*, const char*, rte_tel_data* d) {
 }
 
 int TelemetryHealth(const char*, const char*, rte_tel_data* d) {
-  const Health h = g_core->GetHealth();
+  ControlCore* core = g_core.load(std::memory_order_acquire);
+  if (core == nullptr) return -1;  // stopping
+  const Health h = core->GetHealth();
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_int(d, "healthy", h.healthy);
   rte_tel_data_add_dict_int(d, "workers_alive", int(h.workers_alive));
@@ -290,7 +297,7 @@ int Main(int argc, char** argv) {
   settings->next_hop = (*runtime)->InitialNextHop();
   ControlCore core(*settings, store->get(), runtime->get());
   if (absl::Status s = core.Start(); !s.ok()) LOG(FATAL) << "initial configuration: " << s;
-  g_core = &core;
+  g_core.store(&core, std::memory_order_release);
   rte_telemetry_register_cmd("/lb/stats", TelemetryStats, "lbd counters summed over workers");
   rte_telemetry_register_cmd("/lb/health", TelemetryHealth, "lbd health");
   if (rte_pdump_init() != 0) {
@@ -306,11 +313,11 @@ int Main(int argc, char** argv) {
   (*runtime)->RunMain(&core, g_stop);
 
   LOG(INFO) << "stopping";
+  g_core.store(nullptr, std::memory_order_release);
   api->Shutdown();
   if (metrics != nullptr) MHD_stop_daemon(metrics);
   (*runtime)->StopWorkers();
   runtime->reset();
-  g_core = nullptr;
   if (!FLAGS_api_socket.empty()) unlink(FLAGS_api_socket.c_str());
   rte_pdump_uninit();
   rte_eal_cleanup();
