@@ -38,6 +38,24 @@ inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
   std::memcpy(at, &c, 2);
 }
 
+// The checksum of a 20-byte IPv4 header (no options) whose checksum field is zero: five
+// 32-bit words summed with carries (RFC 1071 §2(B): the sum may be taken in larger words),
+// stored as it comes out (the sum is byte-order independent).
+inline void StoreIpv4HeaderChecksum(uint8_t* ip) {
+  uint64_t sum = 0;
+  for (int i = 0; i < 5; ++i) {
+    uint32_t word;
+    std::memcpy(&word, ip + 4 * i, 4);
+    sum += word;
+  }
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t c = uint16_t(~sum);
+  std::memcpy(ip + 10, &c, 2);
+}
+
 // RFC 1624 eqn. 3: the checksum at `cksum` after a 16-bit word of the data changed from
 // `old_word` to `new_word` (both as read big-endian).
 inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word) {
@@ -138,7 +156,7 @@ inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapParams& p
     Store16(ip + 10, 0);
     std::memcpy(ip + 12, params.source->V4Bytes(), 4);
     std::memcpy(ip + 16, params.destination->V4Bytes(), 4);
-    StoreChecksum(ip + 10, rte_raw_cksum(ip, kIpv4HeaderLen));
+    StoreIpv4HeaderChecksum(ip);
   } else {
     Store32(ip, 6u << 28 | uint32_t(tos) << 20 | (params.flow_hash & 0xfffff));
     Store16(ip + 4, kGue ? udp_len : p.ip_len);

@@ -90,7 +90,7 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
 
   // Stage 1: bring the headers in, parse, hash, and prefetch the flow-table buckets.
   for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
-  std::array<Meta, kMaxBurst> meta;
+  std::array<Meta, kMaxBurst>& meta = meta_;  // Parse() resets each entry it fills
   for (uint16_t i = 0; i < n; ++i) {
     Meta& mt = meta[i];
     // Parse sees the first segment only: headers must be contiguous there.
@@ -131,6 +131,13 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
 void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
                     BurstOutput& out) {
   const ParsedPacket& p = meta.packet;
+  // The common case first: TCP or UDP to a service, found with one lookup. Anything else
+  // needs the VIP table to tell "for the kernel" from "for a VIP, but not served".
+  if ((p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp) && !p.is_fragment && p.ttl > 1) {
+    if (const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be)) {
+      return HandleFlow(snap, m, meta, *svc, now, out);
+    }
+  }
   const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
   if (vip == nullptr) {
     out.kernel[out.num_kernel++] = m;

@@ -164,6 +164,7 @@ class Worker {
   uint64_t tsc_per_ms_;
   std::array<rte_mbuf*, kMaxBurst> dropped_;
   uint16_t num_dropped_ = 0;
+  std::array<Meta, kMaxBurst> meta_;  // per burst; a member so that it is not built each time
   Query query_;
   std::atomic<uint64_t> loops_{0};
 };
