@@ -161,9 +161,8 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
   if (p.ttl <= 1) return Drop(m, DropReason::kTtlExceeded);
   if (p.kind == PacketKind::kIcmpError) return HandleIcmpError(snap, m, meta, now, out);
   if (p.is_fragment) return HandleFragment(snap, m, meta, *vip, now, out);
-  const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
-  if (svc == nullptr) return Drop(m, DropReason::kNoService);
-  HandleFlow(snap, m, meta, *svc, now, out);
+  // TCP or UDP to a VIP: the service lookup at the top found nothing.
+  Drop(m, DropReason::kNoService);
 }
 
 void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
