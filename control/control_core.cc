@@ -340,7 +340,6 @@ Health ControlCore::GetHealth() const {
 
 absl::StatusOr<Explanation> ControlCore::ExplainFlow(const dataplane::FlowKey& key) {
   Explanation e;
-  dataplane::ServiceKey service_key;
   {
     absl::MutexLock lock(&mu_);
     const dataplane::Snapshot* snap = store_->current();
@@ -354,28 +353,25 @@ absl::StatusOr<Explanation> ControlCore::ExplainFlow(const dataplane::FlowKey& k
       e.decision = "no service for this protocol and port: dropped (no_service)";
       return e;
     }
-    service_key = rec->key;
     e.service = ServiceId{rec->key.vip, rec->key.protocol, ntohs(rec->key.port_be)};
-    if (!rec->maglev.empty()) {
-      const uint32_t hash = dataplane::HashFlowKey(key);
-      const uint32_t service_hash = dataplane::ServiceHash(key, rec->hash_fields, hash);
-      const uint16_t local =
-          rec->maglev[dataplane::ReduceToRange(service_hash, uint32_t(rec->maglev.size()))];
-      e.maglev_backend = ToConfig(*snap->backend(rec->backend_slots[local]));
-    }
+    // The same pick as the worker's (Snapshot::Pick).
+    uint32_t slot;
+    const auto* b = snap->Pick(*rec, dataplane::ServiceHash(key, rec->hash_fields, dataplane::HashFlowKey(key)), &slot);
+    if (b != nullptr) e.maglev_backend = ToConfig(*b);
   }
   // The workers answer without the lock held. Backend slots are stable across
-  // snapshots; the service is compared by key, as the snapshot may have changed.
+  // snapshots; the service is looked up again, as the snapshot may have changed.
   const FlowLocation flow =
       probe_ != nullptr ? probe_->FindFlow(key).value_or(FlowLocation{}) : FlowLocation{};
   absl::MutexLock lock(&mu_);
   const dataplane::Snapshot* snap = store_->current();
   if (flow.answer.found) {
     e.worker = int32_t(flow.worker);
-    const dataplane::BackendRecord* b = snap->backend(flow.answer.backend_slot);
-    if (b != nullptr && b->generation == flow.answer.backend_generation &&
-        snap->services()[b->service_index].key == service_key &&
-        b->state != dataplane::BackendState::kDown) {
+    const dataplane::ServiceRecord* rec = snap->FindService(key.dst, key.protocol, key.dst_port_be);
+    const dataplane::BackendRecord* b =
+        rec == nullptr ? nullptr
+                       : snap->Pinned(*rec, flow.answer.backend_slot, flow.answer.backend_generation);
+    if (b != nullptr) {
       e.backend = ToConfig(*b);
       e.decision = absl::StrFormat("flow-table: worker %d holds this flow", flow.worker);
       return e;

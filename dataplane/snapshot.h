@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "dataplane/config.h"
 #include "dataplane/flat_map.h"
+#include "dataplane/hash.h"
 
 namespace lb::dataplane {
 
@@ -106,6 +107,25 @@ class Snapshot {
     return slot < backends_.size() && backends_[slot].in_use ? &backends_[slot] : nullptr;
   }
   const std::vector<BackendRecord>& backends() const { return backends_; }
+
+  // Maglev (§3.4): the backend `svc`'s table gives a flow of service hash `hash`, and its
+  // slot. nullptr when the service has no active backend.
+  const BackendRecord* Pick(const ServiceRecord& svc, uint32_t hash, uint32_t* slot) const {
+    if (svc.maglev.empty()) return nullptr;
+    *slot = svc.backend_slots[svc.maglev[ReduceToRange(hash, uint32_t(svc.maglev.size()))]];
+    return backend(*slot);
+  }
+  // The backend a flow pinned to (slot, generation) in `svc` (a service of this snapshot)
+  // may still use: nullptr when it was removed (its slot's generation moved on), belongs
+  // to another service, or is down.
+  const BackendRecord* Pinned(const ServiceRecord& svc, uint32_t slot, uint32_t generation) const {
+    const BackendRecord* b = backend(slot);
+    if (b == nullptr || b->generation != generation || &services_[b->service_index] != &svc ||
+        b->state == BackendState::kDown) {
+      return nullptr;
+    }
+    return b;
+  }
 
   const EncapSource& encap_source(bool v4) const { return v4 ? source_v4_ : source_v6_; }
   uint16_t gue_port_be() const { return gue_port_be_; }

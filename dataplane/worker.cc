@@ -37,25 +37,6 @@ FlowState NextState(FlowState s, const ParsedPacket& p) {
   return s;
 }
 
-// Maglev lookup (§3.4): the table entry for `hash` names the backend.
-const BackendRecord* Pick(const Snapshot& snap, const ServiceRecord& svc, uint32_t hash,
-                          uint32_t* slot) {
-  if (svc.maglev.empty()) return nullptr;
-  *slot = svc.backend_slots[svc.maglev[ReduceToRange(hash, uint32_t(svc.maglev.size()))]];
-  return snap.backend(*slot);
-}
-
-// Whether the backend a flow entry names may still carry that flow.
-const BackendRecord* PinnedBackend(const Snapshot& snap, const FlowEntry& e,
-                                   uint32_t service_index) {
-  const BackendRecord* b = snap.backend(e.backend_slot);
-  if (b == nullptr || b->generation != e.backend_generation ||
-      b->service_index != service_index || b->state == BackendState::kDown) {
-    return nullptr;
-  }
-  return b;
-}
-
 bool NeedsFlowHash(const ParsedPacket& p) {
   return (p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp ||
           p.kind == PacketKind::kIcmpError) &&
@@ -168,16 +149,21 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
 void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
                         const ServiceRecord& svc, Millis now, BurstOutput& out) {
   const ParsedPacket& p = meta.packet;
-  const uint32_t service_index = uint32_t(&svc - snap.services().data());
-  const uint32_t service_hash = ServiceHash(p.key, svc.hash_fields, meta.hash);
+  // Maglev's pick for this flow, written into `e` when there is one. The service hash is
+  // computed only here: a flow-table hit does not need it.
   uint32_t slot_id = 0;
+  auto pick = [&]() { return snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.hash), &slot_id); };
+  auto pin = [&](FlowEntry& e, const BackendRecord& backend) {
+    e.backend_slot = slot_id;
+    e.backend_generation = backend.generation;
+  };
   FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
   const BackendRecord* b = nullptr;
   FlowState state;
   if (slot) {
     counters_.Add(Event::kFlowHits);
     FlowEntry& e = *slot.entry;
-    b = PinnedBackend(snap, e, service_index);
+    b = snap.Pinned(svc, e.backend_slot, e.backend_generation);
     // A SYN that meets a closing flow, or a backend that takes no new flows, opens a
     // new connection on the same 5-tuple: it is balanced afresh. A SYN on a live flow
     // of an active backend is a retransmission and stays.
@@ -188,23 +174,21 @@ void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
     if (b != nullptr) {
       state = NextState(FlowState(e.state), p);
     } else {
-      b = Pick(snap, svc, service_hash, &slot_id);
+      b = pick();
       if (b == nullptr) return Drop(m, DropReason::kNoBackend);
       counters_.Add(Event::kFlowRepicks);
-      e.backend_slot = slot_id;
-      e.backend_generation = b->generation;
+      pin(e, *b);
       state = InitialState(p);
     }
   } else {
     counters_.Add(Event::kFlowMisses);
-    b = Pick(snap, svc, service_hash, &slot_id);
+    b = pick();
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);
     state = InitialState(p);
     bool reclaimed = false;
     slot = flows_.Claim(p.key, meta.hash, now, &reclaimed);
     if (slot) {
-      slot.entry->backend_slot = slot_id;
-      slot.entry->backend_generation = b->generation;
+      pin(*slot.entry, *b);
       counters_.Add(Event::kFlowInserts);
       if (reclaimed) counters_.Add(Event::kFlowExpired);
     } else {
@@ -241,7 +225,7 @@ void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
   key.src_port_be = key.dst_port_be = 0;
   const uint32_t hash = HashFlowKey(key);
   uint32_t slot_id;
-  const BackendRecord* b = Pick(snap, *svc, ServiceHash(key, svc->hash_fields, hash), &slot_id);
+  const BackendRecord* b = snap.Pick(*svc, ServiceHash(key, svc->hash_fields, hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
   Forward(snap, m, p, *svc, *b, hash, now, out);
 }
@@ -254,13 +238,12 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   const ParsedPacket& p = meta.packet;
   const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
   if (svc == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
-  const uint32_t service_index = uint32_t(svc - snap.services().data());
   const BackendRecord* b = nullptr;
   if (FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now)) {
-    b = PinnedBackend(snap, *slot.entry, service_index);
+    b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
   }
   uint32_t slot_id;
-  if (b == nullptr) b = Pick(snap, *svc, ServiceHash(p.key, svc->hash_fields, meta.hash), &slot_id);
+  if (b == nullptr) b = snap.Pick(*svc, ServiceHash(p.key, svc->hash_fields, meta.hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
   counters_.Add(Event::kIcmpErrorsForwarded);
   Forward(snap, m, p, *svc, *b, meta.hash, now, out);

@@ -363,6 +363,15 @@ int SetState(Client& c, const Args& a, bool json, lb::v1::BackendState state) {
   return PrintService(c.Call(&lb::v1::LoadBalancer::Stub::UpdateBackend, req, &out), out, json);
 }
 
+int SetDrain(Client& c, bool json, bool drained) {
+  lb::v1::SetDrainRequest req;
+  req.set_drained(drained);
+  lb::v1::Health out;
+  const int rc = c.Call(&lb::v1::LoadBalancer::Stub::SetDrain, req, &out);
+  if (rc == 0) std::printf("%s", json ? ToJson(out).c_str() : drained ? "drained\n" : "undrained\n");
+  return rc;
+}
+
 const std::map<std::string, Verb>& Verbs() {
   using Stub = lb::v1::LoadBalancer::Stub;
   static const std::map<std::string, Verb> verbs = {
@@ -514,22 +523,9 @@ const std::map<std::string, Verb>& Verbs() {
                     return out.healthy() ? 0 : 1;
                   }}},
       {"node drain", {"lbctl node drain   (lb-bird-gen withdraws the node's VIPs; forwarding goes on)", 0,
-                      [](Client& c, const Args&, bool json) {
-                        lb::v1::SetDrainRequest req;
-                        req.set_drained(true);
-                        lb::v1::Health out;
-                        const int rc = c.Call(&Stub::SetDrain, req, &out);
-                        if (rc == 0) std::printf("%s", json ? ToJson(out).c_str() : "drained\n");
-                        return rc;
-                      }}},
-      {"node undrain", {"lbctl node undrain", 0, [](Client& c, const Args&, bool json) {
-         lb::v1::SetDrainRequest req;
-         req.set_drained(false);
-         lb::v1::Health out;
-         const int rc = c.Call(&Stub::SetDrain, req, &out);
-         if (rc == 0) std::printf("%s", json ? ToJson(out).c_str() : "undrained\n");
-         return rc;
-       }}},
+                      [](Client& c, const Args&, bool json) { return SetDrain(c, json, true); }}},
+      {"node undrain", {"lbctl node undrain", 0,
+                        [](Client& c, const Args&, bool json) { return SetDrain(c, json, false); }}},
       {"explain", {"lbctl explain tcp|udp SRC SPORT DST DPORT", 5, [](Client& c, const Args& a, bool json) {
          lb::v1::ExplainFlowRequest req;
          req.set_protocol(ParseProtocol(a.positional[0]));

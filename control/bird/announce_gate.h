@@ -24,7 +24,6 @@ class AnnounceGate {
     }
     return announcing_;
   }
-  bool announcing() const { return announcing_; }
 
  private:
   uint32_t up_after_;

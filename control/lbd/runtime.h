@@ -49,7 +49,6 @@ class Runtime final : public DataplaneProbe {
 
   // The node's next hop as far as known now (source MAC = the wire port's).
   dataplane::NextHop InitialNextHop() const;
-  const dataplane::dpdk::Port& wire() const { return *wire_; }
 
   // Main lcore: runs until `stop` is set.
   void RunMain(ControlCore* core, const std::atomic<bool>& stop);
