@@ -4,7 +4,6 @@
 //
 // EAL options choose lcores (-l: the first is the main lcore, every other one runs a
 // worker), memory and devices (-a PCI address, --vdev). lbd options are the gflags below.
-#include <microhttpd.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_pdump.h>
@@ -24,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "control/control_core.h"
 #include "control/grpc_service.h"
+#include "control/http_endpoint.h"
 #include "control/lbd/neighbors.h"
 #include "control/lbd/runtime.h"
 #include "control/metrics.h"
@@ -143,47 +143,16 @@ int TelemetryHealth(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
-MHD_Result ServeMetrics(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                        const char*, const char*, size_t*, void**) {
-  auto* core = static_cast<ControlCore*>(cls);
-  const bool ok = std::strcmp(method, "GET") == 0 && std::strcmp(url, "/metrics") == 0;
-  const std::string body = ok ? RenderPrometheus(core->GetStats(), core->GetHealth())
-                              : "lbd serves GET /metrics\n";
-  MHD_Response* response = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
-                                                           MHD_RESPMEM_MUST_COPY);
-  MHD_add_response_header(response, "Content-Type", "text/plain; version=0.0.4");
-  const MHD_Result r = MHD_queue_response(connection, ok ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND, response);
-  MHD_destroy_response(response);
-  return r;
-}
-
-MHD_Daemon* StartMetrics(const std::string& address, ControlCore* core) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) LOG(FATAL) << "--metrics_address: want host:port, got " << address;
-  std::string host = address.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  const int port = std::atoi(address.c_str() + colon + 1);
-  auto ip = dataplane::IpAddress::Parse(host);
-  if (!ip || port <= 0 || port > 65535) LOG(FATAL) << "--metrics_address: bad address " << address;
-  sockaddr_storage ss{};
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
-  if (ip->IsV4()) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(uint16_t(port));
-    std::memcpy(&sin->sin_addr, ip->V4Bytes(), 4);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(uint16_t(port));
-    std::memcpy(&sin6->sin6_addr, ip->bytes.data(), 16);
-    flags |= MHD_USE_IPv6;
-  }
-  MHD_Daemon* d = MHD_start_daemon(flags, uint16_t(port), nullptr, nullptr, &ServeMetrics, core,
-                                   MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_END);
-  if (d == nullptr) LOG(FATAL) << "cannot serve metrics on " << address;
+std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, ControlCore* core) {
+  auto endpoint = HttpEndpoint::Start(address, [core](std::string_view method, std::string_view path) {
+    if (method == "GET" && path == "/metrics") {
+      return HttpReply{.body = RenderPrometheus(core->GetStats(), core->GetHealth())};
+    }
+    return HttpReply{.status = 404, .body = "lbd serves GET /metrics\n"};
+  });
+  if (!endpoint.ok()) LOG(FATAL) << "--metrics_address: " << endpoint.status().message();
   LOG(INFO) << "metrics on http://" << address << "/metrics";
-  return d;
+  return *std::move(endpoint);
 }
 
 std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service) {
@@ -307,7 +276,8 @@ int Main(int argc, char** argv) {
 
   LoadBalancerService service(&core);
   std::unique_ptr<grpc::Server> api = StartApi(&service);
-  MHD_Daemon* metrics = FLAGS_metrics_address.empty() ? nullptr : StartMetrics(FLAGS_metrics_address, &core);
+  std::unique_ptr<HttpEndpoint> metrics =
+      FLAGS_metrics_address.empty() ? nullptr : StartMetrics(FLAGS_metrics_address, &core);
   LOG(INFO) << "lbd running with " << workers << " worker(s); SIGTERM or SIGINT stops it";
 
   (*runtime)->RunMain(&core, g_stop);
@@ -315,7 +285,7 @@ int Main(int argc, char** argv) {
   LOG(INFO) << "stopping";
   g_core.store(nullptr, std::memory_order_release);
   api->Shutdown();
-  if (metrics != nullptr) MHD_stop_daemon(metrics);
+  metrics.reset();
   (*runtime)->StopWorkers();
   runtime->reset();
   if (!FLAGS_api_socket.empty()) unlink(FLAGS_api_socket.c_str());

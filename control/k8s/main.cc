@@ -1,0 +1,133 @@
+// lb-k8s-watcher: the LB node's sidecar that turns Kubernetes Services and EndpointSlices
+// into lbd's services (through lbd's gRPC API) and hands out VIPs to LoadBalancer
+// Services of our class. See docs/k8s.md.
+#include <unistd.h>
+
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdlib>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+#include "control/http_endpoint.h"
+#include "control/k8s/watcher.h"
+
+DEFINE_string(kubeconfig, "", "kubeconfig file; empty: $KUBECONFIG, else the in-cluster service account.");
+DEFINE_string(context, "", "kubeconfig context; empty: its current-context.");
+DEFINE_string(lbd_socket, "/run/lbd/lbd.sock", "lbd's API socket.");
+DEFINE_string(load_balancer_class, "lbd.io/dpdk-l4",
+              "spec.loadBalancerClass of the LoadBalancer Services this watcher serves.");
+DEFINE_string(vip_cidrs, "",
+              "Comma-separated CIDRs this node announces: the LoadBalancer address pool; externalIPs outside "
+              "them are not served. Empty: no pool, every externalIP served.");
+DEFINE_string(listen_address, "127.0.0.1:9101", "host:port for GET /healthz and GET /metrics. Empty: none.");
+DEFINE_string(node_name, "", "Reported as the Events' source host; empty: $NODE_NAME, else the host name.");
+DEFINE_uint32(debounce_ms, 100, "Quiet time after a change before lbd is updated (at most 10x this in all).");
+DEFINE_uint32(resync_seconds, 300, "Apply the whole state again this often, even without changes.");
+DEFINE_uint32(watch_timeout_seconds, 300, "Watch duration asked of the API server (plus up to 20% jitter).");
+
+namespace lb::control::k8s {
+namespace {
+
+Stopper g_stop;
+
+absl::StatusOr<KubeConfig> LoadConfig() {
+  std::string path = FLAGS_kubeconfig;
+  if (path.empty() && std::getenv("KUBECONFIG") != nullptr) path = std::getenv("KUBECONFIG");
+  return path.empty() ? InClusterConfig() : LoadKubeconfig(path, FLAGS_context);
+}
+
+absl::StatusOr<std::vector<dataplane::IpPrefix>> ParseCidrs(const std::string& text) {
+  std::vector<dataplane::IpPrefix> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
+    const auto p = dataplane::IpPrefix::Parse(std::string_view(trimmed.data(), trimmed.size()));
+    if (!p) return absl::InvalidArgumentError("--vip_cidrs: \"" + std::string(part) + "\" is not a CIDR (host bits zero)");
+    out.push_back(*p);
+  }
+  return out;
+}
+
+std::string NodeName() {
+  if (!FLAGS_node_name.empty()) return FLAGS_node_name;
+  if (const char* n = std::getenv("NODE_NAME"); n != nullptr && *n != '\0') return n;
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+int Main(int argc, char** argv) {
+  gflags::SetUsageMessage("lb-k8s-watcher [options]: keep lbd's services equal to the cluster's Services and EndpointSlices");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
+  auto config = LoadConfig();
+  if (!config.ok()) {
+    LOG(ERROR) << config.status().message();
+    return 2;
+  }
+  auto cidrs = ParseCidrs(FLAGS_vip_cidrs);
+  if (!cidrs.ok()) {
+    LOG(ERROR) << cidrs.status().message();
+    return 2;
+  }
+  WatcherOptions options;
+  options.mapping.load_balancer_class = FLAGS_load_balancer_class;
+  options.mapping.vip_cidrs = *cidrs;
+  options.debounce = std::chrono::milliseconds(FLAGS_debounce_ms);
+  options.max_delay = options.debounce * 10;
+  options.resync = std::chrono::seconds(std::max(1u, FLAGS_resync_seconds));
+  options.informer.watch_timeout_seconds = int(std::max(1u, FLAGS_watch_timeout_seconds));
+  options.node_name = NodeName();
+
+  KubeClient kube(*config);
+  auto lbd = lb::v1::LoadBalancer::NewStub(
+      grpc::CreateChannel("unix:" + FLAGS_lbd_socket, grpc::InsecureChannelCredentials()));
+  Watcher watcher(&kube, lbd.get(), options);
+  LOG(INFO) << "API server " << config->server << " (" << config->source << "); lbd at " << FLAGS_lbd_socket
+            << "; class " << FLAGS_load_balancer_class << "; VIP CIDRs [" << FLAGS_vip_cidrs << "]";
+
+  std::unique_ptr<HttpEndpoint> http;
+  if (!FLAGS_listen_address.empty()) {
+    auto endpoint = HttpEndpoint::Start(FLAGS_listen_address, [&](std::string_view method, std::string_view path) {
+      if (method == "GET" && path == "/metrics") return HttpReply{.body = watcher.RenderMetrics()};
+      if (method == "GET" && path == "/healthz") {
+        auto [ok, text] = watcher.Healthz();
+        return HttpReply{.status = ok ? 200 : 503, .content_type = "text/plain", .body = text};
+      }
+      return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz or /metrics\n"};
+    });
+    if (!endpoint.ok()) {
+      LOG(ERROR) << "--listen_address: " << endpoint.status().message();
+      return 2;
+    }
+    http = *std::move(endpoint);
+  }
+
+  // SIGINT/SIGTERM: blocked in every thread and taken by this one.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    LOG(INFO) << "signal " << sig << ": stopping";
+    g_stop.Stop();
+  });
+  watcher.Run(g_stop);
+  signal_thread.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace lb::control::k8s
+
+int main(int argc, char** argv) { return lb::control::k8s::Main(argc, argv); }

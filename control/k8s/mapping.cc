@@ -1,0 +1,227 @@
+#include "control/k8s/mapping.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "control/k8s/vip_pool.h"
+#include "dataplane/maglev.h"
+
+namespace lb::control::k8s {
+namespace {
+
+using dataplane::BackendConfig;
+using dataplane::BackendState;
+using dataplane::IpAddress;
+using dataplane::ServiceConfig;
+
+// What an endpoint's conditions make of it (EndpointSlice API: an unset `ready` is to be
+// read as ready, an unset `serving` as `ready`).
+std::optional<BackendState> StateOf(const Endpoint& e) {
+  const bool ready = e.ready.value_or(true);
+  const bool serving = e.serving.value_or(ready);
+  const bool terminating = e.terminating.value_or(false);
+  if (ready && !terminating) return BackendState::kActive;
+  if (serving && terminating) return BackendState::kDraining;
+  return std::nullopt;
+}
+
+// The backends of Service port `sp` for a VIP of family v4/v6: every slice of the Service
+// with that family, at the slice's number for the port of the same name and protocol.
+std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
+                                      const std::vector<const KEndpointSlice*>& slices) {
+  std::vector<BackendConfig> out;
+  for (const KEndpointSlice* slice : slices) {
+    if (slice->address_type != (v4 ? "IPv4" : "IPv6")) continue;
+    const auto port = std::find_if(slice->ports.begin(), slice->ports.end(), [&](const SlicePort& p) {
+      return p.name == sp.name && p.protocol == sp.protocol && p.port.has_value();
+    });
+    if (port == slice->ports.end()) continue;
+    for (const Endpoint& e : slice->endpoints) {
+      const auto state = StateOf(e);
+      if (!state) continue;
+      for (const std::string& text : e.addresses) {
+        const auto ip = IpAddress::Parse(text);
+        if (!ip || ip->IsV4() != v4) continue;
+        out.push_back({.address = *ip, .port = uint16_t(*port->port), .weight = 1, .state = *state});
+      }
+    }
+  }
+  // An endpoint can sit in two slices while the controller moves it: keep its best state.
+  std::sort(out.begin(), out.end(), [](const BackendConfig& a, const BackendConfig& b) {
+    return std::tie(a.address, a.port, a.state) < std::tie(b.address, b.port, b.state);
+  });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const BackendConfig& a, const BackendConfig& b) {
+                          return a.address == b.address && a.port == b.port;
+                        }),
+            out.end());
+  return out;
+}
+
+bool Older(const KService* a, const KService* b) {
+  return std::tie(a->creation_timestamp, a->ns, a->name) < std::tie(b->creation_timestamp, b->ns, b->name);
+}
+
+}  // namespace
+
+absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations) {
+  ServiceSettings out;
+  for (const auto& [key, value] : annotations) {
+    if (key.rfind(kAnnotationPrefix, 0) != 0) continue;
+    if (key == kModeAnnotation) {
+      if (value == "dsr-ipip") {
+        out.mode = dataplane::ForwardingMode::kDsrIpip;
+      } else if (value == "dsr-gue") {
+        out.mode = dataplane::ForwardingMode::kDsrGue;
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: \"%s\" is not a forwarding mode (dsr-ipip or dsr-gue)", key, value));
+      }
+    } else if (key == kTableSizeAnnotation) {
+      uint32_t size = 0;
+      if (!absl::SimpleAtoi(value, &size) || !dataplane::IsPrime(size) || size > dataplane::kMaxMaglevTableSize) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s: \"%s\" is not a prime of at most %d (e.g. 65537, 655373)", key, value, dataplane::kMaxMaglevTableSize));
+      }
+      out.table_size = size;
+    } else {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "unknown annotation %s (known: %s, %s)", key, kModeAnnotation, kTableSizeAnnotation));
+    }
+  }
+  return out;
+}
+
+DesiredState MapClusterState(const std::vector<KService>& services, const std::vector<KEndpointSlice>& slices,
+                             const MappingOptions& options, LastGoodSettings* last_good) {
+  DesiredState out;
+  std::vector<const KService*> ordered;
+  for (const KService& s : services) ordered.push_back(&s);
+  std::sort(ordered.begin(), ordered.end(), Older);
+
+  std::map<std::pair<std::string, std::string>, std::vector<const KEndpointSlice*>> slices_of;
+  for (const KEndpointSlice& e : slices) {
+    if (!e.service_name.empty()) slices_of[{e.ns, e.service_name}].push_back(&e);
+  }
+
+  auto announced = [&](const IpAddress& a) {
+    return options.vip_cidrs.empty() ||
+           std::any_of(options.vip_cidrs.begin(), options.vip_cidrs.end(),
+                       [&](const dataplane::IpPrefix& p) { return p.Contains(a); });
+  };
+
+  // Addresses: the pool for our LoadBalancers, never handing out someone's externalIP.
+  std::vector<const KService*> ours;
+  std::vector<IpAddress> external;
+  for (const KService* s : ordered) {
+    if (s->type == "LoadBalancer" && s->load_balancer_class == options.load_balancer_class) ours.push_back(s);
+    for (const std::string& text : s->external_ips) {
+      if (auto ip = IpAddress::Parse(text)) external.push_back(*ip);
+    }
+  }
+  VipAllocation vips = AllocateVips(ours, options.vip_cidrs, external);
+  out.problems = std::move(vips.problems);
+
+  std::map<std::tuple<IpAddress, uint8_t, uint16_t>, std::string> claimed;  // frontend -> owner
+  std::vector<std::pair<ServiceConfig, std::string>> mapped;                // with its owner
+  for (const KService* s : ordered) {
+    std::vector<IpAddress> frontends;
+    for (const std::string& text : s->external_ips) {
+      const auto ip = IpAddress::Parse(text);
+      if (!ip) {
+        out.problems.push_back({s->Key(), "InvalidExternalIP", absl::StrFormat("\"%s\" is not an IP address", text)});
+      } else if (!announced(*ip)) {
+        out.notes.push_back(absl::StrFormat("%s: externalIP %s is outside the announced VIP CIDRs: not served",
+                                            s->Key(), text));
+      } else {
+        frontends.push_back(*ip);
+      }
+    }
+    if (auto it = vips.addresses.find(s->Key()); it != vips.addresses.end()) {
+      out.pool_addresses_used += it->second.size();
+      std::vector<std::string> have = s->ingress_ips, want;
+      for (const IpAddress& a : it->second) want.push_back(a.ToString());
+      std::sort(have.begin(), have.end());
+      std::sort(want.begin(), want.end());
+      if (have != want && !it->second.empty()) out.status_updates.push_back({s->Key(), it->second});
+      frontends.insert(frontends.end(), it->second.begin(), it->second.end());
+    }
+    if (frontends.empty()) continue;
+
+    ServiceSettings settings;
+    if (auto parsed = ParseAnnotations(s->annotations); parsed.ok()) {
+      settings = *parsed;
+      (*last_good)[s->Key()] = settings;
+    } else if (auto it = last_good->find(s->Key()); it != last_good->end()) {
+      settings = it->second;
+      out.problems.push_back({s->Key(), "InvalidAnnotation",
+                              absl::StrFormat("%s; keeping the last good settings", parsed.status().message())});
+    } else {
+      out.problems.push_back({s->Key(), "InvalidAnnotation",
+                              absl::StrFormat("%s; the Service is not served until it is fixed",
+                                              parsed.status().message())});
+      continue;
+    }
+
+    const auto& my_slices = slices_of[{s->ns, s->name}];
+    for (const ServicePort& sp : s->ports) {
+      uint8_t protocol = 0;
+      if (sp.protocol == "TCP") {
+        protocol = IPPROTO_TCP;
+      } else if (sp.protocol == "UDP") {
+        protocol = IPPROTO_UDP;
+      } else {
+        out.notes.push_back(absl::StrFormat("%s: port %d/%s skipped: lbd balances TCP and UDP only", s->Key(),
+                                            sp.port, sp.protocol));
+        continue;
+      }
+      for (const IpAddress& vip : frontends) {
+        const auto key = std::make_tuple(vip, protocol, uint16_t(sp.port));
+        if (auto [it, fresh] = claimed.emplace(key, s->Key()); !fresh) {
+          out.problems.push_back({s->Key(), "AddressConflict",
+                                  absl::StrFormat("%s port %d/%s is already served for the older Service %s",
+                                                  vip.ToString(), sp.port, sp.protocol, it->second)});
+          continue;
+        }
+        ServiceConfig c;
+        c.vip = vip;
+        c.protocol = protocol;
+        c.port = uint16_t(sp.port);
+        c.mode = settings.mode;
+        c.hash_fields = s->client_ip_affinity ? dataplane::HashFields::kSourceIp : dataplane::HashFields::kFiveTuple;
+        c.table_size = settings.table_size;
+        c.backends = BackendsOf(sp, vip.IsV4(), my_slices);
+        if (std::any_of(c.backends.begin(), c.backends.end(), [&](const BackendConfig& b) { return b.port != c.port; })) {
+          out.problems.push_back(
+              {s->Key(), "PortTranslationIgnored",
+               absl::StrFormat("port %d/%s targets %s: DSR delivers packets to the service port %d, so the "
+                               "backends must accept %d on the VIP",
+                               sp.port, sp.protocol, sp.target_port, sp.port, sp.port)});
+        }
+        mapped.emplace_back(std::move(c), s->Key());
+      }
+    }
+  }
+  std::sort(mapped.begin(), mapped.end(), [](const auto& x, const auto& y) {
+    return std::tie(x.first.vip, x.first.protocol, x.first.port) < std::tie(y.first.vip, y.first.protocol, y.first.port);
+  });
+  for (auto& [config, owner] : mapped) {
+    out.services.push_back(std::move(config));
+    out.owners.push_back(std::move(owner));
+  }
+  std::sort(out.problems.begin(), out.problems.end());
+  out.problems.erase(std::unique(out.problems.begin(), out.problems.end()), out.problems.end());
+  // Services no longer present lose their remembered settings.
+  std::set<std::string> present;
+  for (const KService& s : services) present.insert(s.Key());
+  std::erase_if(*last_good, [&](const auto& entry) { return !present.contains(entry.first); });
+  return out;
+}
+
+}  // namespace lb::control::k8s

@@ -1,0 +1,58 @@
+// Kubernetes state -> lbd state: which Services become lbd services, with which
+// backends and settings. This is the watcher's whole policy, as a pure function of the
+// Services and EndpointSlices (plus the last good annotation settings it remembers), so
+// it is unit-tested without an API server. See docs/k8s.md for the rules.
+// Pure: any thread.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "control/k8s/objects.h"
+#include "control/k8s/problem.h"
+#include "dataplane/config.h"
+
+namespace lb::control::k8s {
+
+inline constexpr char kAnnotationPrefix[] = "lbd.io/";
+inline constexpr char kModeAnnotation[] = "lbd.io/forwarding-mode";
+inline constexpr char kTableSizeAnnotation[] = "lbd.io/maglev-table-size";
+
+struct MappingOptions {
+  std::string load_balancer_class = "lbd.io/dpdk-l4";
+  // The CIDRs this node announces: the pool of LoadBalancer addresses; externalIPs
+  // outside them cannot reach this node and are not served. Empty: every externalIP.
+  std::vector<dataplane::IpPrefix> vip_cidrs;
+};
+
+// A Service's settings from its annotations.
+struct ServiceSettings {
+  dataplane::ForwardingMode mode = dataplane::ForwardingMode::kDsrIpip;
+  uint32_t table_size = 65537;
+  friend bool operator==(const ServiceSettings&, const ServiceSettings&) = default;
+};
+
+absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations);
+
+// Last good settings by Service key: a Service whose annotations turn invalid keeps these.
+using LastGoodSettings = std::map<std::string, ServiceSettings>;
+
+struct StatusUpdate {
+  std::string service;                       // "namespace/name"
+  std::vector<dataplane::IpAddress> ingress;  // what status.loadBalancer.ingress must say
+};
+
+struct DesiredState {
+  std::vector<dataplane::ServiceConfig> services;  // lbd's services, frontend order
+  std::vector<std::string> owners;                 // the Kubernetes Service of each
+  std::vector<Problem> problems;                   // to report as Events
+  std::vector<std::string> notes;                  // to log only (not a fault of the Service)
+  std::vector<StatusUpdate> status_updates;
+  size_t pool_addresses_used = 0;
+};
+
+DesiredState MapClusterState(const std::vector<KService>& services, const std::vector<KEndpointSlice>& slices,
+                             const MappingOptions& options, LastGoodSettings* last_good);
+
+}  // namespace lb::control::k8s

@@ -1,0 +1,163 @@
+#include "control/k8s/objects.h"
+
+#include "absl/strings/str_format.h"
+
+namespace lb::control::k8s {
+namespace {
+
+using nlohmann::json;
+
+// Typed access to optional fields: a field of the wrong type is an error naming it.
+class Reader {
+ public:
+  explicit Reader(std::string where) : where_(std::move(where)) {}
+
+  std::string String(const json& parent, const char* key, const std::string& field) {
+    const json* v = Find(parent, key, json::value_t::string, field);
+    return v == nullptr ? std::string() : v->get<std::string>();
+  }
+  std::optional<bool> Bool(const json& parent, const char* key, const std::string& field) {
+    const json* v = Find(parent, key, json::value_t::boolean, field);
+    return v == nullptr ? std::nullopt : std::optional<bool>(v->get<bool>());
+  }
+  std::optional<uint32_t> Port(const json& parent, const char* key, const std::string& field) {
+    if (!parent.contains(key) || parent[key].is_null()) return std::nullopt;
+    const json& v = parent[key];
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 65535) {
+      Fail(field + "." + key, "not a port number");
+      return std::nullopt;
+    }
+    return uint32_t(v.get<int64_t>());
+  }
+  const json& Array(const json& parent, const char* key, const std::string& field) {
+    static const json kEmpty = json::array();
+    const json* v = Find(parent, key, json::value_t::array, field);
+    return v == nullptr ? kEmpty : *v;
+  }
+  const json& Object(const json& parent, const char* key, const std::string& field) {
+    static const json kEmpty = json::object();
+    const json* v = Find(parent, key, json::value_t::object, field);
+    return v == nullptr ? kEmpty : *v;
+  }
+  std::vector<std::string> Strings(const json& parent, const char* key, const std::string& field) {
+    std::vector<std::string> out;
+    const json& a = Array(parent, key, field);
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].is_string()) {
+        out.push_back(a[i].get<std::string>());
+      } else {
+        Fail(absl::StrFormat("%s.%s[%d]", field, key, i), "not a string");
+      }
+    }
+    return out;
+  }
+  void Fail(const std::string& field, const std::string& why) {
+    if (error_.ok()) error_ = absl::InvalidArgumentError(absl::StrFormat("%s: %s: %s", where_, field, why));
+  }
+  const absl::Status& error() const { return error_; }
+
+ private:
+  const json* Find(const json& parent, const char* key, json::value_t type, const std::string& field) {
+    if (!parent.is_object() || !parent.contains(key) || parent[key].is_null()) return nullptr;
+    const json& v = parent[key];
+    if (v.type() != type) {
+      Fail(field + "." + key, absl::StrFormat("expected %s, got %s", json(type).type_name(), v.type_name()));
+      return nullptr;
+    }
+    return &v;
+  }
+
+  std::string where_;
+  absl::Status error_;
+};
+
+std::string Where(const char* kind, const json& object) {
+  const json& meta = object.contains("metadata") ? object["metadata"] : json::object();
+  return absl::StrFormat("%s %s/%s", kind, meta.value("namespace", "?"), meta.value("name", "?"));
+}
+
+}  // namespace
+
+absl::StatusOr<KService> ParseService(const json& object) {
+  Reader r(Where("Service", object));
+  KService s;
+  const json& meta = r.Object(object, "metadata", "");
+  s.ns = r.String(meta, "namespace", "metadata");
+  s.name = r.String(meta, "name", "metadata");
+  s.uid = r.String(meta, "uid", "metadata");
+  s.resource_version = r.String(meta, "resourceVersion", "metadata");
+  s.creation_timestamp = r.String(meta, "creationTimestamp", "metadata");
+  for (const auto& [k, v] : r.Object(meta, "annotations", "metadata").items()) {
+    if (v.is_string()) s.annotations[k] = v.get<std::string>();
+  }
+  const json& spec = r.Object(object, "spec", "");
+  s.type = r.String(spec, "type", "spec");
+  if (s.type.empty()) s.type = "ClusterIP";
+  s.external_ips = r.Strings(spec, "externalIPs", "spec");
+  if (spec.contains("loadBalancerClass") && spec["loadBalancerClass"].is_string()) {
+    s.load_balancer_class = spec["loadBalancerClass"].get<std::string>();
+  }
+  s.load_balancer_ip = r.String(spec, "loadBalancerIP", "spec");
+  s.ip_families = r.Strings(spec, "ipFamilies", "spec");
+  s.client_ip_affinity = r.String(spec, "sessionAffinity", "spec") == "ClientIP";
+  const json& ports = r.Array(spec, "ports", "spec");
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const std::string field = absl::StrFormat("spec.ports[%d]", i);
+    ServicePort p;
+    p.name = r.String(ports[i], "name", field);
+    p.protocol = r.String(ports[i], "protocol", field);
+    if (p.protocol.empty()) p.protocol = "TCP";
+    p.port = r.Port(ports[i], "port", field).value_or(0);
+    if (p.port == 0) r.Fail(field + ".port", "missing");
+    if (ports[i].contains("targetPort")) {
+      const json& t = ports[i]["targetPort"];
+      p.target_port = t.is_string() ? t.get<std::string>() : t.dump();
+    }
+    s.ports.push_back(std::move(p));
+  }
+  const json& lb = r.Object(r.Object(object, "status", ""), "loadBalancer", "status");
+  const json& ingress = r.Array(lb, "ingress", "status.loadBalancer");
+  for (size_t i = 0; i < ingress.size(); ++i) {
+    const std::string ip = r.String(ingress[i], "ip", absl::StrFormat("status.loadBalancer.ingress[%d]", i));
+    if (!ip.empty()) s.ingress_ips.push_back(ip);
+  }
+  if (s.name.empty()) r.Fail("metadata.name", "missing");
+  if (!r.error().ok()) return r.error();
+  return s;
+}
+
+absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
+  Reader r(Where("EndpointSlice", object));
+  KEndpointSlice e;
+  const json& meta = r.Object(object, "metadata", "");
+  e.ns = r.String(meta, "namespace", "metadata");
+  e.name = r.String(meta, "name", "metadata");
+  e.service_name = r.String(r.Object(meta, "labels", "metadata"), "kubernetes.io/service-name", "metadata.labels");
+  e.address_type = r.String(object, "addressType", "");
+  const json& ports = r.Array(object, "ports", "");
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const std::string field = absl::StrFormat("ports[%d]", i);
+    SlicePort p;
+    p.name = r.String(ports[i], "name", field);
+    p.protocol = r.String(ports[i], "protocol", field);
+    if (p.protocol.empty()) p.protocol = "TCP";
+    p.port = r.Port(ports[i], "port", field);
+    e.ports.push_back(std::move(p));
+  }
+  const json& endpoints = r.Array(object, "endpoints", "");
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const std::string field = absl::StrFormat("endpoints[%d]", i);
+    Endpoint ep;
+    ep.addresses = r.Strings(endpoints[i], "addresses", field);
+    const json& c = r.Object(endpoints[i], "conditions", field);
+    ep.ready = r.Bool(c, "ready", field + ".conditions");
+    ep.serving = r.Bool(c, "serving", field + ".conditions");
+    ep.terminating = r.Bool(c, "terminating", field + ".conditions");
+    e.endpoints.push_back(std::move(ep));
+  }
+  if (e.name.empty()) r.Fail("metadata.name", "missing");
+  if (!r.error().ok()) return r.error();
+  return e;
+}
+
+}  // namespace lb::control::k8s

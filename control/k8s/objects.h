@@ -1,0 +1,61 @@
+// The parts of core/v1 Service and discovery.k8s.io/v1 EndpointSlice that the watcher
+// uses, parsed from the API server's JSON. Parsing checks types and required fields and
+// says which one is wrong; unknown fields are ignored (the API grows). Pure: any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace lb::control::k8s {
+
+struct ServicePort {
+  std::string name;      // "" for the single unnamed port
+  std::string protocol;  // "TCP", "UDP", "SCTP"
+  uint32_t port = 0;
+  std::string target_port;  // number or name, for messages only: the slices resolve it
+};
+
+struct KService {
+  std::string ns, name, uid, resource_version, creation_timestamp;
+  std::string type;  // ClusterIP, NodePort, LoadBalancer, ExternalName
+  std::vector<std::string> external_ips;
+  std::optional<std::string> load_balancer_class;
+  std::string load_balancer_ip;            // spec.loadBalancerIP: a requested address
+  std::vector<std::string> ip_families;    // "IPv4", "IPv6"
+  bool client_ip_affinity = false;         // sessionAffinity: ClientIP
+  std::vector<ServicePort> ports;
+  std::map<std::string, std::string> annotations;
+  std::vector<std::string> ingress_ips;    // status.loadBalancer.ingress[].ip
+  std::string Key() const { return ns + "/" + name; }
+};
+
+struct Endpoint {
+  std::vector<std::string> addresses;
+  std::optional<bool> ready, serving, terminating;  // unset: the API left it out
+};
+
+struct SlicePort {
+  std::string name;
+  std::string protocol;
+  std::optional<uint32_t> port;  // unset: "all ports" (not usable for a port-specific service)
+};
+
+struct KEndpointSlice {
+  std::string ns, name;
+  std::string service_name;  // label kubernetes.io/service-name
+  std::string address_type;  // IPv4, IPv6, FQDN
+  std::vector<SlicePort> ports;
+  std::vector<Endpoint> endpoints;
+};
+
+absl::StatusOr<KService> ParseService(const nlohmann::json& object);
+absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const nlohmann::json& object);
+
+}  // namespace lb::control::k8s

@@ -1,0 +1,33 @@
+// The VIP pool: addresses for LoadBalancer Services of our class, from the CIDRs this
+// node announces. The allocation is a function of the cluster's state alone: addresses
+// already in a Service's status.loadBalancer.ingress stay with it, so a restarted watcher
+// (or the watcher of another LB node, given the same pool) arrives at the same answer.
+// Services are taken oldest first; a new address is the lowest free one of the pool.
+// Pure: any thread.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "control/k8s/objects.h"
+#include "control/k8s/problem.h"
+#include "dataplane/ip_address.h"
+
+namespace lb::control::k8s {
+
+struct VipAllocation {
+  std::map<std::string, std::vector<dataplane::IpAddress>> addresses;  // by Service key
+  std::vector<Problem> problems;
+};
+
+// `services`: the LoadBalancer Services of our class, oldest first. `taken`: addresses
+// other Services hold (externalIPs), never handed out.
+VipAllocation AllocateVips(const std::vector<const KService*>& services,
+                           const std::vector<dataplane::IpPrefix>& pool,
+                           const std::vector<dataplane::IpAddress>& taken);
+
+// The `index`th address of `prefix` (index below its size; at most 2^32 for IPv6).
+dataplane::IpAddress NthAddress(const dataplane::IpPrefix& prefix, uint64_t index);
+
+}  // namespace lb::control::k8s

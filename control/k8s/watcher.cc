@@ -1,0 +1,362 @@
+#include "control/k8s/watcher.h"
+
+#include <thread>
+
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "control/proto_convert.h"
+
+namespace lb::control::k8s {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+std::string Rfc3339Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()); }
+
+// The index N of a refusal that names "services[N]", as lbd's Apply does.
+std::optional<size_t> RefusedIndex(const std::string& message) {
+  constexpr std::string_view kPrefix = "services[";
+  if (message.rfind(kPrefix, 0) != 0) return std::nullopt;
+  const size_t end = message.find(']');
+  size_t index = 0;
+  if (end == std::string::npos || !absl::SimpleAtoi(message.substr(kPrefix.size(), end - kPrefix.size()), &index)) {
+    return std::nullopt;
+  }
+  return index;
+}
+
+}  // namespace
+
+Watcher::Watcher(KubeClient* kube, lb::v1::LoadBalancer::StubInterface* lbd, WatcherOptions options)
+    : kube_(kube),
+      lbd_(lbd),
+      options_(std::move(options)),
+      services_(kube, "/api/v1/services", [this] { OnChange(); }, options_.informer),
+      slices_(kube, "/apis/discovery.k8s.io/v1/endpointslices", [this] { OnChange(); }, options_.informer) {}
+
+void Watcher::OnChange() {
+  std::lock_guard<std::mutex> lock(change_mu_);
+  const auto now = Clock::now();
+  if (!dirty_) first_change_ = now;
+  last_change_ = now;
+  dirty_ = true;
+  ++changes_;
+  change_cv_.notify_all();
+}
+
+void Watcher::Run(const Stopper& stop) {
+  std::thread services_thread([&] { services_.Run(stop); });
+  std::thread slices_thread([&] { slices_.Run(stop); });
+  // Wakes the loop below when stopping.
+  std::thread stop_relay([&] {
+    while (!stop.SleepFor(std::chrono::hours(1))) {
+    }
+    std::lock_guard<std::mutex> lock(change_mu_);
+    ++changes_;
+    change_cv_.notify_all();
+  });
+
+  Backoff apply_backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
+  auto next_poll = Clock::now();
+  auto next_resync = Clock::now() + options_.resync;
+  auto next_apply_retry = Clock::now();
+  while (!stop.stopped()) {
+    const bool synced = services_.synced() && slices_.synced();
+    bool changed = false;
+    {
+      std::unique_lock<std::mutex> lock(change_mu_);
+      auto deadline = std::min(next_poll, next_resync);
+      if (dirty_) deadline = std::min({deadline, last_change_ + options_.debounce, first_change_ + options_.max_delay});
+      if (synced && apply_pending_) deadline = std::min(deadline, next_apply_retry);
+      const uint64_t seen = changes_;
+      change_cv_.wait_until(lock, deadline, [&] { return stop.stopped() || changes_ != seen; });
+      if (stop.stopped()) break;
+      const auto now = Clock::now();
+      if (dirty_ && (now >= last_change_ + options_.debounce || now >= first_change_ + options_.max_delay)) {
+        dirty_ = false;
+        changed = true;
+      }
+    }
+    const auto now = Clock::now();
+    if (now >= next_poll) {
+      next_poll = now + options_.lbd_poll;
+      const auto generation = PollLbd();
+      if (generation && *generation != applied_generation_ && !apply_pending_) {
+        LOG(WARNING) << "lbd holds generation " << *generation << ", the watcher applied " << applied_generation_
+                     << " (lbd restarted, or another client applied): applying the cluster's state again";
+        apply_pending_ = true;
+        next_apply_retry = now;
+        absl::MutexLock lock(&mu_);
+        ++metrics_.lbd_restarts_seen;
+      }
+    }
+    bool resync = false;
+    if (now >= next_resync) {
+      next_resync = now + options_.resync;
+      status_attempted_.clear();
+      resync = true;
+    }
+    const bool retry_apply = apply_pending_ && now >= next_apply_retry;
+    if (!synced || !(changed || resync || retry_apply)) continue;  // nothing is pushed before both are listed
+    Reconcile(resync || apply_pending_);
+    if (apply_pending_) {
+      next_apply_retry = Clock::now() + apply_backoff.Next();
+    } else {
+      apply_backoff.Reset();
+    }
+  }
+  stop_relay.join();
+  services_thread.join();
+  slices_thread.join();
+}
+
+std::optional<uint64_t> Watcher::PollLbd() {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(900));
+  lb::v1::Health health;
+  const grpc::Status s = lbd_->GetHealth(&ctx, {}, &health);
+  absl::MutexLock lock(&mu_);
+  if (!s.ok()) {
+    if (metrics_.lbd_reachable) LOG(WARNING) << "lbd unreachable: " << s.error_message();
+    metrics_.lbd_reachable = false;
+    return std::nullopt;
+  }
+  if (!metrics_.lbd_reachable) LOG(INFO) << "lbd reachable, at generation " << health.generation();
+  metrics_.lbd_reachable = true;
+  return health.generation();
+}
+
+void Watcher::Reconcile(bool force_apply) {
+  std::map<std::string, Object> raw_services;
+  std::vector<KService> services;
+  std::vector<KEndpointSlice> slices;
+  uint64_t invalid = 0;
+  for (const Object& o : services_.Objects()) {
+    auto s = ParseService(*o);
+    if (!s.ok()) {
+      ++invalid;
+      LOG(WARNING) << "skipped: " << s.status().message();
+      continue;
+    }
+    raw_services[s->Key()] = o;
+    services.push_back(*std::move(s));
+  }
+  for (const Object& o : slices_.Objects()) {
+    auto e = ParseEndpointSlice(*o);
+    if (!e.ok()) {
+      ++invalid;
+      LOG(WARNING) << "skipped: " << e.status().message();
+      continue;
+    }
+    slices.push_back(*std::move(e));
+  }
+  DesiredState desired = MapClusterState(services, slices, options_.mapping, &last_good_);
+  std::set<std::string> notes(desired.notes.begin(), desired.notes.end());
+  for (const std::string& note : notes) {
+    if (!notes_logged_.contains(note)) LOG(INFO) << note;
+  }
+  notes_logged_ = std::move(notes);
+
+  WriteStatuses(desired.status_updates, raw_services);
+  const bool applied = Apply(desired, force_apply);
+  std::map<std::string, KService> by_key;
+  for (KService& s : services) by_key.emplace(s.Key(), std::move(s));
+  ReportProblems(desired.problems, by_key);
+
+  absl::MutexLock lock(&mu_);
+  ++metrics_.reconciles;
+  metrics_.invalid_objects = invalid;
+  metrics_.problems = desired.problems.size();
+  metrics_.pool_used = desired.pool_addresses_used;
+  if (applied) {
+    metrics_.services = desired.services.size();
+    metrics_.backends = 0;
+    for (const auto& s : desired.services) metrics_.backends += s.backends.size();
+  }
+}
+
+bool Watcher::Apply(DesiredState& desired, bool force) {
+  if (!force && !apply_pending_ && desired.services == applied_) return true;
+  apply_pending_ = true;
+  const auto lbd_generation = PollLbd();
+  if (!lbd_generation) {
+    absl::MutexLock lock(&mu_);
+    ++metrics_.apply_errors;
+    metrics_.last_apply_ok = false;
+    return false;
+  }
+  // lbd refuses a service only for a reason of its own (a limit, an address family it
+  // has no encapsulation source for); each refused one is dropped and reported, so one
+  // bad Service cannot hold back the others.
+  for (size_t attempt = 0; attempt <= desired.services.size(); ++attempt) {
+    const uint64_t generation = std::max(applied_generation_, *lbd_generation) + 1;
+    lb::v1::ApplyRequest request;
+    request.set_generation(generation);
+    for (const auto& s : desired.services) *request.add_services() = ToProto(Service{.config = s});
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    lb::v1::ApplyResponse response;
+    const grpc::Status s = lbd_->Apply(&ctx, request, &response);
+    if (s.ok()) {
+      if (response.created() + response.updated() + response.deleted() > 0 || applied_generation_ == 0) {
+        LOG(INFO) << absl::StrFormat("applied generation %d: %d services (%d created, %d updated, %d deleted)",
+                                     response.generation(), desired.services.size(), response.created(),
+                                     response.updated(), response.deleted());
+      }
+      applied_ = desired.services;
+      applied_generation_ = response.generation();
+      apply_pending_ = false;
+      absl::MutexLock lock(&mu_);
+      ++metrics_.applies;
+      metrics_.last_apply_ok = true;
+      metrics_.last_apply_seconds = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+      return true;
+    }
+    const auto refused = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? RefusedIndex(s.error_message())
+                                                                              : std::nullopt;
+    if (!refused || *refused >= desired.services.size()) {
+      LOG(WARNING) << "lbd Apply failed: " << s.error_message();
+      absl::MutexLock lock(&mu_);
+      ++metrics_.apply_errors;
+      metrics_.last_apply_ok = false;
+      return false;
+    }
+    const std::string owner = desired.owners[*refused];
+    desired.problems.push_back({owner, "RejectedByLbd", s.error_message().substr(s.error_message().find(':') + 2)});
+    desired.services.erase(desired.services.begin() + long(*refused));
+    desired.owners.erase(desired.owners.begin() + long(*refused));
+  }
+  return false;
+}
+
+void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std::map<std::string, Object>& raw) {
+  for (const StatusUpdate& u : updates) {
+    const auto it = raw.find(u.service);
+    if (it == raw.end()) continue;
+    json object = *it->second;
+    json ingress = json::array();
+    std::vector<std::string> ips;
+    for (const auto& a : u.ingress) {
+      ingress.push_back({{"ip", a.ToString()}});
+      ips.push_back(a.ToString());
+    }
+    // One attempt per version of the Service: a refusal is retried when it changes (or at resync).
+    const std::string attempt = object["metadata"].value("resourceVersion", "") + " " + absl::StrJoin(ips, ",");
+    if (status_attempted_[u.service] == attempt) continue;
+    status_attempted_[u.service] = attempt;
+    object["status"]["loadBalancer"]["ingress"] = ingress;
+    const std::string& ns = object["metadata"]["namespace"].get_ref<const std::string&>();
+    const std::string& name = object["metadata"]["name"].get_ref<const std::string&>();
+    auto response = kube_->Request(
+        "PUT", absl::StrFormat("/api/v1/namespaces/%s/services/%s/status", ns, name), object.dump());
+    absl::MutexLock lock(&mu_);
+    if (response.ok() && response->status == 200) {
+      LOG(INFO) << "Service " << u.service << ": status.loadBalancer.ingress = " << absl::StrJoin(ips, ", ");
+      ++metrics_.status_updates;
+    } else {
+      ++metrics_.status_errors;
+      LOG(WARNING) << "Service " << u.service << ": status update failed: "
+                   << (response.ok() ? DescribeFailure(*response) : std::string(response.status().message()))
+                   << (response.ok() && response->status == 409 ? " (retried when the Service's update arrives)" : "");
+    }
+  }
+}
+
+void Watcher::ReportProblems(const std::vector<Problem>& problems, const std::map<std::string, KService>& services) {
+  std::set<Problem> current;
+  for (const Problem& p : problems) {
+    current.insert(p);
+    if (reported_.contains(p)) continue;
+    const auto it = services.find(p.service);
+    if (it == services.end()) continue;
+    const KService& s = it->second;
+    LOG(WARNING) << "Service " << p.service << ": " << p.reason << ": " << p.message;
+    const std::string now = Rfc3339Now();
+    const json event = {
+        {"apiVersion", "v1"},
+        {"kind", "Event"},
+        {"metadata", {{"generateName", s.name + "."}, {"namespace", s.ns}}},
+        {"involvedObject",
+         {{"apiVersion", "v1"}, {"kind", "Service"}, {"namespace", s.ns}, {"name", s.name}, {"uid", s.uid},
+          {"resourceVersion", s.resource_version}}},
+        {"reason", p.reason},
+        {"message", p.message},
+        {"type", "Warning"},
+        {"source", {{"component", "lb-k8s-watcher"}, {"host", options_.node_name}}},
+        {"reportingComponent", "lb-k8s-watcher"},
+        {"reportingInstance", options_.node_name},
+        {"firstTimestamp", now},
+        {"lastTimestamp", now},
+        {"count", 1},
+    };
+    auto response = kube_->Request("POST", absl::StrFormat("/api/v1/namespaces/%s/events", s.ns), event.dump());
+    absl::MutexLock lock(&mu_);
+    if (response.ok() && response->status == 201) {
+      ++metrics_.events;
+    } else {
+      ++metrics_.event_errors;
+      current.erase(p);  // reported again next time
+      LOG(WARNING) << "cannot post an Event for " << p.service << ": "
+                   << (response.ok() ? DescribeFailure(*response) : std::string(response.status().message()));
+    }
+  }
+  reported_ = std::move(current);
+}
+
+std::pair<bool, std::string> Watcher::Healthz() const {
+  std::vector<std::string> problems;
+  if (!services_.synced()) problems.push_back("Services not listed yet");
+  if (!slices_.synced()) problems.push_back("EndpointSlices not listed yet");
+  absl::MutexLock lock(&mu_);
+  if (!metrics_.lbd_reachable) problems.push_back("lbd unreachable");
+  if (!metrics_.last_apply_ok) problems.push_back("the last Apply to lbd did not succeed (or none yet)");
+  if (problems.empty()) return {true, "ok\n"};
+  return {false, absl::StrJoin(problems, "\n") + "\n"};
+}
+
+std::string Watcher::RenderMetrics() const {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value, const std::string& labels = "") {
+    out += absl::StrFormat("# HELP %s %s\n# TYPE %s %s\n%s%s %v\n", name, help, name, type, name, labels, value);
+  };
+  auto informer = [&](const char* name, const char* help, auto field) {
+    out += absl::StrFormat("# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (const Informer* i : {&services_, &slices_}) {
+      out += absl::StrFormat("%s{resource=\"%s\"} %d\n", name, i->path(), field(i->stats()));
+    }
+  };
+  informer("lb_watcher_lists_total", "Full lists of the resource.", [](const InformerStats& s) { return s.lists; });
+  informer("lb_watcher_watches_total", "Watch requests started.", [](const InformerStats& s) { return s.watches; });
+  informer("lb_watcher_relists_gone_total", "Lists forced by 410 Gone.", [](const InformerStats& s) { return s.relists_gone; });
+  informer("lb_watcher_api_errors_total", "Failed lists and watches.", [](const InformerStats& s) { return s.errors; });
+  informer("lb_watcher_watch_events_total", "ADDED/MODIFIED/DELETED events.", [](const InformerStats& s) { return s.events; });
+  informer("lb_watcher_bookmarks_total", "BOOKMARK events.", [](const InformerStats& s) { return s.bookmarks; });
+  informer("lb_watcher_objects", "Objects in the local copy (gauge).", [](const InformerStats& s) { return s.objects; });
+  absl::MutexLock lock(&mu_);
+  const Metrics& m = metrics_;
+  metric("lb_watcher_reconciles_total", "counter", "Reconcile passes.", m.reconciles);
+  metric("lb_watcher_applies_total", "counter", "Successful Apply calls to lbd.", m.applies);
+  metric("lb_watcher_apply_errors_total", "counter", "Failed Apply calls to lbd.", m.apply_errors);
+  metric("lb_watcher_last_apply_timestamp_seconds", "gauge", "Time of the last successful Apply.", m.last_apply_seconds);
+  metric("lb_watcher_lbd_reachable", "gauge", "1 when lbd answered the last health check.", int(m.lbd_reachable));
+  metric("lb_watcher_lbd_generation_mismatches_total", "counter",
+         "Times lbd held another generation than the one applied (lbd restarts).", m.lbd_restarts_seen);
+  metric("lb_watcher_services", "gauge", "lbd services applied.", m.services);
+  metric("lb_watcher_backends", "gauge", "Backends over all applied services.", m.backends);
+  metric("lb_watcher_pool_addresses_used", "gauge", "VIP pool addresses held by LoadBalancer Services.", m.pool_used);
+  metric("lb_watcher_problems", "gauge", "Current problems reported as Events.", m.problems);
+  metric("lb_watcher_events_total", "counter", "Events posted.", m.events);
+  metric("lb_watcher_event_errors_total", "counter", "Events that could not be posted.", m.event_errors);
+  metric("lb_watcher_status_updates_total", "counter", "Service status writes.", m.status_updates);
+  metric("lb_watcher_status_errors_total", "counter", "Failed Service status writes.", m.status_errors);
+  metric("lb_watcher_invalid_objects", "gauge", "Objects skipped as malformed.", m.invalid_objects);
+  return out;
+}
+
+}  // namespace lb::control::k8s
