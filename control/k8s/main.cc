@@ -29,6 +29,7 @@ DEFINE_string(listen_address, "127.0.0.1:9101", "host:port for GET /healthz and 
 DEFINE_string(node_name, "", "Reported as the Events' source host; empty: $NODE_NAME, else the host name.");
 DEFINE_uint32(debounce_ms, 100, "Quiet time after a change before lbd is updated (at most 10x this in all).");
 DEFINE_uint32(resync_seconds, 300, "Apply the whole state again this often, even without changes.");
+DEFINE_uint32(list_page_size, 500, "Objects per page when listing (limit/continue).");
 DEFINE_uint32(watch_timeout_seconds, 300, "Watch duration asked of the API server (plus up to 20% jitter).");
 
 namespace lb::control::k8s {
@@ -66,6 +67,13 @@ int Main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  // SIGINT/SIGTERM: blocked in every thread (so first, before any thread starts) and
+  // taken by one.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto config = LoadConfig();
   if (!config.ok()) {
@@ -84,6 +92,7 @@ int Main(int argc, char** argv) {
   options.max_delay = options.debounce * 10;
   options.resync = std::chrono::seconds(std::max(1u, FLAGS_resync_seconds));
   options.informer.watch_timeout_seconds = int(std::max(1u, FLAGS_watch_timeout_seconds));
+  options.informer.page_size = int(std::max(1u, FLAGS_list_page_size));
   options.node_name = NodeName();
 
   KubeClient kube(*config);
@@ -110,12 +119,6 @@ int Main(int argc, char** argv) {
     http = *std::move(endpoint);
   }
 
-  // SIGINT/SIGTERM: blocked in every thread and taken by this one.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);

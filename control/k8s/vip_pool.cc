@@ -14,9 +14,15 @@ using dataplane::IpPrefix;
 
 bool IsV4Family(const std::string& family) { return family != "IPv6"; }
 
-uint64_t PoolSize(const IpPrefix& p) {
-  const int host_bits = (p.address.IsV4() ? 32 : 128) - p.length;
-  return host_bits >= 32 ? uint64_t(1) << 32 : uint64_t(1) << host_bits;
+// The indexes of a prefix's assignable addresses, [first, end): not the IPv4 network and
+// broadcast addresses, nor the IPv6 subnet-router anycast address (RFC 4291 §2.6.1), where
+// the prefix is long enough to have them. At most 2^32 of an IPv6 prefix are considered.
+std::pair<uint64_t, uint64_t> UsableRange(const IpPrefix& p) {
+  const bool v4 = p.address.IsV4();
+  const int host_bits = (v4 ? 32 : 128) - p.length;
+  const uint64_t size = host_bits >= 32 ? uint64_t(1) << 32 : uint64_t(1) << host_bits;
+  if (v4) return host_bits >= 2 ? std::make_pair(uint64_t(1), size - 1) : std::make_pair(uint64_t(0), size);
+  return host_bits >= 2 ? std::make_pair(uint64_t(1), size) : std::make_pair(uint64_t(0), size);
 }
 
 std::string PoolText(const std::vector<IpPrefix>& pool) {
@@ -54,10 +60,11 @@ VipAllocation AllocateVips(const std::vector<const KService*>& services, const s
   for (const KService* s : services) {
     std::vector<IpAddress>& mine = out.addresses[s->Key()];
     const auto requested = IpAddress::Parse(s->load_balancer_ip);
+    const std::vector<std::string> wanted = families(*s);
     for (const std::string& text : s->ingress_ips) {
       const auto ip = IpAddress::Parse(text);
       if (!ip) continue;
-      const bool family_wanted = std::any_of(families(*s).begin(), families(*s).end(),
+      const bool family_wanted = std::any_of(wanted.begin(), wanted.end(),
                                              [&](const std::string& f) { return IsV4Family(f) == ip->IsV4(); });
       const bool family_done = std::any_of(mine.begin(), mine.end(),
                                            [&](const IpAddress& a) { return a.IsV4() == ip->IsV4(); });
@@ -104,7 +111,8 @@ VipAllocation AllocateVips(const std::vector<const KService*>& services, const s
       }
       bool found = false;
       for (const IpPrefix& p : prefixes) {
-        for (uint64_t i = 0, n = PoolSize(p); i < n && !found; ++i) {
+        const auto [first, end] = UsableRange(p);
+        for (uint64_t i = first; i < end && !found; ++i) {
           const IpAddress candidate = NthAddress(p, i);
           if (used.insert(candidate).second) {
             mine.push_back(candidate);

@@ -2,7 +2,8 @@
 // node announces. The allocation is a function of the cluster's state alone: addresses
 // already in a Service's status.loadBalancer.ingress stay with it, so a restarted watcher
 // (or the watcher of another LB node, given the same pool) arrives at the same answer.
-// Services are taken oldest first; a new address is the lowest free one of the pool.
+// Services are taken oldest first; a new address is the lowest free one of the pool (not an
+// IPv4 network or broadcast address, nor an IPv6 subnet-router anycast address).
 // Pure: any thread.
 #pragma once
 

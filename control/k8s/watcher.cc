@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -323,10 +324,11 @@ std::pair<bool, std::string> Watcher::Healthz() const {
 std::string Watcher::RenderMetrics() const {
   std::string out;
   auto metric = [&](const char* name, const char* type, const char* help, auto value, const std::string& labels = "") {
-    out += absl::StrFormat("# HELP %s %s\n# TYPE %s %s\n%s%s %v\n", name, help, name, type, name, labels, value);
+    out += absl::StrFormat("# HELP %s %s\n# TYPE %s %s\n%s%s %s\n", name, help, name, type, name, labels,
+                           absl::StrCat(value));
   };
-  auto informer = [&](const char* name, const char* help, auto field) {
-    out += absl::StrFormat("# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+  auto informer = [&](const char* name, const char* help, auto field, const char* type = "counter") {
+    out += absl::StrFormat("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (const Informer* i : {&services_, &slices_}) {
       out += absl::StrFormat("%s{resource=\"%s\"} %d\n", name, i->path(), field(i->stats()));
     }
@@ -337,13 +339,15 @@ std::string Watcher::RenderMetrics() const {
   informer("lb_watcher_api_errors_total", "Failed lists and watches.", [](const InformerStats& s) { return s.errors; });
   informer("lb_watcher_watch_events_total", "ADDED/MODIFIED/DELETED events.", [](const InformerStats& s) { return s.events; });
   informer("lb_watcher_bookmarks_total", "BOOKMARK events.", [](const InformerStats& s) { return s.bookmarks; });
-  informer("lb_watcher_objects", "Objects in the local copy (gauge).", [](const InformerStats& s) { return s.objects; });
+  informer("lb_watcher_objects", "Objects in the local copy.", [](const InformerStats& s) { return s.objects; },
+           "gauge");
   absl::MutexLock lock(&mu_);
   const Metrics& m = metrics_;
   metric("lb_watcher_reconciles_total", "counter", "Reconcile passes.", m.reconciles);
   metric("lb_watcher_applies_total", "counter", "Successful Apply calls to lbd.", m.applies);
   metric("lb_watcher_apply_errors_total", "counter", "Failed Apply calls to lbd.", m.apply_errors);
-  metric("lb_watcher_last_apply_timestamp_seconds", "gauge", "Time of the last successful Apply.", m.last_apply_seconds);
+  metric("lb_watcher_last_apply_timestamp_seconds", "gauge", "Time of the last successful Apply.",
+         absl::StrFormat("%.3f", m.last_apply_seconds));
   metric("lb_watcher_lbd_reachable", "gauge", "1 when lbd answered the last health check.", int(m.lbd_reachable));
   metric("lb_watcher_lbd_generation_mismatches_total", "counter",
          "Times lbd held another generation than the one applied (lbd restarts).", m.lbd_restarts_seen);

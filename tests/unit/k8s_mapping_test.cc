@@ -1,0 +1,348 @@
+// The watcher's policy: Kubernetes objects (JSON as the API server returns it) ->
+// lbd services, VIP allocation, problems reported as Events.
+#include <fstream>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "control/k8s/mapping.h"
+#include "control/k8s/objects.h"
+#include "control/k8s/vip_pool.h"
+
+namespace lb::control::k8s {
+namespace {
+
+using dataplane::BackendState;
+using dataplane::IpAddress;
+using dataplane::IpPrefix;
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
+IpPrefix Prefix(const char* text) { return *IpPrefix::Parse(text); }
+
+// A Service as `kubectl get svc -o json` shows it.
+json ServiceJson(const std::string& name, const std::string& created, json spec_extra, json status = json::object()) {
+  json spec = {
+      {"clusterIP", "10.96.0.10"},
+      {"clusterIPs", {"10.96.0.10"}},
+      {"internalTrafficPolicy", "Cluster"},
+      {"ipFamilies", {"IPv4"}},
+      {"ipFamilyPolicy", "SingleStack"},
+      {"ports", {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}, {"targetPort", "dns"}}}},
+      {"selector", {{"app", name}}},
+      {"sessionAffinity", "None"},
+      {"type", "ClusterIP"},
+  };
+  spec.update(spec_extra);
+  return {{"apiVersion", "v1"},
+          {"kind", "Service"},
+          {"metadata",
+           {{"creationTimestamp", created},
+            {"labels", {{"app", name}}},
+            {"name", name},
+            {"namespace", "default"},
+            {"resourceVersion", "1234"},
+            {"uid", "9b4c5a3e-0000-4000-8000-" + std::string(12 - std::min<size_t>(12, name.size()), '0') + name.substr(0, 12)}}},
+          {"spec", spec},
+          {"status", {{"loadBalancer", status}}}};
+}
+
+json EndpointJson(const std::string& address, json conditions) {
+  return {{"addresses", {address}},
+          {"conditions", conditions},
+          {"nodeName", "node-1"},
+          {"targetRef", {{"kind", "Pod"}, {"name", "pod-" + address}, {"namespace", "default"}, {"uid", "x"}}},
+          {"zone", "zone-a"}};
+}
+
+json SliceJson(const std::string& service, const std::string& name, json endpoints, json ports,
+               const std::string& family = "IPv4") {
+  return {{"addressType", family},
+          {"apiVersion", "discovery.k8s.io/v1"},
+          {"endpoints", endpoints},
+          {"kind", "EndpointSlice"},
+          {"metadata",
+           {{"generateName", service + "-"},
+            {"labels",
+             {{"endpointslice.kubernetes.io/managed-by", "endpointslice-controller.k8s.io"},
+              {"kubernetes.io/service-name", service}}},
+            {"name", name},
+            {"namespace", "default"},
+            {"resourceVersion", "2345"}}},
+          {"ports", ports}};
+}
+
+const json kReady = {{"ready", true}, {"serving", true}, {"terminating", false}};
+const json kTerminatingServing = {{"ready", false}, {"serving", true}, {"terminating", true}};
+const json kTerminatingGone = {{"ready", false}, {"serving", false}, {"terminating", true}};
+const json kNotReady = {{"ready", false}, {"serving", false}, {"terminating", false}};
+
+class MappingTest : public ::testing::Test {
+ protected:
+  void AddService(const json& j) {
+    auto s = ParseService(j);
+    ASSERT_TRUE(s.ok()) << s.status();
+    services_.push_back(*s);
+  }
+  void AddSlice(const json& j) {
+    auto e = ParseEndpointSlice(j);
+    ASSERT_TRUE(e.ok()) << e.status();
+    slices_.push_back(*e);
+  }
+  DesiredState Map() { return MapClusterState(services_, slices_, options_, &last_good_); }
+  std::vector<std::string> Reasons(const DesiredState& d) {
+    std::vector<std::string> out;
+    for (const Problem& p : d.problems) out.push_back(p.service + " " + p.reason);
+    return out;
+  }
+
+  std::vector<KService> services_;
+  std::vector<KEndpointSlice> slices_;
+  MappingOptions options_{.vip_cidrs = {Prefix("10.1.0.0/28"), Prefix("fd00:10::/124")}};
+  LastGoodSettings last_good_;
+};
+
+TEST_F(MappingTest, ExternalIpServiceWithNamedTargetPortAndEndpointStates) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady), EndpointJson("10.244.0.2", kTerminatingServing),
+                                      EndpointJson("10.244.0.3", kTerminatingGone), EndpointJson("10.244.0.4", kNotReady)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  // The same endpoint in a second slice while the controller moves it: its best state counts.
+  AddSlice(SliceJson("dns", "dns-b", {EndpointJson("10.244.0.2", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  // Another Service's slice and an IPv6 slice of this one (the VIP is IPv4): not used.
+  AddSlice(SliceJson("other", "other-a", {EndpointJson("10.244.9.9", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  AddSlice(SliceJson("dns", "dns-v6", {EndpointJson("fd00::1", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}, "IPv6"));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  const auto& s = d.services[0];
+  EXPECT_EQ(s.vip, Ip("10.1.0.1"));
+  EXPECT_EQ(s.protocol, IPPROTO_UDP);
+  EXPECT_EQ(s.port, 53);
+  EXPECT_EQ(s.hash_fields, dataplane::HashFields::kFiveTuple);
+  ASSERT_EQ(s.backends.size(), 2u);
+  EXPECT_EQ(s.backends[0].address, Ip("10.244.0.1"));
+  EXPECT_EQ(s.backends[0].state, BackendState::kActive);
+  EXPECT_EQ(s.backends[1].address, Ip("10.244.0.2"));
+  EXPECT_EQ(s.backends[1].state, BackendState::kActive) << "ready in one slice beats draining in the other";
+  EXPECT_THAT(d.owners, ElementsAre("default/dns"));
+  EXPECT_THAT(d.problems, IsEmpty());
+}
+
+TEST_F(MappingTest, TerminatingServingDrains) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady), EndpointJson("10.244.0.2", kTerminatingServing)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  ASSERT_EQ(d.services[0].backends.size(), 2u);
+  EXPECT_EQ(d.services[0].backends[1].state, BackendState::kDraining);
+}
+
+TEST_F(MappingTest, UnsetConditionsMeanReady) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", json::object())},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  ASSERT_EQ(d.services[0].backends.size(), 1u);
+  EXPECT_EQ(d.services[0].backends[0].state, BackendState::kActive);
+}
+
+TEST_F(MappingTest, PortsByNameAndProtocolOtherProtocolsSkipped) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z",
+                         {{"externalIPs", {"10.1.0.1"}},
+                          {"ports",
+                           {{{"name", "udp"}, {"port", 53}, {"protocol", "UDP"}, {"targetPort", 5353}},
+                            {{"name", "tcp"}, {"port", 53}, {"protocol", "TCP"}, {"targetPort", "dns-tcp"}},
+                            {{"name", "sctp"}, {"port", 7777}, {"protocol", "SCTP"}}}}}));
+  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)},
+                     {{{"name", "udp"}, {"port", 5353}, {"protocol", "UDP"}},
+                      {{"name", "tcp"}, {"port", 5354}, {"protocol", "TCP"}},
+                      {{"name", "sctp"}, {"port", 7777}, {"protocol", "SCTP"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 2u);
+  EXPECT_EQ(d.services[0].protocol, IPPROTO_TCP);
+  EXPECT_EQ(d.services[0].backends.at(0).port, 5354);
+  EXPECT_EQ(d.services[1].protocol, IPPROTO_UDP);
+  EXPECT_EQ(d.services[1].backends.at(0).port, 5353);
+  EXPECT_THAT(d.notes, ElementsAre(HasSubstr("port 7777/SCTP skipped")));
+  EXPECT_THAT(Reasons(d), ElementsAre("default/dns PortTranslationIgnored", "default/dns PortTranslationIgnored"));
+}
+
+TEST_F(MappingTest, ExternalIpOutsideTheAnnouncedCidrsIsNotServed) {
+  AddService(ServiceJson("a", "2026-01-01T00:00:00Z", {{"externalIPs", {"192.0.2.1", "10.1.0.5"}}}));
+  AddService(ServiceJson("b", "2026-01-01T00:00:00Z", {{"externalIPs", {"not-an-ip"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.services[0].vip, Ip("10.1.0.5"));
+  EXPECT_THAT(d.notes, ElementsAre(HasSubstr("externalIP 192.0.2.1 is outside")));
+  EXPECT_THAT(Reasons(d), ElementsAre("default/b InvalidExternalIP"));
+}
+
+TEST_F(MappingTest, SessionAffinityAndAnnotations) {
+  AddService(ServiceJson("web", "2026-01-01T00:00:00Z",
+                         {{"externalIPs", {"10.1.0.1"}},
+                          {"sessionAffinity", "ClientIP"},
+                          {"sessionAffinityConfig", {{"clientIP", {{"timeoutSeconds", 10800}}}}}}));
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}, {"lbd.io/maglev-table-size", "251"},
+                              {"kubectl.kubernetes.io/last-applied-configuration", "{}"}};
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.services[0].hash_fields, dataplane::HashFields::kSourceIp);
+  EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
+  EXPECT_EQ(d.services[0].table_size, 251u);
+}
+
+TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
+  AddService(ServiceJson("web", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}};
+  ASSERT_EQ(Map().services.at(0).mode, dataplane::ForwardingMode::kDsrGue);
+
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "nat"}, {"lbd.io/maglev-table-size", "251"}};
+  DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
+  EXPECT_EQ(d.services[0].table_size, 65537u) << "none of the invalid set applies";
+  ASSERT_EQ(d.problems.size(), 1u);
+  EXPECT_EQ(d.problems[0].reason, "InvalidAnnotation");
+  EXPECT_THAT(d.problems[0].message, HasSubstr("\"nat\" is not a forwarding mode"));
+  EXPECT_THAT(d.problems[0].message, HasSubstr("keeping the last good settings"));
+
+  // A typo in a key is an error too, and a Service never seen valid is not served.
+  AddService(ServiceJson("new", "2026-01-02T00:00:00Z", {{"externalIPs", {"10.1.0.2"}}}));
+  services_[1].annotations = {{"lbd.io/forwarding_mode", "dsr-gue"}};
+  d = Map();
+  EXPECT_EQ(d.services.size(), 1u);
+  EXPECT_THAT(Reasons(d), ElementsAre("default/new InvalidAnnotation", "default/web InvalidAnnotation"));
+  EXPECT_THAT(d.problems[0].message, HasSubstr("unknown annotation lbd.io/forwarding_mode"));
+
+  // Deleted Services are forgotten.
+  services_.clear();
+  Map();
+  EXPECT_THAT(last_good_, IsEmpty());
+}
+
+TEST_F(MappingTest, TableSizeAnnotationMustBePrime) {
+  EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "1000"}}).ok());
+  EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "-7"}}).ok());
+  EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "16777259"}}).ok()) << "prime, above the maximum";
+  EXPECT_EQ(ParseAnnotations({{"lbd.io/maglev-table-size", "655373"}})->table_size, 655373u);
+}
+
+TEST_F(MappingTest, LoadBalancerOfOurClassGetsAPoolAddress) {
+  AddService(ServiceJson("ext", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  AddService(ServiceJson("lb", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  AddService(ServiceJson("theirs", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "example.com/x"}}));
+  AddService(ServiceJson("noclass", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 2u);
+  EXPECT_EQ(d.services[1].vip, Ip("10.1.0.2")) << "the lowest free address: .0 is the network, .1 an externalIP";
+  ASSERT_EQ(d.status_updates.size(), 1u);
+  EXPECT_EQ(d.status_updates[0].service, "default/lb");
+  EXPECT_THAT(d.status_updates[0].ingress, ElementsAre(Ip("10.1.0.2")));
+  EXPECT_EQ(d.pool_addresses_used, 1u);
+}
+
+TEST_F(MappingTest, AllocationIsDerivedFromTheRecordedStatus) {
+  AddService(ServiceJson("old", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+                         {{"ingress", {{{"ip", "10.1.0.9"}}}}}));
+  AddService(ServiceJson("new", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  const DesiredState d = Map();
+  EXPECT_EQ(d.services.at(1).vip, Ip("10.1.0.9")) << "kept, not renumbered";
+  EXPECT_EQ(d.services.at(0).vip, Ip("10.1.0.1"));
+  ASSERT_EQ(d.status_updates.size(), 1u) << "only the new one is written";
+  EXPECT_EQ(d.status_updates[0].service, "default/new");
+}
+
+TEST_F(MappingTest, RequestedAddressConflictGoesToTheOlderService) {
+  // The younger Service sorts first by name: age decides, not the name.
+  AddService(ServiceJson("web", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+                         {{"ingress", {{{"ip", "10.1.0.2"}}}}}));
+  AddService(ServiceJson("thief", "2026-01-02T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"loadBalancerIP", "10.1.0.2"}}));
+  AddService(ServiceJson("outside", "2026-01-03T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"loadBalancerIP", "192.0.2.1"}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.owners[0], "default/web");
+  EXPECT_THAT(Reasons(d), ElementsAre("default/outside AddressNotInPool", "default/thief AddressConflict"));
+  EXPECT_THAT(d.status_updates, IsEmpty());
+}
+
+TEST_F(MappingTest, SameFrontendFromTwoServices) {
+  AddService(ServiceJson("first", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  AddService(ServiceJson("second", "2026-01-02T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.owners[0], "default/first");
+  ASSERT_THAT(Reasons(d), ElementsAre("default/second AddressConflict"));
+  EXPECT_THAT(d.problems[0].message, HasSubstr("already served for the older Service default/first"));
+}
+
+TEST_F(MappingTest, StatusOutsideThePoolIsReplaced) {
+  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+                         {{"ingress", {{{"ip", "192.0.2.50"}}}}}));
+  const DesiredState d = Map();
+  EXPECT_THAT(Reasons(d), ElementsAre("default/lb AddressNotInPool"));
+  ASSERT_EQ(d.status_updates.size(), 1u);
+  EXPECT_THAT(d.status_updates[0].ingress, ElementsAre(Ip("10.1.0.1")));
+}
+
+TEST_F(MappingTest, DualStackAndIpv6) {
+  AddService(ServiceJson("v6", "2026-01-01T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"ipFamilies", {"IPv6", "IPv4"}},
+                          {"ipFamilyPolicy", "PreferDualStack"}}));
+  AddSlice(SliceJson("v6", "v6-a", {EndpointJson("fd00:244::1", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}, "IPv6"));
+  AddSlice(SliceJson("v6", "v6-b", {EndpointJson("10.244.0.1", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 2u);
+  EXPECT_EQ(d.services[0].vip, Ip("10.1.0.1"));
+  EXPECT_EQ(d.services[0].backends.at(0).address, Ip("10.244.0.1"));
+  EXPECT_EQ(d.services[1].vip, Ip("fd00:10::1"));
+  EXPECT_EQ(d.services[1].backends.at(0).address, Ip("fd00:244::1"));
+}
+
+TEST_F(MappingTest, PoolExhaustedAndNoPoolForFamily) {
+  options_.vip_cidrs = {Prefix("10.1.0.0/31")};  // two addresses, no network/broadcast
+  for (const char* name : {"a", "b", "c"}) {
+    AddService(ServiceJson(name, std::string("2026-01-01T00:00:0") + name[0], {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  }
+  AddService(ServiceJson("six", "2026-01-02T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"ipFamilies", {"IPv6"}}}));
+  const DesiredState d = Map();
+  EXPECT_EQ(d.services.size(), 2u);
+  EXPECT_THAT(Reasons(d), ElementsAre("default/c PoolExhausted", "default/six NoPoolForFamily"));
+}
+
+TEST(VipPoolTest, NthAddressCarries) {
+  EXPECT_EQ(NthAddress(Prefix("10.1.0.0/16"), 256), Ip("10.1.1.0"));
+  EXPECT_EQ(NthAddress(Prefix("fd00::/64"), 0x1'0000'0001), Ip("fd00::1:0:1"));
+}
+
+TEST(ObjectsTest, WrongTypesNameTheField) {
+  json s = ServiceJson("x", "2026-01-01T00:00:00Z", {{"externalIPs", "10.1.0.1"}});
+  auto parsed = ParseService(s);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("Service default/x: spec.externalIPs: expected array"));
+  json e = SliceJson("x", "x-1", {EndpointJson("10.0.0.1", kReady)}, {{{"name", "a"}, {"port", 70000}}});
+  auto slice = ParseEndpointSlice(e);
+  ASSERT_FALSE(slice.ok());
+  EXPECT_THAT(std::string(slice.status().message()), HasSubstr("ports[0].port: not a port number"));
+}
+
+TEST(ObjectsTest, NullPortNameAndPortAreAccepted) {
+  // The API server leaves out unnamed port names and may send "port": null for "all ports".
+  json e = SliceJson("x", "x-1", json::array(), {{{"port", nullptr}, {"protocol", "TCP"}}});
+  auto slice = ParseEndpointSlice(e);
+  ASSERT_TRUE(slice.ok()) << slice.status();
+  EXPECT_EQ(slice->ports.at(0).name, "");
+  EXPECT_FALSE(slice->ports.at(0).port.has_value());
+}
+
+}  // namespace
+}  // namespace lb::control::k8s
