@@ -2,6 +2,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <sstream>
 #include <set>
 #include <thread>
 
@@ -11,6 +13,7 @@
 #include "control/k8s/backoff.h"
 #include "control/k8s/kube_client.h"
 #include "control/k8s/kube_config.h"
+#include "control/k8s/watcher.h"
 
 namespace lb::control::k8s {
 namespace {
@@ -162,6 +165,39 @@ TEST(StopperTest, SleepEndsOnStop) {
   EXPECT_TRUE(s.SleepFor(std::chrono::seconds(30)));
   t.join();
   EXPECT_TRUE(s.stopped());
+}
+
+}  // namespace
+}  // namespace lb::control::k8s
+
+namespace lb::control::k8s {
+namespace {
+
+std::string ReadSource(const std::string& path) {
+  std::ifstream in(std::string(std::getenv("LB_SOURCE_ROOT")) + "/" + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(WatcherDocsTest, EveryMetricAndFlagIsDocumented) {
+  KubeClient kube(KubeConfig{.server = "https://127.0.0.1:1"});
+  Watcher watcher(&kube, nullptr, WatcherOptions{});
+  const std::string doc = ReadSource("docs/k8s.md");
+  const std::string metrics = watcher.RenderMetrics();
+  static const std::regex kType(R"(# TYPE (\w+) (\w+))");
+  int seen = 0;
+  for (std::sregex_iterator it(metrics.begin(), metrics.end(), kType), end; it != end; ++it, ++seen) {
+    EXPECT_NE(doc.find("`" + (*it)[1].str()), std::string::npos) << (*it)[1] << " is not in docs/k8s.md";
+  }
+  EXPECT_GT(seen, 15);
+  const std::string main_cc = ReadSource("control/k8s/main.cc");
+  static const std::regex kDefine(R"(DEFINE_\w+\((\w+),)");
+  seen = 0;
+  for (std::sregex_iterator it(main_cc.begin(), main_cc.end(), kDefine), end; it != end; ++it, ++seen) {
+    EXPECT_NE(doc.find("`--" + (*it)[1].str() + "`"), std::string::npos) << "--" << (*it)[1] << " is not in docs/k8s.md";
+  }
+  EXPECT_GT(seen, 8);
 }
 
 }  // namespace

@@ -1,0 +1,123 @@
+// docker/k8s: the manifests say only what the programs accept, and the watcher's RBAC is
+// exactly what it uses.
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "control/bird/node_config.h"
+
+namespace {
+
+std::string Root() { return std::getenv("LB_SOURCE_ROOT"); }
+
+std::string Read(const std::string& path) {
+  std::ifstream in(Root() + "/" + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<YAML::Node> Documents(const std::string& path) { return YAML::LoadAll(Read(path)); }
+
+YAML::Node Find(const std::vector<YAML::Node>& docs, const std::string& kind) {
+  for (const auto& d : docs) {
+    if (d["kind"].as<std::string>() == kind) return d;
+  }
+  ADD_FAILURE() << "no " << kind;
+  return {};
+}
+
+// The gflags a program defines, from its main.cc.
+std::set<std::string> Flags(const std::string& main_cc) {
+  std::set<std::string> out = {"flagfile"};
+  const std::string text = Read(main_cc);
+  static const std::regex kDefine(R"(DEFINE_\w+\((\w+),)");
+  for (std::sregex_iterator it(text.begin(), text.end(), kDefine), end; it != end; ++it) out.insert((*it)[1]);
+  return out;
+}
+
+// The --flags of an argument list (after "--" for lbd, whose EAL options come first).
+std::vector<std::string> FlagsUsed(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  bool gflags_part = std::find(args.begin(), args.end(), "--") == args.end();
+  for (const std::string& a : args) {
+    if (a == "--") {
+      gflags_part = true;
+      continue;
+    }
+    if (!gflags_part || a.rfind("--", 0) != 0) continue;
+    out.push_back(a.substr(2, a.find('=') - 2));
+  }
+  return out;
+}
+
+TEST(ManifestsTest, ContainersPassOnlyFlagsTheProgramsDefine) {
+  const auto docs = Documents("docker/k8s/lb-node.yaml");
+  const std::map<std::string, std::string> sources = {
+      {"/usr/local/bin/lbd", "control/lbd/main.cc"},
+      {"/usr/local/bin/lb-k8s-watcher", "control/k8s/main.cc"},
+      {"/usr/local/bin/lb-bird-gen", "control/bird/main.cc"},
+  };
+  int checked = 0;
+  for (const auto& c : Find(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"]) {
+    const auto command = c["command"].as<std::vector<std::string>>();
+    const auto it = sources.find(command[0]);
+    if (it == sources.end()) continue;
+    std::vector<std::string> args = command;
+    if (c["args"]) {
+      for (const auto& a : c["args"]) args.push_back(a.as<std::string>());
+    }
+    const auto defined = Flags(it->second);
+    for (const std::string& flag : FlagsUsed(args)) {
+      EXPECT_TRUE(defined.contains(flag)) << c["name"] << ": --" << flag << " is not a flag of " << command[0];
+      ++checked;
+    }
+  }
+  // lbd's flag file, from the ConfigMap.
+  std::istringstream flagfile(Find(docs, "ConfigMap")["data"]["lbd.flags"].as<std::string>());
+  const auto lbd_flags = Flags("control/lbd/main.cc");
+  for (std::string line; std::getline(flagfile, line);) {
+    if (line.empty()) continue;
+    for (const std::string& flag : FlagsUsed({line})) {
+      EXPECT_TRUE(lbd_flags.contains(flag)) << "lbd.flags: --" << flag;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
+}
+
+TEST(ManifestsTest, BirdGenConfigIsValid) {
+  const auto docs = Documents("docker/k8s/lb-node.yaml");
+  auto config = lb::control::bird::ParseNodeConfig(Find(docs, "ConfigMap")["data"]["bird-gen.yaml"].as<std::string>());
+  EXPECT_TRUE(config.ok()) << config.status();
+}
+
+TEST(ManifestsTest, WatcherRbacIsExactlyWhatItUses) {
+  const auto docs = Documents("docker/k8s/rbac.yaml");
+  std::set<std::string> granted;
+  for (const auto& rule : Find(docs, "ClusterRole")["rules"]) {
+    for (const auto& group : rule["apiGroups"]) {
+      for (const auto& resource : rule["resources"]) {
+        for (const auto& verb : rule["verbs"]) {
+          granted.insert(group.as<std::string>() + "/" + resource.as<std::string>() + ":" + verb.as<std::string>());
+        }
+      }
+    }
+  }
+  EXPECT_THAT(granted, ::testing::UnorderedElementsAre(
+                           "/services:get", "/services:list", "/services:watch", "/services/status:update",
+                           "discovery.k8s.io/endpointslices:get", "discovery.k8s.io/endpointslices:list",
+                           "discovery.k8s.io/endpointslices:watch", "/events:create"));
+  const auto binding = Find(docs, "ClusterRoleBinding");
+  EXPECT_EQ(binding["subjects"][0]["name"].as<std::string>(), Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
+  const auto node = Documents("docker/k8s/lb-node.yaml");
+  EXPECT_EQ(Find(node, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
+            Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
+}
+
+}  // namespace
