@@ -183,7 +183,13 @@ void Watcher::Reconcile(bool force_apply) {
 }
 
 bool Watcher::Apply(DesiredState& desired, bool force) {
-  if (!force && !apply_pending_ && desired.services == applied_) return true;
+  if (!force && !apply_pending_ && desired.services == applied_request_) {
+    // Unchanged: what lbd refused last time it still refuses.
+    desired.problems.insert(desired.problems.end(), refused_.begin(), refused_.end());
+    return true;
+  }
+  const std::vector<dataplane::ServiceConfig> request_services = desired.services;
+  std::vector<Problem> refused;
   apply_pending_ = true;
   const auto lbd_generation = PollLbd();
   if (!lbd_generation) {
@@ -210,7 +216,8 @@ bool Watcher::Apply(DesiredState& desired, bool force) {
                                      response.generation(), desired.services.size(), response.created(),
                                      response.updated(), response.deleted());
       }
-      applied_ = desired.services;
+      applied_request_ = request_services;
+      refused_ = std::move(refused);
       applied_generation_ = response.generation();
       apply_pending_ = false;
       absl::MutexLock lock(&mu_);
@@ -219,19 +226,22 @@ bool Watcher::Apply(DesiredState& desired, bool force) {
       metrics_.last_apply_seconds = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
       return true;
     }
-    const auto refused = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? RefusedIndex(s.error_message())
-                                                                              : std::nullopt;
-    if (!refused || *refused >= desired.services.size()) {
+    const auto index = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? RefusedIndex(s.error_message())
+                                                                            : std::nullopt;
+    if (!index || *index >= desired.services.size()) {
       LOG(WARNING) << "lbd Apply failed: " << s.error_message();
       absl::MutexLock lock(&mu_);
       ++metrics_.apply_errors;
       metrics_.last_apply_ok = false;
       return false;
     }
-    const std::string owner = desired.owners[*refused];
-    desired.problems.push_back({owner, "RejectedByLbd", s.error_message().substr(s.error_message().find(':') + 2)});
-    desired.services.erase(desired.services.begin() + long(*refused));
-    desired.owners.erase(desired.owners.begin() + long(*refused));
+    // "services[3].table_size: 3 entries cannot hold ..." -> "table_size: 3 entries cannot hold ..."
+    const std::string& why = s.error_message();
+    const size_t dot = why.find("].");
+    refused.push_back({desired.owners[*index], "RejectedByLbd", dot == std::string::npos ? why : why.substr(dot + 2)});
+    desired.problems.push_back(refused.back());
+    desired.services.erase(desired.services.begin() + long(*index));
+    desired.owners.erase(desired.owners.begin() + long(*index));
   }
   return false;
 }
@@ -244,7 +254,7 @@ void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std:
     json ingress = json::array();
     std::vector<std::string> ips;
     for (const auto& a : u.ingress) {
-      ingress.push_back({{"ip", a.ToString()}});
+      ingress.push_back(json::object({{"ip", a.ToString()}}));
       ips.push_back(a.ToString());
     }
     // One attempt per version of the Service: a refusal is retried when it changes (or at resync).
@@ -252,6 +262,8 @@ void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std:
     if (status_attempted_[u.service] == attempt) continue;
     status_attempted_[u.service] = attempt;
     object["status"]["loadBalancer"]["ingress"] = ingress;
+    object["kind"] = "Service";  // list items come without them
+    object["apiVersion"] = "v1";
     const std::string& ns = object["metadata"]["namespace"].get_ref<const std::string&>();
     const std::string& name = object["metadata"]["name"].get_ref<const std::string&>();
     auto response = kube_->Request(

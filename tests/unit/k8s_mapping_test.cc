@@ -60,11 +60,13 @@ json EndpointJson(const std::string& address, json conditions) {
           {"zone", "zone-a"}};
 }
 
-json SliceJson(const std::string& service, const std::string& name, json endpoints, json ports,
-               const std::string& family = "IPv4") {
+// Lists as std::vector: a braced list of one json value would be that value (not an
+// array) under some compilers.
+json SliceJson(const std::string& service, const std::string& name, std::vector<json> endpoints,
+               std::vector<json> ports, const std::string& family = "IPv4") {
   return {{"addressType", family},
           {"apiVersion", "discovery.k8s.io/v1"},
-          {"endpoints", endpoints},
+          {"endpoints", json(endpoints)},
           {"kind", "EndpointSlice"},
           {"metadata",
            {{"generateName", service + "-"},
@@ -74,7 +76,7 @@ json SliceJson(const std::string& service, const std::string& name, json endpoin
             {"name", name},
             {"namespace", "default"},
             {"resourceVersion", "2345"}}},
-          {"ports", ports}};
+          {"ports", json(ports)}};
 }
 
 const json kReady = {{"ready", true}, {"serving", true}, {"terminating", false}};
@@ -337,7 +339,7 @@ TEST(ObjectsTest, WrongTypesNameTheField) {
 
 TEST(ObjectsTest, NullPortNameAndPortAreAccepted) {
   // The API server leaves out unnamed port names and may send "port": null for "all ports".
-  json e = SliceJson("x", "x-1", json::array(), {{{"port", nullptr}, {"protocol", "TCP"}}});
+  json e = SliceJson("x", "x-1", {}, {{{"port", nullptr}, {"protocol", "TCP"}}});
   auto slice = ParseEndpointSlice(e);
   ASSERT_TRUE(slice.ok()) << slice.status();
   EXPECT_EQ(slice->ports.at(0).name, "");
