@@ -57,6 +57,7 @@ absl::Status ControlCore::Start() {
 absl::Status ControlCore::Commit(ServiceMap next) {
   dataplane::DataplaneConfig config;
   config.encap = settings_.encap;
+  config.nat = settings_.nat;
   config.next_hop = settings_.next_hop;
   config.neighbors = settings_.neighbors;
   config.mtu = settings_.mtu;
@@ -73,7 +74,7 @@ absl::Status ControlCore::Commit(ServiceMap next) {
 }
 
 absl::Status ControlCore::ValidateOne(const ServiceConfig& s, const std::string& field) const {
-  return dataplane::ValidateService(s, field, settings_.encap, settings_.limits);
+  return dataplane::ValidateService(s, field, settings_.encap, settings_.nat, settings_.limits);
 }
 
 absl::StatusOr<Service*> ControlCore::Find(ServiceMap& map, const ServiceId& id) {
@@ -296,6 +297,15 @@ Stats ControlCore::GetStats() const {
     stats.flow_capacity += w.flow_capacity;
   }
   absl::MutexLock lock(&mu_);
+  for (size_t a = 0; a < settings_.nat.addresses.size(); ++a) {
+    Stats::SnatStats snat{.address = settings_.nat.addresses[a]};
+    for (const WorkerView& w : stats.workers) {
+      if (w.nat == nullptr || a >= w.nat->num_addresses()) continue;
+      snat.ports_in_use += w.nat->in_use(uint32_t(a));
+      snat.ports_total += 2 * uint64_t(w.nat->ports_per_address());  // TCP and UDP
+    }
+    stats.snat.push_back(snat);
+  }
   const dataplane::Snapshot* snap = store_->current();
   stats.generation = applied_generation_;
   stats.gateway_mac = settings_.next_hop.gateway_mac;

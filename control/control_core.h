@@ -30,6 +30,7 @@ namespace lb::control {
 // hop, which neighbour resolution may change.
 struct NodeSettings {
   dataplane::EncapConfig encap;
+  dataplane::NatConfig nat;
   dataplane::NextHop next_hop;
   absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> neighbors;  // on-link backends
   uint16_t mtu = 1500;
@@ -74,6 +75,11 @@ struct Stats {
   };
   // Per service, per backend (configuration order).
   std::vector<std::pair<Service, std::vector<BackendStats>>> services;
+  struct SnatStats {
+    dataplane::IpAddress address;
+    uint64_t ports_in_use = 0, ports_total = 0;
+  };
+  std::vector<SnatStats> snat;  // NAT mode: per SNAT address
   dataplane::MacAddress gateway_mac{};
 };
 

@@ -21,6 +21,7 @@ struct WorkerView {
   const dataplane::WorkerCounters* counters = nullptr;  // owned by the dataplane
   uint64_t flows = 0;
   uint64_t flow_capacity = 0;
+  const dataplane::NatTable* nat = nullptr;  // owned by the dataplane; its in_use() is any-thread
 };
 
 struct FlowLocation {

@@ -197,6 +197,12 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
   out->set_flows(stats.flows);
   out->set_flow_capacity(stats.flow_capacity);
   out->set_generation(stats.generation);
+  for (const Stats::SnatStats& snat : stats.snat) {
+    lb::v1::SnatAddressStats* o = out->add_snat();
+    o->set_address(snat.address.ToString());
+    o->set_ports_in_use(snat.ports_in_use);
+    o->set_ports_total(snat.ports_total);
+  }
   return grpc::Status::OK;
 }
 

@@ -58,6 +58,16 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
           backends[i].maglev_entries);
     }
   }
+  if (!stats.snat.empty()) {
+    Header(out, "lb_snat_ports_in_use", "gauge", "NAT sessions (TCP and UDP ports) in use, per SNAT address.");
+    for (const auto& s : stats.snat) {
+      absl::StrAppendFormat(&out, "lb_snat_ports_in_use{address=\"%s\"} %d\n", s.address.ToString(), s.ports_in_use);
+    }
+    Header(out, "lb_snat_ports_total", "gauge", "NAT ports (TCP and UDP) of the pool, per SNAT address.");
+    for (const auto& s : stats.snat) {
+      absl::StrAppendFormat(&out, "lb_snat_ports_total{address=\"%s\"} %d\n", s.address.ToString(), s.ports_total);
+    }
+  }
   Header(out, "lb_config_generation", "gauge", "Generation of the last Apply.");
   absl::StrAppendFormat(&out, "lb_config_generation %d\n", stats.generation);
   Header(out, "lb_healthy", "gauge", "1 while the dataplane forwards (what lb-bird-gen announces on).");

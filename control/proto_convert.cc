@@ -76,6 +76,7 @@ absl::StatusOr<dataplane::ServiceConfig> FromProto(const lb::v1::Service& s,
     case lb::v1::FORWARDING_MODE_UNSPECIFIED:
     case lb::v1::DSR_IPIP: out.mode = ForwardingMode::kDsrIpip; break;
     case lb::v1::DSR_GUE: out.mode = ForwardingMode::kDsrGue; break;
+    case lb::v1::NAT: out.mode = ForwardingMode::kNat; break;
     default:
       return absl::InvalidArgumentError(absl::StrFormat("%s.mode: unknown mode %d", field, int(s.mode())));
   }
@@ -126,7 +127,9 @@ lb::v1::Backend ToProto(const dataplane::BackendConfig& b) {
 lb::v1::Service ToProto(const Service& s) {
   lb::v1::Service out;
   *out.mutable_key() = ToProto(IdOf(s.config));
-  out.set_mode(s.config.mode == ForwardingMode::kDsrGue ? lb::v1::DSR_GUE : lb::v1::DSR_IPIP);
+  out.set_mode(s.config.mode == ForwardingMode::kDsrGue ? lb::v1::DSR_GUE
+               : s.config.mode == ForwardingMode::kNat  ? lb::v1::NAT
+                                                        : lb::v1::DSR_IPIP);
   switch (s.config.hash_fields) {
     case HashFields::kFiveTuple: out.set_hash_fields(lb::v1::FIVE_TUPLE); break;
     case HashFields::kSourceIp: out.set_hash_fields(lb::v1::SOURCE_IP); break;

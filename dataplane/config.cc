@@ -1,5 +1,7 @@
 #include "dataplane/config.h"
 
+#include <algorithm>
+
 #include <cstdio>
 
 #include "absl/container/flat_hash_map.h"
@@ -48,15 +50,40 @@ absl::Status ValidateTimeouts(const FlowTimeouts& t) {
 
 }  // namespace
 
+absl::Status ValidateNat(const NatConfig& nat) {
+  if (nat.addresses.size() > kMaxSnatAddresses) {
+    return Invalid("%s: %s", "nat.addresses", absl::StrFormat("%d addresses, at most %d", nat.addresses.size(),
+                                                              kMaxSnatAddresses));
+  }
+  for (size_t i = 0; i < nat.addresses.size(); ++i) {
+    const std::string field = absl::StrFormat("nat.addresses[%d]", i);
+    if (nat.addresses[i].IsZero()) return Invalid("%s: %s", field, "must be set");
+    for (size_t j = 0; j < i; ++j) {
+      if (nat.addresses[j] == nat.addresses[i]) return Invalid("%s: %s", field, "listed twice");
+    }
+  }
+  if (nat.port_min == 0 || nat.port_min > nat.port_max) {
+    return Invalid("%s: %s", "nat.ports", absl::StrFormat("%d-%d is not a range of ports", nat.port_min, nat.port_max));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
-                             const EncapConfig& encap, const Limits& limits) {
+                             const EncapConfig& encap, const NatConfig& nat, const Limits& limits) {
   if (s.vip.IsZero()) return Invalid("%s.vip: %s", field, "must be set");
   if (s.protocol != IPPROTO_TCP && s.protocol != IPPROTO_UDP) {
     return Invalid("%s.protocol: %s", field,
                    absl::StrFormat("must be TCP (6) or UDP (17), not %d", s.protocol));
   }
-  if (s.mode != ForwardingMode::kDsrIpip && s.mode != ForwardingMode::kDsrGue) {
+  if (s.mode != ForwardingMode::kDsrIpip && s.mode != ForwardingMode::kDsrGue && s.mode != ForwardingMode::kNat) {
     return Invalid("%s.mode: %s", field, absl::StrFormat("unknown mode %d", int(s.mode)));
+  }
+  const bool nat_mode = s.mode == ForwardingMode::kNat;
+  if (nat_mode && std::none_of(nat.addresses.begin(), nat.addresses.end(),
+                               [&](const IpAddress& a) { return a.IsV4() == s.vip.IsV4(); })) {
+    return Invalid("%s.mode: %s", field,
+                   absl::StrFormat("nat needs an SNAT address of the VIP's family (%s); none is configured",
+                                   s.vip.IsV4() ? "IPv4" : "IPv6"));
   }
   if (s.hash_fields > HashFields::kSourceIpDestPort) {
     return Invalid("%s.hash_fields: %s", field,
@@ -86,7 +113,11 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
       return Invalid("%s.state: %s", bfield, absl::StrFormat("unknown state %d", int(b.state)));
     }
     const IpPrefix& source = b.address.IsV4() ? encap.source_v4 : encap.source_v6;
-    if (!IsSet(source)) {
+    if (nat_mode && b.address.IsV4() != s.vip.IsV4()) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s: NAT does not translate between IPv4 and IPv6", b.address.ToString()));
+    }
+    if (!nat_mode && !IsSet(source)) {
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s is %s but encap.%s is not set", b.address.ToString(),
                                      b.address.IsV4() ? "IPv4" : "IPv6",
@@ -112,6 +143,7 @@ std::string_view ToString(ForwardingMode m) {
   switch (m) {
     case ForwardingMode::kDsrIpip: return "dsr-ipip";
     case ForwardingMode::kDsrGue: return "dsr-gue";
+    case ForwardingMode::kNat: return "nat";
   }
   return "unknown";
 }
@@ -159,6 +191,7 @@ absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits)
         "services: %d services, the limit is %d", config.services.size(), limits.max_services));
   }
   if (absl::Status s = ValidateEncap(config.encap); !s.ok()) return s;
+  if (absl::Status s = ValidateNat(config.nat); !s.ok()) return s;
   if (absl::Status s = ValidateTimeouts(config.timeouts); !s.ok()) return s;
   if (config.mtu < kMinMtu || config.mtu > kMaxMtu) {
     return Invalid("%s: %s", "mtu",
@@ -170,7 +203,7 @@ absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits)
   for (size_t i = 0; i < config.services.size(); ++i) {
     const ServiceConfig& s = config.services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
-    if (absl::Status st = ValidateService(s, field, config.encap, limits); !st.ok()) return st;
+    if (absl::Status st = ValidateService(s, field, config.encap, config.nat, limits); !st.ok()) return st;
     auto [it, inserted] = seen.try_emplace(ServiceId{s.vip, s.protocol, s.port}, i);
     if (!inserted) {
       return Invalid("%s: %s", field,

@@ -26,6 +26,7 @@ namespace lb::dataplane {
 enum class ForwardingMode : uint8_t {
   kDsrIpip,  // IPIP / IP6IP6 / 4in6 / 6in4 (RFC 2003, RFC 2473)
   kDsrGue,   // Generic UDP Encapsulation (draft-ietf-intarea-gue §3.1, version 0)
+  kNat,      // full NAT: destination -> backend, source -> an SNAT address and port (RFC 3022)
 };
 
 enum class BackendState : uint8_t {
@@ -40,7 +41,8 @@ std::string_view ToString(BackendState s);
 
 struct BackendConfig {
   IpAddress address;
-  uint16_t port = 0;     // part of the backend's identity; DSR delivers to the VIP's port
+  uint16_t port = 0;     // part of the backend's identity; DSR delivers to the VIP's port,
+                         // NAT to this one (0: the VIP's)
   uint32_t weight = 1;   // relative share of new flows; 0 behaves as draining
   BackendState state = BackendState::kActive;
   friend bool operator==(const BackendConfig&, const BackendConfig&) = default;
@@ -69,6 +71,17 @@ struct EncapConfig {
   uint8_t outer_ttl = 64;
 };
 
+// Source addresses and ports of NAT mode. Each (address, port) is one connection to a
+// backend; the ports are partitioned over the workers (port p belongs to worker
+// (p - port_min) % workers), so that a reply's owner follows from its destination port.
+inline constexpr size_t kMaxSnatAddresses = 16;
+struct NatConfig {
+  std::vector<IpAddress> addresses;  // IPv4 and/or IPv6, at most kMaxSnatAddresses
+  uint16_t port_min = 1024;
+  uint16_t port_max = 65535;
+  friend bool operator==(const NatConfig&, const NatConfig&) = default;
+};
+
 struct FlowTimeouts {
   Millis tcp_syn_sent = 10'000;
   Millis tcp_established = 300'000;
@@ -91,6 +104,7 @@ struct NextHop {
 struct DataplaneConfig {
   std::vector<ServiceConfig> services;
   EncapConfig encap;
+  NatConfig nat;
   NextHop next_hop;
   // MACs of backends on the node's own segments: packets to them skip the gateway.
   absl::flat_hash_map<IpAddress, MacAddress> neighbors;
@@ -109,7 +123,8 @@ struct Limits {
 // "services[3]"). ValidateConfig() runs it for each service and adds the checks across
 // services (duplicates, totals).
 absl::Status ValidateService(const ServiceConfig& service, const std::string& field,
-                             const EncapConfig& encap, const Limits& limits);
+                             const EncapConfig& encap, const NatConfig& nat, const Limits& limits);
+absl::Status ValidateNat(const NatConfig& nat);
 
 // OK, or INVALID_ARGUMENT / RESOURCE_EXHAUSTED naming the first offending field, as in
 // "services[2].backends[0].address: 10.0.0.1 is IPv4 but no encap.source_v4 is set".

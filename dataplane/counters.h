@@ -33,7 +33,14 @@ namespace lb::dataplane {
   X(kNoNextHop, "no_next_hop", "the gateway's MAC is not known (yet): nowhere to send the packet") \
   X(kNoEncapSource, "no_encap_source", "no outer source address is configured for the backend's family") \
   X(kNoHeadroom, "no_headroom", "the mbuf lacks headroom for the rewrite, or is segmented where it must not be")         \
-  X(kTxFull, "tx_full", "the TX queue did not take the packet")
+  X(kTxFull, "tx_full", "the TX queue did not take the packet")                              \
+  X(kNatPortsExhausted, "nat_ports_exhausted",                                                 \
+    "a new NAT connection found every SNAT port of its family held by a live session")         \
+  X(kNatNoSession, "nat_no_session",                                                           \
+    "a packet to an SNAT address and port that no live session holds, or not from its backend") \
+  X(kNatFlowTableFull, "nat_flow_table_full",                                                  \
+    "a new NAT connection found its flow-table bucket full of live flows (it cannot be tracked)") \
+  X(kNatRedirectFull, "nat_redirect_full", "the owning worker's NAT inbox did not take a reply")
 
 #define LB_EVENTS(X)                                                                    \
   X(kRxPackets, "rx_packets", "packets received")                                       \
@@ -50,7 +57,13 @@ namespace lb::dataplane {
   X(kFlowInserts, "flow_inserts", "flows added to the flow table")                      \
   X(kFlowTableFull, "flow_table_full", "new flows hashed without an entry: bucket full of live flows") \
   X(kFlowRepicks, "flow_repicks", "flows moved because their backend went away, went down, or a SYN met a closing or draining entry") \
-  X(kFlowExpired, "flow_expired", "flow entries reclaimed after their timeout")
+  X(kFlowExpired, "flow_expired", "flow entries reclaimed after their timeout")        \
+  X(kNatSessions, "nat_sessions", "NAT sessions opened (an SNAT port taken)")            \
+  X(kNatForwarded, "nat_forwarded", "packets translated toward a backend (NAT)")         \
+  X(kNatReplies, "nat_replies", "backend replies translated back to the client (NAT)")   \
+  X(kNatIcmpErrors, "nat_icmp_errors", "ICMP errors about NAT sessions translated")       \
+  X(kNatRedirected, "nat_redirected", "replies handed to the worker that owns their SNAT port") \
+  X(kNatExpired, "nat_expired", "NAT sessions freed after their timeout")
 
 #define LB_ENUMERATOR(name, metric, help) name,
 enum class DropReason : uint16_t { LB_DROP_REASONS(LB_ENUMERATOR) kCount };

@@ -307,4 +307,117 @@ inline bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, uint16_t mtu) {
   return true;
 }
 
+// ---- NAT (RFC 3022): addresses and ports rewritten in place ----
+
+// Replaces the big-endian 16-bit word at `at` by `value`, adjusting the checksums at
+// `c1` and `c2` (either may be null) by RFC 1624.
+inline void ReplaceWord(uint8_t* at, uint16_t value, uint8_t* c1, uint8_t* c2) {
+  const uint16_t old = parse_internal::Load16(at);
+  if (old == value) return;
+  Store16(at, value);
+  if (c1 != nullptr) UpdateChecksum(c1, old, value);
+  if (c2 != nullptr) UpdateChecksum(c2, old, value);
+}
+
+// Writes `a` (of the packet's family) at `at`, adjusting the checksums at c1 and c2.
+inline void ReplaceAddress(uint8_t* at, const IpAddress& a, bool v4, uint8_t* c1, uint8_t* c2) {
+  const uint8_t* src = v4 ? a.V4Bytes() : a.bytes.data();
+  for (int i = 0; i < (v4 ? 4 : 16); i += 2) {
+    ReplaceWord(at + i, uint16_t(src[i] << 8 | src[i + 1]), c1, c2);
+  }
+}
+
+// Gives the IP datagram of `m` a fresh Ethernet header toward `dst_mac` (the next hop's
+// source MAC and VLAN); returns the IP header, or nullptr without headroom.
+inline uint8_t* Reframe(rte_mbuf* m, const ParsedPacket& p, const MacAddress& dst_mac, const NextHop& hop) {
+  TrimToDatagram(m, p);
+  const uint16_t l2 = EthernetLen(hop.vlan);
+  if (l2 > p.l3_offset) {
+    if (rte_pktmbuf_prepend(m, uint16_t(l2 - p.l3_offset)) == nullptr) return nullptr;
+  } else if (l2 < p.l3_offset) {
+    rte_pktmbuf_adj(m, uint16_t(p.l3_offset - l2));
+  }
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  WriteEthernet(frame, dst_mac, hop.source_mac, hop.vlan, p.is_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  return frame + l2;
+}
+
+// The endpoints of a translated packet.
+struct NatEndpoints {
+  const IpAddress* src;
+  uint16_t src_port_be;
+  const IpAddress* dst;
+  uint16_t dst_port_be;
+};
+
+// Translates a TCP or UDP packet to `to`, decrements its TTL and frames it toward
+// `dst_mac`. Checksums are adjusted, not recomputed: IPv4 header, and TCP or UDP over
+// the pseudo-header and ports (a zero IPv4 UDP checksum stays zero; a computed zero is
+// sent as 0xffff, RFC 768).
+inline bool NatTranslate(rte_mbuf* m, const ParsedPacket& p, const NatEndpoints& to, const MacAddress& dst_mac,
+                         const NextHop& hop) {
+  uint8_t* ip = Reframe(m, p, dst_mac, hop);
+  if (ip == nullptr) return false;
+  uint8_t* l4 = ip + (p.l4_offset - p.l3_offset);
+  const bool udp = p.key.protocol == IPPROTO_UDP;
+  uint8_t* l4_sum = l4 + (udp ? 6 : 16);
+  const bool no_udp_sum = udp && p.is_v4 && parse_internal::Load16(l4_sum) == 0;
+  if (no_udp_sum) l4_sum = nullptr;
+  uint8_t* ip_sum = p.is_v4 ? ip + 10 : nullptr;
+  ReplaceAddress(ip + (p.is_v4 ? 12 : 8), *to.src, p.is_v4, ip_sum, l4_sum);
+  ReplaceAddress(ip + (p.is_v4 ? 16 : 24), *to.dst, p.is_v4, ip_sum, l4_sum);
+  ReplaceWord(l4, rte_be_to_cpu_16(to.src_port_be), l4_sum, nullptr);
+  ReplaceWord(l4 + 2, rte_be_to_cpu_16(to.dst_port_be), l4_sum, nullptr);
+  if (udp && l4_sum != nullptr && parse_internal::Load16(l4_sum) == 0) Store16(l4_sum, 0xffff);
+  DecrementTtl(ip, p.is_v4);
+  return true;
+}
+
+// Translates an ICMP error about a NATed flow: the outer destination becomes
+// `outer_dst` (and the outer source `*outer_src` when given), the quoted packet's
+// endpoints become `quoted`. Recomputed: the quoted IPv4 header checksum and the ICMP
+// checksum; adjusted: the outer IPv4 header checksum and the quoted TCP/UDP checksum
+// when the quote holds it. False without headroom, or for a quote this cannot rewrite
+// (IPv6 extension headers).
+inline bool NatTranslateIcmpError(rte_mbuf* m, const ParsedPacket& p, const IpAddress* outer_src,
+                                  const IpAddress& outer_dst, const NatEndpoints& quoted,
+                                  const MacAddress& dst_mac, const NextHop& hop) {
+  const uint16_t icmp_off = uint16_t(p.l4_offset - p.l3_offset);
+  if (!p.is_v4 && icmp_off != kIpv6HeaderLen) return false;
+  uint8_t* ip = Reframe(m, p, dst_mac, hop);
+  if (ip == nullptr) return false;
+  uint8_t* ip_sum = p.is_v4 ? ip + 10 : nullptr;
+  if (outer_src != nullptr) ReplaceAddress(ip + (p.is_v4 ? 12 : 8), *outer_src, p.is_v4, ip_sum, nullptr);
+  ReplaceAddress(ip + (p.is_v4 ? 16 : 24), outer_dst, p.is_v4, ip_sum, nullptr);
+  uint8_t* icmp = ip + icmp_off;
+  uint8_t* q = icmp + 8;
+  const uint32_t quoted_len = uint32_t(p.ip_len) - icmp_off - 8;
+  const uint32_t q_ihl = p.is_v4 ? uint32_t(q[0] & 0x0f) * 4 : kIpv6HeaderLen;
+  if (!p.is_v4 && q[6] != p.key.protocol) return false;  // extension headers in the quote
+  uint8_t* ql4 = q + q_ihl;
+  const uint32_t ql4_len = quoted_len - q_ihl;  // Parse() saw at least the ports
+  const bool udp = p.key.protocol == IPPROTO_UDP;
+  const uint32_t sum_at = udp ? 6 : 16;
+  uint8_t* ql4_sum = ql4_len >= sum_at + 2 ? ql4 + sum_at : nullptr;
+  if (ql4_sum != nullptr && udp && p.is_v4 && parse_internal::Load16(ql4_sum) == 0) ql4_sum = nullptr;
+  ReplaceAddress(q + (p.is_v4 ? 12 : 8), *quoted.src, p.is_v4, ql4_sum, nullptr);
+  ReplaceAddress(q + (p.is_v4 ? 16 : 24), *quoted.dst, p.is_v4, ql4_sum, nullptr);
+  ReplaceWord(ql4, rte_be_to_cpu_16(quoted.src_port_be), ql4_sum, nullptr);
+  ReplaceWord(ql4 + 2, rte_be_to_cpu_16(quoted.dst_port_be), ql4_sum, nullptr);
+  if (p.is_v4) {
+    Store16(q + 10, 0);
+    StoreChecksum(q + 10, rte_raw_cksum(q, q_ihl));
+  }
+  DecrementTtl(ip, p.is_v4);
+  const uint16_t icmp_len = uint16_t(p.ip_len - icmp_off);
+  Store16(icmp + 2, 0);
+  if (p.is_v4) {
+    StoreChecksum(icmp + 2, rte_raw_cksum(icmp, icmp_len));
+  } else {
+    const uint16_t c = rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), icmp);
+    std::memcpy(icmp + 2, &c, 2);
+  }
+  return true;
+}
+
 }  // namespace lb::dataplane::rewrite

@@ -135,6 +135,7 @@ absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
   snap->vips_ = FlatMap<IpAddress, VipRecord>(vip_items);
 
   snap->source_v4_ = MakeEncapSource(config.encap.source_v4);
+  snap->nat_ = config.nat;
   snap->source_v6_ = MakeEncapSource(config.encap.source_v6);
   snap->gue_port_be_ = htons(config.encap.gue_port);
   snap->outer_ttl_ = config.encap.outer_ttl;

@@ -128,6 +128,14 @@ class Snapshot {
   }
 
   const EncapSource& encap_source(bool v4) const { return v4 ? source_v4_ : source_v6_; }
+  // NAT: the index of SNAT address `a`, or -1 (at most kMaxSnatAddresses to compare).
+  int SnatIndex(const IpAddress& a) const {
+    for (size_t i = 0; i < nat_.addresses.size(); ++i) {
+      if (nat_.addresses[i] == a) return int(i);
+    }
+    return -1;
+  }
+  const NatConfig& nat() const { return nat_; }
   uint16_t gue_port_be() const { return gue_port_be_; }
   uint8_t outer_ttl() const { return outer_ttl_; }
   uint16_t mtu() const { return mtu_; }
@@ -146,6 +154,7 @@ class Snapshot {
   std::vector<BackendRecord> backends_;  // by slot
   EncapSource source_v4_;
   EncapSource source_v6_;
+  NatConfig nat_;
   uint16_t gue_port_be_ = 0;
   uint8_t outer_ttl_ = 64;
   uint16_t mtu_ = 1500;

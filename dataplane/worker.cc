@@ -49,6 +49,7 @@ Worker::Worker(const Options& options, SnapshotStore* store)
     : options_(options),
       store_(store),
       flows_(options.flow_capacity),
+      nat_(options.nat_addresses, options.nat_port_min, options.nat_port_max, options.id, options.workers),
       tsc_per_ms_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
 
 Millis Worker::Now() const { return Millis(rte_get_tsc_cycles() / tsc_per_ms_); }
@@ -64,9 +65,9 @@ void Worker::FlushDrops() {
   num_dropped_ = 0;
 }
 
-void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out) {
+void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out, bool handed_over) {
   n = std::min(n, kMaxBurst);
-  counters_.Add(Event::kRxPackets, n);
+  if (!handed_over) counters_.Add(Event::kRxPackets, n);
   const Snapshot* snap = store_->Acquire();  // once per burst (DESIGN.md §3)
 
   // Stage 1: bring the headers in, parse, hash, and prefetch the flow-table buckets.
@@ -120,6 +121,9 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
     }
   }
   const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
+  if (vip == nullptr && p.kind != PacketKind::kNotIp && !snap.nat().addresses.empty()) {
+    if (const int a = snap.SnatIndex(p.key.dst); a >= 0) return HandleSnat(snap, m, meta, uint32_t(a), now, out);
+  }
   if (vip == nullptr) {
     out.kernel[out.num_kernel++] = m;
     counters_.Add(Event::kToKernel);
@@ -127,11 +131,7 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
   }
   switch (p.kind) {
     case PacketKind::kIcmpEcho:
-      if (!rewrite::EchoChecksumsValid(m, p)) return Drop(m, DropReason::kBadChecksum);
-      rewrite::MakeEchoReply(m, p);
-      out.wire[out.num_wire++] = m;
-      counters_.Add(Event::kEchoReplies);
-      return;
+      return AnswerEcho(m, p, out);
     case PacketKind::kOtherIcmp:
       return Drop(m, DropReason::kIcmpUnsupported);
     case PacketKind::kOtherIp:
@@ -146,8 +146,16 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
   Drop(m, DropReason::kNoService);
 }
 
+void Worker::AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out) {
+  if (!rewrite::EchoChecksumsValid(m, p)) return Drop(m, DropReason::kBadChecksum);
+  rewrite::MakeEchoReply(m, p);
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kEchoReplies);
+}
+
 void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
                         const ServiceRecord& svc, Millis now, BurstOutput& out) {
+  if (svc.mode == ForwardingMode::kNat) return HandleNat(snap, m, meta, svc, now, out);
   const ParsedPacket& p = meta.packet;
   // Maglev's pick for this flow, written into `e` when there is one. The service hash is
   // computed only here: a flow-table hit does not need it.
@@ -163,7 +171,8 @@ void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
   if (slot) {
     counters_.Add(Event::kFlowHits);
     FlowEntry& e = *slot.entry;
-    b = snap.Pinned(svc, e.backend_slot, e.backend_generation);
+    // An entry of a NAT session (the service changed mode) is stale here.
+    b = (e.state & kNatEntryFlag) ? nullptr : snap.Pinned(svc, e.backend_slot, e.backend_generation);
     // A SYN that meets a closing flow, or a backend that takes no new flows, opens a
     // new connection on the same 5-tuple: it is balanced afresh. A SYN on a live flow
     // of an active backend is a retransmission and stays.
@@ -238,8 +247,9 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   const ParsedPacket& p = meta.packet;
   const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
   if (svc == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
+  if (svc->mode == ForwardingMode::kNat) return HandleNatIcmpFromClientSide(snap, m, meta, now, out);
   const BackendRecord* b = nullptr;
-  if (FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now)) {
+  if (FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now); slot && !(slot.entry->state & kNatEntryFlag)) {
     b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
   }
   uint32_t slot_id;
@@ -290,6 +300,175 @@ void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
   counters_.Add(Event::kForwarded);
 }
 
+// ---- NAT ----
+
+NatSession* Worker::SessionOf(const FlowEntry& e, const FlowKey& key, Millis now) {
+  if (!(e.state & kNatEntryFlag) || e.backend_slot >= nat_.size()) return nullptr;
+  NatSession& s = nat_.at(e.backend_slot);
+  if (!s.in_use || s.generation != e.backend_generation || Expired(s.deadline, now) || !(s.client == key)) {
+    return nullptr;
+  }
+  return &s;
+}
+
+void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now) {
+  const FlowState state = NextState(FlowState(s.state), p);
+  s.state = uint8_t(state);
+  const Millis deadline = now + snap.Timeout(state);
+  s.deadline = deadline;
+  // The client side's entry lives as long as the session, also when only replies flow.
+  if (s.entry != nullptr && s.entry->key == s.client) {
+    const uint8_t entry_state = uint8_t(kNatEntryFlag | uint8_t(state));
+    if (s.entry->state != entry_state) s.entry->state = entry_state;
+    if (int32_t(deadline - *s.entry_deadline) > kDeadlineSlack) *s.entry_deadline = deadline;
+  }
+}
+
+void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
+                       Millis now, BurstOutput& out) {
+  const ParsedPacket& p = meta.packet;
+  FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
+  counters_.Add(slot ? Event::kFlowHits : Event::kFlowMisses);
+  NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
+  uint32_t index = s != nullptr ? slot.entry->backend_slot : NatTable::kNone;
+  const BackendRecord* b = nullptr;
+  if (s != nullptr) {
+    b = snap.Pinned(svc, s->backend_slot, s->backend_generation);
+    // The connection cannot move to another backend: when its backend went away, or a
+    // SYN reopens a closed one, the session ends and the packet starts a new one.
+    if (b == nullptr || (IsBareSyn(p) && FlowState(s->state) == FlowState::kTcpClosing)) {
+      nat_.Release(index);
+      counters_.Add(Event::kFlowRepicks);
+      s = nullptr;
+    }
+  }
+  if (s == nullptr) {
+    uint32_t backend_slot = 0;
+    b = snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.hash), &backend_slot);
+    if (b == nullptr) return Drop(m, DropReason::kNoBackend);
+    // An SNAT address of the VIP's family, chosen by the flow hash, then any other.
+    const auto& addresses = snap.nat().addresses;
+    const uint32_t count = std::min<uint32_t>(uint32_t(addresses.size()), nat_.num_addresses());
+    bool family_v4[kMaxSnatAddresses];
+    uint32_t same_family = 0;
+    for (uint32_t a = 0; a < count; ++a) same_family += (family_v4[a] = addresses[a].IsV4()) == p.is_v4;
+    if (same_family == 0) return Drop(m, DropReason::kNatPortsExhausted);
+    uint32_t preferred = 0;
+    for (uint32_t a = 0, k = meta.hash % same_family; a < count; ++a) {
+      if (family_v4[a] == p.is_v4 && k-- == 0) {
+        preferred = a;
+        break;
+      }
+    }
+    index = nat_.Allocate(p.key.protocol, preferred, family_v4, now);
+    if (index == NatTable::kNone) return Drop(m, DropReason::kNatPortsExhausted);
+    if (!slot) {
+      bool reclaimed = false;
+      slot = flows_.Claim(p.key, meta.hash, now, &reclaimed);
+      if (!slot) {
+        nat_.Release(index);
+        return Drop(m, DropReason::kNatFlowTableFull);  // untracked, its replies would be lost
+      }
+      counters_.Add(Event::kFlowInserts);
+      if (reclaimed) counters_.Add(Event::kFlowExpired);
+    }
+    s = &nat_.at(index);
+    s->client = p.key;
+    s->backend = b->address;
+    s->backend_port_be = b->port != 0 ? rte_cpu_to_be_16(b->port) : p.key.dst_port_be;
+    s->backend_slot = backend_slot;
+    s->backend_generation = b->generation;
+    s->state = uint8_t(InitialState(p));
+    s->entry = slot.entry;
+    s->entry_deadline = slot.deadline;
+    slot.entry->backend_slot = index;
+    slot.entry->backend_generation = s->generation;
+    slot.entry->state = uint8_t(kNatEntryFlag | s->state);
+    counters_.Add(Event::kNatSessions);
+    const Millis deadline = now + snap.Timeout(FlowState(s->state));
+    s->deadline = deadline;
+    *slot.deadline = deadline;
+  } else {
+    RefreshSession(snap, *s, p, now);
+  }
+  if (!b->on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
+  const IpAddress& snat = snap.nat().addresses[nat_.AddressOf(index)];
+  const rewrite::NatEndpoints to{&snat, rte_cpu_to_be_16(nat_.PortOf(index)), &s->backend, s->backend_port_be};
+  if (!rewrite::NatTranslate(m, p, to, b->on_link ? b->neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatForwarded);
+}
+
+void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uint32_t address, Millis now,
+                        BurstOutput& out) {
+  const ParsedPacket& p = meta.packet;
+  if (p.kind == PacketKind::kIcmpEcho) return AnswerEcho(m, p, out);
+  const bool error = p.kind == PacketKind::kIcmpError;
+  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp && !error) || p.is_fragment) {
+    return Drop(m, DropReason::kNatNoSession);
+  }
+  if (p.ttl <= 1) return Drop(m, DropReason::kTtlExceeded);
+  // A reply to SNAT:port (or an error quoting a packet from it) belongs to the port's owner.
+  const uint16_t port = rte_be_to_cpu_16(p.key.dst_port_be);
+  const uint32_t owner = nat_.OwnerOf(port);
+  if (owner == NatTable::kNone) return Drop(m, DropReason::kNatNoSession);
+  if (owner != options_.id) {
+    out.redirect[out.num_redirect] = m;
+    out.redirect_to[out.num_redirect++] = uint16_t(owner);
+    counters_.Add(Event::kNatRedirected);
+    return;
+  }
+  NatSession* s = nat_.Lookup(p.key.protocol, address, port, now);
+  if (s == nullptr || !(s->backend == p.key.src) || s->backend_port_be != p.key.src_port_be) {
+    return Drop(m, DropReason::kNatNoSession);
+  }
+  if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
+  const MacAddress& mac = snap.next_hop().gateway_mac;
+  if (error) {
+    // From the backend itself (port unreachable...): it appears to come from the VIP.
+    const uint8_t* ip = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
+    const IpAddress outer_src = p.is_v4 ? IpAddress::FromV4Bytes(ip + 12) : IpAddress::FromV6Bytes(ip + 8);
+    const rewrite::NatEndpoints quoted{&s->client.src, s->client.src_port_be, &s->client.dst, s->client.dst_port_be};
+    if (!rewrite::NatTranslateIcmpError(m, p, outer_src == s->backend ? &s->client.dst : nullptr, s->client.src,
+                                        quoted, mac, snap.next_hop())) {
+      return Drop(m, DropReason::kNoHeadroom);
+    }
+    out.wire[out.num_wire++] = m;
+    counters_.Add(Event::kNatIcmpErrors);
+    return;
+  }
+  RefreshSession(snap, *s, p, now);
+  const rewrite::NatEndpoints to{&s->client.dst, s->client.dst_port_be, &s->client.src, s->client.src_port_be};
+  if (!rewrite::NatTranslate(m, p, to, mac, snap.next_hop())) return Drop(m, DropReason::kNoHeadroom);
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatReplies);
+}
+
+void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
+                                         BurstOutput& out) {
+  // An error about a reply this node translated (VIP -> client), quoted as the client got
+  // it: it goes to the backend, quoting the packet as the backend sent it. Only the
+  // worker that holds the session can translate it.
+  const ParsedPacket& p = meta.packet;
+  const FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
+  NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
+  if (s == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
+  const uint32_t index = slot.entry->backend_slot;
+  const BackendRecord* b = snap.backend(s->backend_slot);
+  const bool on_link = b != nullptr && b->generation == s->backend_generation && b->on_link;
+  if (!on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
+  const IpAddress& snat = snap.nat().addresses[nat_.AddressOf(index)];
+  const rewrite::NatEndpoints quoted{&s->backend, s->backend_port_be, &snat, rte_cpu_to_be_16(nat_.PortOf(index))};
+  if (!rewrite::NatTranslateIcmpError(m, p, nullptr, s->backend, quoted,
+                                      on_link ? b->neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatIcmpErrors);
+}
+
 uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
   std::array<rte_mbuf*, kMaxBurst> pkts;
   const uint16_t n = rte_eth_rx_burst(rx.port, rx.queue, pkts.data(), kMaxBurst);
@@ -297,18 +476,40 @@ uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
   if (n > 0) {
     BurstOutput out;
     ProcessBurst(pkts.data(), n, now, out);
-    const uint16_t sent = rte_eth_tx_burst(tx.port, tx.queue, out.wire.data(), out.num_wire);
-    const uint16_t to_kernel =
-        rte_eth_tx_burst(kernel.port, kernel.queue, out.kernel.data(), out.num_kernel);
-    counters_.Add(Event::kTxPackets, sent);
-    for (uint16_t i = sent; i < out.num_wire; ++i) Drop(out.wire[i], DropReason::kTxFull);
-    for (uint16_t i = to_kernel; i < out.num_kernel; ++i) Drop(out.kernel[i], DropReason::kTxFull);
-    FlushDrops();
+    SendBurst(out, tx, kernel);
   }
   store_->Quiescent(options_.id);
   if (const uint32_t freed = flows_.Sweep(now, options_.sweep_buckets_per_poll)) {
     counters_.Add(Event::kFlowExpired, freed);
   }
+  if (nat_.size() != 0) {
+    if (const uint32_t freed = nat_.Sweep(now, options_.sweep_buckets_per_poll)) counters_.Add(Event::kNatExpired, freed);
+  }
+  return n;
+}
+
+void Worker::SendBurst(BurstOutput& out, PortQueue tx, PortQueue kernel) {
+  const uint16_t sent = rte_eth_tx_burst(tx.port, tx.queue, out.wire.data(), out.num_wire);
+  const uint16_t to_kernel = rte_eth_tx_burst(kernel.port, kernel.queue, out.kernel.data(), out.num_kernel);
+  counters_.Add(Event::kTxPackets, sent);
+  for (uint16_t i = sent; i < out.num_wire; ++i) Drop(out.wire[i], DropReason::kTxFull);
+  for (uint16_t i = to_kernel; i < out.num_kernel; ++i) Drop(out.kernel[i], DropReason::kTxFull);
+  for (uint16_t i = 0; i < out.num_redirect; ++i) {
+    const uint16_t to = out.redirect_to[i];
+    if (to >= nat_inboxes_.size() || rte_ring_mp_enqueue(nat_inboxes_[to], out.redirect[i]) != 0) {
+      Drop(out.redirect[i], DropReason::kNatRedirectFull);
+    }
+  }
+  FlushDrops();
+}
+
+uint32_t Worker::DrainInbox(rte_ring* inbox, PortQueue tx, PortQueue kernel) {
+  std::array<rte_mbuf*, kMaxBurst> pkts;
+  const unsigned n = rte_ring_sc_dequeue_burst(inbox, reinterpret_cast<void**>(pkts.data()), kMaxBurst, nullptr);
+  if (n == 0) return 0;
+  BurstOutput out;
+  ProcessBurst(pkts.data(), uint16_t(n), Now(), out, /*handed_over=*/true);
+  SendBurst(out, tx, kernel);
   return n;
 }
 
@@ -321,7 +522,11 @@ void Worker::AnswerQuery(Millis now) {
   if (query_.state.load(std::memory_order_acquire) != kAsked) return;
   FlowAnswer answer;
   if (FlowTable::Slot slot = flows_.Find(query_.key, HashFlowKey(query_.key), now)) {
-    answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
+    if (!(slot.entry->state & kNatEntryFlag)) {
+      answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
+    } else if (const NatSession* s = SessionOf(*slot.entry, query_.key, now)) {
+      answer = {true, s->backend_slot, s->backend_generation};
+    }
   }
   query_.answer = answer;
   // Release: the answer is visible to the control thread before the state change.
@@ -361,12 +566,17 @@ uint32_t Worker::SendFromKernel(rte_ring* ring, PortQueue port) {
 void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
   uint32_t idle = 0;
   bool online = true;
+  nat_inboxes_ = options.nat_inboxes;
+  rte_ring* const inbox = options_.id < nat_inboxes_.size() ? nat_inboxes_[options_.id] : nullptr;
   // Relaxed: `stop` only ends the loop; nothing is published through it.
   while (!stop.load(std::memory_order_relaxed)) {
     uint32_t received = 0;
     for (const auto& p : options.ports) received += PollOnce(p.wire, p.wire, p.kernel);
     if (options.from_kernel != nullptr && !options.ports.empty()) {
       received += SendFromKernel(options.from_kernel, options.ports[0].wire);
+    }
+    if (inbox != nullptr && !options.ports.empty()) {
+      received += DrainInbox(inbox, options.ports[0].wire, options.ports[0].kernel);
     }
     AnswerQuery(Now());
     loops_.store(loops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -23,6 +23,7 @@
 
 #include "dataplane/counters.h"
 #include "dataplane/flow_table.h"
+#include "dataplane/nat.h"
 #include "dataplane/parse.h"
 #include "dataplane/snapshot_store.h"
 
@@ -31,10 +32,13 @@ namespace lb::dataplane {
 inline constexpr uint16_t kMaxBurst = 32;
 
 struct BurstOutput {
-  std::array<rte_mbuf*, kMaxBurst> wire;    // out of the port they came in on
-  std::array<rte_mbuf*, kMaxBurst> kernel;  // to the exception path (TAP)
+  std::array<rte_mbuf*, kMaxBurst> wire;      // out of the port they came in on
+  std::array<rte_mbuf*, kMaxBurst> kernel;    // to the exception path (TAP)
+  std::array<rte_mbuf*, kMaxBurst> redirect;  // NAT replies for the worker that owns their port
+  std::array<uint16_t, kMaxBurst> redirect_to;
   uint16_t num_wire = 0;
   uint16_t num_kernel = 0;
+  uint16_t num_redirect = 0;
 };
 
 // `rate` tokens a second, holding at most one second's worth. Integer arithmetic in
@@ -73,6 +77,10 @@ struct RunOptions {
   // Packets the kernel sends through the exception path, handed over by the main lcore
   // (single producer, this worker the single consumer); sent out of ports[0]. May be null.
   rte_ring* from_kernel = nullptr;
+  // NAT: every worker's inbox (multi-producer, its owner the single consumer), by worker
+  // id. A worker drains its own and hands other workers the replies they own. Empty with
+  // one worker.
+  std::vector<rte_ring*> nat_inboxes;
   // Idle back-off: after `idle_polls` empty polls in a row the worker goes offline in
   // QSBR and sleeps `idle_sleep_us` between polls until traffic returns. 0 busy-polls.
   uint32_t idle_polls = 0;
@@ -92,12 +100,19 @@ class Worker {
     uint32_t id = 0;                       // QSBR thread id, 0 .. max_workers-1
     uint32_t flow_capacity = 1u << 20;
     uint32_t sweep_buckets_per_poll = 64;  // flow-table aging work per poll
+    // NAT: the workers that share the SNAT ports (ids 0..workers-1), and the SNAT pool
+    // (as DataplaneConfig::nat: its address count and port range).
+    uint32_t workers = 1;
+    uint32_t nat_addresses = 0;
+    uint16_t nat_port_min = 1024;
+    uint16_t nat_port_max = 65535;
   };
 
   Worker(const Options& options, SnapshotStore* store);
 
-  // Processes `n` <= kMaxBurst packets received at time `now`.
-  void ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out);
+  // Processes `n` <= kMaxBurst packets received at time `now` (`handed_over`: NAT replies
+  // another worker received, already counted there).
+  void ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out, bool handed_over = false);
 
   // One turn of the poll loop: receive a burst from `rx`, process it, send the wire
   // output to `tx` and the exception output to `kernel`, report a quiescent state and
@@ -122,6 +137,7 @@ class Worker {
   uint32_t id() const { return options_.id; }
   const WorkerCounters& counters() const { return counters_; }  // any thread
   const FlowTable& flows() const { return flows_; }
+  const NatTable& nat() const { return nat_; }  // in_use() from any thread
 
  private:
   struct Meta {
@@ -137,8 +153,22 @@ class Worker {
                       const VipRecord& vip, Millis now, BurstOutput& out);
   void HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
                        BurstOutput& out);
+  // NAT (nat.h): the client side of a NAT service, and what comes to an SNAT address.
+  void HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
+                 Millis now, BurstOutput& out);
+  void HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
+                                   BurstOutput& out);
+  void HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uint32_t address, Millis now,
+                  BurstOutput& out);
+  // The live session a flow entry names, or nullptr.
+  NatSession* SessionOf(const FlowEntry& e, const FlowKey& key, Millis now);
+  void RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now);
+  // Sends what the other workers handed this one (NAT replies it owns).
+  uint32_t DrainInbox(rte_ring* inbox, PortQueue tx, PortQueue kernel);
+  void SendBurst(BurstOutput& out, PortQueue tx, PortQueue kernel);
   void Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const ServiceRecord& svc,
                const BackendRecord& backend, uint32_t hash, Millis now, BurstOutput& out);
+  void AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out);
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
   void AnswerQuery(Millis now);
@@ -158,6 +188,8 @@ class Worker {
   Options options_;
   SnapshotStore* store_;
   FlowTable flows_;
+  NatTable nat_;
+  std::vector<rte_ring*> nat_inboxes_;  // set by Run
   WorkerCounters counters_;
   TokenBucket too_big_limiter_;
   uint16_t next_ip_id_ = 0;

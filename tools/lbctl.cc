@@ -147,7 +147,9 @@ std::string ServiceName(const lb::v1::ServiceKey& k) {
          (k.protocol() == lb::v1::TCP ? "tcp" : k.protocol() == lb::v1::UDP ? "udp" : "?");
 }
 
-std::string ModeName(lb::v1::ForwardingMode m) { return m == lb::v1::DSR_GUE ? "dsr-gue" : "dsr-ipip"; }
+std::string ModeName(lb::v1::ForwardingMode m) {
+  return m == lb::v1::DSR_GUE ? "dsr-gue" : m == lb::v1::NAT ? "nat" : "dsr-ipip";
+}
 
 std::string HashName(lb::v1::HashFields h) {
   switch (h) {
@@ -176,7 +178,8 @@ void ApplyServiceOptions(const Args& a, lb::v1::Service& s) {
   if (auto m = a.Get("mode")) {
     if (*m == "dsr-ipip") s.set_mode(lb::v1::DSR_IPIP);
     else if (*m == "dsr-gue") s.set_mode(lb::v1::DSR_GUE);
-    else throw UsageError{"--mode: \"" + *m + "\" is not dsr-ipip or dsr-gue"};
+    else if (*m == "nat") s.set_mode(lb::v1::NAT);
+    else throw UsageError{"--mode: \"" + *m + "\" is not dsr-ipip, dsr-gue or nat"};
   }
   if (auto h = a.Get("hash")) {
     if (*h == "5-tuple") s.set_hash_fields(lb::v1::FIVE_TUPLE);
@@ -388,7 +391,7 @@ const std::map<std::string, Verb>& Verbs() {
          return PrintService(c.Call(&Stub::GetService, req, &out), out, json);
        }}},
       {"service add",
-       {"lbctl service add SERVICE [--mode dsr-ipip|dsr-gue] [--hash 5-tuple|source-ip|source-ip+dest-port]\n"
+       {"lbctl service add SERVICE [--mode dsr-ipip|dsr-gue|nat] [--hash 5-tuple|source-ip|source-ip+dest-port]\n"
         "                  [--table-size PRIME] [--backend ADDRESS[@WEIGHT]]...",
         1, [](Client& c, const Args& a, bool json) {
           lb::v1::CreateServiceRequest req;
@@ -497,6 +500,11 @@ const std::map<std::string, Verb>& Verbs() {
          for (const auto& w : out.workers()) {
            std::printf("  worker %u on lcore %u: %lu flows of %lu\n", w.worker(), w.lcore(),
                        (unsigned long)w.flows(), (unsigned long)w.flow_capacity());
+         }
+         if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
+         for (const auto& a : out.snat()) {
+           std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),
+                       (unsigned long)a.ports_total());
          }
          std::printf("Maglev shares:\n");
          for (const auto& s : out.services()) {

@@ -79,9 +79,11 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
         out.mode = dataplane::ForwardingMode::kDsrIpip;
       } else if (value == "dsr-gue") {
         out.mode = dataplane::ForwardingMode::kDsrGue;
+      } else if (value == "nat") {
+        out.mode = dataplane::ForwardingMode::kNat;
       } else {
         return absl::InvalidArgumentError(
-            absl::StrFormat("%s: \"%s\" is not a forwarding mode (dsr-ipip or dsr-gue)", key, value));
+            absl::StrFormat("%s: \"%s\" is not a forwarding mode (dsr-ipip, dsr-gue or nat)", key, value));
       }
     } else if (key == kTableSizeAnnotation) {
       uint32_t size = 0;
@@ -197,7 +199,8 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         c.hash_fields = s->client_ip_affinity ? dataplane::HashFields::kSourceIp : dataplane::HashFields::kFiveTuple;
         c.table_size = settings.table_size;
         c.backends = BackendsOf(sp, vip.IsV4(), my_slices);
-        if (std::any_of(c.backends.begin(), c.backends.end(), [&](const BackendConfig& b) { return b.port != c.port; })) {
+        if (c.mode != dataplane::ForwardingMode::kNat &&
+            std::any_of(c.backends.begin(), c.backends.end(), [&](const BackendConfig& b) { return b.port != c.port; })) {
           out.problems.push_back(
               {s->Key(), "PortTranslationIgnored",
                absl::StrFormat("port %d/%s targets %s: DSR delivers packets to the service port %d, so the "

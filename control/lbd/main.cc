@@ -46,6 +46,12 @@ DEFINE_uint32(icmp_too_big_per_second, 100, "ICMP too-big errors a worker may se
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (56 bytes a flow).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
+DEFINE_uint32(tcp_syn_timeout, 10, "Idle timeout of TCP flows that have seen only a SYN, seconds.");
+DEFINE_uint32(tcp_closing_timeout, 10, "Idle timeout of TCP flows after a FIN or RST, seconds.");
+DEFINE_string(snat_addresses, "", "NAT mode: comma-separated source addresses (IPv4 and/or IPv6, at most 16) "
+              "that connections to backends come from; route them to this node. Empty: no NAT services.");
+DEFINE_string(snat_ports, "1024-65535", "NAT mode: the source ports of each SNAT address, shared out over the "
+              "workers (port p to worker (p - first) % workers).");
 DEFINE_uint32(idle_polls, 0, "Idle back-off: after this many empty polls a worker sleeps "
                              "--idle_sleep_us between polls until traffic returns. 0 busy-polls "
                              "(production); tests and demos use e.g. 100.");
@@ -103,11 +109,26 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
   n.icmp_too_big_per_second = FLAGS_icmp_too_big_per_second;
   n.timeouts.tcp_established = FLAGS_tcp_established_timeout * 1000;
   n.timeouts.udp = FLAGS_udp_timeout * 1000;
+  n.timeouts.tcp_syn_sent = FLAGS_tcp_syn_timeout * 1000;
+  n.timeouts.tcp_closing = FLAGS_tcp_closing_timeout * 1000;
+  for (absl::string_view part : absl::StrSplit(FLAGS_snat_addresses, ',', absl::SkipWhitespace())) {
+    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
+    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--snat_addresses: \"%s\" is not an IP address", part));
+    n.nat.addresses.push_back(*a);
+  }
+  unsigned lo = 0, hi = 0;
+  char extra;
+  if (std::sscanf(FLAGS_snat_ports.c_str(), "%u-%u%c", &lo, &hi, &extra) != 2 || lo == 0 || hi > 65535 || lo > hi) {
+    return absl::InvalidArgumentError(absl::StrFormat("--snat_ports: \"%s\" is not FIRST-LAST within 1-65535", FLAGS_snat_ports));
+  }
+  n.nat.port_min = uint16_t(lo);
+  n.nat.port_max = uint16_t(hi);
   n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total};
   if (FLAGS_vlan > 4094) return absl::InvalidArgumentError("--vlan: 0..4094");
   // Settings are checked as a configuration without services would be.
   dataplane::DataplaneConfig probe;
   probe.encap = n.encap;
+  probe.nat = n.nat;
   probe.mtu = n.mtu;
   probe.timeouts = n.timeouts;
   if (absl::Status s = dataplane::ValidateConfig(probe, n.limits); !s.ok()) {
@@ -233,6 +254,9 @@ int Main(int argc, char** argv) {
   ro.idle_polls = FLAGS_idle_polls;
   ro.idle_sleep_us = FLAGS_idle_sleep_us;
   ro.vlan = uint16_t(FLAGS_vlan);
+  ro.nat_addresses = uint32_t(settings->nat.addresses.size());
+  ro.nat_port_min = settings->nat.port_min;
+  ro.nat_port_max = settings->nat.port_max;
   if (!FLAGS_gateway.empty()) {
     ro.gateway = dataplane::IpAddress::Parse(FLAGS_gateway);
     if (!ro.gateway) {

@@ -80,12 +80,29 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   rt->tap_ = *std::move(tap);
   LOG(INFO) << "exception path: kernel interface " << options.tap_name;
 
+  if (options.nat_addresses > 0 && workers > 1) {
+    for (uint16_t i = 0; i < workers; ++i) {
+      const std::string name = absl::StrFormat("lbd_nat_inbox_%d", i);
+      rte_ring* ring = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
+      if (ring == nullptr) {
+        return absl::ResourceExhaustedError(absl::StrFormat("rte_ring_create(%s): %s", name, rte_strerror(rte_errno)));
+      }
+      rt->nat_inboxes_.push_back(ring);
+    }
+  }
   for (uint16_t i = 0; i < workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->lcore = lcores[i];
     if (absl::Status s = store->RegisterWorker(i); !s.ok()) return s;
     slot->worker = std::make_unique<dataplane::Worker>(
-        dataplane::Worker::Options{.id = i, .flow_capacity = options.flow_capacity}, store);
+        dataplane::Worker::Options{.id = i,
+                                   .flow_capacity = options.flow_capacity,
+                                   .workers = workers,
+                                   .nat_addresses = options.nat_addresses,
+                                   .nat_port_min = options.nat_port_min,
+                                   .nat_port_max = options.nat_port_max},
+        store);
+    slot->run.nat_inboxes = rt->nat_inboxes_;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}}};
     slot->run.idle_polls = options.idle_polls;
     slot->run.idle_sleep_us = options.idle_sleep_us;
@@ -118,6 +135,11 @@ Runtime::~Runtime() {
     rte_mbuf* m;
     while (rte_ring_sc_dequeue(from_kernel_, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
     rte_ring_free(from_kernel_);
+  }
+  for (rte_ring* ring : nat_inboxes_) {
+    rte_mbuf* m;
+    while (rte_ring_sc_dequeue(ring, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
+    rte_ring_free(ring);
   }
   tap_.reset();
   wire_.reset();
@@ -244,7 +266,7 @@ std::vector<WorkerView> Runtime::Workers() const {
   std::vector<WorkerView> out;
   for (const auto& slot : workers_) {
     out.push_back({slot->worker->id(), slot->lcore, &slot->worker->counters(),
-                   slot->worker->flows().occupied(), slot->worker->flows().capacity()});
+                   slot->worker->flows().occupied(), slot->worker->flows().capacity(), &slot->worker->nat()});
   }
   return out;
 }

@@ -38,6 +38,10 @@ struct RuntimeOptions {
   std::optional<dataplane::IpAddress> gateway;       // resolved through the kernel
   std::optional<dataplane::MacAddress> gateway_mac;  // or given
   uint16_t vlan = 0;
+  // NAT: the SNAT pool, partitioned over the workers (the same as NodeSettings::nat).
+  uint32_t nat_addresses = 0;
+  uint16_t nat_port_min = 1024;
+  uint16_t nat_port_max = 65535;
 };
 
 class Runtime final : public DataplaneProbe {
@@ -86,6 +90,7 @@ class Runtime final : public DataplaneProbe {
   std::atomic<bool> stop_workers_{false};
   bool workers_running_ = false;
   rte_ring* from_kernel_ = nullptr;  // main lcore -> worker 0
+  std::vector<rte_ring*> nat_inboxes_;  // NAT replies for worker i, from the others
 
   mutable absl::Mutex mu_;
   std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);

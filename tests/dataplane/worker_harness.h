@@ -40,17 +40,20 @@ inline Bytes FromMbuf(const rte_mbuf* m) {
 struct Output {
   std::vector<Bytes> wire;
   std::vector<Bytes> kernel;
+  std::vector<std::pair<uint16_t, Bytes>> redirect;  // (owning worker, frame): NAT replies
 };
 
 class WorkerHarness {
  public:
-  explicit WorkerHarness(uint32_t flow_capacity = 4096) {
-    auto store = dataplane::SnapshotStore::Create(1);
+  explicit WorkerHarness(uint32_t flow_capacity = 4096)
+      : WorkerHarness(dataplane::Worker::Options{.id = 0, .flow_capacity = flow_capacity}) {}
+  explicit WorkerHarness(const dataplane::Worker::Options& options) {
+    auto store = dataplane::SnapshotStore::Create(options.id + 1);
     EXPECT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
-    EXPECT_TRUE(store_->RegisterWorker(0).ok());
-    worker_ = std::make_unique<dataplane::Worker>(
-        dataplane::Worker::Options{.id = 0, .flow_capacity = flow_capacity}, store_.get());
+    EXPECT_TRUE(store_->RegisterWorker(options.id).ok());
+    worker_ = std::make_unique<dataplane::Worker>(options, store_.get());
+    id_ = options.id;
   }
 
   // Control thread: builds and publishes `config`.
@@ -80,7 +83,11 @@ class WorkerHarness {
         result.kernel.push_back(FromMbuf(out.kernel[i]));
         rte_pktmbuf_free(out.kernel[i]);
       }
-      store_->Quiescent(0);  // the worker's part; reclaiming is the control thread's
+      for (uint16_t i = 0; i < out.num_redirect; ++i) {
+        result.redirect.emplace_back(out.redirect_to[i], FromMbuf(out.redirect[i]));
+        rte_pktmbuf_free(out.redirect[i]);
+      }
+      store_->Quiescent(id_);  // the worker's part; reclaiming is the control thread's
     }
     return result;
   }
@@ -105,6 +112,7 @@ class WorkerHarness {
   dataplane::SnapshotBuilder builder_;
   std::unique_ptr<dataplane::SnapshotStore> store_;
   std::unique_ptr<dataplane::Worker> worker_;
+  uint32_t id_ = 0;
 };
 
 }  // namespace lb::testing

@@ -205,14 +205,14 @@ TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
   services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}};
   ASSERT_EQ(Map().services.at(0).mode, dataplane::ForwardingMode::kDsrGue);
 
-  services_[0].annotations = {{"lbd.io/forwarding-mode", "nat"}, {"lbd.io/maglev-table-size", "251"}};
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "snat"}, {"lbd.io/maglev-table-size", "251"}};
   DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
   EXPECT_EQ(d.services[0].table_size, 65537u) << "none of the invalid set applies";
   ASSERT_EQ(d.problems.size(), 1u);
   EXPECT_EQ(d.problems[0].reason, "InvalidAnnotation");
-  EXPECT_THAT(d.problems[0].message, HasSubstr("\"nat\" is not a forwarding mode"));
+  EXPECT_THAT(d.problems[0].message, HasSubstr("\"snat\" is not a forwarding mode"));
   EXPECT_THAT(d.problems[0].message, HasSubstr("keeping the last good settings"));
 
   // A typo in a key is an error too, and a Service never seen valid is not served.
