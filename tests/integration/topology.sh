@@ -11,7 +11,8 @@
 #
 # Set before sourcing: TOPO (unique prefix of namespace names), TOPO_DIR (work directory,
 # created), LB_BUILD (meson build directory); optionally LBD_EAL_MEMORY (EAL memory
-# options of lbd, default "--no-huge -m 512 --no-shconf"). topo_down removes everything
+# options of lbd, default "--no-huge -m 512 --no-shconf"), LBD_AF_PACKET_ARGS (appended
+# to the net_af_packet devargs, e.g. ",framecnt=16384"). topo_down removes everything
 # topo_up made.
 
 TOPO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -114,7 +115,7 @@ start_lbd() {  # start_lbd [extra lbd flags]
   # shellcheck disable=SC2086 # LBD_EAL_MEMORY is a list of options
   topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 ${LBD_EAL_MEMORY:---no-huge -m 512 --no-shconf} \
     --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning \
-    --vdev=net_af_packet0,iface=wire,qpairs=2 -- \
+    --vdev=net_af_packet0,iface=wire,qpairs=2${LBD_AF_PACKET_ARGS:-} -- \
     --port=net_af_packet0 --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" "$@"
   topo_wait 30 nsx lb ip link show lb0 || { echo "lbd did not create lb0"; cat "$TOPO_DIR/lbd.log"; return 1; }
