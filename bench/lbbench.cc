@@ -41,7 +41,8 @@ DEFINE_uint32(family, 4, "4 or 6: the client and VIP address family.");
 DEFINE_uint32(packet_size, 64, "Frame size in bytes, without CRC (>= the headers).");
 DEFINE_uint32(services, 1, "Services (VIPs); flows are spread over them.");
 DEFINE_uint32(backends, 16, "Backends per service.");
-DEFINE_string(mode, "dsr-ipip", "dsr-ipip or dsr-gue.");
+DEFINE_string(mode, "dsr-ipip", "dsr-ipip, dsr-gue or nat.");
+DEFINE_uint32(snat_addresses, 16, "nat: SNAT addresses (each has 64512 ports per protocol, shared by the cores).");
 DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
 DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
 DEFINE_bool(json, false, "Print JSON instead of a table.");
@@ -167,13 +168,18 @@ DataplaneConfig MakeConfig(uint32_t extra_backend) {
   c.encap.source_v6 = *IpPrefix::Parse("fd00:ff::/120");
   c.next_hop.gateway_mac = {2, 0, 0, 0, 0, 0xbb};
   c.next_hop.source_mac = {2, 0, 0, 0, 0, 0xaa};
+  if (FLAGS_mode == "nat") {
+    for (uint32_t a = 0; a < FLAGS_snat_addresses; ++a) c.nat.addresses.push_back(IpAddress::FromV4(0x0afe0001u + a));
+  }
   for (uint32_t s = 0; s < FLAGS_services; ++s) {
     ServiceConfig svc;
     svc.vip = VipOf(s);
     const bool tcp = FLAGS_proto == "tcp" || FLAGS_traffic == "syn";
     svc.protocol = tcp ? IPPROTO_TCP : IPPROTO_UDP;
     svc.port = tcp ? 80 : 53;
-    svc.mode = FLAGS_mode == "dsr-gue" ? ForwardingMode::kDsrGue : ForwardingMode::kDsrIpip;
+    svc.mode = FLAGS_mode == "dsr-gue" ? ForwardingMode::kDsrGue
+               : FLAGS_mode == "nat"   ? ForwardingMode::kNat
+                                       : ForwardingMode::kDsrIpip;
     for (uint32_t b = 0; b < FLAGS_backends + extra_backend; ++b) {
       svc.backends.push_back({IpAddress::FromV4(0x0a020000u + s * 256 + b)});
     }
@@ -233,10 +239,15 @@ int RunCore(void* arg) {
   start = rte_rdtsc();
   end = start + g_shared->duration_cycles;
   packets = 0;
-  const Millis now = core.worker->Now();
+  Millis now = core.worker->Now();
+  // NAT with new connections only: a simulated millisecond per burst, so that sessions
+  // time out (10 s of SYN timeout = 10,000 bursts) and their ports are reused, as in a
+  // steady state of connection churn; otherwise the pool would just run dry.
+  const bool churn = g_shared->syn && FLAGS_mode == "nat";
   while (rte_rdtsc() < end) {
     if (!Fill(m, core, &next, &fresh)) continue;
     BurstOutput out;
+    if (churn) ++now;
     core.worker->ProcessBurst(m, kBurst, now, out);
     if (out.num_wire) rte_pktmbuf_free_bulk(out.wire.data(), out.num_wire);
     if (out.num_kernel) rte_pktmbuf_free_bulk(out.kernel.data(), out.num_kernel);
@@ -299,7 +310,13 @@ int Main(int argc, char** argv) {
     core->index = i;
     core->result.lcore = lcores[i];
     if (absl::Status s = shared.store->RegisterWorker(i); !s.ok()) return 1;
-    core->worker = std::make_unique<Worker>(Worker::Options{.id = i, .flow_capacity = per_core * 2}, shared.store);
+    const bool nat = FLAGS_mode == "nat";
+    core->worker = std::make_unique<Worker>(
+        Worker::Options{.id = i,
+                        .flow_capacity = nat ? std::max(per_core * 4, 1u << 20) : per_core * 2,
+                        .workers = uint32_t(lcores.size()),
+                        .nat_addresses = nat ? FLAGS_snat_addresses : 0},
+        shared.store);
     for (uint32_t f = 0; f < per_core; ++f) {
       core->frames.Add(MakeFrame(i * per_core + f, tcp, shared.syn ? kTcpSyn : kTcpAck));
     }
