@@ -3,6 +3,10 @@
 //
 //   lbbench [EAL options] -- [options]      e.g. lbbench -l 0-1 --no-huge -m 2048 -- --flows=100000
 //
+// Live mode (--live_port): the same frames go out of a real or virtual port to a running
+// lbd (or to dpdk-testpmd as the reference; bench/live.sh runs both) and lbbench counts
+// what comes back (encapsulated packets, when lbd's gateway MAC is lbbench's port).
+//
 // Each worker lcore takes bursts of 32 mbufs from a pool, copies pre-built frames of its
 // own flows into them (as a NIC's DMA would), and runs them through Worker::ProcessBurst;
 // what comes out is freed. The reference does the same with a minimal forward (MAC swap)
@@ -10,6 +14,7 @@
 // generator and the mbuf round trip alone allow on the same cores, in the same run.
 // With --updates_per_second the main lcore publishes new snapshots during the run.
 #include <rte_cycles.h>
+#include <rte_ethdev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_launch.h>
@@ -30,6 +35,8 @@
 #include <gflags/gflags.h>
 
 #include "absl/strings/str_format.h"
+#include "dataplane/config.h"
+#include "dataplane/dpdk/port.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/worker.h"
 
@@ -46,6 +53,10 @@ DEFINE_uint32(snat_addresses, 16, "nat: SNAT addresses (each has 64512 ports per
 DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
 DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
 DEFINE_bool(json, false, "Print JSON instead of a table.");
+DEFINE_string(live_port, "", "Live mode: the EAL port (e.g. net_af_packet0 of --vdev) wired to a running lbd or "
+              "another forwarder. Frames go out of it for --seconds; what comes back is counted.");
+DEFINE_string(live_dst_mac, "", "Live mode: destination MAC of the frames (the device under test's port).");
+DEFINE_uint32(live_drain_ms, 300, "Live mode: time to keep receiving after the last frame is sent.");
 
 namespace lb::bench {
 namespace {
@@ -260,6 +271,101 @@ int RunCore(void* arg) {
   return 0;
 }
 
+// ---- Live mode ----
+
+struct LiveJob {
+  Core* core = nullptr;
+  uint16_t port = 0;
+  uint64_t sent = 0, received = 0, encapsulated = 0, tx_cycles = 0;
+};
+
+// Whether a frame that came back is a DSR encapsulation (IPIP/IPv6 tunnel or GUE on 6080).
+bool IsEncapsulated(const rte_mbuf* m) {
+  const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
+  if (m->data_len < 14 + 40 + 8) return false;
+  const uint16_t type = uint16_t(p[12] << 8 | p[13]);
+  const uint8_t* ip = p + 14;
+  uint8_t proto;
+  const uint8_t* l4;
+  if (type == 0x0800) {
+    proto = ip[9];
+    l4 = ip + (ip[0] & 0x0f) * 4;
+  } else if (type == 0x86dd) {
+    proto = ip[6];
+    l4 = ip + 40;
+  } else {
+    return false;
+  }
+  return proto == 4 || proto == 41 || (proto == IPPROTO_UDP && (l4[2] << 8 | l4[3]) == 6080);
+}
+
+int RunLive(void* arg) {
+  auto* job = static_cast<LiveJob*>(arg);
+  rte_mbuf* m[kBurst];
+  rte_mbuf* rx[kBurst];
+  uint32_t next = 0, fresh = 0;
+  auto receive = [&] {
+    const uint16_t n = rte_eth_rx_burst(job->port, 0, rx, kBurst);
+    for (uint16_t i = 0; i < n; ++i) job->encapsulated += IsEncapsulated(rx[i]);
+    job->received += n;
+    if (n) rte_pktmbuf_free_bulk(rx, n);
+  };
+  const uint64_t start = rte_rdtsc(), end = start + g_shared->duration_cycles;
+  while (rte_rdtsc() < end) {
+    if (Fill(m, *job->core, &next, &fresh)) {
+      const uint16_t sent = rte_eth_tx_burst(job->port, 0, m, kBurst);
+      job->sent += sent;
+      if (sent < kBurst) rte_pktmbuf_free_bulk(m + sent, kBurst - sent);
+    }
+    receive();
+  }
+  job->tx_cycles = rte_rdtsc() - start;
+  const uint64_t drain_end = rte_rdtsc() + rte_get_tsc_hz() / 1000 * FLAGS_live_drain_ms;
+  while (rte_rdtsc() < drain_end) receive();
+  return 0;
+}
+
+int LiveMain(unsigned lcore, bool tcp) {
+  const auto dst = ParseMac(FLAGS_live_dst_mac);
+  if (!dst) {
+    std::fprintf(stderr, "lbbench: --live_dst_mac: \"%s\" is not a MAC address\n", FLAGS_live_dst_mac.c_str());
+    return 2;
+  }
+  auto port = dpdk::Port::Open(FLAGS_live_port, {.rx_queues = 1, .tx_queues = 1, .pool = g_shared->pool});
+  if (!port.ok()) {
+    std::fprintf(stderr, "lbbench: %s\n", std::string(port.status().message()).c_str());
+    return 1;
+  }
+  Core core;
+  const rte_ether_addr src = (*port)->mac();
+  for (uint32_t f = 0; f < FLAGS_flows; ++f) {
+    Frame fr = MakeFrame(f, tcp, g_shared->syn ? kTcpSyn : kTcpAck);
+    std::memcpy(fr.bytes, dst->data(), 6);
+    std::memcpy(fr.bytes + 6, src.addr_bytes, 6);
+    core.frames.Add(fr);
+  }
+  LiveJob job{.core = &core, .port = (*port)->id()};
+  rte_eal_remote_launch(RunLive, &job, lcore);
+  rte_eal_mp_wait_lcore();
+  const double secs = double(job.tx_cycles) / double(rte_get_tsc_hz());
+  const double tx = double(job.sent) / secs / 1e6, rx = double(job.received) / secs / 1e6;
+  const double loss = job.sent ? 100.0 * (1.0 - double(job.received) / double(job.sent)) : 0;
+  if (FLAGS_json) {
+    std::printf("{\"live_port\":\"%s\",\"flows\":%d,\"seconds\":%.2f,\"sent\":%lu,\"received\":%lu,"
+                "\"encapsulated\":%lu,\"tx_mpps\":%.4f,\"rx_mpps\":%.4f,\"loss_percent\":%.2f}\n",
+                FLAGS_live_port.c_str(), FLAGS_flows, secs, (unsigned long)job.sent, (unsigned long)job.received,
+                (unsigned long)job.encapsulated, tx, rx, loss);
+  } else {
+    std::printf("lbbench live: %s -> %s, %d flows, %.1f s\n\n%-10s %-10s %-10s %-12s %8s %8s %7s\n",
+                FLAGS_live_port.c_str(), FLAGS_live_dst_mac.c_str(), FLAGS_flows, secs, "sent", "received",
+                "encapsulated", "", "tx-Mpps", "rx-Mpps", "loss%");
+    std::printf("%-10lu %-10lu %-10lu %-12s %8.3f %8.3f %7.2f\n", (unsigned long)job.sent,
+                (unsigned long)job.received, (unsigned long)job.encapsulated, "", tx, rx, loss);
+  }
+  port->reset();
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   const int eal = rte_eal_init(argc, argv);
   if (eal < 0) {
@@ -294,6 +400,14 @@ int Main(int argc, char** argv) {
     return 1;
   }
   shared.store = store->get();
+  if (!FLAGS_live_port.empty()) {
+    const int rc = LiveMain(lcores[0], FLAGS_proto == "tcp" || shared.syn);
+    rte_mempool_free(shared.pool);
+    const std::string dir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    rmdir(dir.c_str());
+    return rc;
+  }
   SnapshotBuilder builder;
   auto snap = builder.Build(MakeConfig(0));
   if (!snap.ok()) {
