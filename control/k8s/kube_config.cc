@@ -117,7 +117,7 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, const std::st
       out.token_file = u["tokenFile"].as<std::string>("");
       if (!out.token_file.empty() && out.token_file[0] != '/') out.token_file = dir + "/" + out.token_file;
       if (u["exec"] || u["auth-provider"]) {
-        return fail(absl::UnimplementedError(
+        return fail(absl::InvalidArgumentError(
             "exec and auth-provider credentials are not supported: use a token or a client certificate"));
       }
     }
