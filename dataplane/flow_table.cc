@@ -7,8 +7,8 @@ namespace lb::dataplane {
 FlowTable::FlowTable(uint32_t capacity)
     : num_buckets_(std::bit_ceil(std::max<uint32_t>(1, (capacity + kWays - 1) / kWays))),
       mask_(num_buckets_ - 1),
-      buckets_(new Bucket[num_buckets_]()),
-      entries_(new FlowEntry[size_t(num_buckets_) * kWays]()) {}
+      buckets_(num_buckets_),
+      entries_(size_t(num_buckets_) * kWays) {}
 
 uint32_t FlowTable::Sweep(Millis now, uint32_t num_buckets) {
   uint32_t freed = 0;

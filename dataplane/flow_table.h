@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "dataplane/flow_key.h"
+#include "dataplane/huge_array.h"
 
 namespace lb::dataplane {
 
@@ -130,8 +131,8 @@ class FlowTable {
   uint32_t num_buckets_;
   uint32_t mask_;
   uint32_t sweep_cursor_ = 0;
-  std::unique_ptr<Bucket[]> buckets_;
-  std::unique_ptr<FlowEntry[]> entries_;
+  HugeArray<Bucket> buckets_;
+  HugeArray<FlowEntry> entries_;
   std::atomic<uint64_t> occupied_{0};
 };
 
