@@ -161,6 +161,16 @@ TEST_F(NatTest, Ipv6) {
   EXPECT_EQ(w_.worker().nat().in_use(0), 0u);
 }
 
+TEST_F(NatTest, Icmpv6ErrorFromTheBackendSideReachesTheClient) {
+  w_.Run(In6(pb::Ipv6("2001:db8::7", "2001:db8:1::50", IPPROTO_UDP, pb::Udp(40000, 53, kQuery))));
+  const Bytes as_received = pb::Ipv6("fd00:90::100", "fd00:50::1", IPPROTO_UDP, pb::Udp(kPortMin, 53, kQuery), HopLimit(63));
+  const Bytes as_sent = pb::Ipv6("2001:db8::7", "2001:db8:1::50", IPPROTO_UDP, pb::Udp(40000, 53, kQuery), HopLimit(63));
+  // Destination unreachable (1), port unreachable (4), from the backend itself.
+  ExpectWire(In6(pb::Ipv6("fd00:50::1", "fd00:90::100", IPPROTO_ICMPV6, pb::Icmp(1, 4, 0, as_received))),
+             Out6(pb::Ipv6("2001:db8:1::50", "2001:db8::7", IPPROTO_ICMPV6, pb::Icmp(1, 4, 0, as_sent), HopLimit(63))));
+  EXPECT_EQ(w_.Count(Event::kNatIcmpErrors), 1u);
+}
+
 class NatExhaustionTest : public NatTest {
  protected:
   NatExhaustionTest() : NatTest(0, 1, kPortMin + 1) {}  // two ports per protocol and address
