@@ -2,7 +2,7 @@
 // advised to use transparent huge pages (MADV_HUGEPAGE), for the big per-worker tables
 // that every packet touches at random (the flow table). On 4 KiB pages a table of tens of
 // megabytes misses the TLB on nearly every lookup; on 2 MiB pages it does not (lbbench, 1M
-// flows: 3.3 -> 4.0 Mpps per core; neutral at 100k and 1k). The flow table is on the heap,
+// flows: +23-33% per core; neutral at 100k and 1k). The flow table is on the heap,
 // not in EAL's memory, so this holds whether or not EAL has hugepages; where THP is off it
 // is plain pages. Thread model: as the owner's.
 #pragma once
