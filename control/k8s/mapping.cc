@@ -204,7 +204,7 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
           out.problems.push_back(
               {s->Key(), "PortTranslationIgnored",
                absl::StrFormat("port %d/%s targets %s: DSR delivers packets to the service port %d, so the "
-                               "backends must accept %d on the VIP",
+                               "backends must accept %d on the VIP (or use lbd.io/forwarding-mode: nat)",
                                sp.port, sp.protocol, sp.target_port, sp.port, sp.port)});
         }
         mapped.emplace_back(std::move(c), s->Key());

@@ -176,6 +176,18 @@ TEST_F(MappingTest, PortsByNameAndProtocolOtherProtocolsSkipped) {
   EXPECT_THAT(Reasons(d), ElementsAre("default/dns PortTranslationIgnored", "default/dns PortTranslationIgnored"));
 }
 
+TEST_F(MappingTest, NatModeTranslatesPortsWithoutAWarning) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "nat"}};
+  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)}, {{{"name", "dns"}, {"port", 5353}, {"protocol", "UDP"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kNat);
+  EXPECT_EQ(d.services[0].port, 53);
+  EXPECT_EQ(d.services[0].backends.at(0).port, 5353) << "NAT delivers to the target port";
+  EXPECT_THAT(d.problems, IsEmpty()) << "no PortTranslationIgnored for NAT";
+}
+
 TEST_F(MappingTest, ExternalIpOutsideTheAnnouncedCidrsIsNotServed) {
   AddService(ServiceJson("a", "2026-01-01T00:00:00Z", {{"externalIPs", {"192.0.2.1", "10.1.0.5"}}}));
   AddService(ServiceJson("b", "2026-01-01T00:00:00Z", {{"externalIPs", {"not-an-ip"}}}));
