@@ -279,24 +279,13 @@ struct LiveJob {
   uint64_t sent = 0, received = 0, encapsulated = 0, tx_cycles = 0;
 };
 
-// Whether a frame that came back is a DSR encapsulation (IPIP/IPv6 tunnel or GUE on 6080).
+// Whether a frame that came back is a DSR encapsulation (an IP-in-IP tunnel or GUE),
+// as the dataplane's own parser reads it.
 bool IsEncapsulated(const rte_mbuf* m) {
-  const uint8_t* p = rte_pktmbuf_mtod(m, const uint8_t*);
-  if (m->data_len < 14 + 40 + 8) return false;
-  const uint16_t type = uint16_t(p[12] << 8 | p[13]);
-  const uint8_t* ip = p + 14;
-  uint8_t proto;
-  const uint8_t* l4;
-  if (type == 0x0800) {
-    proto = ip[9];
-    l4 = ip + (ip[0] & 0x0f) * 4;
-  } else if (type == 0x86dd) {
-    proto = ip[6];
-    l4 = ip + 40;
-  } else {
-    return false;
-  }
-  return proto == 4 || proto == 41 || (proto == IPPROTO_UDP && (l4[2] << 8 | l4[3]) == 6080);
+  ParsedPacket p;
+  if (Parse(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p) != ParseStatus::kOk) return false;
+  return p.key.protocol == IPPROTO_IPIP || p.key.protocol == IPPROTO_IPV6 ||
+         (p.kind == PacketKind::kUdp && p.key.dst_port_be == rte_cpu_to_be_16(6080));
 }
 
 int RunLive(void* arg) {

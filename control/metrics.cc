@@ -11,15 +11,15 @@ std::string Label(std::string_view value) {
                              {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
 }
 
-void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+}  // namespace
+
+void AppendMetricHeader(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-}  // namespace
-
 std::string RenderPrometheus(const Stats& stats, const Health& health) {
   std::string out;
-  Header(out, "lb_events_total", "counter",
+  AppendMetricHeader(out, "lb_events_total", "counter",
          "Worker events by name (see docs/dataplane.md, Counters).");
   for (const WorkerView& w : stats.workers) {
     for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
@@ -27,7 +27,7 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
                             dataplane::kEventInfo[i].name, w.counters->Get(dataplane::Event(i)));
     }
   }
-  Header(out, "lb_drops_total", "counter",
+  AppendMetricHeader(out, "lb_drops_total", "counter",
          "Packets dropped by the workers, by reason (see docs/dataplane.md, Counters).");
   for (const WorkerView& w : stats.workers) {
     for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
@@ -36,17 +36,17 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
                             w.counters->Get(dataplane::DropReason(i)));
     }
   }
-  Header(out, "lb_flows", "gauge", "Flow-table slots in use, per worker.");
+  AppendMetricHeader(out, "lb_flows", "gauge", "Flow-table slots in use, per worker.");
   for (const WorkerView& w : stats.workers) {
     absl::StrAppendFormat(&out, "lb_flows{worker=\"%d\"} %d\n", w.id, w.flows);
   }
-  Header(out, "lb_flow_capacity", "gauge", "Flow-table capacity, per worker.");
+  AppendMetricHeader(out, "lb_flow_capacity", "gauge", "Flow-table capacity, per worker.");
   for (const WorkerView& w : stats.workers) {
     absl::StrAppendFormat(&out, "lb_flow_capacity{worker=\"%d\"} %d\n", w.id, w.flow_capacity);
   }
-  Header(out, "lb_services", "gauge", "Services configured.");
+  AppendMetricHeader(out, "lb_services", "gauge", "Services configured.");
   absl::StrAppendFormat(&out, "lb_services %d\n", stats.services.size());
-  Header(out, "lb_backend_maglev_entries", "gauge",
+  AppendMetricHeader(out, "lb_backend_maglev_entries", "gauge",
          "Maglev table entries held by each backend (its share of new flows).");
   for (const auto& [service, backends] : stats.services) {
     const std::string name = Label(IdOf(service.config).ToString());
@@ -59,20 +59,20 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     }
   }
   if (!stats.snat.empty()) {
-    Header(out, "lb_snat_ports_in_use", "gauge", "NAT sessions (TCP and UDP ports) in use, per SNAT address.");
+    AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge", "NAT sessions (TCP and UDP ports) in use, per SNAT address.");
     for (const auto& s : stats.snat) {
       absl::StrAppendFormat(&out, "lb_snat_ports_in_use{address=\"%s\"} %d\n", s.address.ToString(), s.ports_in_use);
     }
-    Header(out, "lb_snat_ports_total", "gauge", "NAT ports (TCP and UDP) of the pool, per SNAT address.");
+    AppendMetricHeader(out, "lb_snat_ports_total", "gauge", "NAT ports (TCP and UDP) of the pool, per SNAT address.");
     for (const auto& s : stats.snat) {
       absl::StrAppendFormat(&out, "lb_snat_ports_total{address=\"%s\"} %d\n", s.address.ToString(), s.ports_total);
     }
   }
-  Header(out, "lb_config_generation", "gauge", "Generation of the last Apply.");
+  AppendMetricHeader(out, "lb_config_generation", "gauge", "Generation of the last Apply.");
   absl::StrAppendFormat(&out, "lb_config_generation %d\n", stats.generation);
-  Header(out, "lb_healthy", "gauge", "1 while the dataplane forwards (what lb-bird-gen announces on).");
+  AppendMetricHeader(out, "lb_healthy", "gauge", "1 while the dataplane forwards (what lb-bird-gen announces on).");
   absl::StrAppendFormat(&out, "lb_healthy %d\n", health.healthy ? 1 : 0);
-  Header(out, "lb_workers_alive", "gauge", "Workers whose poll loop runs.");
+  AppendMetricHeader(out, "lb_workers_alive", "gauge", "Workers whose poll loop runs.");
   absl::StrAppendFormat(&out, "lb_workers_alive %d\n", health.workers_alive);
   return out;
 }

@@ -1,6 +1,7 @@
 #include "dataplane/nat.h"
 
 #include <netinet/in.h>
+#include <rte_byteorder.h>
 
 #include <algorithm>
 
@@ -41,6 +42,8 @@ uint32_t NatTable::Allocate(uint8_t protocol, uint32_t preferred, const bool* fa
     free_[range].pop_back();
     NatSession& s = sessions_[index];
     s.in_use = true;
+    s.snat_address = uint8_t(a);
+    s.snat_port_be = rte_cpu_to_be_16(PortOf(index));
     in_use_[a].store(in_use_[a].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // single writer
     return index;
   }

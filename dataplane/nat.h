@@ -35,6 +35,8 @@ struct NatSession {
   FlowKey client;             // as the client sent it: client -> VIP
   IpAddress backend;
   uint16_t backend_port_be = 0;
+  uint16_t snat_port_be = 0;  // this session's SNAT port and address index, set by Allocate
+  uint8_t snat_address = 0;
   uint8_t state = 0;          // FlowState
   bool in_use = false;
   uint32_t generation = 1;    // 24 bits are kept in the flow entry
@@ -83,14 +85,14 @@ class NatTable {
   // Frees the expired sessions among the next `count` (round robin); returns how many.
   uint32_t Sweep(Millis now, uint32_t count);
 
-  uint32_t AddressOf(uint32_t index) const { return (index / per_address_) % num_addresses_; }
-  uint16_t PortOf(uint32_t index) const {
-    return uint16_t(port_min_ + worker_ + (index % per_address_) * workers_);
-  }
   // Live sessions (ports in use) of address `a`, both protocols. Any thread.
   uint64_t in_use(uint32_t a) const { return in_use_[a].load(std::memory_order_relaxed); }
 
  private:
+  uint32_t AddressOf(uint32_t index) const { return (index / per_address_) % num_addresses_; }
+  uint16_t PortOf(uint32_t index) const {
+    return uint16_t(port_min_ + worker_ + (index % per_address_) * workers_);
+  }
   uint32_t Index(uint8_t protocol, uint32_t address, uint32_t slot) const {
     return ((protocol == IPPROTO_TCP ? 0 : 1) * num_addresses_ + address) * per_address_ + slot;
   }

@@ -120,10 +120,11 @@ void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis 
       return HandleFlow(snap, m, meta, *svc, now, out);
     }
   }
-  const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
-  if (vip == nullptr && p.kind != PacketKind::kNotIp && !snap.nat().addresses.empty()) {
+  // NAT replies (to an SNAT address) before the VIP table: a few compares, not a hash.
+  if (p.kind != PacketKind::kNotIp && !snap.nat().addresses.empty()) {
     if (const int a = snap.SnatIndex(p.key.dst); a >= 0) return HandleSnat(snap, m, meta, uint32_t(a), now, out);
   }
+  const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
   if (vip == nullptr) {
     out.kernel[out.num_kernel++] = m;
     counters_.Add(Event::kToKernel);
@@ -392,8 +393,8 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     RefreshSession(snap, *s, p, now);
   }
   if (!b->on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const IpAddress& snat = snap.nat().addresses[nat_.AddressOf(index)];
-  const rewrite::NatEndpoints to{&snat, rte_cpu_to_be_16(nat_.PortOf(index)), &s->backend, s->backend_port_be};
+  const IpAddress& snat = snap.nat().addresses[s->snat_address];
+  const rewrite::NatEndpoints to{&snat, s->snat_port_be, &s->backend, s->backend_port_be};
   if (!rewrite::NatTranslate(m, p, to, b->on_link ? b->neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
     return Drop(m, DropReason::kNoHeadroom);
   }
@@ -455,12 +456,11 @@ void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, cons
   const FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   if (s == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
-  const uint32_t index = slot.entry->backend_slot;
   const BackendRecord* b = snap.backend(s->backend_slot);
   const bool on_link = b != nullptr && b->generation == s->backend_generation && b->on_link;
   if (!on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const IpAddress& snat = snap.nat().addresses[nat_.AddressOf(index)];
-  const rewrite::NatEndpoints quoted{&s->backend, s->backend_port_be, &snat, rte_cpu_to_be_16(nat_.PortOf(index))};
+  const IpAddress& snat = snap.nat().addresses[s->snat_address];
+  const rewrite::NatEndpoints quoted{&s->backend, s->backend_port_be, &snat, s->snat_port_be};
   if (!rewrite::NatTranslateIcmpError(m, p, nullptr, s->backend, quoted,
                                       on_link ? b->neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
     return Drop(m, DropReason::kNoHeadroom);

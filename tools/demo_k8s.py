@@ -14,7 +14,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from fake_apiserver import FakeApiServer  # noqa: E402
+from fake_apiserver import FakeApiServer, make_certs, write_kubeconfig  # noqa: E402
 from k8s_watcher_test import endpoint, endpoint_slice, service, slice_port, svc_port  # noqa: E402
 
 BUILD, SOCKET, CLIENT_NS, POOL = sys.argv[1:5]
@@ -46,21 +46,9 @@ def dig(address):
 
 def main():
     work = tempfile.mkdtemp(prefix="lb-demo-k8s-")
-    quiet = {"cwd": work, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": True}
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                    "-days", "1", "-subj", "/CN=demo-ca"], **quiet)
-    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "api.key", "-out", "api.csr",
-                    "-subj", "/CN=kube-apiserver"], **quiet)
-    with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    subprocess.run(["openssl", "x509", "-req", "-in", "api.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                    "-out", "api.crt", "-days", "1", "-extfile", "san.ext"], **quiet)
-    api = FakeApiServer(os.path.join(work, "api.crt"), os.path.join(work, "api.key"), TOKEN)
-    kubeconfig = os.path.join(work, "kubeconfig")
-    with open(kubeconfig, "w") as f:
-        f.write("clusters: [{name: demo, cluster: {server: 'https://127.0.0.1:%d', certificate-authority: ca.crt}}]\n"
-                "users: [{name: w, user: {token: %s}}]\n"
-                "contexts: [{name: demo, context: {cluster: demo, user: w}}]\ncurrent-context: demo\n" % (api.port, TOKEN))
+    make_certs(work)
+    api = FakeApiServer(os.path.join(work, "server.crt"), os.path.join(work, "server.key"), TOKEN)
+    kubeconfig = write_kubeconfig(os.path.join(work, "kubeconfig"), api.port, "ca.crt", TOKEN)
     store = api.store
     store.create("services", service("dns", [svc_port("dns", 53, "UDP")], lb=True))
     store.create("endpointslices", endpoint_slice("dns", "x7k2p", [endpoint("10.92.%d.2" % n) for n in (1, 2, 3)],

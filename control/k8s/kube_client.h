@@ -37,7 +37,6 @@ class KubeClient {
                                       absl::FunctionRef<void(std::string_view line)> on_line,
                                       const std::function<bool()>& should_stop, int max_seconds);
 
-  const KubeConfig& config() const { return config_; }
 
  private:
   KubeConfig config_;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "control/metrics.h"
 #include "control/proto_convert.h"
 
 namespace lb::control::k8s {
@@ -54,15 +55,8 @@ void Watcher::OnChange() {
 void Watcher::Run(const Stopper& stop) {
   std::thread services_thread([&] { services_.Run(stop); });
   std::thread slices_thread([&] { slices_.Run(stop); });
-  // Wakes the loop below when stopping.
-  std::thread stop_relay([&] {
-    while (!stop.SleepFor(std::chrono::hours(1))) {
-    }
-    std::lock_guard<std::mutex> lock(change_mu_);
-    ++changes_;
-    change_cv_.notify_all();
-  });
-
+  // The loop's waits end at the next lbd poll at the latest, so it sees a stop within
+  // options_.lbd_poll.
   Backoff apply_backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
   auto next_poll = Clock::now();
   auto next_resync = Clock::now() + options_.resync;
@@ -112,7 +106,6 @@ void Watcher::Run(const Stopper& stop) {
       apply_backoff.Reset();
     }
   }
-  stop_relay.join();
   services_thread.join();
   slices_thread.join();
 }
@@ -335,12 +328,12 @@ std::pair<bool, std::string> Watcher::Healthz() const {
 
 std::string Watcher::RenderMetrics() const {
   std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help, auto value, const std::string& labels = "") {
-    out += absl::StrFormat("# HELP %s %s\n# TYPE %s %s\n%s%s %s\n", name, help, name, type, name, labels,
-                           absl::StrCat(value));
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    AppendMetricHeader(out, name, type, help);
+    out += absl::StrFormat("%s %s\n", name, absl::StrCat(value));
   };
   auto informer = [&](const char* name, const char* help, auto field, const char* type = "counter") {
-    out += absl::StrFormat("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    AppendMetricHeader(out, name, type, help);
     for (const Informer* i : {&services_, &slices_}) {
       out += absl::StrFormat("%s{resource=\"%s\"} %d\n", name, i->path(), field(i->stats()));
     }

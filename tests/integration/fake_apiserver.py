@@ -19,8 +19,10 @@ Test code changes objects directly (create/update/delete) and reads `requests`,
 
 import copy
 import json
+import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -35,6 +37,46 @@ RESOURCES = {
         "list_path": "/apis/discovery.k8s.io/v1/endpointslices",
     },
 }
+
+
+def make_certs(directory, *names):
+    """A throwaway CA (ca.crt) and a server certificate for 127.0.0.1 (server.crt/.key) in
+    `directory`, plus a self-signed CA per extra name (NAME.crt) that signed nothing."""
+    def run(*args):
+        subprocess.run(args, check=True, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "1", "-subj", "/CN=fake-kubernetes-ca")
+    for name in names:
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+            name + ".crt", "-days", "1", "-subj", "/CN=" + name)
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=kube-apiserver")
+    with open(os.path.join(directory, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+
+
+def write_kubeconfig(path, port, ca_file, token):
+    """A kubeconfig for https://127.0.0.1:PORT with CA file `ca_file` (relative to it) and a token."""
+    with open(path, "w") as f:
+        f.write("""apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: https://127.0.0.1:%d
+    certificate-authority: %s
+users:
+- name: watcher
+  user:
+    token: %s
+contexts:
+- name: fake
+  context: {cluster: fake, user: watcher}
+current-context: fake
+""" % (port, ca_file, token))
+    return path
 
 
 class Gone(Exception):

@@ -18,7 +18,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_apiserver import FakeApiServer  # noqa: E402
+from fake_apiserver import FakeApiServer, make_certs, write_kubeconfig  # noqa: E402
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 TOKEN = "test-token-4f1c"
@@ -132,7 +132,7 @@ class Env:
         self.dir = tempfile.mkdtemp(prefix="lb-k8s-test-")
         self.sock = os.path.join(self.dir, "lbd.sock")
         self.procs = {}
-        self.make_certs()
+        make_certs(self.dir, "other-ca")
         self.api = FakeApiServer(self.path("server.crt"), self.path("server.key"), TOKEN)
         self.kubeconfig = self.write_kubeconfig("kubeconfig", self.path("ca.crt"), TOKEN)
         self.http = "127.0.0.1:%d" % free_port()
@@ -140,40 +140,8 @@ class Env:
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def make_certs(self):
-        def run(*args):
-            subprocess.run(args, check=True, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "1", "-subj", "/CN=fake-kubernetes-ca")
-        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out",
-            "other-ca.crt", "-days", "1", "-subj", "/CN=someone-else")
-        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=kube-apiserver")
-        with open(self.path("san.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n")
-        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
-
     def write_kubeconfig(self, name, ca, token):
-        text = """apiVersion: v1
-kind: Config
-clusters:
-- name: fake
-  cluster:
-    server: https://127.0.0.1:%d
-    certificate-authority: %s
-users:
-- name: watcher
-  user:
-    token: %s
-contexts:
-- name: fake
-  context: {cluster: fake, user: watcher}
-current-context: fake
-""" % (self.api.port, os.path.basename(ca), token)
-        with open(self.path(name), "w") as f:
-            f.write(text)
-        return self.path(name)
+        return write_kubeconfig(self.path(name), self.api.port, os.path.basename(ca), token)
 
     def start(self, name, args):
         log = open(self.path(name + ".log"), "a")
