@@ -41,6 +41,7 @@
 #include "dataplane/worker.h"
 
 DEFINE_uint32(flows, 100000, "Flows in all (split over the cores, as RSS would).");
+DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each core, as lbd's --flow_capacity.");
 DEFINE_string(traffic, "established", "established: every flow seen before the measurement "
                                       "(flow-table hits); syn: every packet a new TCP flow.");
 DEFINE_string(proto, "udp", "udp or tcp (syn traffic is always tcp).");
@@ -251,10 +252,11 @@ int RunCore(void* arg) {
   end = start + g_shared->duration_cycles;
   packets = 0;
   Millis now = core.worker->Now();
-  // NAT with new connections only: a simulated millisecond per burst, so that sessions
-  // time out (10 s of SYN timeout = 10,000 bursts) and their ports are reused, as in a
-  // steady state of connection churn; otherwise the pool would just run dry.
-  const bool churn = g_shared->syn && FLAGS_mode == "nat";
+  // New connections only: a simulated millisecond per burst, so that flows time out
+  // (10 s of SYN timeout = 10,000 bursts) and their ways (and NAT ports) are reused, as in
+  // a steady state of connection churn; otherwise the flow table would fill up and
+  // refuse every flow after the first second (and the NAT pool would run dry).
+  const bool churn = g_shared->syn;
   while (rte_rdtsc() < end) {
     if (!Fill(m, core, &next, &fresh)) continue;
     BurstOutput out;
@@ -416,7 +418,7 @@ int Main(int argc, char** argv) {
     const bool nat = FLAGS_mode == "nat";
     core->worker = std::make_unique<Worker>(
         Worker::Options{.id = i,
-                        .flow_capacity = nat ? std::max(per_core * 4, 1u << 20) : per_core * 2,
+                        .flow_capacity = FLAGS_flow_capacity,
                         .workers = uint32_t(lcores.size()),
                         .nat_addresses = nat ? FLAGS_snat_addresses : 0},
         shared.store);

@@ -1,12 +1,24 @@
 // FlowTable: a worker's connection table, 5-tuple -> backend.
 //
-// Fixed capacity, set-associative: a bucket is one cache line of eight 32-bit hash
-// signatures and eight deadlines, and the eight 48-byte entries it indexes live in a
-// parallel array, so a flow costs 56 bytes and a miss or an aging check touches one line.
+// A packet of an established flow touches one cache line: a bucket is a 64-byte line of
+// three ways, and a way holds everything a hit needs (a 64-bit fingerprint of the
+// 5-tuple, the deadline, the backend slot and generation, the state), no key. A flow is
+// known by its tag: the flow hash picks its home bucket, the fingerprint (keyed by a
+// secret of this table, see KeyedHash40) tells it from the others there. Two flows are
+// confused only if their fingerprints are equal: 2^-64 per way and lookup, and not
+// something an outsider can arrange. Flows that need the whole key (NAT) keep it in
+// their session and check it there.
+//
+// Two choices: a flow whose home bucket is full of live flows goes to a second bucket
+// chosen by its fingerprint (cuckoo hashing's partial-key trick, without moving flows),
+// and the home bucket counts such flows, so that lookups visit the second bucket only
+// when the home has sent a flow there. At one flow per bucket (capacity()) about 2% of
+// flows live in their second bucket and 0.1% find no room; without the second choice,
+// three ways would refuse 2.3%. A flow that finds no room is not inserted: the caller then
+// forwards it by hash alone, so a flood of new flows degrades to stateless Maglev instead
+// of evicting live connections (and thrashing).
+//
 // Entries expire by deadline (lazily on lookup and insert, and by an incremental sweep).
-// A bucket full of live flows takes no new one: the caller then forwards by hash alone,
-// so a flood of new flows degrades to stateless Maglev instead of evicting live
-// connections (and thrashing).
 //
 // Thread model: worker lcore only (one table per worker; no locks, no atomics on the hot
 // path). occupied() may be read by any thread.
@@ -14,7 +26,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 
 #include "dataplane/flow_key.h"
 #include "dataplane/huge_array.h"
@@ -30,109 +41,113 @@ enum class FlowState : uint8_t {
   kOther,
 };
 
+// What a way holds for its flow besides the fingerprint and deadline.
 struct FlowEntry {
-  FlowKey key;
   uint32_t backend_slot;
   uint32_t backend_generation : 24;  // the slot's generation when this flow was pinned
   uint32_t state : 8;                // FlowState
 };
-static_assert(sizeof(FlowEntry) == 48);
+static_assert(sizeof(FlowEntry) == 8);
 
 // Time in milliseconds on a wrapping 32-bit clock. Deadlines compare with signed
 // differences, which is correct while a flow's timeout is under 24 days.
 using Millis = uint32_t;
 inline bool Expired(Millis deadline, Millis now) { return int32_t(deadline - now) <= 0; }
 
+// How the table knows a flow (FlowTable::Tag).
+struct FlowTag {
+  uint32_t hash = 0;         // HashFlowKey: picks the home bucket
+  uint64_t fingerprint = 0;  // keyed, never 0 (0 marks an empty way)
+};
+
 class FlowTable {
  public:
-  static constexpr uint32_t kWays = 8;
+  static constexpr uint32_t kWays = 3;
 
-  // A found or claimed entry with its deadline (held in the bucket header).
+  // A found or claimed way.
   struct Slot {
     FlowEntry* entry = nullptr;
     Millis* deadline = nullptr;
     explicit operator bool() const { return entry != nullptr; }
   };
 
-  // Room for at least `capacity` flows (rounded up to a power of two of buckets).
-  explicit FlowTable(uint32_t capacity);
+  // Sized for `capacity` flows (rounded up to a power of two, at least 2): one bucket,
+  // 64 bytes, per flow. `secret` keys the fingerprints; by default a random one.
+  explicit FlowTable(uint32_t capacity, uint64_t secret = RandomSecret());
 
-  uint32_t capacity() const { return num_buckets_ * kWays; }
-  // Slots that hold a flow, live or expired-but-not-yet-reclaimed. Any thread.
+  // The flows the table is sized for (it has three ways for each).
+  uint32_t capacity() const { return num_buckets_; }
+  static constexpr size_t kBytesPerFlow = 64;
+  // Ways that hold a flow, live or expired-but-not-yet-reclaimed. Any thread.
   uint64_t occupied() const { return occupied_.load(std::memory_order_relaxed); }
-  static constexpr size_t kBytesPerFlow = sizeof(FlowEntry) + 2 * sizeof(uint32_t);
+
+  FlowTag Tag(const FlowKey& key, uint32_t hash) const { return {hash, fingerprint_(&key) | 1}; }
 
   void Prefetch(uint32_t hash) const { __builtin_prefetch(&buckets_[hash & mask_]); }
-
-  // Second stage, once the bucket header is (likely) in cache: prefetches the entry whose
-  // signature matches, so that the key comparison in Find() does not wait for memory.
-  void PrefetchEntry(uint32_t hash) const {
-    const uint32_t index = hash & mask_;
-    const Bucket& b = buckets_[index];
-    const uint32_t sig = Signature(hash);
-    for (uint32_t way = 0; way < kWays; ++way) {
-      if (b.sig[way] == sig) {
-        // A 48-byte entry may straddle two cache lines: fetch both.
-        const char* e = reinterpret_cast<const char*>(&entries_[index * kWays + way]);
-        __builtin_prefetch(e);
-        __builtin_prefetch(e + sizeof(FlowEntry) - 1);
-        return;
-      }
-    }
+  // The live entry of the flow, or an empty Slot.
+  Slot Find(const FlowTag& tag, Millis now) {
+    const uint32_t home = tag.hash & mask_;
+    if (Slot s = FindIn(home, tag.fingerprint, now)) return s;
+    if (buckets_[home].overflowed == 0) return {};
+    return FindIn(Alternate(home, tag.fingerprint), tag.fingerprint, now);
   }
 
-  // The live entry for `key`, or an empty Slot.
-  Slot Find(const FlowKey& key, uint32_t hash, Millis now) {
-    Bucket& b = buckets_[hash & mask_];
-    const uint32_t sig = Signature(hash);
-    for (uint32_t way = 0; way < kWays; ++way) {
-      if (b.sig[way] != sig || Expired(b.deadline[way], now)) continue;
-      FlowEntry& e = entries_[(hash & mask_) * kWays + way];
-      if (e.key == key) return {&e, &b.deadline[way]};
-    }
-    return {};
-  }
-
-  // Takes a free or expired way of `key`'s bucket and stores `key` in it; the caller
-  // fills in the rest and the deadline. An empty Slot when every way holds a live flow.
-  // `*reclaimed` says whether an expired flow was overwritten.
-  Slot Claim(const FlowKey& key, uint32_t hash, Millis now, bool* reclaimed) {
-    const uint32_t index = hash & mask_;
-    Bucket& b = buckets_[index];
-    for (uint32_t way = 0; way < kWays; ++way) {
-      const bool empty = b.sig[way] == 0;
-      if (!empty && !Expired(b.deadline[way], now)) continue;
-      *reclaimed = !empty;
-      if (empty) occupied_.store(occupied_.load(std::memory_order_relaxed) + 1,
-                                 std::memory_order_relaxed);  // single writer: see counters.h
-      b.sig[way] = Signature(hash);
-      FlowEntry& e = entries_[index * kWays + way];
-      e.key = key;
-      return {&e, &b.deadline[way]};
-    }
-    return {};
-  }
+  // Takes a free or expired way for a flow that Find() did not find, in its home bucket
+  // or else its second one; the caller fills in the entry and the deadline. An empty Slot
+  // when both are full of live flows. `*reclaimed` says whether an expired flow was
+  // overwritten.
+  Slot Claim(const FlowTag& tag, Millis now, bool* reclaimed);
 
   // Frees the expired flows of the next `num_buckets` buckets (round robin); returns how
   // many. Call once per poll loop so that occupancy follows real use.
   uint32_t Sweep(Millis now, uint32_t num_buckets);
 
+  static uint64_t RandomSecret();
+
  private:
+  static constexpr uint16_t kOverflowSaturated = UINT16_MAX;
+
   struct alignas(64) Bucket {
-    uint32_t sig[kWays];  // 0: empty
+    uint64_t fingerprint[kWays];  // 0: empty
     Millis deadline[kWays];
+    FlowEntry entry[kWays];
+    // Flows whose home this is, held in their second bucket. Saturates: a bucket that
+    // sent that many away is always searched twice.
+    uint16_t overflowed;
+    uint8_t guests;  // bit w: way w holds a flow whose home is another bucket
+    uint8_t unused;
   };
   static_assert(sizeof(Bucket) == 64);
 
-  // Never 0, which marks an empty way. Bit 0 is also a bucket-index bit, so clearing
-  // it loses nothing within a bucket.
-  static uint32_t Signature(uint32_t hash) { return hash | 1u; }
+  // A flow's second bucket. Its own inverse (home = Alternate(second, fingerprint)), and
+  // never the home itself while there are two buckets or more.
+  uint32_t Alternate(uint32_t index, uint64_t fingerprint) const {
+    return (index ^ (uint32_t(fingerprint >> 32) | 1u)) & mask_;
+  }
+
+  Slot FindIn(uint32_t index, uint64_t fingerprint, Millis now) {
+    Bucket& b = buckets_[index];
+    for (uint32_t way = 0; way < kWays; ++way) {
+      if (b.fingerprint[way] == fingerprint && !Expired(b.deadline[way], now)) {
+        return {&b.entry[way], &b.deadline[way]};
+      }
+    }
+    return {};
+  }
+
+  // A free or expired way of bucket `index`, taken for `fingerprint`; -1 when none.
+  int TakeWay(uint32_t index, uint64_t fingerprint, Millis now, bool guest, bool* reclaimed);
+  // Empties way `way` of bucket `index` (bookkeeping for guests included).
+  void Free(uint32_t index, uint32_t way);
+  void AddOccupied(int64_t delta) {  // single writer: see counters.h
+    occupied_.store(occupied_.load(std::memory_order_relaxed) + uint64_t(delta), std::memory_order_relaxed);
+  }
 
   uint32_t num_buckets_;
   uint32_t mask_;
   uint32_t sweep_cursor_ = 0;
+  KeyedHash40 fingerprint_;
   HugeArray<Bucket> buckets_;
-  HugeArray<FlowEntry> entries_;
   std::atomic<uint64_t> occupied_{0};
 };
 

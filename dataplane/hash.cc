@@ -11,6 +11,14 @@ uint64_t Mix64(uint64_t z) {
 
 }  // namespace
 
+KeyedHash40::KeyedHash40(uint64_t seed) {
+  // splitmix64's sequence: distinct, well-mixed words from any seed.
+  for (uint64_t& k : k_) {
+    seed += 0x9e3779b97f4a7c15ull;
+    k = Mix64(seed);
+  }
+}
+
 uint64_t StableHash64(const void* data, size_t len, uint64_t seed) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint64_t h = Mix64(seed ^ (len * 0x9e3779b97f4a7c15ull));

@@ -43,8 +43,8 @@ struct NatSession {
   uint32_t backend_slot = 0;  // the backend, as a flow entry pins it
   uint32_t backend_generation = 0;
   Millis deadline = 0;
-  // The client side's flow entry, refreshed by replies too (checked by key before use:
-  // the slot may have been reclaimed for another flow).
+  // The client side's flow entry, refreshed by replies too (checked before use that it
+  // still names this session: the way may have been reclaimed for another flow).
   FlowEntry* entry = nullptr;
   Millis* entry_deadline = nullptr;
 };
@@ -74,6 +74,7 @@ class NatTable {
     return s.in_use && !Expired(s.deadline, now) ? &s : nullptr;
   }
   NatSession& at(uint32_t index) { return sessions_[index]; }
+  uint32_t IndexOf(const NatSession& s) const { return uint32_t(&s - sessions_.get()); }
   uint32_t size() const { return num_sessions_; }
 
   // Takes a free session of `protocol`, trying address `preferred` first, then the others

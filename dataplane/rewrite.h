@@ -20,13 +20,14 @@ namespace lb::dataplane::rewrite {
 
 inline constexpr uint16_t kGueHeaderLen = 4;
 
+// Big-endian stores of host-order values (one byte swap and one store each).
 inline void Store16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v >> 8);
-  p[1] = uint8_t(v);
+  const uint16_t be = __builtin_bswap16(v);  // not rte_cpu_to_be_16: its asm defeats constant folding
+  std::memcpy(p, &be, 2);
 }
 inline void Store32(uint8_t* p, uint32_t v) {
-  Store16(p, uint16_t(v >> 16));
-  Store16(p + 2, uint16_t(v));
+  const uint32_t be = __builtin_bswap32(v);
+  std::memcpy(p, &be, 4);
 }
 
 // Stores the complement of a ones'-complement sum computed by DPDK's rte_raw_cksum*

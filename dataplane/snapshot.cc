@@ -31,17 +31,6 @@ void AddFragmentService(uint32_t& slot, uint32_t service, bool all_ports, bool& 
 
 }  // namespace
 
-Millis Snapshot::Timeout(FlowState s) const {
-  switch (s) {
-    case FlowState::kUdp: return timeouts_.udp;
-    case FlowState::kTcpSynSent: return timeouts_.tcp_syn_sent;
-    case FlowState::kTcpEstablished: return timeouts_.tcp_established;
-    case FlowState::kTcpClosing: return timeouts_.tcp_closing;
-    case FlowState::kOther: return timeouts_.other;
-  }
-  return timeouts_.other;
-}
-
 uint32_t SnapshotBuilder::TakeSlot() {
   if (!free_slots_.empty()) {
     const uint32_t slot = free_slots_.front();
@@ -143,7 +132,12 @@ absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
   snap->next_hop_ = config.next_hop;
   snap->gateway_known_ = config.next_hop.gateway_mac != MacAddress{};
   snap->icmp_too_big_per_second_ = config.icmp_too_big_per_second;
-  snap->timeouts_ = config.timeouts;
+  const FlowTimeouts& t = config.timeouts;
+  snap->timeouts_.fill(t.other);
+  snap->timeouts_[uint8_t(FlowState::kUdp)] = t.udp;
+  snap->timeouts_[uint8_t(FlowState::kTcpSynSent)] = t.tcp_syn_sent;
+  snap->timeouts_[uint8_t(FlowState::kTcpEstablished)] = t.tcp_established;
+  snap->timeouts_[uint8_t(FlowState::kTcpClosing)] = t.tcp_closing;
   snap->generation_ = next_generation_++;
   return std::unique_ptr<const Snapshot>(std::move(snap));
 }

@@ -12,6 +12,7 @@
 // recognised as orphaned even after the slot is reused.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -142,7 +143,8 @@ class Snapshot {
   const NextHop& next_hop() const { return next_hop_; }
   bool gateway_known() const { return gateway_known_; }
   uint32_t icmp_too_big_per_second() const { return icmp_too_big_per_second_; }
-  Millis Timeout(FlowState s) const;
+  // The idle timeout of a flow in state `s` (FlowTimeouts), by table lookup.
+  Millis Timeout(FlowState s) const { return timeouts_[uint8_t(s) & 7]; }
 
  private:
   friend class SnapshotBuilder;
@@ -161,7 +163,7 @@ class Snapshot {
   NextHop next_hop_;
   bool gateway_known_ = false;
   uint32_t icmp_too_big_per_second_ = 0;
-  FlowTimeouts timeouts_;
+  std::array<Millis, 8> timeouts_{};  // by FlowState
 };
 
 // Compiles configurations into snapshots. Control thread only.

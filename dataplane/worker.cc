@@ -78,20 +78,12 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
     // Parse sees the first segment only: headers must be contiguous there.
     mt.status = Parse(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len, mt.packet);
     if (mt.status == ParseStatus::kOk && NeedsFlowHash(mt.packet)) {
-      mt.hash = HashFlowKey(mt.packet.key);
-      flows_.Prefetch(mt.hash);
+      mt.tag = flows_.Tag(mt.packet.key, HashFlowKey(mt.packet.key));
+      flows_.Prefetch(mt.tag.hash);
     }
   }
 
-  // Stage 2: the bucket headers have had the whole burst's parsing to arrive; now fetch
-  // the matching entries (lbbench, 1M flows: +8%; 100k flows: within noise).
-  for (uint16_t i = 0; i < n; ++i) {
-    if (meta[i].status == ParseStatus::kOk && NeedsFlowHash(meta[i].packet)) {
-      flows_.PrefetchEntry(meta[i].hash);
-    }
-  }
-
-  // Stage 3: decide and rewrite.
+  // Stage 2: decide and rewrite; the buckets have had the whole burst's parsing to arrive.
   for (uint16_t i = 0; i < n; ++i) {
     if (meta[i].status != ParseStatus::kOk) {
       const bool truncated = meta[i].status == ParseStatus::kTruncated;
@@ -161,12 +153,12 @@ void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
   // Maglev's pick for this flow, written into `e` when there is one. The service hash is
   // computed only here: a flow-table hit does not need it.
   uint32_t slot_id = 0;
-  auto pick = [&]() { return snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.hash), &slot_id); };
+  auto pick = [&]() { return snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.tag.hash), &slot_id); };
   auto pin = [&](FlowEntry& e, const BackendRecord& backend) {
     e.backend_slot = slot_id;
     e.backend_generation = backend.generation;
   };
-  FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
+  FlowTable::Slot slot = flows_.Find(meta.tag, now);
   const BackendRecord* b = nullptr;
   FlowState state;
   if (slot) {
@@ -196,7 +188,7 @@ void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);
     state = InitialState(p);
     bool reclaimed = false;
-    slot = flows_.Claim(p.key, meta.hash, now, &reclaimed);
+    slot = flows_.Claim(meta.tag, now, &reclaimed);
     if (slot) {
       pin(*slot.entry, *b);
       counters_.Add(Event::kFlowInserts);
@@ -212,7 +204,7 @@ void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
     const Millis deadline = now + snap.Timeout(state);
     if (int32_t(deadline - *slot.deadline) > kDeadlineSlack) *slot.deadline = deadline;
   }
-  Forward(snap, m, p, svc, *b, meta.hash, now, out);
+  Forward(snap, m, p, svc, *b, meta.tag.hash, now, out);
 }
 
 void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
@@ -250,14 +242,14 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   if (svc == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
   if (svc->mode == ForwardingMode::kNat) return HandleNatIcmpFromClientSide(snap, m, meta, now, out);
   const BackendRecord* b = nullptr;
-  if (FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now); slot && !(slot.entry->state & kNatEntryFlag)) {
+  if (FlowTable::Slot slot = flows_.Find(meta.tag, now); slot && !(slot.entry->state & kNatEntryFlag)) {
     b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
   }
   uint32_t slot_id;
-  if (b == nullptr) b = snap.Pick(*svc, ServiceHash(p.key, svc->hash_fields, meta.hash), &slot_id);
+  if (b == nullptr) b = snap.Pick(*svc, ServiceHash(p.key, svc->hash_fields, meta.tag.hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
   counters_.Add(Event::kIcmpErrorsForwarded);
-  Forward(snap, m, p, *svc, *b, meta.hash, now, out);
+  Forward(snap, m, p, *svc, *b, meta.tag.hash, now, out);
 }
 
 void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
@@ -318,7 +310,8 @@ void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPac
   const Millis deadline = now + snap.Timeout(state);
   s.deadline = deadline;
   // The client side's entry lives as long as the session, also when only replies flow.
-  if (s.entry != nullptr && s.entry->key == s.client) {
+  if (s.entry != nullptr && (s.entry->state & kNatEntryFlag) && s.entry->backend_slot == nat_.IndexOf(s) &&
+      s.entry->backend_generation == s.generation) {
     const uint8_t entry_state = uint8_t(kNatEntryFlag | uint8_t(state));
     if (s.entry->state != entry_state) s.entry->state = entry_state;
     if (int32_t(deadline - *s.entry_deadline) > kDeadlineSlack) *s.entry_deadline = deadline;
@@ -328,7 +321,7 @@ void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPac
 void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                        Millis now, BurstOutput& out) {
   const ParsedPacket& p = meta.packet;
-  FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
+  FlowTable::Slot slot = flows_.Find(meta.tag, now);
   counters_.Add(slot ? Event::kFlowHits : Event::kFlowMisses);
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   uint32_t index = s != nullptr ? slot.entry->backend_slot : NatTable::kNone;
@@ -345,7 +338,7 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
   }
   if (s == nullptr) {
     uint32_t backend_slot = 0;
-    b = snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.hash), &backend_slot);
+    b = snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.tag.hash), &backend_slot);
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);
     // An SNAT address of the VIP's family, chosen by the flow hash, then any other.
     const auto& addresses = snap.nat().addresses;
@@ -355,7 +348,7 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     for (uint32_t a = 0; a < count; ++a) same_family += (family_v4[a] = addresses[a].IsV4()) == p.is_v4;
     if (same_family == 0) return Drop(m, DropReason::kNatPortsExhausted);
     uint32_t preferred = 0;
-    for (uint32_t a = 0, k = meta.hash % same_family; a < count; ++a) {
+    for (uint32_t a = 0, k = meta.tag.hash % same_family; a < count; ++a) {
       if (family_v4[a] == p.is_v4 && k-- == 0) {
         preferred = a;
         break;
@@ -365,7 +358,7 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     if (index == NatTable::kNone) return Drop(m, DropReason::kNatPortsExhausted);
     if (!slot) {
       bool reclaimed = false;
-      slot = flows_.Claim(p.key, meta.hash, now, &reclaimed);
+      slot = flows_.Claim(meta.tag, now, &reclaimed);
       if (!slot) {
         nat_.Release(index);
         return Drop(m, DropReason::kNatFlowTableFull);  // untracked, its replies would be lost
@@ -453,7 +446,7 @@ void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, cons
   // it: it goes to the backend, quoting the packet as the backend sent it. Only the
   // worker that holds the session can translate it.
   const ParsedPacket& p = meta.packet;
-  const FlowTable::Slot slot = flows_.Find(p.key, meta.hash, now);
+  const FlowTable::Slot slot = flows_.Find(meta.tag, now);
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   if (s == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
   const BackendRecord* b = snap.backend(s->backend_slot);
@@ -521,7 +514,7 @@ void Worker::AnswerQuery(Millis now) {
   // Acquire: the key written before the control thread's release store is visible.
   if (query_.state.load(std::memory_order_acquire) != kAsked) return;
   FlowAnswer answer;
-  if (FlowTable::Slot slot = flows_.Find(query_.key, HashFlowKey(query_.key), now)) {
+  if (FlowTable::Slot slot = flows_.Find(flows_.Tag(query_.key, HashFlowKey(query_.key)), now)) {
     if (!(slot.entry->state & kNatEntryFlag)) {
       answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
     } else if (const NatSession* s = SessionOf(*slot.entry, query_.key, now)) {

@@ -143,7 +143,7 @@ class Worker {
   struct Meta {
     ParsedPacket packet;
     ParseStatus status;
-    uint32_t hash;  // HashFlowKey(packet.key) when the flow table may be consulted
+    FlowTag tag;  // of packet.key, when the flow table may be consulted
   };
 
   void Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now, BurstOutput& out);

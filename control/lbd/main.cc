@@ -43,7 +43,7 @@ DEFINE_string(encap_source_v6, "", "Outer IPv6 source addresses, as --encap_sour
 DEFINE_uint32(gue_port, 6080, "UDP destination port of GUE encapsulation.");
 DEFINE_uint32(mtu, 1500, "IP MTU toward the backends.");
 DEFINE_uint32(icmp_too_big_per_second, 100, "ICMP too-big errors a worker may send a second.");
-DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (56 bytes a flow).");
+DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
 DEFINE_uint32(tcp_syn_timeout, 10, "Idle timeout of TCP flows that have seen only a SYN, seconds.");
