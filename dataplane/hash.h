@@ -35,6 +35,7 @@ inline uint32_t Crc32c(const void* data, size_t len, uint32_t crc) {
   const auto* p = static_cast<const uint8_t*>(data);
 #if defined(__SSE4_2__)
   uint64_t c = crc;
+#pragma GCC unroll 8  // keys are short and of constant length: no loop left
   for (; len >= 8; len -= 8, p += 8) {
     uint64_t word;
     std::memcpy(&word, p, 8);

@@ -151,9 +151,35 @@ inline bool ParseQuotedFlow(const uint8_t* p, uint32_t len, bool v4, FlowKey& ke
   return true;
 }
 
+// Parses the ICMP or ICMPv6 header at `off` of the IP datagram `p` (and the packet an
+// error quotes). Out of line: rare, and it keeps Parse() small.
+[[gnu::noinline]] inline ParseStatus ParseIcmp(const uint8_t* p, uint32_t len, uint32_t off, uint8_t proto,
+                                               ParsedPacket& out) {
+  if ((proto == IPPROTO_ICMP) != out.is_v4) {
+    out.kind = PacketKind::kOtherIp;  // ICMPv6 in IPv4 or ICMP in IPv6: not ours
+    return ParseStatus::kOk;
+  }
+  if (off + 8 > len) return ParseStatus::kTruncated;
+  out.icmp_type = p[off];
+  const bool echo = out.is_v4 ? out.icmp_type == 8 : out.icmp_type == 128;
+  const bool error = out.is_v4 ? IsIcmpv4Error(out.icmp_type) : IsIcmpv6Error(out.icmp_type);
+  out.kind = PacketKind::kOtherIcmp;
+  if (echo) {
+    out.kind = PacketKind::kIcmpEcho;
+  } else if (error && !out.is_fragment) {
+    FlowKey outer = out.key;
+    if (ParseQuotedFlow(p + off + 8, len - off - 8, out.is_v4, out.key) && out.key.dst == outer.dst) {
+      out.kind = PacketKind::kIcmpError;
+    } else {
+      out.key = outer;  // not about a flow to this destination: treat as other ICMP
+    }
+  }
+  return ParseStatus::kOk;
+}
+
 // Parses the L4 header of a TCP, UDP, ICMP or ICMPv6 packet at `off` of the IP datagram `p`.
-inline ParseStatus ParseL4(const uint8_t* p, uint32_t len, uint32_t off, uint8_t proto,
-                           ParsedPacket& out) {
+[[gnu::always_inline]] inline ParseStatus ParseL4(const uint8_t* p, uint32_t len, uint32_t off, uint8_t proto,
+                                                  ParsedPacket& out) {
   out.key.protocol = proto;
   switch (proto) {
     case IPPROTO_TCP: {
@@ -174,29 +200,8 @@ inline ParseStatus ParseL4(const uint8_t* p, uint32_t len, uint32_t off, uint8_t
       return ParseStatus::kOk;
     }
     case IPPROTO_ICMP:
-    case IPPROTO_ICMPV6: {
-      if ((proto == IPPROTO_ICMP) != out.is_v4) {
-        out.kind = PacketKind::kOtherIp;  // ICMPv6 in IPv4 or ICMP in IPv6: not ours
-        return ParseStatus::kOk;
-      }
-      if (off + 8 > len) return ParseStatus::kTruncated;
-      out.icmp_type = p[off];
-      const bool echo = out.is_v4 ? out.icmp_type == 8 : out.icmp_type == 128;
-      const bool error = out.is_v4 ? IsIcmpv4Error(out.icmp_type) : IsIcmpv6Error(out.icmp_type);
-      out.kind = PacketKind::kOtherIcmp;
-      if (echo) {
-        out.kind = PacketKind::kIcmpEcho;
-      } else if (error && !out.is_fragment) {
-        FlowKey outer = out.key;
-        if (ParseQuotedFlow(p + off + 8, len - off - 8, out.is_v4, out.key) &&
-            out.key.dst == outer.dst) {
-          out.kind = PacketKind::kIcmpError;
-        } else {
-          out.key = outer;  // not about a flow to this destination: treat as other ICMP
-        }
-      }
-      return ParseStatus::kOk;
-    }
+    case IPPROTO_ICMPV6:
+      return ParseIcmp(p, len, off, proto, out);
     default:
       out.kind = PacketKind::kOtherIp;
       return ParseStatus::kOk;

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "dataplane/config.h"
+#include "dataplane/encap.h"
 #include "dataplane/parse.h"
 
 namespace lb::dataplane::rewrite {
@@ -39,24 +40,6 @@ inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
   std::memcpy(at, &c, 2);
 }
 
-// The checksum of a 20-byte IPv4 header (no options) whose checksum field is zero: five
-// 32-bit words summed with carries (RFC 1071 §2(B): the sum may be taken in larger words),
-// stored as it comes out (the sum is byte-order independent).
-inline void StoreIpv4HeaderChecksum(uint8_t* ip) {
-  uint64_t sum = 0;
-  for (int i = 0; i < 5; ++i) {
-    uint32_t word;
-    std::memcpy(&word, ip + 4 * i, 4);
-    sum += word;
-  }
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  const uint16_t c = uint16_t(~sum);
-  std::memcpy(ip + 10, &c, 2);
-}
-
 // RFC 1624 eqn. 3: the checksum at `cksum` after a 16-bit word of the data changed from
 // `old_word` to `new_word` (both as read big-endian).
 inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word) {
@@ -66,12 +49,15 @@ inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word)
   Store16(cksum, uint16_t(~sum));
 }
 
-// Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum.
+// Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum:
+// RFC 1624 eqn. 3 with the word (TTL | protocol) going down by 0x0100, so that
+// ~old + new is the constant 0xfeff (TTL > 0: the caller drops TTL <= 1).
 inline void DecrementTtl(uint8_t* ip, bool v4) {
   if (v4) {
-    const uint16_t old_word = parse_internal::Load16(ip + 8);  // TTL | protocol
     ip[8] -= 1;
-    UpdateChecksum(ip + 10, old_word, parse_internal::Load16(ip + 8));
+    uint32_t sum = uint16_t(~parse_internal::Load16(ip + 10)) + 0xfeffu;
+    sum = (sum & 0xffff) + (sum >> 16);
+    Store16(ip + 10, uint16_t(~sum));
   } else {
     ip[7] -= 1;
   }
@@ -109,77 +95,68 @@ inline uint16_t EncapOverhead(bool outer_v4, bool gue) {
   return (outer_v4 ? kIpv4HeaderLen : kIpv6HeaderLen) + (gue ? kUdpHeaderLen + kGueHeaderLen : 0);
 }
 
-struct EncapParams {
-  const IpAddress* source;
-  const IpAddress* destination;
-  const MacAddress* destination_mac;  // the gateway's, or an on-link backend's
-  const NextHop* next_hop;            // source MAC and VLAN
-  uint32_t flow_hash;    // entropy for the outer flow label / GUE source port
-  uint16_t gue_port_be;  // GUE only
-  uint8_t ttl;
-  uint16_t ip_id;        // outer IPv4 identification when DF is clear
-};
+// Folds a 32-bit ones'-complement sum of big-endian words and returns its complement.
+inline uint16_t FinishChecksum(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
 
-// Encapsulates the IP datagram of `m` (described by `p`) to `params.destination`:
-// IPIP (RFC 2003) / IPv6-in-IPv6 and 4in6 (RFC 2473) / 6in4 (RFC 4213 §3.5), or GUE
-// version 0 (draft-ietf-intarea-gue §3.1) over UDP with those inner protocols. The outer
-// header copies the inner DSCP and ECN (RFC 6040 normal mode) and, from an IPv4 inner
-// header, DF (RFC 2003 §3.1). The outer IPv6 flow label and the GUE source port carry
-// the flow hash (RFC 6438, RFC 8086 §3.2) so that ECMP and RSS on the way spread flows.
+// Encapsulates the IP datagram of `m` (described by `p`) with the backend's prepared
+// headers `h` (EncapHeader, built for outer IPv4 or not and GUE or not as the template
+// arguments say): IPIP (RFC 2003) / IPv6-in-IPv6 and 4in6 (RFC 2473) / 6in4 (RFC 4213
+// §3.5), or GUE version 0 (draft-ietf-intarea-gue §3.1) over UDP with those inner
+// protocols. The outer header copies the inner DSCP and ECN (RFC 6040 normal mode) and,
+// from an IPv4 inner header, DF (RFC 2003 §3.1). The outer source takes its varying bits,
+// and the outer IPv6 flow label and the GUE source port their entropy, from `flow_hash`
+// (RFC 6438, RFC 8086 §3.2), so that ECMP and RSS on the way spread flows. `ip_id` is the
+// outer IPv4 identification when DF is clear.
 template <bool kOuterV4, bool kGue>
-inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapParams& params) {
+[[gnu::always_inline]] inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapHeader& h, uint32_t flow_hash,
+                        uint16_t ip_id) {
+  constexpr uint16_t kOuterLen = kOuterV4 ? kIpv4HeaderLen : kIpv6HeaderLen;
+  constexpr uint16_t kHeadersLen = kOuterLen + (kGue ? kUdpHeaderLen + kGueHeaderLen : 0);
   TrimToDatagram(m, p);
   const uint8_t* inner = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
   const uint8_t tos = p.is_v4 ? inner[1] : uint8_t((inner[0] & 0x0f) << 4 | inner[1] >> 4);
-  const uint8_t inner_proto = p.is_v4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-  const uint16_t l2_len = EthernetLen(params.next_hop->vlan);
-  const uint16_t outer_ip_len = kOuterV4 ? kIpv4HeaderLen : kIpv6HeaderLen;
   const uint16_t udp_len = kGue ? kUdpHeaderLen + kGueHeaderLen + p.ip_len : 0;
 
   // The new L2 and outer headers replace the old L2 header; they are always longer.
-  const uint16_t grow = uint16_t(l2_len + EncapOverhead(kOuterV4, kGue) - p.l3_offset);
-  auto* h = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, grow));
-  if (h == nullptr) return false;
-
-  uint8_t* ip = h + WriteEthernet(h, *params.destination_mac, params.next_hop->source_mac,
-                                  params.next_hop->vlan,
-                                  kOuterV4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
-  const uint8_t outer_proto = kGue ? uint8_t(IPPROTO_UDP) : inner_proto;
+  auto* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, uint16_t(h.len - p.l3_offset)));
+  if (d == nullptr) return false;
+  // Two fixed-size copies rather than one of h.len bytes: each compiles to a few moves.
+  if (h.l2_len == kEthernetHeaderLen) {
+    std::memcpy(d, h.bytes.data(), kEthernetHeaderLen + kHeadersLen);
+  } else {
+    std::memcpy(d, h.bytes.data(), kEthernetHeaderLen + kVlanTagLen + kHeadersLen);
+  }
+  uint8_t* ip = d + h.l2_len;
+  const uint32_t source_low = h.SourceLow(flow_hash);
   if constexpr (kOuterV4) {
     const bool df = !p.is_v4 || p.dont_fragment;
-    ip[0] = 0x45;
+    const uint16_t total = uint16_t(kIpv4HeaderLen + (kGue ? udp_len : p.ip_len));
+    const uint16_t id = df ? 0 : ip_id;  // RFC 6864 §4.1: ID may be 0 with DF set
+    const uint16_t flags = df ? 0x4000 : 0;
     ip[1] = tos;
-    Store16(ip + 2, uint16_t(kIpv4HeaderLen + (kGue ? udp_len : p.ip_len)));
-    Store16(ip + 4, df ? 0 : params.ip_id);  // RFC 6864 §4.1: ID may be 0 with DF set
-    Store16(ip + 6, df ? 0x4000 : 0);
-    ip[8] = params.ttl;
-    ip[9] = outer_proto;
-    Store16(ip + 10, 0);
-    std::memcpy(ip + 12, params.source->V4Bytes(), 4);
-    std::memcpy(ip + 16, params.destination->V4Bytes(), 4);
-    StoreIpv4HeaderChecksum(ip);
+    Store16(ip + 2, total);
+    Store16(ip + 4, id);
+    Store16(ip + 6, flags);
+    Store32(ip + 12, source_low);
+    Store16(ip + 10, FinishChecksum(h.ipv4_partial_sum + tos + total + id + flags + (source_low >> 16) +
+                                    (source_low & 0xffff)));
   } else {
-    Store32(ip, 6u << 28 | uint32_t(tos) << 20 | (params.flow_hash & 0xfffff));
+    Store32(ip, 6u << 28 | uint32_t(tos) << 20 | (flow_hash & 0xfffff));
     Store16(ip + 4, kGue ? udp_len : p.ip_len);
-    ip[6] = outer_proto;
-    ip[7] = params.ttl;
-    std::memcpy(ip + 8, params.source->bytes.data(), 16);
-    std::memcpy(ip + 24, params.destination->bytes.data(), 16);
+    Store32(ip + 20, source_low);
   }
   if constexpr (kGue) {
-    uint8_t* udp = ip + outer_ip_len;
-    Store16(udp, uint16_t(0xc000 | (params.flow_hash & 0x3fff)));  // ephemeral range
-    std::memcpy(udp + 2, &params.gue_port_be, 2);
+    uint8_t* udp = ip + kOuterLen;
+    Store16(udp, uint16_t(0xc000 | (flow_hash & 0x3fff)));  // ephemeral range
     Store16(udp + 4, udp_len);
-    Store16(udp + 6, 0);  // IPv4: no checksum (RFC 768); IPv6: computed below
-    uint8_t* gue = udp + kUdpHeaderLen;
-    gue[0] = 0;  // version 0, C = 0 (data), Hlen = 0
-    gue[1] = inner_proto;
-    Store16(gue + 2, 0);  // flags
+    // IPv4: no checksum (RFC 768); IPv6: RFC 8200 §8.1 requires one, over every segment.
     if constexpr (!kOuterV4) {
-      // RFC 8200 §8.1: UDP over IPv6 needs a checksum (over every segment of the mbuf).
       uint16_t payload_sum = 0;
-      rte_raw_cksum_mbuf(m, uint32_t(l2_len + outer_ip_len), udp_len, &payload_sum);
+      rte_raw_cksum_mbuf(m, uint32_t(h.l2_len + kOuterLen), udp_len, &payload_sum);
       uint32_t sum = uint32_t(rte_ipv6_phdr_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), 0)) +
                      payload_sum;
       sum = (sum & 0xffff) + (sum >> 16);

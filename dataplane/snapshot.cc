@@ -9,14 +9,16 @@ namespace {
 
 constexpr uint32_t kGenerationMask = (1u << 24) - 1;  // FlowEntry::backend_generation
 
-EncapSource MakeEncapSource(const IpPrefix& prefix) {
-  EncapSource s;
-  s.set = !prefix.address.IsZero() || prefix.length != 0;
-  s.base = prefix.address;
-  const int family_bits = prefix.address.IsV4() ? 32 : 128;
-  const int host_bits = std::min(32, family_bits - prefix.length);
-  s.vary_mask = host_bits == 0 ? 0 : host_bits == 32 ? ~0u : (1u << host_bits) - 1;
-  return s;
+EncapHeaderSpec EncapSpecFor(const DataplaneConfig& config, size_t service, const BackendRecord& b) {
+  const bool v4 = b.address.IsV4();
+  return {.destination = b.address,
+          .source = v4 ? config.encap.source_v4 : config.encap.source_v6,
+          .gue = config.services[service].mode == ForwardingMode::kDsrGue,
+          .inner_v4 = config.services[service].vip.IsV4(),
+          .gue_port = config.encap.gue_port,
+          .ttl = config.encap.outer_ttl,
+          .destination_mac = b.on_link ? b.neighbor_mac : config.next_hop.gateway_mac,
+          .next_hop = config.next_hop};
 }
 
 void AddFragmentService(uint32_t& slot, uint32_t service, bool all_ports, bool& has_all_ports) {
@@ -105,6 +107,7 @@ absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
         r.on_link = true;
         r.neighbor_mac = n->second;
       }
+      if (config.services[i].mode != ForwardingMode::kNat) r.encap = BuildEncapHeader(EncapSpecFor(config, i, r));
     }
   }
 
@@ -123,11 +126,7 @@ absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
   for (const auto& [address, v] : vips) vip_items.emplace_back(address, v.first);
   snap->vips_ = FlatMap<IpAddress, VipRecord>(vip_items);
 
-  snap->source_v4_ = MakeEncapSource(config.encap.source_v4);
   snap->nat_ = config.nat;
-  snap->source_v6_ = MakeEncapSource(config.encap.source_v6);
-  snap->gue_port_be_ = htons(config.encap.gue_port);
-  snap->outer_ttl_ = config.encap.outer_ttl;
   snap->mtu_ = config.mtu;
   snap->next_hop_ = config.next_hop;
   snap->gateway_known_ = config.next_hop.gateway_mac != MacAddress{};

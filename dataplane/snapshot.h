@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "dataplane/config.h"
+#include "dataplane/encap.h"
 #include "dataplane/flat_map.h"
 #include "dataplane/hash.h"
 
@@ -68,26 +69,7 @@ struct BackendRecord {
   uint32_t service_index = 0;  // index of its service in this snapshot
   bool on_link = false;        // on the node's segment: sent to neighbor_mac, not the gateway
   MacAddress neighbor_mac{};
-};
-
-// Outer source selection for one address family (see EncapConfig).
-struct EncapSource {
-  IpAddress base;
-  uint32_t vary_mask = 0;  // host-order mask of the low 32 address bits taken from the hash
-  bool set = false;
-
-  // The source for a flow with hash `hash`: `base` with the varying bits from the hash.
-  IpAddress For(uint32_t hash) const {
-    IpAddress a = base;
-    const uint32_t low = (uint32_t(a.bytes[12]) << 24 | uint32_t(a.bytes[13]) << 16 |
-                          uint32_t(a.bytes[14]) << 8 | a.bytes[15]) |
-                         (hash & vary_mask);
-    a.bytes[12] = uint8_t(low >> 24);
-    a.bytes[13] = uint8_t(low >> 16);
-    a.bytes[14] = uint8_t(low >> 8);
-    a.bytes[15] = uint8_t(low);
-    return a;
-  }
+  EncapHeader encap;           // DSR services: the headers its packets get
 };
 
 class Snapshot {
@@ -128,7 +110,6 @@ class Snapshot {
     return b;
   }
 
-  const EncapSource& encap_source(bool v4) const { return v4 ? source_v4_ : source_v6_; }
   // NAT: the index of SNAT address `a`, or -1 (at most kMaxSnatAddresses to compare).
   int SnatIndex(const IpAddress& a) const {
     for (size_t i = 0; i < nat_.addresses.size(); ++i) {
@@ -137,8 +118,6 @@ class Snapshot {
     return -1;
   }
   const NatConfig& nat() const { return nat_; }
-  uint16_t gue_port_be() const { return gue_port_be_; }
-  uint8_t outer_ttl() const { return outer_ttl_; }
   uint16_t mtu() const { return mtu_; }
   const NextHop& next_hop() const { return next_hop_; }
   bool gateway_known() const { return gateway_known_; }
@@ -154,11 +133,7 @@ class Snapshot {
   FlatMap<ServiceKey, uint32_t> service_index_;
   std::vector<ServiceRecord> services_;
   std::vector<BackendRecord> backends_;  // by slot
-  EncapSource source_v4_;
-  EncapSource source_v6_;
   NatConfig nat_;
-  uint16_t gue_port_be_ = 0;
-  uint8_t outer_ttl_ = 64;
   uint16_t mtu_ = 1500;
   NextHop next_hop_;
   bool gateway_known_ = false;

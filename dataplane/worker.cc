@@ -102,7 +102,7 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   FlushDrops();
 }
 
-void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
+inline void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
                     BurstOutput& out) {
   const ParsedPacket& p = meta.packet;
   // The common case first: TCP or UDP to a service, found with one lookup. Anything else
@@ -146,7 +146,7 @@ void Worker::AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out) {
   counters_.Add(Event::kEchoReplies);
 }
 
-void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
+inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
                         const ServiceRecord& svc, Millis now, BurstOutput& out) {
   if (svc.mode == ForwardingMode::kNat) return HandleNat(snap, m, meta, svc, now, out);
   const ParsedPacket& p = meta.packet;
@@ -252,15 +252,15 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   Forward(snap, m, p, *svc, *b, meta.tag.hash, now, out);
 }
 
-void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
+inline void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
                      const ServiceRecord& svc, const BackendRecord& backend, uint32_t hash,
                      Millis now, BurstOutput& out) {
+  const EncapHeader& h = backend.encap;
+  if (h.len == 0) return Drop(m, DropReason::kNoEncapSource);
+  if (!backend.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
   const bool outer_v4 = backend.address.IsV4();
   const bool gue = svc.mode == ForwardingMode::kDsrGue;
-  const EncapSource& source = snap.encap_source(outer_v4);
-  if (!source.set) return Drop(m, DropReason::kNoEncapSource);
-  if (!backend.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const uint16_t overhead = rewrite::EncapOverhead(outer_v4, gue);
+  const uint16_t overhead = uint16_t(h.len - h.l2_len);
   if (uint32_t(p.ip_len) + overhead > snap.mtu()) {
     if (p.kind == PacketKind::kIcmpError || (p.is_v4 && !p.dont_fragment)) {
       return Drop(m, DropReason::kTooBig);
@@ -277,17 +277,11 @@ void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
   }
   // RFC 2003 §3.1: the encapsulator forwards the inner packet as a router would.
   rewrite::DecrementTtl(rte_pktmbuf_mtod_offset(m, uint8_t*, p.l3_offset), p.is_v4);
-  const IpAddress outer_source = source.For(hash);
-  const rewrite::EncapParams params{
-      &outer_source,      &backend.address,
-      backend.on_link ? &backend.neighbor_mac : &snap.next_hop().gateway_mac,
-      &snap.next_hop(),   hash,
-      snap.gue_port_be(), snap.outer_ttl(),
-      next_ip_id_++};
-  const bool ok = outer_v4 ? (gue ? rewrite::Encapsulate<true, true>(m, p, params)
-                                  : rewrite::Encapsulate<true, false>(m, p, params))
-                           : (gue ? rewrite::Encapsulate<false, true>(m, p, params)
-                                  : rewrite::Encapsulate<false, false>(m, p, params));
+  const uint16_t id = next_ip_id_++;
+  const bool ok = outer_v4 ? (gue ? rewrite::Encapsulate<true, true>(m, p, h, hash, id)
+                                  : rewrite::Encapsulate<true, false>(m, p, h, hash, id))
+                           : (gue ? rewrite::Encapsulate<false, true>(m, p, h, hash, id)
+                                  : rewrite::Encapsulate<false, false>(m, p, h, hash, id));
   if (!ok) return Drop(m, DropReason::kNoHeadroom);
   out.wire[out.num_wire++] = m;
   counters_.Add(Event::kForwarded);

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <set>
 
 namespace lb::dataplane {
@@ -177,20 +178,44 @@ TEST(SnapshotBuilderTest, DrainingAndDownBackendsTakeNoEntries) {
   for (uint16_t i : (*snap)->services()[0].maglev) EXPECT_EQ(i, 1) << "only backends[1] is active";
 }
 
-TEST(EncapSourceTest, VariesOnlyHostBits) {
+// The outer source of a backend's headers: the configured prefix, with its host bits
+// (at most the low 32) taken from the flow hash.
+TEST(EncapHeaderTest, SourceVariesOnlyHostBits) {
   SnapshotBuilder builder;
   auto snap = builder.Build(BaseConfig());
   ASSERT_TRUE(snap.ok());
   const auto prefix4 = *IpPrefix::Parse("10.255.0.0/24");
   const auto prefix6 = *IpPrefix::Parse("fd00:ff::/120");
+  const auto& backends = (*snap)->services()[0].backend_slots;
+  const EncapHeader& h4 = (*snap)->backend(backends[0])->encap;
+  const EncapHeader& h6 = (*snap)->backend(backends[2])->encap;
+  ASSERT_EQ(h4.len, 14 + 20);
+  ASSERT_EQ(h6.len, 14 + 40);
   std::set<IpAddress> seen;
   for (uint32_t h = 0; h < 4096; h += 7) {
-    const IpAddress a = (*snap)->encap_source(true).For(FlowHash(&h, 4));
+    const uint32_t low4 = htonl(h4.SourceLow(FlowHash(&h, 4)));
+    const IpAddress a = IpAddress::FromV4Bytes(&low4);
     EXPECT_TRUE(prefix4.Contains(a)) << a.ToString();
-    EXPECT_TRUE(prefix6.Contains((*snap)->encap_source(false).For(h))) << h;
     seen.insert(a);
+    uint8_t v6[16];
+    std::memcpy(v6, &h6.bytes[14 + 8], 12);  // the fixed part, from the header
+    const uint32_t low6 = htonl(h6.SourceLow(h));
+    std::memcpy(v6 + 12, &low6, 4);
+    EXPECT_TRUE(prefix6.Contains(IpAddress::FromV6Bytes(v6))) << h;
   }
   EXPECT_GT(seen.size(), 200u);
+}
+
+// NAT services' backends get no encapsulation header.
+TEST(EncapHeaderTest, NoneForNat) {
+  auto c = BaseConfig();
+  c.services[0].mode = ForwardingMode::kNat;
+  c.services[0].backends.pop_back();  // no 4 <-> 6 translation
+  c.nat.addresses = {Addr("10.254.0.1")};
+  SnapshotBuilder builder;
+  auto snap = builder.Build(c);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  for (uint32_t slot : (*snap)->services()[0].backend_slots) EXPECT_EQ((*snap)->backend(slot)->encap.len, 0);
 }
 
 }  // namespace

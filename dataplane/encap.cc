@@ -1,0 +1,78 @@
+#include "dataplane/encap.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/parse.h"
+
+namespace lb::dataplane {
+namespace {
+
+uint8_t* Put16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
+  return p + 2;
+}
+
+// The ones'-complement sum of the 16-bit big-endian words of `p[0, len)` (len even).
+uint32_t SumWords(const uint8_t* p, size_t len) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i < len; i += 2) sum += uint32_t(p[i]) << 8 | p[i + 1];
+  return sum;
+}
+
+}  // namespace
+
+EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
+  EncapHeader h;
+  const bool source_set = !spec.source.address.IsZero() || spec.source.length != 0;
+  if (!source_set) return h;
+  const bool outer_v4 = spec.destination.IsV4();
+
+  uint8_t* p = h.bytes.data();
+  std::memcpy(p, spec.destination_mac.data(), 6);
+  std::memcpy(p + 6, spec.next_hop.source_mac.data(), 6);
+  uint8_t* q = p + 12;
+  if (spec.next_hop.vlan != 0) {
+    q = Put16(q, kEtherTypeVlan);
+    q = Put16(q, spec.next_hop.vlan & 0x0fff);
+  }
+  q = Put16(q, outer_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  h.l2_len = uint8_t(q - p);
+
+  const uint8_t inner_proto = spec.inner_v4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+  const uint8_t outer_proto = spec.gue ? uint8_t(IPPROTO_UDP) : inner_proto;
+  uint8_t* ip = q;
+  if (outer_v4) {
+    ip[0] = 0x45;
+    ip[8] = spec.ttl;
+    ip[9] = outer_proto;
+    std::memcpy(ip + 16, spec.destination.V4Bytes(), 4);
+    q = ip + kIpv4HeaderLen;
+  } else {
+    ip[6] = outer_proto;
+    ip[7] = spec.ttl;
+    std::memcpy(ip + 8, spec.source.address.bytes.data(), 12);  // the fixed high 96 bits
+    std::memcpy(ip + 24, spec.destination.bytes.data(), 16);
+    q = ip + kIpv6HeaderLen;
+  }
+  if (spec.gue) {
+    Put16(q + 2, spec.gue_port);
+    uint8_t* gue = q + kUdpHeaderLen;
+    gue[1] = inner_proto;  // version 0, C = 0 (data), Hlen = 0, no flags
+    q = gue + 4;
+  }
+  h.len = uint8_t(q - p);
+
+  const uint8_t* base = &spec.source.address.bytes[12];
+  h.source_low = uint32_t(base[0]) << 24 | uint32_t(base[1]) << 16 | uint32_t(base[2]) << 8 | base[3];
+  const int family_bits = outer_v4 ? 32 : 128;
+  const int host_bits = std::min(32, family_bits - spec.source.length);
+  h.source_mask = host_bits == 0 ? 0 : host_bits == 32 ? ~0u : (1u << host_bits) - 1;
+  if (outer_v4) h.ipv4_partial_sum = SumWords(ip, kIpv4HeaderLen);
+  return h;
+}
+
+}  // namespace lb::dataplane
