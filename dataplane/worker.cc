@@ -69,6 +69,7 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   n = std::min(n, kMaxBurst);
   if (!handed_over) counters_.Add(Event::kRxPackets, n);
   const Snapshot* snap = store_->Acquire();  // once per burst (DESIGN.md §3)
+  last_service_.svc = nullptr;
 
   // Stage 1: bring the headers in, parse, hash, and prefetch the flow-table buckets.
   for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
@@ -102,15 +103,23 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   FlushDrops();
 }
 
+inline const ServiceRecord* Worker::FindService(const Snapshot& snap, const FlowKey& key) {
+  LastService& last = last_service_;
+  if (last.svc != nullptr && last.port_be == key.dst_port_be && last.protocol == key.protocol && last.vip == key.dst) {
+    return last.svc;
+  }
+  const ServiceRecord* svc = snap.FindService(key.dst, key.protocol, key.dst_port_be);
+  if (svc != nullptr) last = {key.dst, key.dst_port_be, key.protocol, svc};
+  return svc;
+}
+
 inline void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
                     BurstOutput& out) {
   const ParsedPacket& p = meta.packet;
   // The common case first: TCP or UDP to a service, found with one lookup. Anything else
   // needs the VIP table to tell "for the kernel" from "for a VIP, but not served".
   if ((p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp) && !p.is_fragment && p.ttl > 1) {
-    if (const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be)) {
-      return HandleFlow(snap, m, meta, *svc, now, out);
-    }
+    if (const ServiceRecord* svc = FindService(snap, p.key)) return HandleFlow(snap, m, meta, *svc, now, out);
   }
   // NAT replies (to an SNAT address) before the VIP table: a few compares, not a hash.
   if (p.kind != PacketKind::kNotIp && !snap.nat().addresses.empty()) {

@@ -152,6 +152,9 @@ class Worker {
   [[gnu::always_inline]] void Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now, BurstOutput& out);
   [[gnu::always_inline]] void HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                   Millis now, BurstOutput& out);
+  // The service of a TCP/UDP packet: the burst's last lookup when it is for the same
+  // VIP, protocol and port (consecutive packets mostly are), else the snapshot's.
+  [[gnu::always_inline]] const ServiceRecord* FindService(const Snapshot& snap, const FlowKey& key);
   void HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
                       const VipRecord& vip, Millis now, BurstOutput& out);
   void HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
@@ -200,6 +203,13 @@ class Worker {
   std::array<rte_mbuf*, kMaxBurst> dropped_;
   uint16_t num_dropped_ = 0;
   std::array<Meta, kMaxBurst> meta_;  // per burst; a member so that it is not built each time
+  // The last service found in this burst (reset per burst: the snapshot may change).
+  struct LastService {
+    IpAddress vip;
+    uint16_t port_be = 0;
+    uint8_t protocol = 0;
+    const ServiceRecord* svc = nullptr;
+  } last_service_;
   Query query_;
   std::atomic<uint64_t> loops_{0};
 };

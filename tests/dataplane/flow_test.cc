@@ -162,6 +162,38 @@ TEST(FlowTest, SynOnAClosingEntryIsBalancedAnew) {
   EXPECT_GT(differ, 10) << "the test must include flows whose backend changes";
 }
 
+// One burst to services that share a VIP, a protocol or a port: each packet reaches its
+// own service (the worker remembers the burst's last service lookup; it must not answer
+// for another VIP, protocol or port).
+TEST(FlowTest, ABurstToNeighbouringServicesReachesEachOne) {
+  WorkerHarness h;
+  auto c = TestConfig();
+  c.services = {Service("10.1.0.30", IPPROTO_UDP, 53, {"192.168.40.1"}),
+                Service("10.1.0.30", IPPROTO_UDP, 54, {"192.168.40.2"}),
+                Service("10.1.0.30", IPPROTO_TCP, 53, {"192.168.40.3"}),
+                Service("10.1.0.31", IPPROTO_UDP, 53, {"192.168.40.4"})};
+  ASSERT_TRUE(h.Apply(c));
+  auto udp = [](const char* vip, uint16_t port) { return In4(pb::Ipv4("192.0.2.1", vip, 17, pb::Udp(1000, port, {1}))); };
+  auto tcp = [](const char* vip, uint16_t port) { return In4(pb::Ipv4("192.0.2.1", vip, 6, pb::Tcp(1000, port, kSyn))); };
+  const std::vector<std::pair<Bytes, const char*>> cases = {
+      {udp("10.1.0.30", 53), "192.168.40.1"}, {tcp("10.1.0.30", 53), "192.168.40.3"},
+      {udp("10.1.0.30", 54), "192.168.40.2"}, {udp("10.1.0.31", 53), "192.168.40.4"},
+      {udp("10.1.0.30", 53), "192.168.40.1"}, {udp("10.1.0.31", 53), "192.168.40.4"},
+      {udp("10.1.0.30", 55), nullptr},        {udp("10.1.0.30", 54), "192.168.40.2"},
+      {udp("10.1.0.30", 53), "192.168.40.1"}, {udp("10.1.0.30", 54), "192.168.40.2"},
+  };
+  std::vector<Bytes> in;
+  for (const auto& [frame, backend] : cases) in.push_back(frame);
+  const Output out = h.Run(in);
+  ASSERT_EQ(out.wire.size(), cases.size() - 1);
+  size_t w = 0;
+  for (const auto& [frame, backend] : cases) {
+    if (backend == nullptr) continue;
+    EXPECT_EQ(OuterDestination4(out.wire[w++]), V4(backend)) << backend;
+  }
+  EXPECT_EQ(h.Count(DropReason::kNoService), 1u) << "UDP 55 has no service";
+}
+
 TEST(FlowTest, FullTableKeepsForwardingByHash) {
   WorkerHarness h(/*flow_capacity=*/2);  // the smallest table: two buckets of three ways
   ASSERT_TRUE(h.Apply(TestConfig()));
