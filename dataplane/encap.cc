@@ -30,6 +30,8 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
   const bool source_set = !spec.source.address.IsZero() || spec.source.length != 0;
   if (!source_set) return h;
   const bool outer_v4 = spec.destination.IsV4();
+  h.outer_v4 = outer_v4;
+  h.gue = spec.gue;
 
   uint8_t* p = h.bytes.data();
   std::memcpy(p, spec.destination_mac.data(), 6);

@@ -213,7 +213,7 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     const Millis deadline = now + snap.Timeout(state);
     if (int32_t(deadline - *slot.deadline) > kDeadlineSlack) *slot.deadline = deadline;
   }
-  Forward(snap, m, p, svc, *b, meta.tag.hash, now, out);
+  Forward(snap, m, p, *b, meta.tag.hash, now, out);
 }
 
 void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
@@ -238,7 +238,7 @@ void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
   uint32_t slot_id;
   const BackendRecord* b = snap.Pick(*svc, ServiceHash(key, svc->hash_fields, hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
-  Forward(snap, m, p, *svc, *b, hash, now, out);
+  Forward(snap, m, p, *b, hash, now, out);
 }
 
 void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
@@ -258,17 +258,14 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   if (b == nullptr) b = snap.Pick(*svc, ServiceHash(p.key, svc->hash_fields, meta.tag.hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
   counters_.Add(Event::kIcmpErrorsForwarded);
-  Forward(snap, m, p, *svc, *b, meta.tag.hash, now, out);
+  Forward(snap, m, p, *b, meta.tag.hash, now, out);
 }
 
-inline void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
-                     const ServiceRecord& svc, const BackendRecord& backend, uint32_t hash,
-                     Millis now, BurstOutput& out) {
+inline void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const BackendRecord& backend,
+                            uint32_t hash, Millis now, BurstOutput& out) {
   const EncapHeader& h = backend.encap;
   if (h.len == 0) return Drop(m, DropReason::kNoEncapSource);
   if (!backend.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const bool outer_v4 = backend.address.IsV4();
-  const bool gue = svc.mode == ForwardingMode::kDsrGue;
   const uint16_t overhead = uint16_t(h.len - h.l2_len);
   if (uint32_t(p.ip_len) + overhead > snap.mtu()) {
     if (p.kind == PacketKind::kIcmpError || (p.is_v4 && !p.dont_fragment)) {
@@ -287,10 +284,10 @@ inline void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacke
   // RFC 2003 §3.1: the encapsulator forwards the inner packet as a router would.
   rewrite::DecrementTtl(rte_pktmbuf_mtod_offset(m, uint8_t*, p.l3_offset), p.is_v4);
   const uint16_t id = next_ip_id_++;
-  const bool ok = outer_v4 ? (gue ? rewrite::Encapsulate<true, true>(m, p, h, hash, id)
-                                  : rewrite::Encapsulate<true, false>(m, p, h, hash, id))
-                           : (gue ? rewrite::Encapsulate<false, true>(m, p, h, hash, id)
-                                  : rewrite::Encapsulate<false, false>(m, p, h, hash, id));
+  const bool ok = h.outer_v4 ? (h.gue ? rewrite::Encapsulate<true, true>(m, p, h, hash, id)
+                                      : rewrite::Encapsulate<true, false>(m, p, h, hash, id))
+                             : (h.gue ? rewrite::Encapsulate<false, true>(m, p, h, hash, id)
+                                      : rewrite::Encapsulate<false, false>(m, p, h, hash, id));
   if (!ok) return Drop(m, DropReason::kNoHeadroom);
   out.wire[out.num_wire++] = m;
   counters_.Add(Event::kForwarded);

@@ -172,8 +172,8 @@ class Worker {
   // Sends what the other workers handed this one (NAT replies it owns).
   uint32_t DrainInbox(rte_ring* inbox, PortQueue tx, PortQueue kernel);
   void SendBurst(BurstOutput& out, PortQueue tx, PortQueue kernel);
-  [[gnu::always_inline]] void Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const ServiceRecord& svc,
-               const BackendRecord& backend, uint32_t hash, Millis now, BurstOutput& out);
+  [[gnu::always_inline]] void Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
+                                      const BackendRecord& backend, uint32_t hash, Millis now, BurstOutput& out);
   void AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out);
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
