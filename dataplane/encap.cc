@@ -6,15 +6,10 @@
 #include <cstring>
 
 #include "dataplane/parse.h"
+#include "dataplane/rewrite.h"
 
 namespace lb::dataplane {
 namespace {
-
-uint8_t* Put16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v >> 8);
-  p[1] = uint8_t(v);
-  return p + 2;
-}
 
 // The ones'-complement sum of the 16-bit big-endian words of `p[0, len)` (len even).
 uint32_t SumWords(const uint8_t* p, size_t len) {
@@ -34,15 +29,9 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
   h.gue = spec.gue;
 
   uint8_t* p = h.bytes.data();
-  std::memcpy(p, spec.destination_mac.data(), 6);
-  std::memcpy(p + 6, spec.next_hop.source_mac.data(), 6);
-  uint8_t* q = p + 12;
-  if (spec.next_hop.vlan != 0) {
-    q = Put16(q, kEtherTypeVlan);
-    q = Put16(q, spec.next_hop.vlan & 0x0fff);
-  }
-  q = Put16(q, outer_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
-  h.l2_len = uint8_t(q - p);
+  h.l2_len = uint8_t(rewrite::WriteEthernet(p, spec.destination_mac, spec.next_hop.source_mac, spec.next_hop.vlan,
+                                            outer_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6));
+  uint8_t* q = p + h.l2_len;
 
   const uint8_t inner_proto = spec.inner_v4 ? IPPROTO_IPIP : IPPROTO_IPV6;
   const uint8_t outer_proto = spec.gue ? uint8_t(IPPROTO_UDP) : inner_proto;
@@ -61,7 +50,7 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
     q = ip + kIpv6HeaderLen;
   }
   if (spec.gue) {
-    Put16(q + 2, spec.gue_port);
+    rewrite::Store16(q + 2, spec.gue_port);
     uint8_t* gue = q + kUdpHeaderLen;
     gue[1] = inner_proto;  // version 0, C = 0 (data), Hlen = 0, no flags
     q = gue + 4;

@@ -14,7 +14,7 @@ uint64_t FlowTable::RandomSecret() {
 }
 
 FlowTable::FlowTable(uint32_t capacity, uint64_t secret)
-    : num_buckets_(std::bit_ceil(std::max<uint32_t>(2, capacity))),
+    : num_buckets_(std::bit_ceil(std::clamp<uint32_t>(capacity, 2, 1u << 31))),
       mask_(num_buckets_ - 1),
       fingerprint_(secret),
       buckets_(num_buckets_) {}

@@ -90,11 +90,6 @@ inline uint16_t EthernetLen(uint16_t vlan) {
   return kEthernetHeaderLen + (vlan != 0 ? kVlanTagLen : 0);
 }
 
-// Bytes an encapsulation adds in front of the inner IP datagram, L2 excluded.
-inline uint16_t EncapOverhead(bool outer_v4, bool gue) {
-  return (outer_v4 ? kIpv4HeaderLen : kIpv6HeaderLen) + (gue ? kUdpHeaderLen + kGueHeaderLen : 0);
-}
-
 // Folds a 32-bit ones'-complement sum of big-endian words and returns its complement.
 inline uint16_t FinishChecksum(uint32_t sum) {
   sum = (sum & 0xffff) + (sum >> 16);

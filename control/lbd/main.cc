@@ -9,11 +9,13 @@
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string>
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -216,6 +218,16 @@ bool WantsHelp(int argc, char** argv) {
   return false;
 }
 
+// Releases EAL and removes its runtime directory and the parent EAL made (EAL leaves
+// them; rmdir only removes an empty directory, so another process's files are never
+// touched), then returns `code`.
+int ExitAfterEal(int code) {
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
+  rte_eal_cleanup();
+  if (rmdir(runtime_dir.c_str()) == 0) rmdir(runtime_dir.substr(0, runtime_dir.rfind('/')).c_str());
+  return code;
+}
+
 int Main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "lbd [EAL options] -- [lbd options]\n\n"
@@ -239,12 +251,17 @@ int Main(int argc, char** argv) {
   google::InitGoogleLogging("lbd");
   if (FLAGS_port.empty()) {
     LOG(ERROR) << "--port is required (after --): the EAL name of the wire port";
-    return 2;
+    return ExitAfterEal(2);
+  }
+  constexpr uint32_t kMaxFlowCapacity = 1u << 28;  // 16 GiB of flow table a worker
+  if (FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > kMaxFlowCapacity) {
+    LOG(ERROR) << "--flow_capacity=" << FLAGS_flow_capacity << ": must be 1 .. " << kMaxFlowCapacity;
+    return ExitAfterEal(2);
   }
   auto settings = SettingsFromFlags();
   if (!settings.ok()) {
     LOG(ERROR) << settings.status().message();
-    return 2;
+    return ExitAfterEal(2);
   }
   RuntimeOptions ro;
   ro.port = FLAGS_port;
@@ -261,19 +278,19 @@ int Main(int argc, char** argv) {
     ro.gateway = dataplane::IpAddress::Parse(FLAGS_gateway);
     if (!ro.gateway) {
       LOG(ERROR) << "--gateway: \"" << FLAGS_gateway << "\" is not an IP address";
-      return 2;
+      return ExitAfterEal(2);
     }
   }
   if (!FLAGS_gateway_mac.empty()) {
     ro.gateway_mac = ParseMac(FLAGS_gateway_mac);
     if (!ro.gateway_mac) {
       LOG(ERROR) << "--gateway_mac: \"" << FLAGS_gateway_mac << "\" is not a MAC address";
-      return 2;
+      return ExitAfterEal(2);
     }
   }
   if (!ro.gateway && !ro.gateway_mac) {
     LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
-    return 2;
+    return ExitAfterEal(2);
   }
 
   std::signal(SIGINT, OnSignal);
@@ -284,8 +301,7 @@ int Main(int argc, char** argv) {
   auto runtime = Runtime::Start(ro, store->get());
   if (!runtime.ok()) {
     LOG(ERROR) << runtime.status().message();
-    rte_eal_cleanup();
-    return 1;
+    return ExitAfterEal(1);
   }
   settings->next_hop = (*runtime)->InitialNextHop();
   ControlCore core(*settings, store->get(), runtime->get());
@@ -314,9 +330,8 @@ int Main(int argc, char** argv) {
   runtime->reset();
   if (!FLAGS_api_socket.empty()) unlink(FLAGS_api_socket.c_str());
   rte_pdump_uninit();
-  rte_eal_cleanup();
   LOG(INFO) << "stopped";
-  return 0;
+  return ExitAfterEal(0);
 }
 
 }  // namespace

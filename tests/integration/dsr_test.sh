@@ -44,6 +44,13 @@ start_lbd --api_address=127.0.0.1:50051 --tls_cert="$tls/server.pem" --tls_key="
   --tls_client_ca="$tls/ca.pem" || exit 1
 for n in 1 2 3 4; do start_backend "$n" || exit 1; done
 
+# --- a bad flag: refused before anything starts, and EAL's runtime directory is not left behind
+bad_rc=0
+"$LB_BUILD/control/lbd/lbd" --no-huge -m 256 --no-shconf --no-pci --no-telemetry --file-prefix="$TOPO-bad" \
+  --log-level=lib.eal:error -- --port=net_null0 --flow_capacity=0 >/dev/null 2>&1 || bad_rc=$?
+check "lbd refuses --flow_capacity=0 with exit status 2 (got $bad_rc)" test "$bad_rc" -eq 2
+check "and leaves no EAL runtime directory" test ! -e "/var/run/dpdk/$TOPO-bad"
+
 # --- exception path
 check "ARP and ping to the node (tor -> lb0) through the exception path" nsx tor ping -c 2 -W 2 10.90.0.2
 check "ping to the node from the client, routed" nsx client ping -c 2 -W 2 10.90.0.2
