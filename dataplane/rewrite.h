@@ -40,13 +40,30 @@ inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
   std::memcpy(at, &c, 2);
 }
 
-// RFC 1624 eqn. 3: the checksum at `cksum` after a 16-bit word of the data changed from
-// `old_word` to `new_word` (both as read big-endian).
+// RFC 1624 eqn. 3 for any number of changed 16-bit words (big-endian): Add() each change,
+// then ApplyTo() each checksum that covers them, one fold per checksum rather than one
+// per word and checksum.
+class ChecksumDelta {
+ public:
+  // An unchanged word adds 0xffff, ones'-complement minus zero: the checksum stays as it
+  // was (it could only turn 0xffff into 0x0000, which no IP or TCP/UDP header has).
+  void Add(uint16_t old_word, uint16_t new_word) { sum_ += uint32_t(uint16_t(~old_word)) + new_word; }
+  void ApplyTo(uint8_t* cksum) const {
+    uint32_t sum = uint16_t(~parse_internal::Load16(cksum)) + sum_;  // at most 2^22: no overflow
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    Store16(cksum, uint16_t(~sum));
+  }
+
+ private:
+  uint32_t sum_ = 0;
+};
+
+// The checksum at `cksum` after one word of the data changed from `old_word` to `new_word`.
 inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word) {
-  uint32_t sum = uint16_t(~parse_internal::Load16(cksum)) + uint16_t(~old_word) + new_word;
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  Store16(cksum, uint16_t(~sum));
+  ChecksumDelta d;
+  d.Add(old_word, new_word);
+  d.ApplyTo(cksum);
 }
 
 // Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum:
@@ -282,22 +299,28 @@ inline bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, uint16_t mtu) {
 
 // ---- NAT (RFC 3022): addresses and ports rewritten in place ----
 
-// Replaces the big-endian 16-bit word at `at` by `value`, adjusting the checksums at
-// `c1` and `c2` (either may be null) by RFC 1624.
-inline void ReplaceWord(uint8_t* at, uint16_t value, uint8_t* c1, uint8_t* c2) {
-  const uint16_t old = parse_internal::Load16(at);
-  if (old == value) return;
+// Writes the big-endian 16-bit `value` at `at`, recording the change in `d`.
+inline void WriteWord(uint8_t* at, uint16_t value, ChecksumDelta& d) {
+  d.Add(parse_internal::Load16(at), value);
   Store16(at, value);
-  if (c1 != nullptr) UpdateChecksum(c1, old, value);
-  if (c2 != nullptr) UpdateChecksum(c2, old, value);
 }
 
-// Writes `a` (of the packet's family) at `at`, adjusting the checksums at c1 and c2.
-inline void ReplaceAddress(uint8_t* at, const IpAddress& a, bool v4, uint8_t* c1, uint8_t* c2) {
-  const uint8_t* src = v4 ? a.V4Bytes() : a.bytes.data();
-  for (int i = 0; i < (v4 ? 4 : 16); i += 2) {
-    ReplaceWord(at + i, uint16_t(src[i] << 8 | src[i + 1]), c1, c2);
-  }
+// Writes the `kBytes` bytes at `src` at `at`, recording the change in `d`.
+template <int kBytes>
+inline void WriteWords(uint8_t* at, const uint8_t* src, ChecksumDelta& d) {
+  for (int i = 0; i < kBytes; i += 2) WriteWord(at + i, uint16_t(src[i] << 8 | src[i + 1]), d);
+}
+
+// Writes `a` (of the packet's family) at `at`, recording the change in `d`.
+inline void WriteAddress(uint8_t* at, const IpAddress& a, bool v4, ChecksumDelta& d) {
+  if (v4) return WriteWords<4>(at, a.V4Bytes(), d);
+  WriteWords<16>(at, a.bytes.data(), d);
+}
+
+// Writes the ports of the TCP or UDP header at `l4`, recording the change in `d`.
+inline void WritePorts(uint8_t* l4, uint16_t src_port_be, uint16_t dst_port_be, ChecksumDelta& d) {
+  WriteWord(l4, rte_be_to_cpu_16(src_port_be), d);
+  WriteWord(l4 + 2, rte_be_to_cpu_16(dst_port_be), d);
 }
 
 // Gives the IP datagram of `m` a fresh Ethernet header toward `dst_mac` (the next hop's
@@ -336,12 +359,16 @@ inline bool NatTranslate(rte_mbuf* m, const ParsedPacket& p, const NatEndpoints&
   uint8_t* l4_sum = l4 + (udp ? 6 : 16);
   const bool no_udp_sum = udp && p.is_v4 && parse_internal::Load16(l4_sum) == 0;
   if (no_udp_sum) l4_sum = nullptr;
-  uint8_t* ip_sum = p.is_v4 ? ip + 10 : nullptr;
-  ReplaceAddress(ip + (p.is_v4 ? 12 : 8), *to.src, p.is_v4, ip_sum, l4_sum);
-  ReplaceAddress(ip + (p.is_v4 ? 16 : 24), *to.dst, p.is_v4, ip_sum, l4_sum);
-  ReplaceWord(l4, rte_be_to_cpu_16(to.src_port_be), l4_sum, nullptr);
-  ReplaceWord(l4 + 2, rte_be_to_cpu_16(to.dst_port_be), l4_sum, nullptr);
-  if (udp && l4_sum != nullptr && parse_internal::Load16(l4_sum) == 0) Store16(l4_sum, 0xffff);
+  ChecksumDelta addresses;  // covered by the IPv4 header checksum and the L4 one
+  WriteAddress(ip + (p.is_v4 ? 12 : 8), *to.src, p.is_v4, addresses);
+  WriteAddress(ip + (p.is_v4 ? 16 : 24), *to.dst, p.is_v4, addresses);
+  ChecksumDelta all = addresses;
+  WritePorts(l4, to.src_port_be, to.dst_port_be, all);
+  if (p.is_v4) addresses.ApplyTo(ip + 10);
+  if (l4_sum != nullptr) {
+    all.ApplyTo(l4_sum);
+    if (udp && parse_internal::Load16(l4_sum) == 0) Store16(l4_sum, 0xffff);
+  }
   DecrementTtl(ip, p.is_v4);
   return true;
 }
@@ -359,9 +386,10 @@ inline bool NatTranslateIcmpError(rte_mbuf* m, const ParsedPacket& p, const IpAd
   if (!p.is_v4 && icmp_off != kIpv6HeaderLen) return false;
   uint8_t* ip = Reframe(m, p, dst_mac, hop);
   if (ip == nullptr) return false;
-  uint8_t* ip_sum = p.is_v4 ? ip + 10 : nullptr;
-  if (outer_src != nullptr) ReplaceAddress(ip + (p.is_v4 ? 12 : 8), *outer_src, p.is_v4, ip_sum, nullptr);
-  ReplaceAddress(ip + (p.is_v4 ? 16 : 24), outer_dst, p.is_v4, ip_sum, nullptr);
+  ChecksumDelta outer;  // the outer IPv4 header's (the ICMP checksum is recomputed below)
+  if (outer_src != nullptr) WriteAddress(ip + (p.is_v4 ? 12 : 8), *outer_src, p.is_v4, outer);
+  WriteAddress(ip + (p.is_v4 ? 16 : 24), outer_dst, p.is_v4, outer);
+  if (p.is_v4) outer.ApplyTo(ip + 10);
   uint8_t* icmp = ip + icmp_off;
   uint8_t* q = icmp + 8;
   const uint32_t quoted_len = uint32_t(p.ip_len) - icmp_off - 8;
@@ -373,10 +401,11 @@ inline bool NatTranslateIcmpError(rte_mbuf* m, const ParsedPacket& p, const IpAd
   const uint32_t sum_at = udp ? 6 : 16;
   uint8_t* ql4_sum = ql4_len >= sum_at + 2 ? ql4 + sum_at : nullptr;
   if (ql4_sum != nullptr && udp && p.is_v4 && parse_internal::Load16(ql4_sum) == 0) ql4_sum = nullptr;
-  ReplaceAddress(q + (p.is_v4 ? 12 : 8), *quoted.src, p.is_v4, ql4_sum, nullptr);
-  ReplaceAddress(q + (p.is_v4 ? 16 : 24), *quoted.dst, p.is_v4, ql4_sum, nullptr);
-  ReplaceWord(ql4, rte_be_to_cpu_16(quoted.src_port_be), ql4_sum, nullptr);
-  ReplaceWord(ql4 + 2, rte_be_to_cpu_16(quoted.dst_port_be), ql4_sum, nullptr);
+  ChecksumDelta inner;  // the quoted TCP/UDP checksum's, when the quote holds it
+  WriteAddress(q + (p.is_v4 ? 12 : 8), *quoted.src, p.is_v4, inner);
+  WriteAddress(q + (p.is_v4 ? 16 : 24), *quoted.dst, p.is_v4, inner);
+  WritePorts(ql4, quoted.src_port_be, quoted.dst_port_be, inner);
+  if (ql4_sum != nullptr) inner.ApplyTo(ql4_sum);
   if (p.is_v4) {
     Store16(q + 10, 0);
     StoreChecksum(q + 10, rte_raw_cksum(q, q_ihl));
