@@ -208,12 +208,47 @@ inline bool ParseQuotedFlow(const uint8_t* p, uint32_t len, bool v4, FlowKey& ke
   }
 }
 
-}  // namespace parse_internal
+// The traffic an LB mostly sees in one pass: untagged IPv4 without options, not a
+// fragment, TCP or UDP, every length in order. Fills `out` exactly as ParseGeneral()
+// would and returns true; false (out untouched) for anything else, which ParseGeneral()
+// then takes. tests/unit/parse_test.cc checks the two agree.
+inline bool ParseIpv4Fast(const uint8_t* data, uint32_t len, ParsedPacket& out) {
+  constexpr uint32_t kL4 = kEthernetHeaderLen + kIpv4HeaderLen;
+  if (len < kL4 + kUdpHeaderLen || Load16(data + 12) != kEtherTypeIpv4) return false;
+  const uint8_t* ip = data + kEthernetHeaderLen;
+  const uint16_t total = Load16(ip + 2);
+  const uint16_t frag = Load16(ip + 6);
+  const uint8_t proto = ip[9];
+  if (ip[0] != 0x45 || (frag & 0x3fff) != 0 || total > len - kEthernetHeaderLen) return false;
+  const uint8_t* l4 = ip + kIpv4HeaderLen;
+  if (proto == IPPROTO_UDP) {
+    if (total < kIpv4HeaderLen + kUdpHeaderLen || Load16(l4 + 4) < kUdpHeaderLen) return false;
+  } else if (proto == IPPROTO_TCP) {
+    if (total < kIpv4HeaderLen + 20) return false;  // before reading the data offset
+    const uint32_t data_offset = uint32_t(l4[12] >> 4) * 4;
+    if (data_offset < 20 || kIpv4HeaderLen + data_offset > total) return false;
+  } else {
+    return false;
+  }
+  out = ParsedPacket{};
+  out.key.src = IpAddress::FromV4Bytes(ip + 12);
+  out.key.dst = IpAddress::FromV4Bytes(ip + 16);
+  ReadPorts(l4, 0, out.key);
+  out.key.protocol = proto;
+  out.kind = proto == IPPROTO_UDP ? PacketKind::kUdp : PacketKind::kTcp;
+  out.is_v4 = true;
+  out.dont_fragment = (frag & 0x4000) != 0;
+  if (proto == IPPROTO_TCP) out.tcp_flags = l4[13];
+  out.ttl = ip[8];
+  out.l3_offset = kEthernetHeaderLen;
+  out.l4_offset = kL4;
+  out.ip_len = total;
+  return true;
+}
 
-// Parses the frame in `data[0, len)`. On kOk, `out` describes it (kind kNotIp for
-// anything but IPv4/IPv6). kTruncated and kMalformed are drop reasons.
-inline ParseStatus Parse(const uint8_t* data, uint32_t len, ParsedPacket& out) {
-  using namespace parse_internal;
+// Parse() for every frame: any ether type, one VLAN tag, IPv4 options, IPv6 extension
+// headers, fragments, ICMP.
+inline ParseStatus ParseGeneral(const uint8_t* data, uint32_t len, ParsedPacket& out) {
   out = ParsedPacket{};
   if (len < kEthernetHeaderLen) return ParseStatus::kTruncated;
   uint32_t off = kEthernetHeaderLen;
@@ -276,6 +311,15 @@ inline ParseStatus Parse(const uint8_t* data, uint32_t len, ParsedPacket& out) {
   }
   // Parse L4 within the IP datagram (not the frame), so padding is never read as data.
   return ParseL4(ip, out.ip_len, l4, proto, out);
+}
+
+}  // namespace parse_internal
+
+// Parses the frame in `data[0, len)`. On kOk, `out` describes it (kind kNotIp for
+// anything but IPv4/IPv6). kTruncated and kMalformed are drop reasons.
+inline ParseStatus Parse(const uint8_t* data, uint32_t len, ParsedPacket& out) {
+  if (parse_internal::ParseIpv4Fast(data, len, out)) return ParseStatus::kOk;
+  return parse_internal::ParseGeneral(data, len, out);
 }
 
 }  // namespace lb::dataplane

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <random>
 
 #include "tests/helpers/packet_builder.h"
 
@@ -204,6 +205,49 @@ TEST(ParseTest, MalformedHeaders) {
                                    {.extensions = many})),
                        p),
             ParseStatus::kMalformed);
+}
+
+// Parse() takes common IPv4 TCP/UDP frames by a fast path: for every frame it must
+// answer exactly as the general parser does. Valid frames of both protocols (with options,
+// padding, a VLAN tag, DF, fragments) and tens of thousands of mutations and truncations
+// of them, each parsed from a buffer of exactly its size (ASan: no read past the end).
+TEST(ParseTest, FastPathAgreesWithTheGeneralParser) {
+  const std::vector<Bytes> seeds = {
+      E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, {1, 2, 3}))),
+      E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1234, 80, kTcpSyn), {.df = true})),
+      E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1234, 80, kTcpAck, Bytes(30)))),
+      E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(1, 53), {.ip_options = Bytes(4)})),
+      E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(1, 53)), /*vlan=*/7),
+      E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, Bytes{8, 0, 0, 0, 0, 1, 0, 1})),
+  };
+  auto same = [](const ParsedPacket& a, const ParsedPacket& b) {
+    return a.key == b.key && a.kind == b.kind && a.is_v4 == b.is_v4 && a.is_fragment == b.is_fragment &&
+           a.is_first_fragment == b.is_first_fragment && a.dont_fragment == b.dont_fragment &&
+           a.tcp_flags == b.tcp_flags && a.ttl == b.ttl && a.icmp_type == b.icmp_type &&
+           a.l3_offset == b.l3_offset && a.l4_offset == b.l4_offset && a.ip_len == b.ip_len;
+  };
+  std::mt19937 rng(11);
+  int fast = 0, checked = 0;
+  for (int round = 0; round < 40'000; ++round) {
+    Bytes f = seeds[rng() % seeds.size()];
+    // Flip a few bytes in the headers (or nothing), and sometimes cut or pad the frame.
+    for (uint32_t k = rng() % 4; k > 0; --k) f[rng() % std::min<size_t>(f.size(), 60)] ^= uint8_t(1u << (rng() % 8));
+    if (rng() % 4 == 0) f.resize(rng() % (f.size() + 8));
+    auto buf = std::make_unique<uint8_t[]>(f.size() + 1);
+    std::copy(f.begin(), f.end(), buf.get());
+    ParsedPacket a, b;
+    const ParseStatus sa = Parse(buf.get(), uint32_t(f.size()), a);
+    const ParseStatus sb = parse_internal::ParseGeneral(buf.get(), uint32_t(f.size()), b);
+    ASSERT_EQ(sa, sb) << "round " << round;
+    if (sa == ParseStatus::kOk) {
+      ASSERT_TRUE(same(a, b)) << "round " << round;
+    }
+    ParsedPacket c;
+    fast += parse_internal::ParseIpv4Fast(buf.get(), uint32_t(f.size()), c);
+    ++checked;
+  }
+  EXPECT_GT(fast, checked / 4) << "the fast path must be exercised";
+  EXPECT_LT(fast, checked - checked / 4) << "and so must the general one";
 }
 
 }  // namespace
