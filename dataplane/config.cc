@@ -15,18 +15,16 @@ constexpr uint16_t kMaxMtu = 9216;
 constexpr uint32_t kMaxWeight = 65535;
 constexpr Millis kMaxTimeout = Millis{1} << 30;  // well inside the wrapping clock's range
 
-bool IsSet(const IpPrefix& p) { return !p.address.IsZero() || p.length != 0; }
-
 absl::Status Invalid(const absl::FormatSpec<std::string, std::string>& format,
                      const std::string& field, const std::string& detail) {
   return absl::InvalidArgumentError(absl::StrFormat(format, field, detail));
 }
 
 absl::Status ValidateEncap(const EncapConfig& e) {
-  if (IsSet(e.source_v4) && !e.source_v4.address.IsV4()) {
+  if (e.source_v4.IsSet() && !e.source_v4.address.IsV4()) {
     return Invalid("%s: %s is not an IPv4 prefix", "encap.source_v4", e.source_v4.ToString());
   }
-  if (IsSet(e.source_v6) && e.source_v6.address.IsV4()) {
+  if (e.source_v6.IsSet() && e.source_v6.address.IsV4()) {
     return Invalid("%s: %s is not an IPv6 prefix", "encap.source_v6", e.source_v6.ToString());
   }
   if (e.gue_port == 0) return Invalid("%s: %s", "encap.gue_port", "must not be 0");
@@ -117,7 +115,7 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s: NAT does not translate between IPv4 and IPv6", b.address.ToString()));
     }
-    if (!nat_mode && !IsSet(source)) {
+    if (!nat_mode && !source.IsSet()) {
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s is %s but encap.%s is not set", b.address.ToString(),
                                      b.address.IsV4() ? "IPv4" : "IPv6",

@@ -22,8 +22,7 @@ uint32_t SumWords(const uint8_t* p, size_t len) {
 
 EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
   EncapHeader h;
-  const bool source_set = !spec.source.address.IsZero() || spec.source.length != 0;
-  if (!source_set) return h;
+  if (!spec.source.IsSet()) return h;
   const bool outer_v4 = spec.destination.IsV4();
   h.outer_v4 = outer_v4;
   h.gue = spec.gue;

@@ -23,7 +23,7 @@ struct EncapHeader {
   std::array<uint8_t, kMaxLen> bytes{};
   uint8_t len = 0;     // all of it; 0: no header (no outer source for the backend's family)
   uint8_t l2_len = 0;  // 14, or 18 with a VLAN tag
-  bool outer_v4 = false;
+  bool outer_v4 = false;  // which Encapsulate<> variant the header is for
   bool gue = false;
   // The low 32 bits of the outer source (host order), of which the `source_mask` bits are
   // taken from the flow hash (EncapConfig).

@@ -69,6 +69,8 @@ struct IpPrefix {
   // Parses "10.1.0.0/24" or "2001:db8::/64"; host bits must be zero.
   static std::optional<IpPrefix> Parse(std::string_view text);
   bool Contains(const IpAddress& a) const;
+  // False for the unset prefix (::/0 or 0.0.0.0/0 as configured by default).
+  bool IsSet() const { return !address.IsZero() || length != 0; }
   std::string ToString() const;
   friend bool operator==(const IpPrefix&, const IpPrefix&) = default;
 };

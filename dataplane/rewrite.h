@@ -40,6 +40,13 @@ inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
   std::memcpy(at, &c, 2);
 }
 
+// Folds a 32-bit ones'-complement sum of big-endian words and returns its complement.
+inline uint16_t FinishChecksum(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
 // RFC 1624 eqn. 3 for any number of changed 16-bit words (big-endian): Add() each change,
 // then ApplyTo() each checksum that covers them, one fold per checksum rather than one
 // per word and checksum.
@@ -49,10 +56,7 @@ class ChecksumDelta {
   // was (it could only turn 0xffff into 0x0000, which no IP or TCP/UDP header has).
   void Add(uint16_t old_word, uint16_t new_word) { sum_ += uint32_t(uint16_t(~old_word)) + new_word; }
   void ApplyTo(uint8_t* cksum) const {
-    uint32_t sum = uint16_t(~parse_internal::Load16(cksum)) + sum_;  // at most 2^22: no overflow
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    Store16(cksum, uint16_t(~sum));
+    Store16(cksum, FinishChecksum(uint16_t(~parse_internal::Load16(cksum)) + sum_));  // < 2^22: no overflow
   }
 
  private:
@@ -66,15 +70,15 @@ inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word)
   d.ApplyTo(cksum);
 }
 
-// Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum:
-// RFC 1624 eqn. 3 with the word (TTL | protocol) going down by 0x0100, so that
-// ~old + new is the constant 0xfeff (TTL > 0: the caller drops TTL <= 1).
+// Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum: the
+// word (TTL | protocol) goes down by 0x0100 whatever it was (TTL > 0: the caller drops
+// TTL <= 1), so the delta is a constant and needs no read of the word.
 inline void DecrementTtl(uint8_t* ip, bool v4) {
   if (v4) {
     ip[8] -= 1;
-    uint32_t sum = uint16_t(~parse_internal::Load16(ip + 10)) + 0xfeffu;
-    sum = (sum & 0xffff) + (sum >> 16);
-    Store16(ip + 10, uint16_t(~sum));
+    ChecksumDelta d;
+    d.Add(0x0100, 0x0000);
+    d.ApplyTo(ip + 10);
   } else {
     ip[7] -= 1;
   }
@@ -105,13 +109,6 @@ inline uint16_t WriteEthernet(uint8_t* p, const MacAddress& dst, const MacAddres
 
 inline uint16_t EthernetLen(uint16_t vlan) {
   return kEthernetHeaderLen + (vlan != 0 ? kVlanTagLen : 0);
-}
-
-// Folds a 32-bit ones'-complement sum of big-endian words and returns its complement.
-inline uint16_t FinishChecksum(uint32_t sum) {
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return uint16_t(~sum);
 }
 
 // Encapsulates the IP datagram of `m` (described by `p`) with the backend's prepared

@@ -76,6 +76,12 @@ std::string Where(const char* kind, const json& object) {
   return absl::StrFormat("%s %s/%s", kind, meta.value("namespace", "?"), meta.value("name", "?"));
 }
 
+// A Service's or EndpointSlice's port protocol; the API's default is TCP.
+std::string ProtocolOf(Reader& r, const json& port, const std::string& field) {
+  std::string protocol = r.String(port, "protocol", field);
+  return protocol.empty() ? "TCP" : protocol;
+}
+
 }  // namespace
 
 absl::StatusOr<KService> ParseService(const json& object) {
@@ -105,8 +111,7 @@ absl::StatusOr<KService> ParseService(const json& object) {
     const std::string field = absl::StrFormat("spec.ports[%d]", i);
     ServicePort p;
     p.name = r.String(ports[i], "name", field);
-    p.protocol = r.String(ports[i], "protocol", field);
-    if (p.protocol.empty()) p.protocol = "TCP";
+    p.protocol = ProtocolOf(r, ports[i], field);
     p.port = r.Port(ports[i], "port", field).value_or(0);
     if (p.port == 0) r.Fail(field + ".port", "missing");
     if (ports[i].contains("targetPort")) {
@@ -139,8 +144,7 @@ absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
     const std::string field = absl::StrFormat("ports[%d]", i);
     SlicePort p;
     p.name = r.String(ports[i], "name", field);
-    p.protocol = r.String(ports[i], "protocol", field);
-    if (p.protocol.empty()) p.protocol = "TCP";
+    p.protocol = ProtocolOf(r, ports[i], field);
     p.port = r.Port(ports[i], "port", field);
     e.ports.push_back(std::move(p));
   }

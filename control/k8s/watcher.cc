@@ -33,6 +33,24 @@ std::optional<size_t> RefusedIndex(const std::string& message) {
   return index;
 }
 
+// Each object parsed with `parse`, with the object it came from; an object that does not
+// parse is logged, counted in `*invalid` and skipped.
+template <typename T>
+std::vector<std::pair<Object, T>> ParseEach(const std::vector<Object>& objects,
+                                            absl::StatusOr<T> (*parse)(const nlohmann::json&), uint64_t* invalid) {
+  std::vector<std::pair<Object, T>> parsed;
+  for (const Object& o : objects) {
+    absl::StatusOr<T> t = parse(*o);
+    if (!t.ok()) {
+      ++*invalid;
+      LOG(WARNING) << "skipped: " << t.status().message();
+      continue;
+    }
+    parsed.emplace_back(o, *std::move(t));
+  }
+  return parsed;
+}
+
 }  // namespace
 
 Watcher::Watcher(KubeClient* kube, lb::v1::LoadBalancer::StubInterface* lbd, WatcherOptions options)
@@ -131,25 +149,11 @@ void Watcher::Reconcile(bool force_apply) {
   std::vector<KService> services;
   std::vector<KEndpointSlice> slices;
   uint64_t invalid = 0;
-  for (const Object& o : services_.Objects()) {
-    auto s = ParseService(*o);
-    if (!s.ok()) {
-      ++invalid;
-      LOG(WARNING) << "skipped: " << s.status().message();
-      continue;
-    }
-    raw_services[s->Key()] = o;
-    services.push_back(*std::move(s));
+  for (auto& [o, s] : ParseEach(services_.Objects(), ParseService, &invalid)) {
+    raw_services[s.Key()] = o;
+    services.push_back(std::move(s));
   }
-  for (const Object& o : slices_.Objects()) {
-    auto e = ParseEndpointSlice(*o);
-    if (!e.ok()) {
-      ++invalid;
-      LOG(WARNING) << "skipped: " << e.status().message();
-      continue;
-    }
-    slices.push_back(*std::move(e));
-  }
+  for (auto& [o, e] : ParseEach(slices_.Objects(), ParseEndpointSlice, &invalid)) slices.push_back(std::move(e));
   DesiredState desired = MapClusterState(services, slices, options_.mapping, &last_good_);
   std::set<std::string> notes(desired.notes.begin(), desired.notes.end());
   for (const std::string& note : notes) {

@@ -267,36 +267,34 @@ def run(env, api, store):
           and ev.get("source", {}).get("component") == "lb-k8s-watcher" and ev.get("type") == "Warning", ev)
     check("/healthz ok", wait_until(lambda: env.http_get("/healthz") == (200, "ok\n")), env.http_get("/healthz"))
 
+    def edit_dns_slice(change):  # change(endpoints) -> endpoints, written as an update
+        sl = store.get("endpointslices", "default", "dns-a1")
+        sl["endpoints"] = change(sl["endpoints"])
+        store.update("endpointslices", sl)
+
+    def set_endpoint(i, ep):
+        return lambda eps: eps[:i] + [ep] + eps[i + 1:]
+
     # Scale up, scale down, pod IP change.
-    sl = store.get("endpointslices", "default", "dns-a1")
-    sl["endpoints"].append(endpoint("10.244.3.7"))
-    store.update("endpointslices", sl)
+    edit_dns_slice(lambda eps: eps + [endpoint("10.244.3.7")])
     check("scale up: third backend",
           wait_until(lambda: env.backends(DNS_UDP) == ["10.244.1.5:5353 ACTIVE", "10.244.2.6:5353 ACTIVE",
                                                        "10.244.3.7:5353 ACTIVE"]), env.backends(DNS_UDP))
-    sl = store.get("endpointslices", "default", "dns-a1")
-    sl["endpoints"] = [e for e in sl["endpoints"] if e["addresses"] != ["10.244.1.5"]]
-    store.update("endpointslices", sl)
+    edit_dns_slice(lambda eps: [e for e in eps if e["addresses"] != ["10.244.1.5"]])
     check("scale down: backend removed",
           wait_until(lambda: env.backends(DNS_UDP) == ["10.244.2.6:5353 ACTIVE", "10.244.3.7:5353 ACTIVE"]),
           env.backends(DNS_UDP))
-    sl = store.get("endpointslices", "default", "dns-a1")
-    sl["endpoints"][0] = endpoint("10.244.2.99", pod=sl["endpoints"][0]["targetRef"]["name"])
-    store.update("endpointslices", sl)
+    edit_dns_slice(lambda eps: set_endpoint(0, endpoint("10.244.2.99", pod=eps[0]["targetRef"]["name"]))(eps))
     check("pod IP change: new address in, old out",
           wait_until(lambda: env.backends(DNS_UDP) == ["10.244.2.99:5353 ACTIVE", "10.244.3.7:5353 ACTIVE"]),
           env.backends(DNS_UDP))
 
     # Terminating endpoints drain, then go.
-    sl = store.get("endpointslices", "default", "dns-a1")
-    sl["endpoints"][1] = endpoint("10.244.3.7", ready=False, serving=True, terminating=True)
-    store.update("endpointslices", sl)
+    edit_dns_slice(set_endpoint(1, endpoint("10.244.3.7", ready=False, serving=True, terminating=True)))
     check("terminating + serving -> draining",
           wait_until(lambda: env.backends(DNS_UDP) == ["10.244.2.99:5353 ACTIVE", "10.244.3.7:5353 DRAINING"]),
           env.backends(DNS_UDP))
-    sl = store.get("endpointslices", "default", "dns-a1")
-    sl["endpoints"][1] = endpoint("10.244.3.7", ready=False, serving=False, terminating=True)
-    store.update("endpointslices", sl)
+    edit_dns_slice(set_endpoint(1, endpoint("10.244.3.7", ready=False, serving=False, terminating=True)))
     check("terminating, no longer serving -> removed",
           wait_until(lambda: env.backends(DNS_UDP) == ["10.244.2.99:5353 ACTIVE"]), env.backends(DNS_UDP))
 
@@ -355,9 +353,7 @@ def run(env, api, store):
 
     # Bookmarks: the Services watch resumes from a bookmark's version after it expires.
     before = len(api.requests_matching("GET", "/api/v1/services?watch=1"))
-    sl = store.get("endpointslices", "default", "dns-a1")  # moves the version the Services watch has not seen
-    sl["endpoints"].append(endpoint("10.244.4.4"))
-    store.update("endpointslices", sl)
+    edit_dns_slice(lambda eps: eps + [endpoint("10.244.4.4")])  # moves the version the Services watch has not seen
     check("watch expired and was started again (timeoutSeconds honoured)",
           wait_until(lambda: len(api.requests_matching("GET", "/api/v1/services?watch=1")) > before, 10))
     def resumed_from_bookmark():
