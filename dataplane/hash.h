@@ -92,13 +92,20 @@ class KeyedHash40 {
   explicit KeyedHash40(uint64_t seed);
 
   uint64_t operator()(const void* data) const {
-    uint64_t w[5];
-    std::memcpy(w, data, sizeof(w));
-    const uint64_t h = MulFold(w[0] ^ k_[0], w[1] ^ k_[1]) ^ MulFold(w[2] ^ k_[2], w[3] ^ k_[3]);
-    return MulFold(h ^ w[4] ^ k_[4], k_[5]);
+    const auto* p = static_cast<const uint8_t*>(data);
+    const uint64_t h =
+        MulFold(Word(p) ^ k_[0], Word(p + 8) ^ k_[1]) ^ MulFold(Word(p + 16) ^ k_[2], Word(p + 24) ^ k_[3]);
+    return MulFold(h ^ Word(p + 32) ^ k_[4], k_[5]);
   }
 
  private:
+  // One 8-byte load per word, as the parser stores a key (FlowKey::SetPortsAndProtocol);
+  // a copy in wider loads would span two of its stores and wait for them.
+  static uint64_t Word(const uint8_t* p) {
+    uint64_t w;
+    std::memcpy(&w, p, sizeof(w));
+    return w;
+  }
   static uint64_t MulFold(uint64_t a, uint64_t b) {
     const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
     return uint64_t(p) ^ uint64_t(p >> 64);

@@ -187,7 +187,7 @@ inline bool ParseQuotedFlow(const uint8_t* p, uint32_t len, bool v4, FlowKey& ke
       const uint32_t data_offset = uint32_t(p[off + 12] >> 4) * 4;
       if (data_offset < 20) return ParseStatus::kMalformed;
       if (off + data_offset > len) return ParseStatus::kTruncated;
-      ReadPorts(p, off, out.key);
+      out.key.SetPortsAndProtocol(p + off, proto);
       out.tcp_flags = p[off + 13];
       out.kind = PacketKind::kTcp;
       return ParseStatus::kOk;
@@ -195,7 +195,7 @@ inline bool ParseQuotedFlow(const uint8_t* p, uint32_t len, bool v4, FlowKey& ke
     case IPPROTO_UDP: {
       if (off + kUdpHeaderLen > len) return ParseStatus::kTruncated;
       if (!out.is_fragment && Load16(p + off + 4) < kUdpHeaderLen) return ParseStatus::kMalformed;
-      ReadPorts(p, off, out.key);
+      out.key.SetPortsAndProtocol(p + off, proto);
       out.kind = PacketKind::kUdp;
       return ParseStatus::kOk;
     }
@@ -233,8 +233,7 @@ inline bool ParseIpv4Fast(const uint8_t* data, uint32_t len, ParsedPacket& out) 
   out = ParsedPacket{};
   out.key.src = IpAddress::FromV4Bytes(ip + 12);
   out.key.dst = IpAddress::FromV4Bytes(ip + 16);
-  ReadPorts(l4, 0, out.key);
-  out.key.protocol = proto;
+  out.key.SetPortsAndProtocol(l4, proto);
   out.kind = proto == IPPROTO_UDP ? PacketKind::kUdp : PacketKind::kTcp;
   out.is_v4 = true;
   out.dont_fragment = (frag & 0x4000) != 0;

@@ -159,14 +159,6 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
                         const ServiceRecord& svc, Millis now, BurstOutput& out) {
   if (svc.mode == ForwardingMode::kNat) return HandleNat(snap, m, meta, svc, now, out);
   const ParsedPacket& p = meta.packet;
-  // Maglev's pick for this flow, written into `e` when there is one. The service hash is
-  // computed only here: a flow-table hit does not need it.
-  uint32_t slot_id = 0;
-  auto pick = [&]() { return snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.tag.hash), &slot_id); };
-  auto pin = [&](FlowEntry& e, const BackendRecord& backend) {
-    e.backend_slot = slot_id;
-    e.backend_generation = backend.generation;
-  };
   FlowTable::Slot slot = flows_.Find(meta.tag, now);
   const BackendRecord* b = nullptr;
   FlowState state;
@@ -185,21 +177,21 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     if (b != nullptr) {
       state = NextState(FlowState(e.state), p);
     } else {
-      b = pick();
+      b = PickAndPin(snap, svc, meta, &e);
       if (b == nullptr) return Drop(m, DropReason::kNoBackend);
       counters_.Add(Event::kFlowRepicks);
-      pin(e, *b);
       state = InitialState(p);
     }
   } else {
     counters_.Add(Event::kFlowMisses);
-    b = pick();
+    FlowEntry unpinned{};
+    b = PickAndPin(snap, svc, meta, &unpinned);
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);
     state = InitialState(p);
     bool reclaimed = false;
     slot = flows_.Claim(meta.tag, now, &reclaimed);
     if (slot) {
-      pin(*slot.entry, *b);
+      *slot.entry = unpinned;
       counters_.Add(Event::kFlowInserts);
       if (reclaimed) counters_.Add(Event::kFlowExpired);
     } else {
@@ -214,6 +206,18 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     if (int32_t(deadline - *slot.deadline) > kDeadlineSlack) *slot.deadline = deadline;
   }
   Forward(snap, m, p, *b, meta.tag.hash, now, out);
+}
+
+const BackendRecord* Worker::PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const Meta& meta,
+                                       FlowEntry* e) {
+  uint32_t slot_id;
+  const BackendRecord* b =
+      snap.Pick(svc, ServiceHash(meta.packet.key, svc.hash_fields, meta.tag.hash), &slot_id);
+  if (b != nullptr) {
+    e->backend_slot = slot_id;
+    e->backend_generation = b->generation;
+  }
+  return b;
 }
 
 void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,

@@ -152,6 +152,9 @@ class Worker {
   [[gnu::always_inline]] void Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now, BurstOutput& out);
   [[gnu::always_inline]] void HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                   Millis now, BurstOutput& out);
+  // Maglev's pick for the packet's flow, pinned into `*e` (backend slot and generation)
+  // when there is one. Out of line: a flow-table hit needs neither it nor the service hash.
+  const BackendRecord* PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const Meta& meta, FlowEntry* e);
   // The service of a TCP/UDP packet: the burst's last lookup when it is for the same
   // VIP, protocol and port (consecutive packets mostly are), else the snapshot's.
   [[gnu::always_inline]] const ServiceRecord* FindService(const Snapshot& snap, const FlowKey& key);
