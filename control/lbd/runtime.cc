@@ -48,7 +48,11 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   auto wire = dataplane::dpdk::Port::Open(
       options.port, {.rx_queues = workers, .tx_queues = workers,
                      .rx_descriptors = options.rx_descriptors,
-                     .tx_descriptors = options.tx_descriptors, .pool = rt->pool_});
+                     .tx_descriptors = options.tx_descriptors, .pool = rt->pool_,
+                     // Everything the wire port sends is from pool_ with a reference count
+                     // of 1: workers rewrite packets in place and never clone them, and
+                     // the kernel's packets come from the TAP's queues, filled from pool_.
+                     .fast_free = true});
   if (!wire.ok()) return wire.status();
   rt->wire_ = *std::move(wire);
   rt->from_kernel_ = rte_ring_create("lbd_from_kernel", 1024, int(rte_socket_id()),
@@ -58,7 +62,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
         absl::StrFormat("rte_ring_create(lbd_from_kernel): %s", rte_strerror(rte_errno)));
   }
   LOG(INFO) << "port " << rt->wire_->name() << " (" << rt->wire_->driver() << "), MAC "
-            << rt->wire_->MacString() << ", " << workers << " RX queue(s)";
+            << rt->wire_->MacString() << ", " << workers << " RX queue(s)"
+            << (rt->wire_->fast_free() ? ", TX mbuf fast free" : "");
   if (rt->wire_->SupportsFlowRules()) {
     LOG(INFO) << "port " << rt->wire_->name()
               << ": the PMD accepts rte_flow rules, but lbd classifies control traffic in "

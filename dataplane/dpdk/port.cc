@@ -68,6 +68,8 @@ absl::Status Port::Start(const Options& o) {
     conf.rx_adv_conf.rss_conf.rss_hf =
         (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
   }
+  fast_free_ = o.fast_free && (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE) != 0;
+  if (fast_free_) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
   if (int rc = rte_eth_dev_configure(id_, o.rx_queues, o.tx_queues, &conf); rc != 0) {
     return DpdkError(absl::StrFormat("rte_eth_dev_configure(%s)", name_), rc);
   }

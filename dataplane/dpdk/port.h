@@ -23,6 +23,11 @@ class Port {
     uint16_t rx_descriptors = 1024;
     uint16_t tx_descriptors = 1024;
     rte_mempool* pool = nullptr;
+    // The caller promises that every mbuf it sends on this port comes from one pool and
+    // has a reference count of 1 (no clones). The PMD may then return sent mbufs to the
+    // pool in bulk, without per-mbuf checks (RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE); it is
+    // requested only where the PMD offers it.
+    bool fast_free = false;
   };
 
   // Opens the port named `name` (as EAL knows it: a PCI address such as 0000:3b:00.0, or
@@ -42,6 +47,8 @@ class Port {
   rte_ether_addr mac() const { return mac_; }
   std::string MacString() const;
   bool LinkUp() const;
+  // Whether sent mbufs are freed the fast way (Options::fast_free, and the PMD offers it).
+  bool fast_free() const { return fast_free_; }
   // Whether the PMD accepts rte_flow rules at all (validated with a probe rule).
   bool SupportsFlowRules() const;
 
@@ -54,6 +61,7 @@ class Port {
   std::string driver_;
   bool created_;  // a device this process created: removed on close
   bool started_ = false;
+  bool fast_free_ = false;
   rte_ether_addr mac_{};
 };
 
