@@ -81,11 +81,15 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
     if (mt.status == ParseStatus::kOk && NeedsFlowHash(mt.packet)) {
       mt.tag = flows_.Tag(mt.packet.key, HashFlowKey(mt.packet.key));
       flows_.Prefetch(mt.tag.hash);
+    } else {
+      mt.tag = {};  // no flow to look up (PrefetchNatSession)
     }
   }
 
   // Stage 2: decide and rewrite; the buckets have had the whole burst's parsing to arrive.
+  const bool nat = nat_.size() > 0;
   for (uint16_t i = 0; i < n; ++i) {
+    if (nat && i + kNatSessionLookahead < n) PrefetchNatSession(meta[i + kNatSessionLookahead], now);
     if (meta[i].status != ParseStatus::kOk) {
       const bool truncated = meta[i].status == ParseStatus::kTruncated;
       Drop(pkts[i], !truncated                ? DropReason::kMalformed
@@ -298,6 +302,14 @@ inline void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacke
 }
 
 // ---- NAT ----
+
+void Worker::PrefetchNatSession(const Meta& meta, Millis now) {
+  if (meta.tag.fingerprint == 0) return;
+  const FlowTable::Slot slot = flows_.Find(meta.tag, now);
+  if (slot && (slot.entry->state & kNatEntryFlag) && slot.entry->backend_slot < nat_.size()) {
+    nat_.Prefetch(slot.entry->backend_slot);
+  }
+}
 
 NatSession* Worker::SessionOf(const FlowEntry& e, const FlowKey& key, Millis now) {
   if (!(e.state & kNatEntryFlag) || e.backend_slot >= nat_.size()) return nullptr;
