@@ -87,7 +87,11 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   }
 
   // Stage 2: decide and rewrite; the buckets have had the whole burst's parsing to arrive.
+  // NAT sessions: the burst's first few at once, then each the lookahead ahead of its turn.
   const bool nat = nat_.size() > 0;
+  if (nat) {
+    for (uint16_t i = 0; i < std::min(n, kNatSessionLookahead); ++i) PrefetchNatSession(meta[i], now);
+  }
   for (uint16_t i = 0; i < n; ++i) {
     if (nat && i + kNatSessionLookahead < n) PrefetchNatSession(meta[i + kNatSessionLookahead], now);
     if (meta[i].status != ParseStatus::kOk) {
