@@ -76,13 +76,14 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   std::array<Meta, kMaxBurst>& meta = meta_;  // Parse() resets each entry it fills
   for (uint16_t i = 0; i < n; ++i) {
     Meta& mt = meta[i];
+    mt.flow = {};
     // Parse sees the first segment only: headers must be contiguous there.
     mt.status = Parse(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len, mt.packet);
     if (mt.status == ParseStatus::kOk && NeedsFlowHash(mt.packet)) {
       mt.tag = flows_.Tag(mt.packet.key, HashFlowKey(mt.packet.key));
       flows_.Prefetch(mt.tag.hash);
     } else {
-      mt.tag = {};  // no flow to look up (PrefetchNatSession)
+      mt.tag = {};  // no flow to look up
     }
   }
 
@@ -90,10 +91,10 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   // NAT sessions: the burst's first few at once, then each the lookahead ahead of its turn.
   const bool nat = nat_.size() > 0;
   if (nat) {
-    for (uint16_t i = 0; i < std::min(n, kNatSessionLookahead); ++i) PrefetchNatSession(meta[i], now);
+    for (uint16_t i = 0; i < std::min(n, kNatSessionLookahead); ++i) LookUpAhead(meta[i], now);
   }
   for (uint16_t i = 0; i < n; ++i) {
-    if (nat && i + kNatSessionLookahead < n) PrefetchNatSession(meta[i + kNatSessionLookahead], now);
+    if (nat && i + kNatSessionLookahead < n) LookUpAhead(meta[i + kNatSessionLookahead], now);
     if (meta[i].status != ParseStatus::kOk) {
       const bool truncated = meta[i].status == ParseStatus::kTruncated;
       Drop(pkts[i], !truncated                ? DropReason::kMalformed
@@ -167,7 +168,7 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
                         const ServiceRecord& svc, Millis now, BurstOutput& out) {
   if (svc.mode == ForwardingMode::kNat) return HandleNat(snap, m, meta, svc, now, out);
   const ParsedPacket& p = meta.packet;
-  FlowTable::Slot slot = flows_.Find(meta.tag, now);
+  FlowTable::Slot slot = FindFlow(meta, now);
   const BackendRecord* b = nullptr;
   FlowState state;
   if (slot) {
@@ -263,7 +264,7 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   if (svc == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
   if (svc->mode == ForwardingMode::kNat) return HandleNatIcmpFromClientSide(snap, m, meta, now, out);
   const BackendRecord* b = nullptr;
-  if (FlowTable::Slot slot = flows_.Find(meta.tag, now); slot && !(slot.entry->state & kNatEntryFlag)) {
+  if (FlowTable::Slot slot = FindFlow(meta, now); slot && !(slot.entry->state & kNatEntryFlag)) {
     b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
   }
   uint32_t slot_id;
@@ -307,12 +308,11 @@ inline void Worker::Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacke
 
 // ---- NAT ----
 
-void Worker::PrefetchNatSession(const Meta& meta, Millis now) {
+void Worker::LookUpAhead(Meta& meta, Millis now) {
   if (meta.tag.fingerprint == 0) return;
-  const FlowTable::Slot slot = flows_.Find(meta.tag, now);
-  if (slot && (slot.entry->state & kNatEntryFlag) && slot.entry->backend_slot < nat_.size()) {
-    nat_.Prefetch(slot.entry->backend_slot);
-  }
+  meta.flow = flows_.Find(meta.tag, now);
+  const FlowEntry* e = meta.flow.entry;
+  if (e != nullptr && (e->state & kNatEntryFlag) && e->backend_slot < nat_.size()) nat_.Prefetch(e->backend_slot);
 }
 
 NatSession* Worker::SessionOf(const FlowEntry& e, const FlowKey& key, Millis now) {
@@ -341,7 +341,7 @@ void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPac
 void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                        Millis now, BurstOutput& out) {
   const ParsedPacket& p = meta.packet;
-  FlowTable::Slot slot = flows_.Find(meta.tag, now);
+  FlowTable::Slot slot = FindFlow(meta, now);
   counters_.Add(slot ? Event::kFlowHits : Event::kFlowMisses);
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   uint32_t index = s != nullptr ? slot.entry->backend_slot : NatTable::kNone;
@@ -466,7 +466,7 @@ void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, cons
   // it: it goes to the backend, quoting the packet as the backend sent it. Only the
   // worker that holds the session can translate it.
   const ParsedPacket& p = meta.packet;
-  const FlowTable::Slot slot = flows_.Find(meta.tag, now);
+  const FlowTable::Slot slot = FindFlow(meta, now);
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   if (s == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
   const BackendRecord* b = snap.backend(s->backend_slot);

@@ -144,6 +144,7 @@ class Worker {
     ParsedPacket packet;
     ParseStatus status;
     FlowTag tag;  // of packet.key, when the flow table may be consulted
+    FlowTable::Slot flow;  // the flow's live entry, when LookUpAhead found it
   };
 
   // The common path (TCP/UDP to a DSR service: Handle, HandleFlow, Forward) is inlined
@@ -153,11 +154,16 @@ class Worker {
   [[gnu::always_inline]] void HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                   Millis now, BurstOutput& out);
   // NAT: a packet of a known flow reads its bucket, then the session the bucket names, a
-  // second dependent miss. So, this many packets ahead of its turn, the packet's bucket
-  // (prefetched in stage 1) is read and its session prefetched; the burst's first ones all
-  // at the start of stage 2 (lbbench, NAT 100k flows: 71 -> 52 pipeline ns a packet).
+  // second dependent miss. So, this many packets ahead of its turn, the packet's flow is
+  // looked up (its bucket was prefetched in stage 1; the entry is kept in meta.flow) and
+  // its session prefetched; the burst's first ones all at the start of stage 2 (lbbench,
+  // NAT 100k flows: 71 -> 52 pipeline ns a packet).
   static constexpr uint16_t kNatSessionLookahead = 8;
-  void PrefetchNatSession(const Meta& meta, Millis now);
+  void LookUpAhead(Meta& meta, Millis now);
+  // The flow's live entry: the one LookUpAhead found, else looked up now (also when
+  // LookUpAhead found none: an earlier packet of the burst may have created it since).
+  // A found entry stays valid through the burst: ways are only taken when free or expired.
+  FlowTable::Slot FindFlow(const Meta& meta, Millis now) { return meta.flow ? meta.flow : flows_.Find(meta.tag, now); }
   // Maglev's pick for the packet's flow, pinned into `*e` (backend slot and generation)
   // when there is one. Out of line: a flow-table hit needs neither it nor the service hash.
   const BackendRecord* PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const Meta& meta, FlowEntry* e);

@@ -79,6 +79,19 @@ TEST_F(NatTest, UdpBothWaysWithPortTranslation) {
   EXPECT_EQ(w_.TotalDrops(), 0u);
 }
 
+// A new flow whose packets fill one burst: the worker looks flows up ahead of their
+// turn, before the burst's first packet has created this one, and each later packet must
+// still find the session the first opened.
+TEST_F(NatTest, ANewFlowsPacketsInOneBurstShareOneSession) {
+  const Bytes in = In4(pb::Ipv4(kClient, kVip, IPPROTO_UDP, pb::Udp(40000, 53, kQuery)));
+  const Bytes expected = Out4(pb::Ipv4(kSnat, kBackend, IPPROTO_UDP, pb::Udp(kPortMin, 5353, kQuery), Ttl(63)));
+  const Output out = w_.Run(std::vector<Bytes>(kMaxBurst, in));
+  ASSERT_EQ(out.wire.size(), size_t(kMaxBurst)) << "drops: " << w_.TotalDrops();
+  for (const Bytes& b : out.wire) EXPECT_EQ(b, expected);
+  EXPECT_EQ(w_.Count(Event::kNatSessions), 1u);
+  EXPECT_EQ(w_.worker().nat().in_use(0), 1u);
+}
+
 TEST_F(NatTest, ZeroUdpChecksumStaysZero) {
   pb::Ipv4Options no_sum{.l4_checksum = false};
   Bytes udp = pb::Udp(40000, 53, kQuery);  // checksum left 0 by l4_checksum = false
