@@ -1,6 +1,8 @@
 #include "dataplane/encap.h"
 
 #include <netinet/in.h>
+#include <rte_byteorder.h>
+#include <rte_ip.h>
 
 #include <algorithm>
 #include <cstring>
@@ -9,16 +11,6 @@
 #include "dataplane/rewrite.h"
 
 namespace lb::dataplane {
-namespace {
-
-// The ones'-complement sum of the 16-bit big-endian words of `p[0, len)` (len even).
-uint32_t SumWords(const uint8_t* p, size_t len) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i < len; i += 2) sum += uint32_t(p[i]) << 8 | p[i + 1];
-  return sum;
-}
-
-}  // namespace
 
 EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
   EncapHeader h;
@@ -61,7 +53,8 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
   const int family_bits = outer_v4 ? 32 : 128;
   const int host_bits = std::min(32, family_bits - spec.source.length);
   h.source_mask = host_bits == 0 ? 0 : host_bits == 32 ? ~0u : (1u << host_bits) - 1;
-  if (outer_v4) h.ipv4_partial_sum = SumWords(ip, kIpv4HeaderLen);
+  // rte_raw_cksum sums native-order words; the byte swap makes it the big-endian sum.
+  if (outer_v4) h.ipv4_partial_sum = rte_be_to_cpu_16(rte_raw_cksum(ip, kIpv4HeaderLen));
   return h;
 }
 

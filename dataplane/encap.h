@@ -29,7 +29,7 @@ struct EncapHeader {
   // taken from the flow hash (EncapConfig).
   uint32_t source_low = 0;
   uint32_t source_mask = 0;
-  // Outer IPv4: the ones'-complement sum (of 16-bit big-endian words, not folded) of the
+  // Outer IPv4: the ones'-complement sum (of 16-bit big-endian words, folded) of the
   // header as built, in which TOS, total length, ID, flags, checksum and source are 0.
   uint32_t ipv4_partial_sum = 0;
 

@@ -178,9 +178,9 @@ inline bool ParseQuotedFlow(const uint8_t* p, uint32_t len, bool v4, FlowKey& ke
 }
 
 // Parses the L4 header of a TCP, UDP, ICMP or ICMPv6 packet at `off` of the IP datagram `p`.
+// The caller has set out.key.protocol.
 [[gnu::always_inline]] inline ParseStatus ParseL4(const uint8_t* p, uint32_t len, uint32_t off, uint8_t proto,
                                                   ParsedPacket& out) {
-  out.key.protocol = proto;
   switch (proto) {
     case IPPROTO_TCP: {
       if (off + 20 > len) return ParseStatus::kTruncated;

@@ -31,20 +31,19 @@ inline void Store32(uint8_t* p, uint32_t v) {
   std::memcpy(p, &be, 4);
 }
 
-// Stores the complement of a ones'-complement sum computed by DPDK's rte_raw_cksum*
-// (which sum native-order words, so the result is stored as it is, not byte-swapped).
-inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
-  native_sum = (native_sum & 0xffff) + (native_sum >> 16);
-  native_sum = (native_sum & 0xffff) + (native_sum >> 16);
-  const uint16_t c = uint16_t(~native_sum);
-  std::memcpy(at, &c, 2);
-}
-
-// Folds a 32-bit ones'-complement sum of big-endian words and returns its complement.
+// Folds a 32-bit ones'-complement sum of 16-bit words and returns its complement, in the
+// words' byte order (folding does not depend on it).
 inline uint16_t FinishChecksum(uint32_t sum) {
   sum = (sum & 0xffff) + (sum >> 16);
   sum = (sum & 0xffff) + (sum >> 16);
   return uint16_t(~sum);
+}
+
+// Stores the complement of a ones'-complement sum computed by DPDK's rte_raw_cksum*
+// (which sum native-order words, so the result is stored as it is, not byte-swapped).
+inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
+  const uint16_t c = FinishChecksum(native_sum);
+  std::memcpy(at, &c, 2);
 }
 
 // RFC 1624 eqn. 3 for any number of changed 16-bit words (big-endian): Add() each change,
