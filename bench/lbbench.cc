@@ -38,12 +38,13 @@
 
 #include "absl/strings/str_format.h"
 #include "dataplane/config.h"
+#include "dataplane/dpdk/eal.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/worker.h"
 
 DEFINE_uint32(flows, 100000, "Flows in all (split over the cores, as RSS would).");
-DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each core, as lbd's --flow_capacity.");
+DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each core, as lbd's --flow_capacity (1 .. 268435456).");
 DEFINE_string(traffic, "established", "established: every flow seen before the measurement "
                                       "(flow-table hits); syn: every packet a new TCP flow.");
 DEFINE_string(proto, "udp", "udp or tcp (syn traffic is always tcp).");
@@ -387,18 +388,13 @@ int LiveMain(unsigned lcore, bool tcp) {
   return 0;
 }
 
-int Main(int argc, char** argv) {
-  const int eal = rte_eal_init(argc, argv);
-  if (eal < 0) {
-    std::fprintf(stderr, "lbbench: EAL: %s\n", rte_strerror(rte_errno));
-    return 1;
-  }
-  argc -= eal;
-  argv += eal;
+// Everything after EAL's initialisation; `argv` holds lbbench's own options.
+int Run(int argc, char** argv) {
   gflags::SetUsageMessage("lbbench [EAL options] -- [options]: packets per second through the worker pipeline");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if ((FLAGS_family != 4 && FLAGS_family != 6) || (FLAGS_traffic != "established" && FLAGS_traffic != "syn") ||
-      (FLAGS_proto != "udp" && FLAGS_proto != "tcp") || FLAGS_packet_size > 256 || FLAGS_flows == 0) {
+      (FLAGS_proto != "udp" && FLAGS_proto != "tcp") || FLAGS_packet_size > 256 || FLAGS_flows == 0 ||
+      FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > FlowTable::kMaxCapacity) {
     std::fprintf(stderr, "lbbench: bad options (see --help)\n");
     return 2;
   }
@@ -424,9 +420,6 @@ int Main(int argc, char** argv) {
   if (!FLAGS_live_port.empty()) {
     const int rc = LiveMain(lcores[0], FLAGS_proto == "tcp" || shared.syn);
     rte_mempool_free(shared.pool);
-    const std::string dir = rte_eal_get_runtime_dir();
-    rte_eal_cleanup();
-    rmdir(dir.c_str());
     return rc;
   }
   SnapshotBuilder builder;
@@ -556,9 +549,17 @@ int Main(int argc, char** argv) {
   if (rc != 0) std::fprintf(stderr, "lbbench: %lu packets of established flows were dropped\n", (unsigned long)total_drops);
   for (auto& c : cores) c->worker.reset();
   rte_mempool_free(shared.pool);
-  const std::string runtime_dir = rte_eal_get_runtime_dir();
-  rte_eal_cleanup();
-  rmdir(runtime_dir.c_str());  // EAL leaves it even with --no-shconf; only removed if empty
+  return rc;
+}
+
+int Main(int argc, char** argv) {
+  const int eal = rte_eal_init(argc, argv);
+  if (eal < 0) {
+    std::fprintf(stderr, "lbbench: EAL: %s\n", rte_strerror(rte_errno));
+    return 1;
+  }
+  const int rc = Run(argc - eal, argv + eal);
+  dpdk::CleanUpEal();  // on every exit, also after a bad option
   return rc;
 }
 

@@ -75,6 +75,8 @@ class FlowTable {
   // 64 bytes, per flow. `secret` keys the fingerprints; by default a random one.
   explicit FlowTable(uint32_t capacity, uint64_t secret = RandomSecret());
 
+  // The largest capacity a program should ask for: 16 GiB of table.
+  static constexpr uint32_t kMaxCapacity = 1u << 28;
   // The flows the table is sized for (it has three ways for each).
   uint32_t capacity() const { return num_buckets_; }
   static constexpr size_t kBytesPerFlow = 64;

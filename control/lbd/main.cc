@@ -29,6 +29,8 @@
 #include "control/lbd/neighbors.h"
 #include "control/lbd/runtime.h"
 #include "control/metrics.h"
+#include "dataplane/dpdk/eal.h"
+#include "dataplane/flow_table.h"
 
 DEFINE_string(port, "", "EAL name of the wire port: a PCI address (0000:3b:00.0, bound to "
                         "vfio-pci and allowed with -a) or a virtual device from --vdev "
@@ -218,13 +220,9 @@ bool WantsHelp(int argc, char** argv) {
   return false;
 }
 
-// Releases EAL and removes its runtime directory and the parent EAL made (EAL leaves
-// them; rmdir only removes an empty directory, so another process's files are never
-// touched), then returns `code`.
+// Releases EAL and removes the directories it made, then returns `code`.
 int ExitAfterEal(int code) {
-  const std::string runtime_dir = rte_eal_get_runtime_dir();
-  rte_eal_cleanup();
-  if (rmdir(runtime_dir.c_str()) == 0) rmdir(runtime_dir.substr(0, runtime_dir.rfind('/')).c_str());
+  dataplane::dpdk::CleanUpEal(/*remove_empty_parent=*/true);
   return code;
 }
 
@@ -253,9 +251,8 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "--port is required (after --): the EAL name of the wire port";
     return ExitAfterEal(2);
   }
-  constexpr uint32_t kMaxFlowCapacity = 1u << 28;  // 16 GiB of flow table a worker
-  if (FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > kMaxFlowCapacity) {
-    LOG(ERROR) << "--flow_capacity=" << FLAGS_flow_capacity << ": must be 1 .. " << kMaxFlowCapacity;
+  if (FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > dataplane::FlowTable::kMaxCapacity) {
+    LOG(ERROR) << "--flow_capacity=" << FLAGS_flow_capacity << ": must be 1 .. " << dataplane::FlowTable::kMaxCapacity;
     return ExitAfterEal(2);
   }
   auto settings = SettingsFromFlags();

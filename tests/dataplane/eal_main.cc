@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "dataplane/dpdk/eal.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -41,8 +43,6 @@ int main(int argc, char** argv) {
   }
   const int result = RUN_ALL_TESTS();
   rte_mempool_free(lb::testing::g_pool);
-  const std::string runtime_dir = rte_eal_get_runtime_dir();
-  rte_eal_cleanup();
-  rmdir(runtime_dir.c_str());
+  lb::dataplane::dpdk::CleanUpEal();
   return result;
 }

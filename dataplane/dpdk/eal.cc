@@ -1,0 +1,18 @@
+#include "dataplane/dpdk/eal.h"
+
+#include <rte_eal.h>
+#include <unistd.h>
+
+#include <string>
+
+namespace lb::dataplane::dpdk {
+
+void CleanUpEal(bool remove_empty_parent) {
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
+  rte_eal_cleanup();
+  if (rmdir(runtime_dir.c_str()) == 0 && remove_empty_parent) {
+    rmdir(runtime_dir.substr(0, runtime_dir.rfind('/')).c_str());
+  }
+}
+
+}  // namespace lb::dataplane::dpdk
