@@ -20,7 +20,7 @@ void AppendMetricHeader(std::string& out, std::string_view name, std::string_vie
 std::string RenderPrometheus(const Stats& stats, const Health& health) {
   std::string out;
   AppendMetricHeader(out, "lb_events_total", "counter",
-         "Worker events by name (see docs/dataplane.md, Counters).");
+                     "Worker events by name (see docs/dataplane.md, Counters).");
   for (const WorkerView& w : stats.workers) {
     for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
       absl::StrAppendFormat(&out, "lb_events_total{worker=\"%d\",event=\"%s\"} %d\n", w.id,
@@ -28,7 +28,7 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     }
   }
   AppendMetricHeader(out, "lb_drops_total", "counter",
-         "Packets dropped by the workers, by reason (see docs/dataplane.md, Counters).");
+                     "Packets dropped by the workers, by reason (see docs/dataplane.md, Counters).");
   for (const WorkerView& w : stats.workers) {
     for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
       absl::StrAppendFormat(&out, "lb_drops_total{worker=\"%d\",reason=\"%s\"} %d\n", w.id,
@@ -47,7 +47,7 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
   AppendMetricHeader(out, "lb_services", "gauge", "Services configured.");
   absl::StrAppendFormat(&out, "lb_services %d\n", stats.services.size());
   AppendMetricHeader(out, "lb_backend_maglev_entries", "gauge",
-         "Maglev table entries held by each backend (its share of new flows).");
+                     "Maglev table entries held by each backend (its share of new flows).");
   for (const auto& [service, backends] : stats.services) {
     const std::string name = Label(IdOf(service.config).ToString());
     for (size_t i = 0; i < service.config.backends.size(); ++i) {

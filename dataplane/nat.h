@@ -35,7 +35,9 @@ struct NatSession {
   FlowKey client;             // as the client sent it: client -> VIP
   IpAddress backend;
   uint16_t backend_port_be = 0;
-  uint16_t snat_port_be = 0;  // this session's SNAT port and address index, set by Allocate
+  // This session's SNAT port and address index, set by Allocate. They follow from the
+  // session's index (NatTable::PortOf, AddressOf), but that costs divisions a packet.
+  uint16_t snat_port_be = 0;
   uint8_t snat_address = 0;
   uint8_t state = 0;          // FlowState
   bool in_use = false;

@@ -37,7 +37,6 @@ class KubeClient {
                                       absl::FunctionRef<void(std::string_view line)> on_line,
                                       const std::function<bool()>& should_stop, int max_seconds);
 
-
  private:
   KubeConfig config_;
 };
