@@ -53,7 +53,17 @@ struct IpAddress {
   }
   std::string ToString() const;
 
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
+  // Two 8-byte compares, always inlined: the defaulted comparison of the array becomes a
+  // memcmp that the compiler calls out of line when the caller is big (the worker's burst
+  // loop compares a VIP per packet: +30 instructions a packet, callgrind).
+  friend bool operator==(const IpAddress& a, const IpAddress& b) {
+    uint64_t a0, a1, b0, b1;
+    std::memcpy(&a0, a.bytes.data(), 8);
+    std::memcpy(&a1, a.bytes.data() + 8, 8);
+    std::memcpy(&b0, b.bytes.data(), 8);
+    std::memcpy(&b1, b.bytes.data() + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
   friend auto operator<=>(const IpAddress&, const IpAddress&) = default;
   template <typename H>
   friend H AbslHashValue(H h, const IpAddress& a) {
