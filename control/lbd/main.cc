@@ -222,7 +222,7 @@ bool WantsHelp(int argc, char** argv) {
 
 // Releases EAL and removes the directories it made, then returns `code`.
 int ExitAfterEal(int code) {
-  dataplane::dpdk::CleanUpEal(/*remove_empty_parent=*/true);
+  dataplane::dpdk::CleanUpEal();
   return code;
 }
 

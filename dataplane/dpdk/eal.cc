@@ -7,12 +7,10 @@
 
 namespace lb::dataplane::dpdk {
 
-void CleanUpEal(bool remove_empty_parent) {
+void CleanUpEal() {
   const std::string runtime_dir = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
-  if (rmdir(runtime_dir.c_str()) == 0 && remove_empty_parent) {
-    rmdir(runtime_dir.substr(0, runtime_dir.rfind('/')).c_str());
-  }
+  if (rmdir(runtime_dir.c_str()) == 0) rmdir(runtime_dir.substr(0, runtime_dir.rfind('/')).c_str());
 }
 
 }  // namespace lb::dataplane::dpdk
