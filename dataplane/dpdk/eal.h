@@ -1,13 +1,18 @@
-// EAL teardown for the programs that initialise it (lbd, lbbench, the dataplane tests).
-// Thread model: the main thread, after every lcore has stopped.
+// EAL teardown for the programs that initialise it (lbd, lbbench, the dataplane tests and
+// the fuzz target). Thread model: the main thread, after every lcore has stopped.
 #pragma once
+
+#include <string>
 
 namespace lb::dataplane::dpdk {
 
-// Releases EAL (rte_eal_cleanup) and removes the runtime directory EAL made, which it
-// leaves behind even with --no-shconf, and that directory's parent (/var/run/dpdk) when
-// nothing else is in it. rmdir removes only empty directories, so another process's files
-// are never touched.
+// Removes EAL's runtime directory `runtime_dir` (rte_eal_get_runtime_dir()), which EAL
+// leaves behind even with --no-shconf, and its parent (/var/run/dpdk) when nothing else is
+// in it. rmdir removes only empty directories, so another process's files are never
+// touched.
+void RemoveRuntimeDirectory(const std::string& runtime_dir);
+
+// Releases EAL (rte_eal_cleanup), then RemoveRuntimeDirectory.
 void CleanUpEal();
 
 }  // namespace lb::dataplane::dpdk

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/dpdk/eal.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/worker.h"
 
@@ -99,7 +100,7 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
   // EAL makes a runtime directory even with --no-shconf; the fuzzer exits without
   // cleanup, so remove it at exit.
   static std::string runtime_dir = rte_eal_get_runtime_dir();
-  std::atexit([] { rmdir(runtime_dir.c_str()); });
+  std::atexit([] { lb::dataplane::dpdk::RemoveRuntimeDirectory(runtime_dir); });
   g_pool = rte_pktmbuf_pool_create("fuzz", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   auto store = SnapshotStore::Create(1);
   if (g_pool == nullptr || !store.ok()) std::abort();
