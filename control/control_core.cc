@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/hash.h"
 
@@ -42,62 +44,92 @@ std::string ServiceId::ToString() const {
 
 ServiceId IdOf(const ServiceConfig& s) { return {s.vip, s.protocol, s.port}; }
 
-ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store,
-                         DataplaneProbe* probe)
-    : settings_(std::move(settings)),
-      store_(store),
-      probe_(probe),
-      builder_(settings_.limits) {}
-
-absl::Status ControlCore::Start() {
-  absl::MutexLock lock(&mu_);
-  return Commit(services_);
+void ControlCore::State::Count(const ServiceConfig& c, int sign) {
+  backends += uint64_t(int64_t(sign) * int64_t(c.backends.size()));
+  table_memory += uint64_t(int64_t(sign) * int64_t(dataplane::ServiceMemory(c)));
 }
 
-absl::Status ControlCore::Commit(ServiceMap next) {
-  dataplane::DataplaneConfig config;
-  config.encap = settings_.encap;
-  config.nat = settings_.nat;
-  config.next_hop = settings_.next_hop;
-  config.neighbors = settings_.neighbors;
-  config.mtu = settings_.mtu;
-  config.icmp_too_big_per_second = settings_.icmp_too_big_per_second;
-  config.timeouts = settings_.timeouts;
-  config.services.reserve(next.size());
-  for (const auto& [id, service] : next) config.services.push_back(service.config);
-  auto snapshot = builder_.Build(config);
-  if (!snapshot.ok()) return snapshot.status();
-  store_->Publish(*std::move(snapshot));
-  store_->Reclaim();
-  services_ = std::move(next);
+ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store,
+                         DataplaneProbe* probe)
+    : store_(store), probe_(probe), builder_(settings.limits) {
+  auto initial = std::make_shared<State>();
+  initial->settings = std::move(settings);
+  state_ = std::move(initial);
+}
+
+absl::Status ControlCore::Start() {
+  absl::MutexLock lock(&write_mu_);
+  auto next = std::make_shared<State>(*Current());
+  if (absl::Status s = dataplane::ValidateNode(next->settings); !s.ok()) return s;
+  Commit(std::move(next));
   return absl::OkStatus();
 }
 
-absl::Status ControlCore::ValidateOne(const ServiceConfig& s, const std::string& field) const {
-  return dataplane::ValidateService(s, field, settings_.encap, settings_.nat, settings_.limits);
+std::shared_ptr<const ControlCore::State> ControlCore::Current() const {
+  absl::MutexLock lock(&state_mu_);
+  return state_;
 }
 
-absl::StatusOr<Service*> ControlCore::Find(ServiceMap& map, const ServiceId& id) {
-  auto it = map.find(id);
-  if (it == map.end()) {
-    return absl::NotFoundError(absl::StrFormat("service %s does not exist", id.ToString()));
+void ControlCore::Commit(std::shared_ptr<State> next) {
+  std::vector<dataplane::ServiceRecordPtr> records;
+  records.reserve(next->services.size());
+  for (const auto& [id, entry] : next->services) records.push_back(entry->record);
+  store_->Publish(builder_.Assemble(std::move(records), next->settings, store_->current()));
+  store_->Reclaim();
+  absl::MutexLock lock(&state_mu_);
+  state_ = std::move(next);
+}
+
+absl::StatusOr<std::shared_ptr<const ControlCore::ServiceEntry>> ControlCore::BuildEntry(
+    uint64_t id, const ServiceConfig& config, const ServiceEntry* previous, const NodeSettings& settings) {
+  auto record = builder_.BuildService(config, previous == nullptr ? nullptr : previous->record.get(), settings);
+  if (!record.ok()) return record.status();
+  return std::make_shared<const ServiceEntry>(ServiceEntry{Service{id, config}, *std::move(record)});
+}
+
+absl::Status ControlCore::ValidateOne(const ServiceConfig& s, const std::string& field,
+                                      const NodeSettings& settings) const {
+  return dataplane::ValidateService(s, field, settings.encap, settings.nat, settings.limits);
+}
+
+absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& config,
+                                      const std::string& field) {
+  const dataplane::Limits& limits = next.settings.limits;
+  if (next.services.size() + 1 > limits.max_services) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: lbd holds at most %d services (max_services)", field, limits.max_services));
   }
-  return &it->second;
+  if (next.backends + config.backends.size() > limits.max_backends_total) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s.backends: %d more backends would make %d, the limit is %d in all (max_backends_total)",
+        field, config.backends.size(), next.backends + config.backends.size(), limits.max_backends_total));
+  }
+  const uint64_t memory = dataplane::ServiceMemory(config);
+  if (next.table_memory + memory > limits.max_table_memory) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s.table_size: its tables (%d bytes) would make %d bytes in all, the limit is %d "
+        "(max_table_memory)", field, memory, next.table_memory + memory, limits.max_table_memory));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Service> ControlCore::CreateService(const ServiceConfig& config) {
-  absl::MutexLock lock(&mu_);
-  if (absl::Status s = ValidateOne(config, "service"); !s.ok()) return s;
+  absl::MutexLock lock(&write_mu_);
+  auto next = std::make_shared<State>(*Current());
+  if (absl::Status s = ValidateOne(config, "service", next->settings); !s.ok()) return s;
   const ServiceId id = IdOf(config);
-  if (auto it = services_.find(id); it != services_.end()) {
+  if (auto it = next->services.find(id); it != next->services.end()) {
     return absl::AlreadyExistsError(absl::StrFormat("service %s already exists (id %d)",
-                                                    id.ToString(), it->second.id));
+                                                    id.ToString(), it->second->service.id));
   }
-  ServiceMap next = services_;
-  const Service created{next_id_, config};
-  next.emplace(id, created);
-  if (absl::Status s = Commit(std::move(next)); !s.ok()) return s;
+  if (absl::Status s = CheckLimits(*next, config, "service"); !s.ok()) return s;
+  auto entry = BuildEntry(next_id_, config, nullptr, next->settings);
+  if (!entry.ok()) return entry.status();
   ++next_id_;
+  const Service created = (*entry)->service;
+  next->services.emplace(id, *std::move(entry));
+  next->Count(config, +1);
+  Commit(std::move(next));
   return created;
 }
 
@@ -112,42 +144,57 @@ absl::StatusOr<Service> ControlCore::UpdateService(const ServiceConfig& config,
 }
 
 absl::Status ControlCore::DeleteService(const ServiceId& id) {
-  absl::MutexLock lock(&mu_);
-  ServiceMap next = services_;
-  if (auto found = Find(next, id); !found.ok()) return found.status();
-  next.erase(id);
-  return Commit(std::move(next));
+  absl::MutexLock lock(&write_mu_);
+  auto next = std::make_shared<State>(*Current());
+  auto it = next->services.find(id);
+  if (it == next->services.end()) {
+    return absl::NotFoundError(absl::StrFormat("service %s does not exist", id.ToString()));
+  }
+  next->Count(it->second->service.config, -1);
+  next->services.erase(it);
+  Commit(std::move(next));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Service> ControlCore::GetService(const ServiceId& id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = services_.find(id);
-  if (it == services_.end()) {
+  const std::shared_ptr<const State> state = Current();
+  auto it = state->services.find(id);
+  if (it == state->services.end()) {
     return absl::NotFoundError(absl::StrFormat("service %s does not exist", id.ToString()));
   }
-  return it->second;
+  return it->second->service;
 }
 
 std::vector<Service> ControlCore::ListServices() const {
-  absl::MutexLock lock(&mu_);
+  const std::shared_ptr<const State> state = Current();
   std::vector<Service> out;
-  out.reserve(services_.size());
-  for (const auto& [id, s] : services_) out.push_back(s);
+  out.reserve(state->services.size());
+  for (const auto& [id, entry] : state->services) out.push_back(entry->service);
   std::sort(out.begin(), out.end(), [](const Service& a, const Service& b) { return a.id < b.id; });
   return out;
 }
 
 template <typename Edit>
 absl::StatusOr<Service> ControlCore::EditService(const ServiceId& id, Edit edit) {
-  absl::MutexLock lock(&mu_);
-  ServiceMap next = services_;
-  auto found = Find(next, id);
-  if (!found.ok()) return found.status();
-  Service& service = **found;
-  if (absl::Status s = edit(service.config); !s.ok()) return s;
-  if (absl::Status s = ValidateOne(service.config, "service"); !s.ok()) return s;
-  const Service result = service;
-  if (absl::Status s = Commit(std::move(next)); !s.ok()) return s;
+  absl::MutexLock lock(&write_mu_);
+  auto next = std::make_shared<State>(*Current());
+  auto it = next->services.find(id);
+  if (it == next->services.end()) {
+    return absl::NotFoundError(absl::StrFormat("service %s does not exist", id.ToString()));
+  }
+  const std::shared_ptr<const ServiceEntry> previous = it->second;
+  ServiceConfig config = previous->service.config;
+  if (absl::Status s = edit(config); !s.ok()) return s;
+  if (absl::Status s = ValidateOne(config, "service", next->settings); !s.ok()) return s;
+  next->services.erase(it);
+  next->Count(previous->service.config, -1);
+  if (absl::Status s = CheckLimits(*next, config, "service"); !s.ok()) return s;
+  auto entry = BuildEntry(previous->service.id, config, previous.get(), next->settings);
+  if (!entry.ok()) return entry.status();
+  const Service result = (*entry)->service;
+  next->services.emplace(id, *std::move(entry));
+  next->Count(config, +1);
+  Commit(std::move(next));
   return result;
 }
 
@@ -201,85 +248,203 @@ absl::StatusOr<Service> ControlCore::UpdateBackend(const ServiceId& id,
 }
 
 absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
-                                               const std::vector<ServiceConfig>& services) {
-  absl::MutexLock lock(&mu_);
-  if (generation != 0 && generation < applied_generation_) {
+                                               const std::vector<ServiceConfig>& services,
+                                               bool partial) {
+  absl::MutexLock lock(&write_mu_);
+  const std::shared_ptr<const State> current = Current();
+  if (generation != 0 && generation < current->applied_generation) {
     return absl::FailedPreconditionError(
         absl::StrFormat("generation: %d is older than the applied generation %d", generation,
-                        applied_generation_));
+                        current->applied_generation));
   }
+  auto next = std::make_shared<State>();
+  next->settings = current->settings;
+  next->applied_generation = current->applied_generation;
+  ApplyResult result;
+  // First every service is validated and counted against the limits (cheap), so that an
+  // all-or-nothing request that fails builds nothing; then the changed ones are built.
+  std::vector<std::pair<size_t, const ServiceEntry*>> to_build;  // index, previous entry
   std::map<ServiceId, size_t> seen;
   for (size_t i = 0; i < services.size(); ++i) {
+    const ServiceConfig& config = services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
-    if (absl::Status s = ValidateOne(services[i], field); !s.ok()) return s;
-    auto [it, inserted] = seen.emplace(IdOf(services[i]), i);
-    if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: same VIP, protocol and port as services[%d] (%s)", field, it->second,
-          it->first.ToString()));
-    }
-  }
-  ApplyResult result;
-  ServiceMap next;
-  uint64_t next_id = next_id_;
-  for (const ServiceConfig& config : services) {
     const ServiceId id = IdOf(config);
-    auto it = services_.find(id);
-    if (it == services_.end()) {
-      next.emplace(id, Service{next_id++, config});
-      ++result.created;
+    absl::Status status = ValidateOne(config, field, next->settings);
+    if (status.ok()) {
+      if (auto [it, inserted] = seen.emplace(id, i); !inserted) {
+        status = absl::InvalidArgumentError(absl::StrFormat(
+            "%s: same VIP, protocol and port as services[%d] (%s)", field, it->second, id.ToString()));
+      }
+    }
+    if (status.ok()) status = CheckLimits(*next, config, field);
+    if (!status.ok()) {
+      if (!partial) return status;
+      result.outcomes.push_back({ServiceOutcome::Kind::kRefused, id, int32_t(i), std::move(status)});
+      continue;
+    }
+    auto it = current->services.find(id);
+    const ServiceEntry* previous = it == current->services.end() ? nullptr : it->second.get();
+    ServiceOutcome::Kind kind = ServiceOutcome::Kind::kCreated;
+    if (previous != nullptr && previous->service.config == config) {
+      next->services.emplace(id, it->second);
+      kind = ServiceOutcome::Kind::kUnchanged;
     } else {
-      next.emplace(id, Service{it->second.id, config});
-      ++(it->second.config == config ? result.unchanged : result.updated);
+      next->services.emplace(id, nullptr);  // built below; holds its place for the limits
+      to_build.emplace_back(i, previous);
+      if (previous != nullptr) kind = ServiceOutcome::Kind::kUpdated;
+    }
+    next->Count(config, +1);
+    result.outcomes.push_back({kind, id, int32_t(i), absl::OkStatus()});
+  }
+  uint64_t next_id = next_id_;
+  for (const auto& [i, previous] : to_build) {
+    const ServiceId id = IdOf(services[i]);
+    auto entry = BuildEntry(previous != nullptr ? previous->service.id : next_id, services[i], previous,
+                            next->settings);
+    if (!entry.ok()) {
+      const absl::Status status(entry.status().code(),
+                                absl::StrFormat("services[%d]: %s", i, entry.status().message()));
+      if (!partial) return status;
+      next->services.erase(id);
+      next->Count(services[i], -1);
+      for (ServiceOutcome& o : result.outcomes) {
+        if (o.index == int32_t(i)) o = {ServiceOutcome::Kind::kRefused, id, int32_t(i), status};
+      }
+      continue;
+    }
+    if (previous == nullptr) ++next_id;
+    next->services[id] = *std::move(entry);
+  }
+  // A refused service that existed is gone too, but reported as refused, not deleted.
+  bool refused_existing = false;
+  std::set<ServiceId> refused_ids;
+  for (const ServiceOutcome& o : result.outcomes) {
+    switch (o.kind) {
+      case ServiceOutcome::Kind::kCreated: ++result.created; break;
+      case ServiceOutcome::Kind::kUpdated: ++result.updated; break;
+      case ServiceOutcome::Kind::kUnchanged: ++result.unchanged; break;
+      case ServiceOutcome::Kind::kDeleted: break;
+      case ServiceOutcome::Kind::kRefused:
+        ++result.refused;
+        refused_ids.insert(o.id);
+        refused_existing |= current->services.contains(o.id) && !next->services.contains(o.id);
+        break;
     }
   }
-  for (const auto& [id, s] : services_) result.deleted += !next.contains(id);
-  const bool changes = result.created + result.updated + result.deleted > 0;
-  if (generation != 0 && generation == applied_generation_ && changes) {
+  for (const auto& [id, entry] : current->services) {
+    if (next->services.contains(id) || refused_ids.contains(id)) continue;
+    result.outcomes.push_back({ServiceOutcome::Kind::kDeleted, id, -1, absl::OkStatus()});
+    ++result.deleted;
+  }
+  const bool changes = result.created + result.updated + result.deleted > 0 || refused_existing;
+  if (generation != 0 && generation == current->applied_generation && changes) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "generation: %d was applied already, with other services", generation));
   }
-  if (changes) {
-    if (absl::Status s = Commit(std::move(next)); !s.ok()) return s;
+  next->applied_generation = std::max(current->applied_generation, generation);
+  result.generation = next->applied_generation;
+  if (changes || next->applied_generation != current->applied_generation) {
     next_id_ = next_id;
+    if (changes) {
+      Commit(std::move(next));
+    } else {
+      // Only the generation moved: no snapshot to publish.
+      auto same = std::make_shared<State>(*current);
+      same->applied_generation = result.generation;
+      absl::MutexLock state_lock(&state_mu_);
+      state_ = std::move(same);
+    }
   }
-  applied_generation_ = std::max(applied_generation_, generation);
-  result.generation = applied_generation_;
   return result;
 }
 
-absl::Status ControlCore::SetNextHop(const dataplane::NextHop& next_hop) {
-  absl::MutexLock lock(&mu_);
-  const dataplane::NextHop previous = settings_.next_hop;
-  settings_.next_hop = next_hop;
-  absl::Status s = Commit(services_);
-  if (!s.ok()) settings_.next_hop = previous;
-  return s;
-}
-
-absl::Status ControlCore::SetNeighbors(
-    const absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress>& neighbors) {
-  absl::MutexLock lock(&mu_);
-  auto previous = std::move(settings_.neighbors);
-  settings_.neighbors = neighbors;
-  absl::Status s = Commit(services_);
-  if (!s.ok()) settings_.neighbors = std::move(previous);
-  return s;
-}
-
-std::vector<dataplane::IpAddress> ControlCore::BackendAddresses() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<dataplane::IpAddress> out;
-  for (const auto& [id, s] : services_) {
-    for (const auto& b : s.config.backends) out.push_back(b.address);
+template <typename Affected>
+absl::Status ControlCore::RebuildWhere(State& next, Affected affected) {
+  for (auto& [id, entry] : next.services) {
+    if (!affected(entry->service.config)) continue;
+    auto rebuilt = BuildEntry(entry->service.id, entry->service.config, entry.get(), next.settings);
+    if (!rebuilt.ok()) return rebuilt.status();
+    entry = *std::move(rebuilt);
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
+  return absl::OkStatus();
+}
+
+absl::Status ControlCore::SetNextHop(const dataplane::NextHop& next_hop) {
+  absl::MutexLock lock(&write_mu_);
+  const std::shared_ptr<const State> current = Current();
+  const dataplane::NextHop& hop = current->settings.next_hop;
+  if (hop.source_mac == next_hop.source_mac && hop.gateway_mac == next_hop.gateway_mac &&
+      hop.vlan == next_hop.vlan) {
+    return absl::OkStatus();
+  }
+  auto next = std::make_shared<State>(*current);
+  next->settings.next_hop = next_hop;
+  // Every DSR backend's prepared headers name the gateway (NAT services read it per packet).
+  if (absl::Status s = RebuildWhere(*next, [](const ServiceConfig& c) {
+        return c.mode != dataplane::ForwardingMode::kNat;
+      });
+      !s.ok()) {
+    return s;
+  }
+  Commit(std::move(next));
+  return absl::OkStatus();
+}
+
+absl::Status ControlCore::UpdateNeighbors(const std::vector<NeighborChange>& changes) {
+  // Most notifications are state changes of entries whose MAC stays: check against the
+  // State in force first, without waiting for a change in progress.
+  auto differs = [](const State& state, const NeighborChange& c) {
+    auto it = state.settings.neighbors.find(c.first);
+    return c.second ? it == state.settings.neighbors.end() || it->second != *c.second
+                    : it != state.settings.neighbors.end();
+  };
+  if (std::none_of(changes.begin(), changes.end(), [&](const NeighborChange& c) { return differs(*Current(), c); })) {
+    return absl::OkStatus();
+  }
+  absl::MutexLock lock(&write_mu_);
+  const std::shared_ptr<const State> current = Current();
+  auto next = std::make_shared<State>(*current);
+  absl::flat_hash_set<dataplane::IpAddress> changed;
+  for (const NeighborChange& c : changes) {
+    if (!differs(*next, c)) continue;
+    changed.insert(c.first);
+    if (c.second) {
+      next->settings.neighbors[c.first] = *c.second;
+    } else {
+      next->settings.neighbors.erase(c.first);
+    }
+  }
+  if (changed.empty()) return absl::OkStatus();
+  if (absl::Status s = RebuildWhere(*next, [&](const ServiceConfig& c) {
+        return std::any_of(c.backends.begin(), c.backends.end(),
+                           [&](const BackendConfig& b) { return changed.contains(b.address); });
+      });
+      !s.ok()) {
+    return s;
+  }
+  Commit(std::move(next));
+  return absl::OkStatus();
+}
+
+std::vector<dataplane::IpAddress> ControlCore::UnresolvedOnLinkBackends(
+    const std::vector<dataplane::IpPrefix>& prefixes, size_t limit) const {
+  const std::shared_ptr<const State> state = Current();
+  absl::flat_hash_set<dataplane::IpAddress> out;
+  for (const auto& [id, entry] : state->services) {
+    for (const BackendConfig& b : entry->service.config.backends) {
+      if (out.size() >= limit) break;
+      if (state->settings.neighbors.contains(b.address)) continue;
+      if (std::any_of(prefixes.begin(), prefixes.end(),
+                      [&](const dataplane::IpPrefix& p) { return p.Contains(b.address); })) {
+        out.insert(b.address);
+      }
+    }
+  }
+  return {out.begin(), out.end()};
 }
 
 void ControlCore::Reclaim() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&write_mu_);
   store_->Reclaim();
 }
 
@@ -296,9 +461,10 @@ Stats ControlCore::GetStats() const {
     stats.flows += w.flows;
     stats.flow_capacity += w.flow_capacity;
   }
-  absl::MutexLock lock(&mu_);
-  for (size_t a = 0; a < settings_.nat.addresses.size(); ++a) {
-    Stats::SnatStats snat{.address = settings_.nat.addresses[a]};
+  const std::shared_ptr<const State> state = Current();
+  const NodeSettings& settings = state->settings;
+  for (size_t a = 0; a < settings.nat.addresses.size(); ++a) {
+    Stats::SnatStats snat{.address = settings.nat.addresses[a]};
     for (const WorkerView& w : stats.workers) {
       if (w.nat == nullptr || a >= w.nat->num_addresses()) continue;
       snat.ports_in_use += w.nat->in_use(uint32_t(a));
@@ -306,29 +472,27 @@ Stats ControlCore::GetStats() const {
     }
     stats.snat.push_back(snat);
   }
-  const dataplane::Snapshot* snap = store_->current();
-  stats.generation = applied_generation_;
-  stats.gateway_mac = settings_.next_hop.gateway_mac;
-  for (const auto& [id, service] : services_) {
-    std::vector<Stats::BackendStats> backends(service.config.backends.size());
-    const dataplane::ServiceRecord* rec =
-        snap == nullptr ? nullptr : snap->FindService(id.vip, id.protocol, htons(id.port));
-    if (rec != nullptr) {
-      for (uint16_t i : rec->maglev) ++backends[i].maglev_entries;
-    }
+  stats.generation = state->applied_generation;
+  stats.gateway_mac = settings.next_hop.gateway_mac;
+  stats.backends = state->backends;
+  stats.table_memory = state->table_memory;
+  stats.table_memory_limit = settings.limits.max_table_memory;
+  for (const auto& [id, entry] : state->services) {
+    const ServiceConfig& config = entry->service.config;
+    std::vector<Stats::BackendStats> backends(config.backends.size());
+    std::vector<uint32_t> entries_by_slot(entry->record->backends.size());
+    for (uint16_t slot : entry->record->maglev()) ++entries_by_slot[slot];
     for (size_t i = 0; i < backends.size(); ++i) {
-      auto n = settings_.neighbors.find(service.config.backends[i].address);
-      if (n != settings_.neighbors.end()) backends[i].neighbor_mac = n->second;
+      backends[i].maglev_entries = entries_by_slot[entry->record->backend_slots[i]];
+      auto n = settings.neighbors.find(config.backends[i].address);
+      if (n != settings.neighbors.end()) backends[i].neighbor_mac = n->second;
     }
-    stats.services.emplace_back(service, std::move(backends));
+    stats.services.emplace_back(entry->service, std::move(backends));
   }
   return stats;
 }
 
-void ControlCore::SetDrained(bool drained) {
-  absl::MutexLock lock(&mu_);
-  drained_ = drained;
-}
+void ControlCore::SetDrained(bool drained) { drained_.store(drained, std::memory_order_relaxed); }
 
 Health ControlCore::GetHealth() const {
   Health h;
@@ -340,49 +504,46 @@ Health ControlCore::GetHealth() const {
     h.workers_alive = probe_->WorkersAlive();
     h.links_up = probe_->LinksUp();
   }
-  absl::MutexLock lock(&mu_);
-  h.generation = applied_generation_;
-  h.drained = drained_;
-  if (drained_) h.problems.push_back("drained by the operator");
+  h.generation = Current()->applied_generation;
+  h.snapshot_generation = store_->published_generation();
+  h.snapshot_visible = store_->WorkersOnLatest();
+  h.drained = drained_.load(std::memory_order_relaxed);
+  if (h.drained) h.problems.push_back("drained by the operator");
   h.healthy = h.problems.empty();
   return h;
 }
 
 absl::StatusOr<Explanation> ControlCore::ExplainFlow(const dataplane::FlowKey& key) {
   Explanation e;
-  {
-    absl::MutexLock lock(&mu_);
-    const dataplane::Snapshot* snap = store_->current();
-    if (snap == nullptr || snap->FindVip(key.dst) == nullptr) {
-      e.decision = "not a VIP: handed to the kernel (exception path)";
-      return e;
-    }
-    e.vip = true;
-    const dataplane::ServiceRecord* rec = snap->FindService(key.dst, key.protocol, key.dst_port_be);
-    if (rec == nullptr) {
-      e.decision = "no service for this protocol and port: dropped (no_service)";
-      return e;
-    }
-    e.service = ServiceId{rec->key.vip, rec->key.protocol, ntohs(rec->key.port_be)};
-    // The same pick as the worker's (Snapshot::Pick).
-    uint32_t slot;
-    const auto* b = snap->Pick(*rec, dataplane::ServiceHash(key, rec->hash_fields, dataplane::HashFlowKey(key)), &slot);
-    if (b != nullptr) e.maglev_backend = ToConfig(*b);
+  // The State's records are the ones the snapshot in force was assembled from, and the
+  // State keeps them alive while this runs.
+  const std::shared_ptr<const State> state = Current();
+  const ServiceMap& services = state->services;
+  auto vip = services.lower_bound(ServiceId{key.dst, 0, 0});
+  if (vip == services.end() || vip->first.vip != key.dst) {
+    e.decision = "not a VIP: handed to the kernel (exception path)";
+    return e;
   }
-  // The workers answer without the lock held. Backend slots are stable across
-  // snapshots; the service is looked up again, as the snapshot may have changed.
+  e.vip = true;
+  auto it = services.find(ServiceId{key.dst, key.protocol, ntohs(key.dst_port_be)});
+  if (it == services.end()) it = services.find(ServiceId{key.dst, key.protocol, 0});
+  if (it == services.end()) {
+    e.decision = "no service for this protocol and port: dropped (no_service)";
+    return e;
+  }
+  e.service = it->first;
+  const dataplane::ServiceRecord& rec = *it->second->record;
+  // The same pick as the worker's (Snapshot::Pick).
+  uint32_t slot;
+  const auto* b = rec.Pick(dataplane::ServiceHash(key, rec.hash_fields, dataplane::HashFlowKey(key)), &slot);
+  if (b != nullptr) e.maglev_backend = ToConfig(*b);
+  // Slots and generations are stable across snapshots while a backend exists.
   const FlowLocation flow =
       probe_ != nullptr ? probe_->FindFlow(key).value_or(FlowLocation{}) : FlowLocation{};
-  absl::MutexLock lock(&mu_);
-  const dataplane::Snapshot* snap = store_->current();
   if (flow.answer.found) {
     e.worker = int32_t(flow.worker);
-    const dataplane::ServiceRecord* rec = snap->FindService(key.dst, key.protocol, key.dst_port_be);
-    const dataplane::BackendRecord* b =
-        rec == nullptr ? nullptr
-                       : snap->Pinned(*rec, flow.answer.backend_slot, flow.answer.backend_generation);
-    if (b != nullptr) {
-      e.backend = ToConfig(*b);
+    if (const auto* pinned = rec.Pinned(flow.answer.backend_slot, flow.answer.backend_generation)) {
+      e.backend = ToConfig(*pinned);
       e.decision = absl::StrFormat("flow-table: worker %d holds this flow", flow.worker);
       return e;
     }

@@ -2,13 +2,20 @@
 // translates requests into these calls (and so do lbctl and the Kubernetes watcher,
 // through gRPC); nothing else changes the dataplane's tables.
 //
-// It holds the desired services, and for every change builds a complete snapshot and
-// publishes it to the workers (SnapshotStore). A change that fails validation or the
-// build changes nothing. Thread model: any thread; every method is serialised by one
-// mutex, which also makes it the single "control thread" of the SnapshotStore.
+// It holds the desired services as an immutable State and, for every change, builds the
+// next State and snapshot incrementally: only the services a change touches are
+// validated and rebuilt (their Maglev tables are shared otherwise), so a change costs what
+// it changes. A change that fails validation or the build changes nothing.
+//
+// Thread model: any thread. Changes are serialised by one mutex (write_mu_), which makes
+// the holder the SnapshotStore's single control thread; the long work of a change (a
+// large Apply) runs under it. Readers (stats, health, explain, lists) never wait for a
+// change: they take the State in force under a second mutex held only to copy a pointer.
+// Neither the workers nor the main lcore's exception path ever take either mutex.
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +24,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "control/dataplane_probe.h"
@@ -26,16 +34,10 @@
 
 namespace lb::control {
 
-// What every configuration of this node shares: fixed by lbd's flags, except the next
-// hop, which neighbour resolution may change.
-struct NodeSettings {
-  dataplane::EncapConfig encap;
-  dataplane::NatConfig nat;
-  dataplane::NextHop next_hop;
-  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> neighbors;  // on-link backends
-  uint16_t mtu = 1500;
-  uint32_t icmp_too_big_per_second = 100;
-  dataplane::FlowTimeouts timeouts;
+// What every configuration of this node shares (dataplane::NodeConfig: fixed by lbd's
+// flags, except the next hop and the neighbours, which neighbour resolution follows), and
+// the limits on what the API may ask for.
+struct NodeSettings : dataplane::NodeConfig {
   dataplane::Limits limits;
 };
 
@@ -53,9 +55,19 @@ struct Service {
   dataplane::ServiceConfig config;
 };
 
+// What Apply did with one service.
+struct ServiceOutcome {
+  enum class Kind { kCreated, kUpdated, kUnchanged, kDeleted, kRefused };
+  Kind kind = Kind::kUnchanged;
+  ServiceId id;
+  int32_t index = -1;   // in the request; -1 for a deleted service
+  absl::Status status;  // kRefused: why, with the field first ("services[3].table_size: ...")
+};
+
 struct ApplyResult {
   uint64_t generation = 0;
-  uint32_t created = 0, updated = 0, deleted = 0, unchanged = 0;
+  uint32_t created = 0, updated = 0, deleted = 0, unchanged = 0, refused = 0;
+  std::vector<ServiceOutcome> outcomes;  // request order, then the deleted services
 };
 
 struct BackendUpdate {
@@ -69,6 +81,9 @@ struct Stats {
   std::array<uint64_t, dataplane::kNumDropReasons> drops{};
   uint64_t flows = 0, flow_capacity = 0;
   uint64_t generation = 0;
+  uint64_t backends = 0;          // in all services
+  uint64_t table_memory = 0;      // dataplane::ServiceMemory summed over the services
+  uint64_t table_memory_limit = 0;
   struct BackendStats {
     uint32_t maglev_entries = 0;
     std::optional<dataplane::MacAddress> neighbor_mac;  // set: on-link, sent to this MAC
@@ -90,6 +105,8 @@ struct Health {
   bool links_up = false;
   bool drained = false;
   uint64_t generation = 0;
+  uint64_t snapshot_generation = 0;  // of the snapshot published last
+  bool snapshot_visible = false;     // every worker has moved on to it
 };
 
 struct Explanation {
@@ -109,7 +126,7 @@ class ControlCore {
   // data, as in unit tests of configuration alone).
   ControlCore(NodeSettings settings, dataplane::SnapshotStore* store, DataplaneProbe* probe);
 
-  // Publishes the (empty) initial configuration.
+  // Validates the node settings and publishes the (empty) initial configuration.
   absl::Status Start();
 
   absl::StatusOr<Service> CreateService(const dataplane::ServiceConfig& service);
@@ -127,19 +144,31 @@ class ControlCore {
   absl::StatusOr<Service> UpdateBackend(const ServiceId& id, const dataplane::IpAddress& address,
                                         uint16_t port, const BackendUpdate& update);
 
-  // Replaces every service by `services`, all or nothing. `generation` 0 skips the
-  // generation check; otherwise it must not be below the last one applied, and an
-  // equal one must come with the same services (a repeat is a no-op).
+  // Replaces every service by `services`. `generation` 0 skips the generation check;
+  // otherwise it must not be below the last one applied, and an equal one must come with
+  // the same services (a repeat is a no-op).
+  //
+  // All or nothing unless `partial`: then each service that fails validation or would
+  // exceed a limit is refused on its own (and is absent afterwards, as if deleted), the
+  // others are applied. Limits are counted in request order, so a caller that lists its
+  // oldest services first keeps them when the newest exceed a limit, and every node given
+  // the same request accepts the same services.
   absl::StatusOr<ApplyResult> Apply(uint64_t generation,
-                                    const std::vector<dataplane::ServiceConfig>& services);
+                                    const std::vector<dataplane::ServiceConfig>& services,
+                                    bool partial = false);
 
-  // Neighbour resolution found a (new) gateway MAC.
+  // Neighbour resolution found a (new) gateway MAC. Rebuilds every backend record (not
+  // the Maglev tables); a no-op when nothing changed.
   absl::Status SetNextHop(const dataplane::NextHop& next_hop);
-  // Neighbour resolution's MACs of the backends on the node's own segments.
-  absl::Status SetNeighbors(
-      const absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress>& neighbors);
-  // Every backend address of every service (for neighbour resolution).
-  std::vector<dataplane::IpAddress> BackendAddresses() const;
+  // The kernel's neighbour table on the exception interface changed: each address with
+  // its MAC, or nullopt when it has none any more. Rebuilds only the services with a
+  // backend among them; a no-op when nothing changed.
+  using NeighborChange = std::pair<dataplane::IpAddress, std::optional<dataplane::MacAddress>>;
+  absl::Status UpdateNeighbors(const std::vector<NeighborChange>& changes);
+  // Backend addresses inside `prefixes` (the node's own segments) that have no neighbour
+  // entry yet, at most `limit` of them.
+  std::vector<dataplane::IpAddress> UnresolvedOnLinkBackends(
+      const std::vector<dataplane::IpPrefix>& prefixes, size_t limit) const;
 
   // The operator drains (or undrains) the node: it reports unhealthy while drained, so
   // that lb-bird-gen withdraws its VIPs; forwarding is not affected.
@@ -149,30 +178,58 @@ class ControlCore {
   Health GetHealth() const;
   absl::StatusOr<Explanation> ExplainFlow(const dataplane::FlowKey& key);
 
-  // Frees snapshots no worker can still read. Call periodically.
+  // Frees snapshots no worker can still read. Call periodically (not from the main
+  // lcore's loop: it waits for a change in progress).
   void Reclaim();
 
  private:
-  using ServiceMap = std::map<ServiceId, Service>;
+  using ServiceConfig = dataplane::ServiceConfig;
+  struct ServiceEntry {
+    Service service;
+    dataplane::ServiceRecordPtr record;
+  };
+  // A B-tree: copying one (every change does, to build the next State) allocates a node
+  // per few dozen services rather than one per service.
+  using ServiceMap = absl::btree_map<ServiceId, std::shared_ptr<const ServiceEntry>>;
+  // One version of the configuration. Immutable once published.
+  struct State {
+    NodeSettings settings;
+    ServiceMap services;
+    uint64_t applied_generation = 0;
+    uint64_t backends = 0;      // in all services
+    uint64_t table_memory = 0;  // dataplane::ServiceMemory summed
+    void Count(const ServiceConfig& c, int sign);  // adds (+1) or removes (-1) c's share
+  };
 
-  // Builds and publishes the snapshot of `next`; on success it becomes the state.
-  absl::Status Commit(ServiceMap next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Service*> Find(ServiceMap& map, const ServiceId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ValidateOne(const dataplane::ServiceConfig& s, const std::string& field) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<const State> Current() const ABSL_LOCKS_EXCLUDED(state_mu_);
+  // Assembles and publishes the snapshot of `next`, then makes it the State in force.
+  void Commit(std::shared_ptr<State> next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // The entry for `config`, built from `previous` (same key) when given.
+  absl::StatusOr<std::shared_ptr<const ServiceEntry>> BuildEntry(uint64_t id, const ServiceConfig& config,
+                                                                 const ServiceEntry* previous,
+                                                                 const NodeSettings& settings)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Rebuilds the records of the services `affected` selects, for `next`'s settings.
+  template <typename Affected>
+  absl::Status RebuildWhere(State& next, Affected affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status ValidateOne(const ServiceConfig& s, const std::string& field,
+                           const NodeSettings& settings) const;
+  // Whether `next` would exceed a limit once `config` joins it (`field` names it).
+  static absl::Status CheckLimits(const State& next, const ServiceConfig& config, const std::string& field);
   // Modifies a copy of service `id` with `edit` and commits it.
   template <typename Edit>
-  absl::StatusOr<Service> EditService(const ServiceId& id, Edit edit) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<Service> EditService(const ServiceId& id, Edit edit) ABSL_LOCKS_EXCLUDED(write_mu_);
 
-  mutable absl::Mutex mu_;
-  NodeSettings settings_ ABSL_GUARDED_BY(mu_);
   dataplane::SnapshotStore* const store_;
   DataplaneProbe* const probe_;
-  dataplane::SnapshotBuilder builder_ ABSL_GUARDED_BY(mu_);
-  ServiceMap services_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t applied_generation_ ABSL_GUARDED_BY(mu_) = 0;
-  bool drained_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(state_mu_);
+  dataplane::SnapshotBuilder builder_ ABSL_GUARDED_BY(write_mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(write_mu_) = 1;
+
+  mutable absl::Mutex state_mu_;
+  std::shared_ptr<const State> state_ ABSL_GUARDED_BY(state_mu_);
+  std::atomic<bool> drained_{false};
 };
 
 }  // namespace lb::control

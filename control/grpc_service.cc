@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "control/proto_convert.h"
 
@@ -38,6 +39,14 @@ void AddCounter(google::protobuf::RepeatedPtrField<lb::v1::Counter>* list, std::
   lb::v1::Counter* c = list->Add();
   c->set_name(std::string(name));
   c->set_value(value);
+}
+
+// `status` with its leading "services[from]" renamed "services[to]".
+absl::Status RenumberField(const absl::Status& status, int32_t from, int32_t to) {
+  const std::string prefix = absl::StrFormat("services[%d]", from);
+  if (from == to || !absl::StartsWith(status.message(), prefix)) return status;
+  return absl::Status(status.code(), absl::StrFormat("services[%d]%s", to,
+                                                     status.message().substr(prefix.size())));
 }
 
 }  // namespace
@@ -140,19 +149,40 @@ grpc::Status LoadBalancerService::UpdateBackend(grpc::ServerContext*,
 
 grpc::Status LoadBalancerService::Apply(grpc::ServerContext*, const lb::v1::ApplyRequest* req,
                                         lb::v1::ApplyResponse* out) {
+  // A service whose wire form does not parse is refused like one that fails validation:
+  // alone when the request is partial. It is left out of what the core sees, so the
+  // core's indexes are mapped back to the request's.
   std::vector<dataplane::ServiceConfig> services;
+  std::vector<int32_t> request_index;
+  std::vector<ServiceOutcome> unparsed;
+  services.reserve(req->services_size());
   for (int i = 0; i < req->services_size(); ++i) {
     auto s = FromProto(req->services(i), absl::StrFormat("services[%d]", i));
-    if (!s.ok()) return ToGrpcStatus(s.status());
+    if (!s.ok()) {
+      if (!req->partial()) return ToGrpcStatus(s.status());
+      auto key = FromProto(req->services(i).key(), absl::StrFormat("services[%d].key", i));
+      unparsed.push_back({ServiceOutcome::Kind::kRefused, key.ok() ? *key : ServiceId{}, i, s.status()});
+      continue;
+    }
     services.push_back(*std::move(s));
+    request_index.push_back(i);
   }
-  auto result = core_->Apply(req->generation(), services);
+  auto result = core_->Apply(req->generation(), services, req->partial());
   if (!result.ok()) return ToGrpcStatus(result.status());
   out->set_generation(result->generation);
   out->set_created(result->created);
   out->set_updated(result->updated);
   out->set_deleted(result->deleted);
   out->set_unchanged(result->unchanged);
+  out->set_refused(result->refused + uint32_t(unparsed.size()));
+  for (ServiceOutcome o : result->outcomes) {
+    if (o.index >= 0) {
+      o.status = RenumberField(o.status, o.index, request_index[size_t(o.index)]);
+      o.index = request_index[size_t(o.index)];
+    }
+    *out->add_results() = ToProto(o);
+  }
+  for (const ServiceOutcome& o : unparsed) *out->add_results() = ToProto(o);
   return grpc::Status::OK;
 }
 
@@ -197,6 +227,9 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
   out->set_flows(stats.flows);
   out->set_flow_capacity(stats.flow_capacity);
   out->set_generation(stats.generation);
+  out->set_backends(stats.backends);
+  out->set_table_memory_bytes(stats.table_memory);
+  out->set_table_memory_limit(stats.table_memory_limit);
   for (const Stats::SnatStats& snat : stats.snat) {
     lb::v1::SnatAddressStats* o = out->add_snat();
     o->set_address(snat.address.ToString());
@@ -216,6 +249,8 @@ grpc::Status LoadBalancerService::GetHealth(grpc::ServerContext*, const lb::v1::
   out->set_links_up(h.links_up);
   out->set_drained(h.drained);
   out->set_generation(h.generation);
+  out->set_snapshot_generation(h.snapshot_generation);
+  out->set_snapshot_visible(h.snapshot_visible);
   return grpc::Status::OK;
 }
 

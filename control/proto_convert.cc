@@ -89,7 +89,7 @@ absl::StatusOr<dataplane::ServiceConfig> FromProto(const lb::v1::Service& s,
       return absl::InvalidArgumentError(
           absl::StrFormat("%s.hash_fields: unknown value %d", field, int(s.hash_fields())));
   }
-  out.table_size = s.table_size() == 0 ? dataplane::kDefaultMaglevTableSize : s.table_size();
+  out.table_size = s.table_size();
   for (int i = 0; i < s.backends_size(); ++i) {
     auto b = FromProto(s.backends(i), absl::StrFormat("%s.backends[%d]", field, i));
     if (!b.ok()) return b.status();
@@ -136,8 +136,31 @@ lb::v1::Service ToProto(const Service& s) {
     case HashFields::kSourceIpDestPort: out.set_hash_fields(lb::v1::SOURCE_IP_DEST_PORT); break;
   }
   out.set_table_size(s.config.table_size);
+  out.set_effective_table_size(dataplane::EffectiveTableSize(s.config));
   for (const auto& b : s.config.backends) *out.add_backends() = ToProto(b);
   out.set_id(s.id);
+  return out;
+}
+
+lb::v1::ServiceResult ToProto(const ServiceOutcome& o) {
+  lb::v1::ServiceResult out;
+  *out.mutable_key() = ToProto(o.id);
+  switch (o.kind) {
+    case ServiceOutcome::Kind::kCreated: out.set_outcome(lb::v1::CREATED); break;
+    case ServiceOutcome::Kind::kUpdated: out.set_outcome(lb::v1::UPDATED); break;
+    case ServiceOutcome::Kind::kUnchanged: out.set_outcome(lb::v1::UNCHANGED); break;
+    case ServiceOutcome::Kind::kDeleted: out.set_outcome(lb::v1::DELETED); break;
+    case ServiceOutcome::Kind::kRefused: out.set_outcome(lb::v1::REFUSED); break;
+  }
+  out.set_index(o.index);
+  if (!o.status.ok()) {
+    out.set_code(int32_t(o.status.code()));
+    // Every refusal reads "FIELD: REASON" (dataplane::ValidateService, ControlCore).
+    const absl::string_view message = o.status.message();
+    const size_t colon = message.find(": ");
+    out.set_field(std::string(colon == absl::string_view::npos ? "" : message.substr(0, colon)));
+    out.set_reason(std::string(colon == absl::string_view::npos ? message : message.substr(colon + 2)));
+  }
   return out;
 }
 

@@ -28,5 +28,6 @@ lb::v1::ServiceKey ToProto(const ServiceId& id);
 lb::v1::Backend ToProto(const dataplane::BackendConfig& backend);
 lb::v1::Service ToProto(const Service& service);
 lb::v1::BackendState ToProto(dataplane::BackendState state);
+lb::v1::ServiceResult ToProto(const ServiceOutcome& outcome);
 
 }  // namespace lb::control

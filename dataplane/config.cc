@@ -87,9 +87,10 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
     return Invalid("%s.hash_fields: %s", field,
                    absl::StrFormat("unknown value %d", int(s.hash_fields)));
   }
-  if (!IsPrime(s.table_size) || s.table_size > kMaxMaglevTableSize) {
+  if (s.table_size != 0 && (!IsPrime(s.table_size) || s.table_size > kMaxMaglevTableSize)) {
     return Invalid("%s.table_size: %s", field,
-                   absl::StrFormat("%d must be a prime no larger than %d (for example 65537)",
+                   absl::StrFormat("%d must be 0 (by the backend count) or a prime no larger than %d "
+                                   "(for example 65537)",
                                    s.table_size, kMaxMaglevTableSize));
   }
   if (s.backends.size() > limits.max_backends_per_service) {
@@ -129,10 +130,15 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
     }
     if (b.state == BackendState::kActive && b.weight > 0) ++weighted;
   }
-  if (weighted > s.table_size) {
+  if (weighted > EffectiveTableSize(s)) {
     return Invalid("%s.table_size: %s", field,
-                   absl::StrFormat("%d entries cannot hold %d active backends", s.table_size,
+                   absl::StrFormat("%d entries cannot hold %d active backends", EffectiveTableSize(s),
                                    weighted));
+  }
+  if (ServiceMemory(s) > limits.max_table_memory) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s.table_size: the service needs %d bytes of tables, the limit for all services is %d "
+        "(max_table_memory)", field, ServiceMemory(s), limits.max_table_memory));
   }
   return absl::OkStatus();
 }
@@ -183,21 +189,27 @@ std::optional<MacAddress> ParseMac(const std::string& text) {
   return m;
 }
 
+absl::Status ValidateNode(const NodeConfig& node) {
+  if (absl::Status s = ValidateEncap(node.encap); !s.ok()) return s;
+  if (absl::Status s = ValidateNat(node.nat); !s.ok()) return s;
+  if (absl::Status s = ValidateTimeouts(node.timeouts); !s.ok()) return s;
+  if (node.mtu < kMinMtu || node.mtu > kMaxMtu) {
+    return Invalid("%s: %s", "mtu",
+                   absl::StrFormat("%d is outside %d..%d", node.mtu, kMinMtu, kMaxMtu));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits) {
   if (config.services.size() > limits.max_services) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "services: %d services, the limit is %d", config.services.size(), limits.max_services));
   }
-  if (absl::Status s = ValidateEncap(config.encap); !s.ok()) return s;
-  if (absl::Status s = ValidateNat(config.nat); !s.ok()) return s;
-  if (absl::Status s = ValidateTimeouts(config.timeouts); !s.ok()) return s;
-  if (config.mtu < kMinMtu || config.mtu > kMaxMtu) {
-    return Invalid("%s: %s", "mtu",
-                   absl::StrFormat("%d is outside %d..%d", config.mtu, kMinMtu, kMaxMtu));
-  }
+  if (absl::Status s = ValidateNode(config); !s.ok()) return s;
   using ServiceId = std::tuple<IpAddress, uint8_t, uint16_t>;
   absl::flat_hash_map<ServiceId, size_t> seen;
   size_t total_backends = 0;
+  uint64_t memory = 0;
   for (size_t i = 0; i < config.services.size(); ++i) {
     const ServiceConfig& s = config.services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
@@ -208,6 +220,12 @@ absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits)
                      absl::StrFormat("same VIP, protocol and port as services[%d]", it->second));
     }
     total_backends += s.backends.size();
+    memory += ServiceMemory(s);
+  }
+  if (memory > limits.max_table_memory) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "services: %d bytes of tables in all, the limit is %d (max_table_memory)", memory,
+        limits.max_table_memory));
   }
   if (total_backends > limits.max_backends_total) {
     return absl::ResourceExhaustedError(absl::StrFormat(

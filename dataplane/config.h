@@ -54,7 +54,7 @@ struct ServiceConfig {
   uint16_t port = 0;               // 0: all ports
   ForwardingMode mode = ForwardingMode::kDsrIpip;
   HashFields hash_fields = HashFields::kFiveTuple;
-  uint32_t table_size = kDefaultMaglevTableSize;  // prime
+  uint32_t table_size = 0;  // prime; 0: by the backend count (MaglevTableSizeFor)
   std::vector<BackendConfig> backends;
   friend bool operator==(const ServiceConfig&, const ServiceConfig&) = default;
 };
@@ -101,23 +101,44 @@ struct NextHop {
   uint16_t vlan = 0;  // 802.1Q VLAN ID of the egress; 0: untagged
 };
 
-struct DataplaneConfig {
-  std::vector<ServiceConfig> services;
+// What every service of a node shares: fixed by lbd's flags, except the next hop and the
+// neighbours, which neighbour resolution follows.
+struct NodeConfig {
   EncapConfig encap;
   NatConfig nat;
   NextHop next_hop;
-  // MACs of backends on the node's own segments: packets to them skip the gateway.
+  // MACs the kernel knows on the exception interface: backends among them are on the
+  // node's own segment, and their packets skip the gateway.
   absl::flat_hash_map<IpAddress, MacAddress> neighbors;
   uint16_t mtu = 1500;                      // IP MTU of the egress link
   uint32_t icmp_too_big_per_second = 100;   // per worker; 0 disables the ICMP errors
   FlowTimeouts timeouts;
 };
 
+struct DataplaneConfig : NodeConfig {
+  std::vector<ServiceConfig> services;
+};
+
 struct Limits {
   uint32_t max_services = 4096;
   uint32_t max_backends_per_service = kMaxMaglevBackends;
   uint32_t max_backends_total = 1u << 20;
+  // Bound on the tables of all services together (ServiceMemory), in bytes.
+  uint64_t max_table_memory = uint64_t{1} << 30;
 };
+
+// The Maglev table size a service uses: its own, or the one its backend count gives.
+inline uint32_t EffectiveTableSize(const ServiceConfig& s) {
+  return s.table_size != 0 ? s.table_size : MaglevTableSizeFor(s.backends.size());
+}
+
+// What a service costs in lbd's tables, as counted against Limits::max_table_memory: its
+// Maglev table (2 bytes an entry) and its backends' records (kBackendRecordBytes each).
+// A function of the configuration alone, so that every node counts the same.
+inline constexpr uint64_t kBackendRecordBytes = 128;
+inline uint64_t ServiceMemory(const ServiceConfig& s) {
+  return uint64_t{EffectiveTableSize(s)} * sizeof(uint16_t) + s.backends.size() * kBackendRecordBytes;
+}
 
 // Validates one service on its own, naming fields under `field` (e.g. "service" or
 // "services[3]"). ValidateConfig() runs it for each service and adds the checks across
@@ -125,6 +146,8 @@ struct Limits {
 absl::Status ValidateService(const ServiceConfig& service, const std::string& field,
                              const EncapConfig& encap, const NatConfig& nat, const Limits& limits);
 absl::Status ValidateNat(const NatConfig& nat);
+// The node-wide settings: encapsulation, NAT, timeouts, MTU.
+absl::Status ValidateNode(const NodeConfig& node);
 
 // OK, or INVALID_ARGUMENT / RESOURCE_EXHAUSTED naming the first offending field, as in
 // "services[2].backends[0].address: 10.0.0.1 is IPv4 but no encap.source_v4 is set".

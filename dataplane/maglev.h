@@ -17,7 +17,6 @@
 
 namespace lb::dataplane {
 
-inline constexpr uint32_t kDefaultMaglevTableSize = 65537;
 inline constexpr uint32_t kMaxMaglevTableSize = 16777213;  // largest prime below 2^24
 // Table entries are 16-bit indexes into the service's backend list.
 inline constexpr uint32_t kMaxMaglevBackends = 65535;
@@ -29,6 +28,15 @@ struct MaglevBackend {
 };
 
 bool IsPrime(uint32_t n);
+
+// The table size of a service that does not choose one: the smallest of a fixed ladder
+// of primes (1021, 4093, 16381, 65537, 262139, 1048573, 4194301, 16777213; each about
+// four times the last) that is at least 100 x `backends` (the paper's M >> N, §3.4: with
+// M >= 100 N each backend's share is within about 1% of the others'). It depends on the
+// number of backends configured, in any state, so that draining one changes nothing and
+// every node computes the same size from the same input. Growing past a rung rebuilds
+// the table at the next size, which moves most flows that no flow table holds.
+uint32_t MaglevTableSizeFor(size_t backends);
 
 // Returns a table of `table_size` entries, each an index into `backends` (as given).
 // Backends with weight 0 get no entries; with no weighted backend the table is empty.

@@ -1,21 +1,24 @@
 // Snapshot: one immutable, complete version of the dataplane's tables (VIPs, services,
 // backends, Maglev tables, encapsulation and next-hop parameters).
 //
-// SnapshotBuilder compiles a DataplaneConfig into a Snapshot on the control thread; the
-// SnapshotStore publishes it to workers, which only read it. Nothing in a published
-// Snapshot changes, so no update is ever seen half-applied.
+// A Snapshot is assembled from per-service ServiceRecords, which are immutable and shared
+// between consecutive snapshots (std::shared_ptr): a change rebuilds the records of the
+// services it touches and re-indexes the rest, so its cost follows what it changes, not
+// the size of the configuration. SnapshotBuilder builds them on the control thread; the
+// SnapshotStore publishes a snapshot to workers, which only read it. Nothing in a
+// published Snapshot changes, so no update is ever seen half-applied.
 //
-// Flows outlive snapshots, so a flow entry names its backend by *slot* and the slot's
-// *generation*. The builder gives a backend (identified by its service's VIP, protocol
-// and port and its own address and port) the same slot in every snapshot while it
-// exists; when it is removed its slot's generation changes, so flows pinned to it are
-// recognised as orphaned even after the slot is reused.
+// Flows outlive snapshots, so a flow entry names its backend by *slot* (the backend's
+// index in its service's record, kept while the backend exists) and *generation* (a
+// number the builder gives each backend when it appears, unique over 2^24 appearances).
+// A flow pinned to a removed backend is recognised as orphaned even after its slot is
+// reused, and even when another service now matches the flow.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -42,72 +45,101 @@ struct ServiceKey {
 inline constexpr uint32_t kNoServiceIndex = UINT32_MAX;
 inline constexpr uint32_t kAmbiguousServiceIndex = UINT32_MAX - 1;
 
-// Per VIP address: which service takes its non-first fragments, per protocol (they
-// carry no port). kNoServiceIndex when the VIP has no service of that protocol,
-// kAmbiguousServiceIndex when it has several and none for all ports.
+// Per VIP address: which service (an index into Snapshot::services()) takes its
+// non-first fragments, per protocol (they carry no port). kNoServiceIndex when the VIP has
+// no service of that protocol, kAmbiguousServiceIndex when it has several and none for
+// all ports.
 struct VipRecord {
   uint32_t fragment_service_tcp = kNoServiceIndex;
   uint32_t fragment_service_udp = kNoServiceIndex;
-};
-
-struct ServiceRecord {
-  ServiceKey key;
-  ForwardingMode mode;
-  HashFields hash_fields;
-  uint32_t table_size;
-  std::vector<uint16_t> maglev;         // index into backend_slots; empty: no active backend
-  std::vector<uint32_t> backend_slots;  // in configuration order
 };
 
 struct BackendRecord {
   IpAddress address;
   uint16_t port = 0;
   BackendState state = BackendState::kDown;
-  bool in_use = false;
+  bool in_use = false;         // false: a free slot
   uint32_t weight = 0;
   uint32_t generation = 0;     // 24 bits, as stored in FlowEntry
-  uint32_t service_index = 0;  // index of its service in this snapshot
   bool on_link = false;        // on the node's segment: sent to neighbor_mac, not the gateway
   MacAddress neighbor_mac{};
   EncapHeader encap;           // DSR services: the headers its packets get
 };
 
+// One service as workers read it. Immutable once built; shared by every snapshot in which
+// the service is unchanged.
+class ServiceRecord {
+ public:
+  ServiceKey key;
+  ForwardingMode mode = ForwardingMode::kDsrIpip;
+  HashFields hash_fields = HashFields::kFiveTuple;
+  uint32_t table_size = 0;              // M of the Maglev table in use
+  std::vector<BackendRecord> backends;  // by slot
+  std::vector<uint16_t> backend_slots;  // in configuration order
+
+  // The Maglev table: a backend slot per entry; empty when no backend takes new flows.
+  std::span<const uint16_t> maglev() const { return {maglev_data_, maglev_size_}; }
+  // The table object, shared with the records of earlier and later versions of the
+  // service whose Maglev inputs are the same.
+  const std::shared_ptr<const std::vector<uint16_t>>& maglev_table() const { return maglev_; }
+  void set_maglev_table(std::shared_ptr<const std::vector<uint16_t>> table) {
+    maglev_ = std::move(table);
+    maglev_data_ = maglev_ == nullptr ? nullptr : maglev_->data();
+    maglev_size_ = maglev_ == nullptr ? 0 : uint32_t(maglev_->size());
+  }
+
+  // Maglev (§3.4): the backend this service's table gives a flow of service hash `hash`,
+  // and its slot. nullptr when the service has no active backend.
+  const BackendRecord* Pick(uint32_t hash, uint32_t* slot) const {
+    if (maglev_size_ == 0) return nullptr;
+    *slot = maglev_data_[ReduceToRange(hash, maglev_size_)];
+    return &backends[*slot];
+  }
+  // The backend a flow pinned to (slot, generation) may still use: nullptr when it was
+  // removed (no backend of this service has that generation now) or is down.
+  const BackendRecord* Pinned(uint32_t slot, uint32_t generation) const {
+    const BackendRecord* b = Backend(slot, generation);
+    return b == nullptr || b->state == BackendState::kDown ? nullptr : b;
+  }
+  // The backend in `slot` if it still has `generation` (in any state); else nullptr.
+  const BackendRecord* Backend(uint32_t slot, uint32_t generation) const {
+    if (slot >= backends.size()) return nullptr;
+    const BackendRecord& b = backends[slot];
+    return b.in_use && b.generation == generation ? &b : nullptr;
+  }
+
+ private:
+  std::shared_ptr<const std::vector<uint16_t>> maglev_;
+  // The hot path's view of maglev_: one load less per packet than through the shared_ptr.
+  const uint16_t* maglev_data_ = nullptr;
+  uint32_t maglev_size_ = 0;
+};
+
+using ServiceRecordPtr = std::shared_ptr<const ServiceRecord>;
+
 class Snapshot {
  public:
   uint64_t generation() const { return generation_; }
 
-  const VipRecord* FindVip(const IpAddress& address) const { return vips_.Find(address); }
+  const VipRecord* FindVip(const IpAddress& address) const { return index_->vips.Find(address); }
   // The service for (vip, protocol, port): an exact match first, then the all-ports one.
   const ServiceRecord* FindService(const IpAddress& vip, uint8_t protocol,
                                    uint16_t port_be) const {
-    const uint32_t* i = service_index_.Find(ServiceKey{vip, port_be, protocol});
-    if (i == nullptr && port_be != 0) i = service_index_.Find(ServiceKey{vip, 0, protocol});
-    return i == nullptr ? nullptr : &services_[*i];
+    const uint32_t* i = index_->services.Find(ServiceKey{vip, port_be, protocol});
+    if (i == nullptr && port_be != 0) i = index_->services.Find(ServiceKey{vip, 0, protocol});
+    return i == nullptr ? nullptr : records_[*i];
   }
-  const std::vector<ServiceRecord>& services() const { return services_; }
-  // nullptr for a slot that holds no backend in this snapshot.
-  const BackendRecord* backend(uint32_t slot) const {
-    return slot < backends_.size() && backends_[slot].in_use ? &backends_[slot] : nullptr;
-  }
-  const std::vector<BackendRecord>& backends() const { return backends_; }
+  const std::vector<ServiceRecordPtr>& services() const { return services_; }
+  const ServiceRecord& service(uint32_t index) const { return *records_[index]; }
 
   // Maglev (§3.4): the backend `svc`'s table gives a flow of service hash `hash`, and its
   // slot. nullptr when the service has no active backend.
-  const BackendRecord* Pick(const ServiceRecord& svc, uint32_t hash, uint32_t* slot) const {
-    if (svc.maglev.empty()) return nullptr;
-    *slot = svc.backend_slots[svc.maglev[ReduceToRange(hash, uint32_t(svc.maglev.size()))]];
-    return backend(*slot);
+  static const BackendRecord* Pick(const ServiceRecord& svc, uint32_t hash, uint32_t* slot) {
+    return svc.Pick(hash, slot);
   }
-  // The backend a flow pinned to (slot, generation) in `svc` (a service of this snapshot)
-  // may still use: nullptr when it was removed (its slot's generation moved on), belongs
-  // to another service, or is down.
-  const BackendRecord* Pinned(const ServiceRecord& svc, uint32_t slot, uint32_t generation) const {
-    const BackendRecord* b = backend(slot);
-    if (b == nullptr || b->generation != generation || &services_[b->service_index] != &svc ||
-        b->state == BackendState::kDown) {
-      return nullptr;
-    }
-    return b;
+  // The backend a flow pinned to (slot, generation) in `svc` may still use.
+  static const BackendRecord* Pinned(const ServiceRecord& svc, uint32_t slot, uint32_t generation) {
+    return svc.Pinned(slot, generation);
   }
 
   // NAT: the index of SNAT address `a`, or -1 (at most kMaxSnatAddresses to compare).
@@ -128,11 +160,18 @@ class Snapshot {
  private:
   friend class SnapshotBuilder;
 
+  // What depends only on the services' keys, in order: shared by consecutive snapshots
+  // whose services are the same (a backend change does not rebuild it).
+  struct Index {
+    std::vector<ServiceKey> keys;            // services_[i]'s key
+    FlatMap<ServiceKey, uint32_t> services;  // key -> index into records_
+    FlatMap<IpAddress, VipRecord> vips;
+  };
+
   uint64_t generation_ = 0;
-  FlatMap<IpAddress, VipRecord> vips_;
-  FlatMap<ServiceKey, uint32_t> service_index_;
-  std::vector<ServiceRecord> services_;
-  std::vector<BackendRecord> backends_;  // by slot
+  std::shared_ptr<const Index> index_;
+  std::vector<const ServiceRecord*> records_;  // services_ without the shared_ptr, for the hot path
+  std::vector<ServiceRecordPtr> services_;
   NatConfig nat_;
   uint16_t mtu_ = 1500;
   NextHop next_hop_;
@@ -141,36 +180,37 @@ class Snapshot {
   std::array<Millis, 8> timeouts_{};  // by FlowState
 };
 
-// Compiles configurations into snapshots. Control thread only.
+// Builds service records and assembles snapshots. Control thread only.
 class SnapshotBuilder {
  public:
   explicit SnapshotBuilder(Limits limits = {}) : limits_(limits) {}
 
-  // Validates `config` and builds its snapshot with the next generation number. On error
-  // nothing changes (slot assignments included).
+  // The record of `config` (validated by the caller) for a node with `node`'s settings.
+  // `previous` is the service's record in the snapshot in force, or null for a new
+  // service: a backend it had keeps its slot and generation, and its Maglev table is
+  // shared when the table's inputs (size, and the address, port and share of each
+  // backend taking new flows) are the same. Otherwise a new table is computed.
+  absl::StatusOr<ServiceRecordPtr> BuildService(const ServiceConfig& config,
+                                                const ServiceRecord* previous,
+                                                const NodeConfig& node);
+
+  // A snapshot of `services` (distinct keys) with `node`'s settings and the next
+  // snapshot generation. Never rebuilds a record; the VIP and service indexes are shared
+  // with `previous` (the snapshot in force, or null) when its services have the same keys
+  // in the same order, else built anew: O(services) pointer copies for a backend change.
+  std::unique_ptr<const Snapshot> Assemble(std::vector<ServiceRecordPtr> services,
+                                           const NodeConfig& node, const Snapshot* previous = nullptr);
+
+  // Convenience for tests and benchmarks: validates `config` and builds its whole
+  // snapshot, each service's record from the one the last successful Build() made for the
+  // same key. On error nothing changes.
   absl::StatusOr<std::unique_ptr<const Snapshot>> Build(const DataplaneConfig& config);
 
  private:
-  struct BackendIdentity {
-    ServiceKey service;
-    IpAddress address;
-    uint16_t port;
-    friend bool operator==(const BackendIdentity&, const BackendIdentity&) = default;
-    template <typename H>
-    friend H AbslHashValue(H h, const BackendIdentity& b) {
-      return H::combine(std::move(h), b.service, b.address, b.port);
-    }
-  };
-
-  uint32_t TakeSlot();
-
   Limits limits_;
   uint64_t next_generation_ = 1;
-  absl::flat_hash_map<BackendIdentity, uint32_t> slots_;
-  std::vector<uint32_t> slot_generations_;
-  // Freed slots, reused oldest first so that a slot's generation changes as rarely as
-  // possible.
-  std::deque<uint32_t> free_slots_;
+  uint32_t next_backend_generation_ = 1;
+  absl::flat_hash_map<ServiceKey, ServiceRecordPtr> last_built_;  // Build() only
 };
 
 }  // namespace lb::dataplane

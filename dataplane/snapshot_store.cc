@@ -45,11 +45,12 @@ absl::Status SnapshotStore::RegisterWorker(uint32_t worker_id) {
 void SnapshotStore::Publish(std::unique_ptr<const Snapshot> snapshot) {
   // Release: a worker that sees the new pointer sees the snapshot fully built.
   current_.store(snapshot.get(), std::memory_order_release);
-  if (owned_ != nullptr) {
-    // The token is taken after the store: a worker that reports quiescence after this
-    // point can no longer hold the old pointer.
-    retired_.push_back({rte_rcu_qsbr_start(qsbr_), std::move(owned_)});
-  }
+  // The token is taken after the store: a worker that reports quiescence after this
+  // point can no longer hold the old pointer.
+  const uint64_t token = rte_rcu_qsbr_start(qsbr_);
+  published_generation_.store(snapshot->generation(), std::memory_order_relaxed);
+  latest_token_.store(token, std::memory_order_release);
+  if (owned_ != nullptr) retired_.push_back({token, std::move(owned_)});
   owned_ = std::move(snapshot);
 }
 

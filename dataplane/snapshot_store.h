@@ -50,6 +50,15 @@ class SnapshotStore {
 
   // Control thread (the store is not read concurrently by it).
   const Snapshot* current() const { return current_.load(std::memory_order_relaxed); }
+
+  // Any thread. The generation of the snapshot published last (0: none yet), and whether
+  // every registered worker has passed a quiescent state since: from then on no worker
+  // reads an older snapshot.
+  uint64_t published_generation() const { return published_generation_.load(std::memory_order_relaxed); }
+  bool WorkersOnLatest() const {
+    // Acquire pairs with Publish()'s release: the token is the one of that publish.
+    return rte_rcu_qsbr_check(qsbr_, latest_token_.load(std::memory_order_acquire), false) == 1;
+  }
   size_t retired() const { return retired_.size(); }
 
  private:
@@ -63,6 +72,8 @@ class SnapshotStore {
   rte_rcu_qsbr* qsbr_;
   std::atomic<const Snapshot*> current_{nullptr};
   std::unique_ptr<const Snapshot> owned_;  // what current_ points at
+  std::atomic<uint64_t> latest_token_{0};
+  std::atomic<uint64_t> published_generation_{0};
   std::deque<Retired> retired_;
 };
 

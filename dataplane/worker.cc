@@ -242,7 +242,7 @@ void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
     const uint32_t i =
         p.key.protocol == IPPROTO_TCP ? vip.fragment_service_tcp : vip.fragment_service_udp;
     if (i == kAmbiguousServiceIndex) return Drop(m, DropReason::kFragmentAmbiguous);
-    if (i != kNoServiceIndex) svc = &snap.services()[i];
+    if (i != kNoServiceIndex) svc = &snap.service(i);
   }
   if (svc == nullptr) return Drop(m, DropReason::kNoService);
   FlowKey key = p.key;
@@ -262,7 +262,7 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
   const ParsedPacket& p = meta.packet;
   const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
   if (svc == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
-  if (svc->mode == ForwardingMode::kNat) return HandleNatIcmpFromClientSide(snap, m, meta, now, out);
+  if (svc->mode == ForwardingMode::kNat) return HandleNatIcmpFromClientSide(snap, *svc, m, meta, now, out);
   const BackendRecord* b = nullptr;
   if (FlowTable::Slot slot = FindFlow(meta, now); slot && !(slot.entry->state & kNatEntryFlag)) {
     b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
@@ -460,7 +460,8 @@ void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uin
   counters_.Add(Event::kNatReplies);
 }
 
-void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
+void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, const ServiceRecord& svc, rte_mbuf* m,
+                                         const Meta& meta, Millis now,
                                          BurstOutput& out) {
   // An error about a reply this node translated (VIP -> client), quoted as the client got
   // it: it goes to the backend, quoting the packet as the backend sent it. Only the
@@ -469,8 +470,8 @@ void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, cons
   const FlowTable::Slot slot = FindFlow(meta, now);
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   if (s == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
-  const BackendRecord* b = snap.backend(s->backend_slot);
-  const bool on_link = b != nullptr && b->generation == s->backend_generation && b->on_link;
+  const BackendRecord* b = svc.Backend(s->backend_slot, s->backend_generation);
+  const bool on_link = b != nullptr && b->on_link;
   if (!on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
   const IpAddress& snat = snap.nat().addresses[s->snat_address];
   const rewrite::NatEndpoints quoted{&s->backend, s->backend_port_be, &snat, s->snat_port_be};

@@ -177,8 +177,8 @@ class Worker {
   // NAT (nat.h): the client side of a NAT service, and what comes to an SNAT address.
   void HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                  Millis now, BurstOutput& out);
-  void HandleNatIcmpFromClientSide(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now,
-                                   BurstOutput& out);
+  void HandleNatIcmpFromClientSide(const Snapshot& snap, const ServiceRecord& svc, rte_mbuf* m,
+                                   const Meta& meta, Millis now, BurstOutput& out);
   void HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uint32_t address, Millis now,
                   BurstOutput& out);
   // The live session a flow entry names, or nullptr.

@@ -78,7 +78,7 @@ struct Args {
 };
 
 // Options that take no value.
-bool IsSwitch(const std::string& name) { return name == "help"; }
+bool IsSwitch(const std::string& name) { return name == "help" || name == "partial"; }
 
 Args Parse(const std::vector<std::string>& argv) {
   Args a;
@@ -201,7 +201,7 @@ void ApplyServiceOptions(const Args& a, lb::v1::Service& s) {
 
 // The table `service list` prints, one line per backend as `cilium service list` does.
 void PrintServices(const google::protobuf::RepeatedPtrField<lb::v1::Service>& services) {
-  std::printf("%-5s %-28s %-9s %-20s %s\n", "ID", "Frontend", "Mode", "Hash", "Backends");
+  std::printf("%-5s %-28s %-9s %-20s %-8s %s\n", "ID", "Frontend", "Mode", "Hash", "Table", "Backends");
   for (const auto& s : services) {
     std::string first = "(none)";
     std::vector<std::string> rest;
@@ -213,9 +213,9 @@ void PrintServices(const google::protobuf::RepeatedPtrField<lb::v1::Service>& se
                     StateName(b.state()).c_str(), b.weight());
       (i == 0 ? first : rest.emplace_back()) = line;
     }
-    std::printf("%-5lu %-28s %-9s %-20s %s\n", (unsigned long)s.id(), ServiceName(s.key()).c_str(),
-                ModeName(s.mode()).c_str(), HashName(s.hash_fields()).c_str(), first.c_str());
-    for (const auto& r : rest) std::printf("%-65s %s\n", "", r.c_str());
+    std::printf("%-5lu %-28s %-9s %-20s %-8u %s\n", (unsigned long)s.id(), ServiceName(s.key()).c_str(),
+                ModeName(s.mode()).c_str(), HashName(s.hash_fields()).c_str(), s.effective_table_size(), first.c_str());
+    for (const auto& r : rest) std::printf("%-74s %s\n", "", r.c_str());
   }
 }
 
@@ -292,7 +292,11 @@ class Client {
       target = "unix:" + a.Get("socket").value_or(env != nullptr ? env : "/run/lbd/lbd.sock");
       creds = grpc::InsecureChannelCredentials();
     }
-    stub_ = lb::v1::LoadBalancer::NewStub(grpc::CreateChannel(target, creds));
+    // Lists and stats of a large configuration exceed gRPC's default 4 MiB.
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    stub_ = lb::v1::LoadBalancer::NewStub(grpc::CreateCustomChannel(target, creds, args));
     target_ = target;
     timeout_ = ParseNumber(a.Get("timeout").value_or("10"), "--timeout", 3600);
   }
@@ -455,7 +459,8 @@ const std::map<std::string, Verb>& Verbs() {
                              [](Client& c, const Args& a, bool json) {
                                return SetState(c, a, json, ParseState(a.positional[2]));
                              }}},
-      {"apply", {"lbctl apply -f FILE [--generation N]   FILE: YAML or JSON, the ApplyRequest of proto/lb/v1/lb.proto", 0,
+      {"apply", {"lbctl apply -f FILE [--generation N] [--partial]   FILE: YAML or JSON, the ApplyRequest of proto/lb/v1/lb.proto;\n"
+                 "      all or nothing unless --partial (then each bad service is refused alone and listed)", 0,
                  [](Client& c, const Args& a, bool json) {
                    auto file = a.Get("file");
                    if (!file) throw UsageError{"apply needs -f FILE"};
@@ -471,17 +476,23 @@ const std::map<std::string, Verb>& Verbs() {
                    const auto parsed = google::protobuf::util::JsonStringToMessage(js.str(), &req);
                    if (!parsed.ok()) throw UsageError{*file + ": " + std::string(parsed.message())};
                    if (auto g = a.Get("generation")) req.set_generation(ParseNumber(*g, "--generation", UINT32_MAX));
+                   if (a.Get("partial")) req.set_partial(true);
                    lb::v1::ApplyResponse out;
                    const int rc = c.Call(&Stub::Apply, req, &out);
                    if (rc != 0) return rc;
                    if (json) {
                      std::printf("%s", ToJson(out).c_str());
                    } else {
-                     std::printf("generation %lu: %u created, %u updated, %u deleted, %u unchanged\n",
+                     std::printf("generation %lu: %u created, %u updated, %u deleted, %u unchanged, %u refused\n",
                                  (unsigned long)out.generation(), out.created(), out.updated(),
-                                 out.deleted(), out.unchanged());
+                                 out.deleted(), out.unchanged(), out.refused());
+                     for (const auto& r : out.results()) {
+                       if (r.outcome() != lb::v1::REFUSED) continue;
+                       std::printf("  refused %s: %s: %s\n", ServiceName(r.key()).c_str(), r.field().c_str(),
+                                   r.reason().c_str());
+                     }
                    }
-                   return 0;
+                   return out.refused() > 0 ? 1 : 0;
                  }}},
       {"stats", {"lbctl stats [-o json]", 0, [](Client& c, const Args&, bool json) {
          lb::v1::Stats out;
@@ -491,8 +502,11 @@ const std::map<std::string, Verb>& Verbs() {
            std::printf("%s", ToJson(out).c_str());
            return 0;
          }
-         std::printf("generation %lu, flows %lu of %lu\n\nevents (all workers):\n",
-                     (unsigned long)out.generation(), (unsigned long)out.flows(), (unsigned long)out.flow_capacity());
+         std::printf("generation %lu, flows %lu of %lu\n", (unsigned long)out.generation(),
+                     (unsigned long)out.flows(), (unsigned long)out.flow_capacity());
+         std::printf("services %d, backends %lu, table memory %.1f of %.1f MiB\n\nevents (all workers):\n",
+                     out.services_size(), (unsigned long)out.backends(), double(out.table_memory_bytes()) / (1 << 20),
+                     double(out.table_memory_limit()) / (1 << 20));
          for (const auto& e : out.events()) std::printf("  %-24s %lu\n", e.name().c_str(), (unsigned long)e.value());
          std::printf("drops (all workers):\n");
          for (const auto& d : out.drops()) std::printf("  %-24s %lu\n", d.name().c_str(), (unsigned long)d.value());

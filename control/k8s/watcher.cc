@@ -21,18 +21,6 @@ using nlohmann::json;
 
 std::string Rfc3339Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()); }
 
-// The index N of a refusal that names "services[N]", as lbd's Apply does.
-std::optional<size_t> RefusedIndex(const std::string& message) {
-  constexpr std::string_view kPrefix = "services[";
-  if (message.rfind(kPrefix, 0) != 0) return std::nullopt;
-  const size_t end = message.find(']');
-  size_t index = 0;
-  if (end == std::string::npos || !absl::SimpleAtoi(message.substr(kPrefix.size(), end - kPrefix.size()), &index)) {
-    return std::nullopt;
-  }
-  return index;
-}
-
 // Each object parsed with `parse`, with the object it came from; an object that does not
 // parse is logged, counted in `*invalid` and skipped.
 template <typename T>
@@ -173,7 +161,7 @@ void Watcher::Reconcile(bool force_apply) {
   metrics_.problems = desired.problems.size();
   metrics_.pool_used = desired.pool_addresses_used;
   if (applied) {
-    metrics_.services = desired.services.size();
+    metrics_.services = desired.services.size() - refused_.size();
     metrics_.backends = 0;
     for (const auto& s : desired.services) metrics_.backends += s.backends.size();
   }
@@ -196,51 +184,48 @@ bool Watcher::Apply(DesiredState& desired, bool force) {
     return false;
   }
   // lbd refuses a service only for a reason of its own (a limit, an address family it
-  // has no encapsulation source for); each refused one is dropped and reported, so one
-  // bad Service cannot hold back the others.
-  for (size_t attempt = 0; attempt <= desired.services.size(); ++attempt) {
-    const uint64_t generation = std::max(applied_generation_, *lbd_generation) + 1;
-    lb::v1::ApplyRequest request;
-    request.set_generation(generation);
-    for (const auto& s : desired.services) *request.add_services() = ToProto(Service{.config = s});
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    lb::v1::ApplyResponse response;
-    const grpc::Status s = lbd_->Apply(&ctx, request, &response);
-    if (s.ok()) {
-      if (response.created() + response.updated() + response.deleted() > 0 || applied_generation_ == 0) {
-        LOG(INFO) << absl::StrFormat("applied generation %d: %d services (%d created, %d updated, %d deleted)",
-                                     response.generation(), desired.services.size(), response.created(),
-                                     response.updated(), response.deleted());
-      }
-      applied_request_ = request_services;
-      refused_ = std::move(refused);
-      applied_generation_ = response.generation();
-      apply_pending_ = false;
-      absl::MutexLock lock(&mu_);
-      ++metrics_.applies;
-      metrics_.last_apply_ok = true;
-      metrics_.last_apply_seconds = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
-      return true;
-    }
-    const auto index = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? RefusedIndex(s.error_message())
-                                                                            : std::nullopt;
-    if (!index || *index >= desired.services.size()) {
-      LOG(WARNING) << "lbd Apply failed: " << s.error_message();
-      absl::MutexLock lock(&mu_);
-      ++metrics_.apply_errors;
-      metrics_.last_apply_ok = false;
-      return false;
-    }
-    // "services[3].table_size: 3 entries cannot hold ..." -> "table_size: 3 entries cannot hold ..."
-    const std::string& why = s.error_message();
-    const size_t dot = why.find("].");
-    refused.push_back({desired.owners[*index], "RejectedByLbd", dot == std::string::npos ? why : why.substr(dot + 2)});
-    desired.problems.push_back(refused.back());
-    desired.services.erase(desired.services.begin() + long(*index));
-    desired.owners.erase(desired.owners.begin() + long(*index));
+  // has no encapsulation source for). The request is partial: lbd refuses each such
+  // service alone and applies the rest, so one bad Service cannot hold back the others.
+  const uint64_t generation = std::max(applied_generation_, *lbd_generation) + 1;
+  lb::v1::ApplyRequest request;
+  request.set_generation(generation);
+  request.set_partial(true);
+  for (const auto& s : desired.services) *request.add_services() = ToProto(Service{.config = s});
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  lb::v1::ApplyResponse response;
+  const grpc::Status s = lbd_->Apply(&ctx, request, &response);
+  if (!s.ok()) {
+    LOG(WARNING) << "lbd Apply failed: " << s.error_message();
+    absl::MutexLock lock(&mu_);
+    ++metrics_.apply_errors;
+    metrics_.last_apply_ok = false;
+    return false;
   }
-  return false;
+  for (const lb::v1::ServiceResult& r : response.results()) {
+    if (r.outcome() != lb::v1::REFUSED || r.index() < 0 || size_t(r.index()) >= desired.owners.size()) continue;
+    // "services[3].table_size" -> "table_size: ..."; the Service's own fields only.
+    const std::string& field = r.field();
+    const size_t dot = field.find("].");
+    const std::string what = dot == std::string::npos ? r.reason() : field.substr(dot + 2) + ": " + r.reason();
+    refused.push_back({desired.owners[size_t(r.index())], "RejectedByLbd", what});
+    desired.problems.push_back(refused.back());
+  }
+  if (response.created() + response.updated() + response.deleted() + response.refused() > 0 ||
+      applied_generation_ == 0) {
+    LOG(INFO) << absl::StrFormat("applied generation %d: %d services (%d created, %d updated, %d deleted, %d refused)",
+                                 response.generation(), desired.services.size() - response.refused(),
+                                 response.created(), response.updated(), response.deleted(), response.refused());
+  }
+  applied_request_ = request_services;
+  refused_ = std::move(refused);
+  applied_generation_ = response.generation();
+  apply_pending_ = false;
+  absl::MutexLock lock(&mu_);
+  ++metrics_.applies;
+  metrics_.last_apply_ok = true;
+  metrics_.last_apply_seconds = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  return true;
 }
 
 void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std::map<std::string, Object>& raw) {

@@ -71,6 +71,9 @@ DEFINE_string(metrics_address, "", "host:port of the Prometheus endpoint (GET /m
 DEFINE_uint32(max_services, 4096, "Most services.");
 DEFINE_uint32(max_backends_per_service, 65535, "Most backends in one service.");
 DEFINE_uint32(max_backends_total, 1u << 20, "Most backends in all.");
+DEFINE_uint64(max_table_memory, uint64_t{1} << 30,
+              "Most bytes of Maglev tables and backend records of all services together (a "
+              "service counts 2 bytes a table entry and 128 a backend; lbctl stats shows the use).");
 
 namespace lb::control {
 namespace {
@@ -127,15 +130,10 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
   }
   n.nat.port_min = uint16_t(lo);
   n.nat.port_max = uint16_t(hi);
-  n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total};
+  n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total,
+              FLAGS_max_table_memory};
   if (FLAGS_vlan > 4094) return absl::InvalidArgumentError("--vlan: 0..4094");
-  // Settings are checked as a configuration without services would be.
-  dataplane::DataplaneConfig probe;
-  probe.encap = n.encap;
-  probe.nat = n.nat;
-  probe.mtu = n.mtu;
-  probe.timeouts = n.timeouts;
-  if (absl::Status s = dataplane::ValidateConfig(probe, n.limits); !s.ok()) {
+  if (absl::Status s = dataplane::ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
   }
   return n;
@@ -180,9 +178,18 @@ std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, ControlCo
   return *std::move(endpoint);
 }
 
-std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service) {
+// The largest request the limits allow: an Apply of max_backends_total backends (an
+// address of up to 39 characters and its fields: at most 64 bytes each on the wire) over
+// max_services services (key and settings: at most 256 bytes each), and room besides.
+int ApiMessageLimit(const dataplane::Limits& limits) {
+  const uint64_t bytes = uint64_t{limits.max_backends_total} * 64 + uint64_t{limits.max_services} * 256 + (4 << 20);
+  return int(std::min<uint64_t>(bytes, INT32_MAX));
+}
+
+std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const dataplane::Limits& limits) {
   grpc::ServerBuilder builder;
   builder.RegisterService(service);
+  builder.SetMaxReceiveMessageSize(ApiMessageLimit(limits));
   if (!FLAGS_api_socket.empty()) {
     const std::string dir = FLAGS_api_socket.substr(0, FLAGS_api_socket.rfind('/'));
     if (!dir.empty()) mkdir(dir.c_str(), 0755);
@@ -312,7 +319,7 @@ int Main(int argc, char** argv) {
   }
 
   LoadBalancerService service(&core);
-  std::unique_ptr<grpc::Server> api = StartApi(&service);
+  std::unique_ptr<grpc::Server> api = StartApi(&service, settings->limits);
   std::unique_ptr<HttpEndpoint> metrics =
       FLAGS_metrics_address.empty() ? nullptr : StartMetrics(FLAGS_metrics_address, &core);
   LOG(INFO) << "lbd running with " << workers << " worker(s); SIGTERM or SIGINT stops it";

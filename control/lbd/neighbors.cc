@@ -6,6 +6,7 @@
 #include <linux/rtnetlink.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,13 +39,27 @@ constexpr uint16_t kUsable =
 
 }  // namespace
 
-absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(
-    const std::string& ifname, const dataplane::IpAddress& address) {
+absl::StatusOr<std::unique_ptr<NeighborMonitor>> NeighborMonitor::Open(const std::string& ifname) {
   const unsigned ifindex = if_nametoindex(ifname.c_str());
   if (ifindex == 0) return Errno("if_nametoindex(" + ifname + ")");
-  Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (fd.get() < 0) return Errno("socket(AF_NETLINK)");
-  const bool v4 = address.IsV4();
+  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  if (fd < 0) return Errno("socket(AF_NETLINK)");
+  std::unique_ptr<NeighborMonitor> m(new NeighborMonitor(fd, ifindex));
+  // Room for a burst of notifications (a whole subnet's entries changing at once);
+  // an overrun is survived anyway, by a new dump.
+  const int buffer = 4 << 20;
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  local.nl_groups = RTMGRP_NEIGH;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) return Errno("bind(RTMGRP_NEIGH)");
+  if (absl::Status s = m->RequestDump(); !s.ok()) return s;
+  return m;
+}
+
+NeighborMonitor::~NeighborMonitor() { close(fd_); }
+
+absl::Status NeighborMonitor::RequestDump() {
   struct {
     nlmsghdr header;
     ndmsg body;
@@ -53,50 +68,99 @@ absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(
   request.header.nlmsg_type = RTM_GETNEIGH;
   request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   request.header.nlmsg_seq = 1;
-  request.body.ndm_family = v4 ? AF_INET : AF_INET6;
-  if (send(fd.get(), &request, sizeof(request), 0) < 0) return Errno("netlink send");
+  request.body.ndm_family = AF_UNSPEC;  // IPv4 and IPv6
+  if (send(fd_, &request, sizeof(request), 0) < 0) return Errno("netlink send(RTM_GETNEIGH)");
+  dumping_ = true;
+  seen_in_dump_.clear();
+  return absl::OkStatus();
+}
 
-  const uint8_t* want = v4 ? address.V4Bytes() : address.bytes.data();
-  const size_t want_len = v4 ? 4 : 16;
-  std::optional<dataplane::MacAddress> found;
-  alignas(nlmsghdr) char buf[16384];
+void NeighborMonitor::Set(const dataplane::IpAddress& a, std::optional<dataplane::MacAddress> mac,
+                          std::vector<Change>& changes) {
+  auto it = table_.find(a);
+  if (mac) {
+    if (dumping_) seen_in_dump_.insert(a);
+    if (it != table_.end() && it->second == *mac) return;
+    table_[a] = *mac;
+  } else {
+    if (it == table_.end()) return;
+    table_.erase(it);
+  }
+  changes.emplace_back(a, mac);
+}
+
+void NeighborMonitor::Handle(const nlmsghdr& h, std::vector<Change>& changes) {
+  if (h.nlmsg_type == NLMSG_DONE && dumping_) {
+    // Entries the dump did not list are gone (their removal was among the lost messages).
+    std::vector<dataplane::IpAddress> gone;
+    for (const auto& [a, mac] : table_) {
+      if (!seen_in_dump_.contains(a)) gone.push_back(a);
+    }
+    dumping_ = false;
+    for (const auto& a : gone) Set(a, std::nullopt, changes);
+    return;
+  }
+  if (h.nlmsg_type != RTM_NEWNEIGH && h.nlmsg_type != RTM_DELNEIGH) return;
+  if (h.nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
+  const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(&h));
+  if (unsigned(nd->ndm_ifindex) != ifindex_) return;
+  if (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6) return;
+  // The attributes follow the ndmsg (RTM_RTA and RTM_PAYLOAD are for rtmsg).
+  int len = int(h.nlmsg_len) - int(NLMSG_LENGTH(sizeof(ndmsg)));
+  const uint8_t* dst = nullptr;
+  const uint8_t* lladdr = nullptr;
+  size_t dst_len = 0, lladdr_len = 0;
+  const auto* first = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nd) +
+                                                      NLMSG_ALIGN(sizeof(ndmsg)));
+  for (auto* a = first; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if (a->rta_type == NDA_DST) {
+      dst = static_cast<const uint8_t*>(RTA_DATA(a));
+      dst_len = RTA_PAYLOAD(a);
+    } else if (a->rta_type == NDA_LLADDR) {
+      lladdr = static_cast<const uint8_t*>(RTA_DATA(a));
+      lladdr_len = RTA_PAYLOAD(a);
+    }
+  }
+  dataplane::IpAddress address;
+  if (nd->ndm_family == AF_INET && dst != nullptr && dst_len == 4) {
+    address = dataplane::IpAddress::FromV4Bytes(dst);
+  } else if (nd->ndm_family == AF_INET6 && dst != nullptr && dst_len == 16) {
+    address = dataplane::IpAddress::FromV6Bytes(dst);
+  } else {
+    return;
+  }
+  std::optional<dataplane::MacAddress> mac;
+  if (h.nlmsg_type == RTM_NEWNEIGH && (nd->ndm_state & kUsable) && lladdr != nullptr && lladdr_len == 6) {
+    mac.emplace();
+    std::memcpy(mac->data(), lladdr, 6);
+  }
+  Set(address, mac, changes);
+}
+
+absl::StatusOr<std::vector<NeighborMonitor::Change>> NeighborMonitor::Poll(int timeout_ms) {
+  std::vector<Change> changes;
+  pollfd p{fd_, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR) return Errno("poll(netlink)");
+  alignas(nlmsghdr) char buf[65536];
   for (;;) {
-    const ssize_t received = recv(fd.get(), buf, sizeof(buf), 0);
-    if (received < 0) return Errno("netlink recv");
+    const ssize_t received = recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
+    if (received < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      if (errno == ENOBUFS) {  // notifications were lost: start over from a dump
+        if (absl::Status s = RequestDump(); !s.ok()) return s;
+        continue;
+      }
+      return Errno("netlink recv");
+    }
     // The messages of this datagram, checked as NLMSG_OK does (without its signed length).
     for (size_t off = 0; off + sizeof(nlmsghdr) <= size_t(received);) {
       const auto* h = reinterpret_cast<const nlmsghdr*>(buf + off);
       if (h->nlmsg_len < sizeof(nlmsghdr) || off + h->nlmsg_len > size_t(received)) break;
       off += NLMSG_ALIGN(h->nlmsg_len);
-      if (h->nlmsg_type == NLMSG_DONE) return found;
-      if (h->nlmsg_type == NLMSG_ERROR) return absl::InternalError("netlink: RTM_GETNEIGH failed");
-      if (h->nlmsg_type != RTM_NEWNEIGH) continue;
-      const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
-      if (unsigned(nd->ndm_ifindex) != ifindex || !(nd->ndm_state & kUsable)) continue;
-      // The attributes follow the ndmsg (RTM_RTA and RTM_PAYLOAD are for rtmsg).
-      int len = int(h->nlmsg_len) - int(NLMSG_LENGTH(sizeof(ndmsg)));
-      const uint8_t* dst = nullptr;
-      const uint8_t* mac = nullptr;
-      size_t dst_len = 0, mac_len = 0;
-      const auto* first = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nd) +
-                                                          NLMSG_ALIGN(sizeof(ndmsg)));
-      for (auto* a = first; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-        if (a->rta_type == NDA_DST) {
-          dst = static_cast<const uint8_t*>(RTA_DATA(a));
-          dst_len = RTA_PAYLOAD(a);
-        } else if (a->rta_type == NDA_LLADDR) {
-          mac = static_cast<const uint8_t*>(RTA_DATA(a));
-          mac_len = RTA_PAYLOAD(a);
-        }
-      }
-      if (dst != nullptr && mac != nullptr && dst_len == want_len && mac_len == 6 &&
-          std::memcmp(dst, want, want_len) == 0) {
-        dataplane::MacAddress m;
-        std::memcpy(m.data(), mac, 6);
-        found = m;
-      }
+      Handle(*h, changes);
     }
   }
+  return changes;
 }
 
 absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::string& ifname) {

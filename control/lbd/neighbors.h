@@ -1,25 +1,62 @@
-// The kernel's neighbour table (ARP / NDP), read over netlink.
+// The kernel's neighbour table (ARP / NDP), followed over netlink.
 //
 // lbd does not run ARP or ND itself: the kernel does, over the exception path (the TAP
 // interface carries the node's addresses and the port's MAC), and BIRD's BGP session to
-// the gateway keeps its entry fresh. lbd reads the gateway's MAC from there. Thread
-// model: any thread; each call opens its own socket.
+// the gateway keeps its entry fresh. lbd follows that table through netlink
+// notifications (RTM_NEWNEIGH / RTM_DELNEIGH): one dump when it starts, then only what
+// changes, so the cost does not grow with the number of backends. Thread model:
+// NeighborMonitor is used by one thread; the free functions from any thread.
 #pragma once
 
+#include <linux/netlink.h>
+
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "dataplane/config.h"
 #include "dataplane/ip_address.h"
 
 namespace lb::control {
 
-// The MAC of `address` on interface `ifname`, if the kernel has a usable entry
-// (reachable, stale, delay, probe, permanent or noarp). nullopt when it has none.
-absl::StatusOr<std::optional<dataplane::MacAddress>> LookupNeighbor(const std::string& ifname,
-                                                                    const dataplane::IpAddress& address);
+// Follows the neighbour entries of one interface. An entry counts when it is usable
+// (reachable, stale, delay, probe, permanent or noarp) and has a link-layer address.
+class NeighborMonitor {
+ public:
+  using Change = std::pair<dataplane::IpAddress, std::optional<dataplane::MacAddress>>;
+
+  // Subscribes to the notifications, then asks for a dump of the table.
+  static absl::StatusOr<std::unique_ptr<NeighborMonitor>> Open(const std::string& ifname);
+  ~NeighborMonitor();
+  NeighborMonitor(const NeighborMonitor&) = delete;
+  NeighborMonitor& operator=(const NeighborMonitor&) = delete;
+
+  // Waits up to `timeout_ms` for notifications and returns the entries that changed (the
+  // address with its MAC, or nullopt when it has none any more), in order. After an
+  // overrun of the socket (ENOBUFS: notifications were lost) it dumps the table again and
+  // reports the difference.
+  absl::StatusOr<std::vector<Change>> Poll(int timeout_ms);
+
+  // The usable entries as last polled.
+  const absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress>& table() const { return table_; }
+
+ private:
+  NeighborMonitor(int fd, unsigned ifindex) : fd_(fd), ifindex_(ifindex) {}
+  absl::Status RequestDump();
+  void Handle(const nlmsghdr& h, std::vector<Change>& changes);
+  void Set(const dataplane::IpAddress& a, std::optional<dataplane::MacAddress> mac,
+           std::vector<Change>& changes);
+
+  int fd_;
+  unsigned ifindex_;
+  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> table_;
+  bool dumping_ = false;
+  absl::flat_hash_set<dataplane::IpAddress> seen_in_dump_;
+};
 
 // The prefixes of the addresses on interface `ifname` (its connected subnets).
 absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::string& ifname);

@@ -6,6 +6,8 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <thread>
+
 #include <glog/logging.h>
 
 #include "absl/strings/str_format.h"
@@ -179,25 +181,15 @@ void Runtime::ForwardFromKernel() {
   }
 }
 
-void Runtime::RefreshNextHop(ControlCore* core) {
-  if (!options_.gateway || options_.gateway_mac) return;
-  auto mac = LookupNeighbor(options_.tap_name, *options_.gateway);
-  if (!mac.ok()) {
-    LOG_EVERY_N(WARNING, 60) << "neighbour lookup: " << mac.status();
-    return;
-  }
-  if (!mac->has_value()) {
-    if (absl::Status s = SolicitNeighbor(options_.tap_name, *options_.gateway); !s.ok()) {
-      LOG_EVERY_N(WARNING, 60) << "cannot solicit the gateway: " << s;
-    }
-    return;
-  }
+void Runtime::OnGatewayNeighbor(ControlCore* core, std::optional<dataplane::MacAddress> mac) {
   {
     absl::MutexLock lock(&mu_);
-    if (gateway_mac_ == **mac) return;
-    gateway_mac_ = **mac;
+    // A gateway that loses its entry keeps its last MAC: the kernel is re-resolving it,
+    // and packets to the last known MAC are the best guess meanwhile.
+    if (!mac || gateway_mac_ == *mac) return;
+    gateway_mac_ = *mac;
   }
-  LOG(INFO) << "gateway " << options_.gateway->ToString() << " is at " << MacToString(**mac);
+  LOG(INFO) << "gateway " << options_.gateway->ToString() << " is at " << MacToString(*mac);
   if (absl::Status s = core->SetNextHop(InitialNextHop()); !s.ok()) {
     LOG(ERROR) << "cannot publish the new next hop: " << s;
   }
@@ -205,35 +197,60 @@ void Runtime::RefreshNextHop(ControlCore* core) {
 
 // Backends on the TAP's own subnets are reached directly, at their MAC from the kernel's
 // neighbour table; the others, and on-link ones not resolved yet, through the gateway.
-void Runtime::RefreshNeighbors(ControlCore* core) {
+// Unresolved ones (and the gateway) are solicited a few at a time.
+void Runtime::SolicitUnresolved(ControlCore* core) {
+  const bool gateway_unknown = options_.gateway && !options_.gateway_mac && [&] {
+    absl::MutexLock lock(&mu_);
+    return !gateway_mac_.has_value();
+  }();
+  if (gateway_unknown) {
+    if (absl::Status s = SolicitNeighbor(options_.tap_name, *options_.gateway); !s.ok()) {
+      LOG_EVERY_N(WARNING, 60) << "cannot solicit the gateway: " << s;
+    }
+  }
   auto prefixes = InterfacePrefixes(options_.tap_name);
   if (!prefixes.ok()) {
     LOG_EVERY_N(WARNING, 60) << prefixes.status();
     return;
   }
-  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> found;
-  for (const dataplane::IpAddress& backend : core->BackendAddresses()) {
-    const bool on_link = std::any_of(prefixes->begin(), prefixes->end(),
-                                     [&](const dataplane::IpPrefix& p) { return p.Contains(backend); });
-    if (!on_link) continue;
-    auto mac = LookupNeighbor(options_.tap_name, backend);
-    if (mac.ok() && mac->has_value()) {
-      found[backend] = **mac;
+  for (const dataplane::IpAddress& backend : core->UnresolvedOnLinkBackends(*prefixes, kSolicitPerRound)) {
+    (void)SolicitNeighbor(options_.tap_name, backend);
+  }
+}
+
+void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
+  auto monitor = NeighborMonitor::Open(options_.tap_name);
+  if (!monitor.ok()) {
+    LOG(ERROR) << "neighbour resolution is off: " << monitor.status();
+  }
+  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> logged;
+  uint64_t next_solicit = 0;
+  const uint64_t hz = rte_get_tsc_hz();
+  while (!stop.load(std::memory_order_relaxed)) {
+    if (monitor.ok()) {
+      auto changes = (*monitor)->Poll(/*timeout_ms=*/100);
+      if (!changes.ok()) {
+        LOG_EVERY_N(WARNING, 60) << "neighbour notifications: " << changes.status();
+      } else if (!changes->empty()) {
+        for (const auto& [address, mac] : *changes) {
+          if (options_.gateway && address == *options_.gateway && !options_.gateway_mac) {
+            OnGatewayNeighbor(core, mac);
+          }
+          if (mac) VLOG(1) << "neighbour " << address.ToString() << " is at " << MacToString(*mac);
+        }
+        if (absl::Status s = core->UpdateNeighbors(*changes); !s.ok()) {
+          LOG(ERROR) << "cannot publish on-link neighbours: " << s;
+        }
+      }
     } else {
-      // Until it resolves, the gateway carries its packets.
-      (void)SolicitNeighbor(options_.tap_name, backend);
+      rte_delay_us_sleep(100'000);
     }
-  }
-  if (found == neighbors_) return;
-  for (const auto& [address, mac] : found) {
-    auto old = neighbors_.find(address);
-    if (old == neighbors_.end() || old->second != mac) {
-      LOG(INFO) << "on-link backend " << address.ToString() << " is at " << MacToString(mac);
+    const uint64_t now = rte_get_tsc_cycles();
+    if (now >= next_solicit) {
+      next_solicit = now + hz;
+      SolicitUnresolved(core);
     }
-  }
-  neighbors_ = std::move(found);
-  if (absl::Status s = core->SetNeighbors(neighbors_); !s.ok()) {
-    LOG(ERROR) << "cannot publish on-link neighbours: " << s;
+    core->Reclaim();
   }
 }
 
@@ -251,20 +268,21 @@ void Runtime::SampleHeartbeats() {
 }
 
 void Runtime::RunMain(ControlCore* core, const std::atomic<bool>& stop) {
+  // Control work (neighbours, next hop, reclaiming snapshots) waits for changes in
+  // progress; it runs on its own thread, so that the exception path below never does.
+  std::thread control([&] { RunControl(core, stop); });
   const uint64_t hz = rte_get_tsc_hz();
-  uint64_t next_second = 0;
+  uint64_t next_sample = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     ForwardFromKernel();
     const uint64_t now = rte_get_tsc_cycles();
-    if (now >= next_second) {
-      next_second = now + hz / 4;
-      RefreshNextHop(core);
-      RefreshNeighbors(core);
+    if (now >= next_sample) {
+      next_sample = now + hz / 4;
       SampleHeartbeats();
-      core->Reclaim();
     }
     rte_delay_us_sleep(200);  // the exception path is control traffic: no need to spin
   }
+  control.join();
 }
 
 std::vector<WorkerView> Runtime::Workers() const {

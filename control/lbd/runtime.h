@@ -3,11 +3,15 @@
 //
 // The main lcore runs RunMain(): it hands what the kernel sends on the TAP to worker 0
 // (through a single-producer, single-consumer ring), which sends it out of the wire port
-// on its own TX queue, so that the port needs one queue pair per worker and no more; keeps the gateway's MAC current from the kernel's neighbour table, samples
-// worker heartbeats for health, and reclaims retired snapshots. It also serves the
-// control core as its DataplaneProbe.
+// on its own TX queue, so that the port needs one queue pair per worker and no more, and
+// samples worker heartbeats for health. Nothing in that loop takes a lock that control
+// work holds: BGP, BFD and ARP keep flowing while the largest change is built. A control
+// thread (RunControl) follows the kernel's neighbour table for the gateway's and on-link
+// backends' MACs, solicits unresolved ones, and reclaims retired snapshots. The runtime
+// also serves the control core as its DataplaneProbe.
 //
-// Thread model: Create/RunMain/Stop on the main lcore; the probe methods from any thread.
+// Thread model: Start/RunMain/StopWorkers on the main lcore; RunControl on the thread
+// RunMain starts; the probe methods from any thread.
 #pragma once
 
 #include <atomic>
@@ -77,10 +81,14 @@ class Runtime final : public DataplaneProbe {
   };
 
   explicit Runtime(const RuntimeOptions& options) : options_(options) {}
+  // Backends solicited per round (a second) at most.
+  static constexpr size_t kSolicitPerRound = 64;
+
   void ForwardFromKernel();
-  void RefreshNextHop(ControlCore* core);
-  void RefreshNeighbors(ControlCore* core);
   void SampleHeartbeats();
+  void RunControl(ControlCore* core, const std::atomic<bool>& stop);
+  void OnGatewayNeighbor(ControlCore* core, std::optional<dataplane::MacAddress> mac);
+  void SolicitUnresolved(ControlCore* core);
 
   RuntimeOptions options_;
   rte_mempool* pool_ = nullptr;
@@ -94,7 +102,6 @@ class Runtime final : public DataplaneProbe {
 
   mutable absl::Mutex mu_;
   std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> neighbors_;  // main lcore
   absl::Mutex query_mu_;  // serialises flow queries (one mailbox per worker)
 };
 

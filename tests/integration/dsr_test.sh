@@ -150,9 +150,27 @@ services:
     backends: [{address: 10.92.3.2}]
 YAML
 first=$(lbctl apply -f "$TOPO_DIR/apply.yaml" 2>&1)
-check "apply -f YAML ($first)" test "$first" = "generation 7: 0 created, 2 updated, 2 deleted, 0 unchanged"
+check "apply -f YAML ($first)" test "$first" = "generation 7: 0 created, 2 updated, 2 deleted, 0 unchanged, 0 refused"
 again=$(lbctl apply -f "$TOPO_DIR/apply.yaml" 2>&1)
-check "applying it again changes nothing ($again)" test "$again" = "generation 7: 0 created, 0 updated, 0 deleted, 2 unchanged"
+check "applying it again changes nothing ($again)" test "$again" = "generation 7: 0 created, 0 updated, 0 deleted, 2 unchanged, 0 refused"
+# A bad service among good ones: all or nothing by default, alone with --partial.
+cat >"$TOPO_DIR/partial.yaml" <<YAML
+services:
+  - key: {vip: $VIP_DNS, protocol: UDP, port: 53}
+    backends: [{address: 10.92.1.2}, {address: 10.92.2.2, weight: 2}]
+  - key: {vip: $VIP_GUE, protocol: UDP, port: 53}
+    mode: DSR_GUE
+    backends: [{address: 10.92.3.2}]
+  - key: {vip: 10.100.0.77, protocol: UDP, port: 53}
+    table_size: 100
+    backends: [{address: 10.92.3.2}]
+YAML
+lbctl apply -f "$TOPO_DIR/partial.yaml" >/dev/null 2>&1
+check "an Apply with a bad service is refused whole by default (exit 4)" test $? -eq 4
+partial=$(lbctl apply --partial -f "$TOPO_DIR/partial.yaml" 2>&1)
+check "--partial refuses it alone and names the field ($partial)" \
+  sh -c "echo '$partial' | grep -q 'refused 10.100.0.77:53/udp: services\[2\].table_size: 100 must be'"
+check "and applies the others" test "$(lbctl service list -o json | grep -c '"vip"')" -eq 2
 check "after apply only the two services remain" test "$(lbctl service list -o json | grep -c '"vip"')" -eq 2
 check "the GUE VIP now answers from b3 alone" test "$(answers_from "$VIP_GUE" 5)" = "10.200.0.3 "
 printf '{"generation": 6, "services": []}' >"$TOPO_DIR/stale.json"

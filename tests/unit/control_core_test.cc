@@ -126,7 +126,7 @@ TEST_F(ControlCoreTest, BackendStateAndWeightReachTheMaglevTable) {
   ASSERT_TRUE(drained.ok()) << drained.status();
   const auto* rec = store_->current()->FindService(id.vip, id.protocol, htons(id.port));
   ASSERT_NE(rec, nullptr);
-  for (uint16_t i : rec->maglev) EXPECT_EQ(i, 1) << "only 192.168.1.2 takes new flows";
+  for (uint16_t i : rec->maglev()) EXPECT_EQ(i, 1) << "only 192.168.1.2 takes new flows";
 
   ASSERT_TRUE(core_->UpdateBackend(id, Addr("192.168.1.1"), 0,
                                    {.weight = 3, .state = BackendState::kActive})
@@ -210,7 +210,7 @@ TEST_F(ControlCoreTest, ExplainFlow) {
   const auto* rec = store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53));
   const uint32_t other = e->maglev_backend->address == Addr("192.168.1.1") ? 1 : 0;
   const uint32_t slot = rec->backend_slots[other];
-  probe_.flow = FlowLocation{1, {true, slot, store_->current()->backend(slot)->generation}};
+  probe_.flow = FlowLocation{1, {true, slot, rec->backends[slot].generation}};
   e = core_->ExplainFlow(key);
   EXPECT_THAT(e->decision, HasSubstr("flow-table: worker 1"));
   EXPECT_NE(e->backend, e->maglev_backend);
@@ -219,17 +219,132 @@ TEST_F(ControlCoreTest, ExplainFlow) {
 
 TEST_F(ControlCoreTest, NeighborsMakeBackendsOnLink) {
   ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
-  EXPECT_EQ(core_->BackendAddresses(), (std::vector<IpAddress>{Addr("192.168.1.1"), Addr("192.168.1.2")}));
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.7.1"}, "10.1.0.11")).ok());
+  const auto prefixes = std::vector<dataplane::IpPrefix>{*dataplane::IpPrefix::Parse("192.168.1.0/24")};
+  auto unresolved = core_->UnresolvedOnLinkBackends(prefixes, 10);
+  std::sort(unresolved.begin(), unresolved.end());
+  EXPECT_EQ(unresolved, (std::vector<IpAddress>{Addr("192.168.1.1"), Addr("192.168.1.2")}));
+  const auto* other_before = store_->current()->FindService(Addr("10.1.0.11"), IPPROTO_UDP, htons(53));
   const dataplane::MacAddress mac = {2, 0, 0, 0, 0, 7};
-  ASSERT_TRUE(core_->SetNeighbors({{Addr("192.168.1.2"), mac}}).ok());
+  ASSERT_TRUE(core_->UpdateNeighbors({{Addr("192.168.1.2"), mac}, {Addr("192.168.1.254"), mac}}).ok());
   const auto* rec = store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53));
-  const dataplane::BackendRecord* b = store_->current()->backend(rec->backend_slots[1]);
-  EXPECT_TRUE(b->on_link);
-  EXPECT_EQ(b->neighbor_mac, mac);
-  EXPECT_FALSE(store_->current()->backend(rec->backend_slots[0])->on_link);
+  const dataplane::BackendRecord& b = rec->backends[rec->backend_slots[1]];
+  EXPECT_TRUE(b.on_link);
+  EXPECT_EQ(b.neighbor_mac, mac);
+  EXPECT_FALSE(rec->backends[rec->backend_slots[0]].on_link);
+  EXPECT_EQ(store_->current()->FindService(Addr("10.1.0.11"), IPPROTO_UDP, htons(53)), other_before)
+      << "a service without the changed addresses keeps its record";
+  EXPECT_EQ(core_->UnresolvedOnLinkBackends(prefixes, 10), std::vector<IpAddress>{Addr("192.168.1.1")});
   const Stats s = core_->GetStats();
   EXPECT_FALSE(s.services[0].second[0].neighbor_mac.has_value());
   EXPECT_EQ(s.services[0].second[1].neighbor_mac, mac);
+
+  // The same entry again (a state change of the kernel's) publishes nothing.
+  const uint64_t generation = SnapshotGeneration();
+  ASSERT_TRUE(core_->UpdateNeighbors({{Addr("192.168.1.2"), mac}}).ok());
+  EXPECT_EQ(SnapshotGeneration(), generation);
+  // The entry goes: the backend is reached through the gateway again.
+  ASSERT_TRUE(core_->UpdateNeighbors({{Addr("192.168.1.2"), std::nullopt}}).ok());
+  rec = store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53));
+  EXPECT_FALSE(rec->backends[rec->backend_slots[1]].on_link);
+}
+
+// A change costs what it changes: a backend change rebuilds its own service's record and
+// shares every other one with the snapshot before.
+TEST_F(ControlCoreTest, ABackendChangeRebuildsOnlyItsService) {
+  std::vector<ServiceConfig> services;
+  for (int i = 0; i < 6; ++i) {
+    services.push_back(Dns({"192.168.1.1", "192.168.1.2"}, ("10.1.0." + std::to_string(20 + i)).c_str()));
+  }
+  ASSERT_TRUE(core_->Apply(1, services).ok());
+  std::vector<const dataplane::ServiceRecord*> before;
+  for (const auto& s : services) before.push_back(store_->current()->FindService(s.vip, IPPROTO_UDP, htons(53)));
+  const uint64_t generation = SnapshotGeneration();
+  ASSERT_TRUE(core_->UpdateBackend(IdOf(services[2]), Addr("192.168.1.1"), 0, {.weight = 5}).ok());
+  EXPECT_EQ(SnapshotGeneration(), generation + 1);
+  for (size_t i = 0; i < services.size(); ++i) {
+    const auto* now = store_->current()->FindService(services[i].vip, IPPROTO_UDP, htons(53));
+    if (i == 2) {
+      EXPECT_NE(now, before[i]);
+    } else {
+      EXPECT_EQ(now, before[i]) << i;
+    }
+  }
+  // Apply with one service changed: the same.
+  services[2].backends[0].weight = 5;  // as it is now
+  services[4].backends.push_back({Addr("192.168.1.3")});
+  auto r = core_->Apply(2, services);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->updated, 1u);
+  EXPECT_EQ(r->unchanged, 5u);
+  EXPECT_EQ(store_->current()->FindService(services[0].vip, IPPROTO_UDP, htons(53)), before[0]);
+  EXPECT_NE(store_->current()->FindService(services[4].vip, IPPROTO_UDP, htons(53)), before[4]);
+}
+
+// A partial Apply refuses each bad service alone, says which field and why, and applies
+// the rest; limits are counted in request order.
+TEST_F(ControlCoreTest, PartialApplyRefusesServicesAlone) {
+  auto keep = Dns({"192.168.1.1"});
+  auto bad = Dns({"192.168.1.2"}, "10.1.0.11");
+  ASSERT_TRUE(core_->Apply(1, {keep, bad}).ok());
+  bad.table_size = 100;  // not a prime
+  auto other = Dns({"192.168.1.3"}, "10.1.0.12");
+  auto r = core_->Apply(2, {keep, bad, other}, /*partial=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->unchanged, 1u);
+  EXPECT_EQ(r->created, 1u);
+  EXPECT_EQ(r->refused, 1u);
+  EXPECT_EQ(r->deleted, 0u) << "a refused service is reported as refused, not deleted";
+  ASSERT_EQ(r->outcomes.size(), 3u);
+  EXPECT_EQ(r->outcomes[1].kind, ServiceOutcome::Kind::kRefused);
+  EXPECT_EQ(r->outcomes[1].index, 1);
+  EXPECT_EQ(r->outcomes[1].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r->outcomes[1].status.message()), HasSubstr("services[1].table_size: 100 must be"));
+  EXPECT_EQ(core_->GetService(IdOf(bad)).status().code(), absl::StatusCode::kNotFound)
+      << "a refused service is absent afterwards";
+  EXPECT_TRUE(core_->GetService(IdOf(other)).ok());
+
+  // Limits (8 services here): the first eight in request order are kept.
+  std::vector<ServiceConfig> many;
+  for (int i = 0; i < 10; ++i) many.push_back(Dns({"192.168.1.1"}, ("10.1.0." + std::to_string(30 + i)).c_str()));
+  r = core_->Apply(3, many, /*partial=*/true);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->created, 8u);
+  EXPECT_EQ(r->refused, 2u);
+  EXPECT_EQ(r->outcomes[8].status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(r->outcomes[8].status.message()), HasSubstr("services[8]: lbd holds at most 8 services"));
+  EXPECT_TRUE(core_->GetService(IdOf(many[7])).ok());
+  EXPECT_FALSE(core_->GetService(IdOf(many[9])).ok());
+  // All or nothing (the default) refuses the same request whole.
+  EXPECT_EQ(core_->Apply(4, many).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// Table memory is bounded in all, counted from the configuration (the same on every node).
+TEST_F(ControlCoreTest, TableMemoryIsBounded) {
+  NodeSettings settings = Settings();
+  settings.limits.max_table_memory = 3 * (1021 * 2 + 128);
+  auto store = dataplane::SnapshotStore::Create(1);
+  ASSERT_TRUE(store.ok());
+  ControlCore core(settings, store->get(), nullptr);
+  ASSERT_TRUE(core.Start().ok());
+  auto auto_sized = Dns({"192.168.1.1"});
+  auto_sized.table_size = 0;  // by the backend count: 1021 for one backend
+  for (int i = 0; i < 3; ++i) {
+    auto s = auto_sized;
+    s.vip = Addr(("10.1.0." + std::to_string(40 + i)).c_str());
+    ASSERT_TRUE(core.CreateService(s).ok());
+  }
+  EXPECT_EQ(core.GetStats().table_memory, 3u * (1021 * 2 + 128));
+  EXPECT_EQ(core.GetService(IdOf(auto_sized)).status().code(), absl::StatusCode::kNotFound);
+  auto_sized.vip = Addr("10.1.0.99");
+  auto r = core.CreateService(auto_sized);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("max_table_memory"));
+  // A backend more needs a bigger record: refused too, and nothing changes.
+  auto grow = core.AddBackend(IdOf([&] { auto s = auto_sized; s.vip = Addr("10.1.0.40"); return s; }()),
+                              {Addr("192.168.1.2")});
+  EXPECT_EQ(grow.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(core.GetStats().table_memory, 3u * (1021 * 2 + 128));
 }
 
 TEST_F(ControlCoreTest, StatsAndHealth) {

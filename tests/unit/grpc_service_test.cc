@@ -53,7 +53,8 @@ TEST_F(GrpcServiceTest, CreateListGetWithDefaults) {
   ASSERT_TRUE(stub_->CreateService(&ctx, req, &created).ok());
   EXPECT_EQ(created.id(), 1u);
   EXPECT_EQ(created.mode(), lb::v1::DSR_IPIP) << "unspecified mode means dsr-ipip";
-  EXPECT_EQ(created.table_size(), 65537u);
+  EXPECT_EQ(created.table_size(), 0u) << "0: sized by the backend count";
+  EXPECT_EQ(created.effective_table_size(), 1021u) << "two backends: the smallest size";
   EXPECT_EQ(created.backends(0).weight(), 1u);
   EXPECT_EQ(created.backends(0).state(), lb::v1::ACTIVE);
 
@@ -118,9 +119,50 @@ TEST_F(GrpcServiceTest, ApplyThenDrain) {
   ASSERT_TRUE(stub_->GetStats(&ctx3, {}, &stats).ok());
   ASSERT_EQ(stats.services_size(), 1);
   EXPECT_EQ(stats.services(0).backends(1).maglev_entries(), 0u);
-  EXPECT_EQ(stats.services(0).backends(0).maglev_entries(), 65537u);
+  EXPECT_EQ(stats.services(0).backends(0).maglev_entries(), 1021u);
   EXPECT_EQ(stats.generation(), 3u);
+  EXPECT_EQ(stats.backends(), 2u);
+  EXPECT_EQ(stats.table_memory_bytes(), 1021u * 2 + 2 * dataplane::kBackendRecordBytes);
+  EXPECT_GT(stats.table_memory_limit(), 0u);
   EXPECT_EQ(stats.drops_size(), int(dataplane::kNumDropReasons));
+}
+
+// A partial Apply reports each service's outcome; a refusal carries its code, field and
+// reason, with the field numbered as in the request even when an earlier service did not
+// parse at all.
+TEST_F(GrpcServiceTest, PartialApplyResults) {
+  lb::v1::ApplyRequest apply;
+  apply.set_partial(true);
+  *apply.add_services() = Dns();
+  lb::v1::Service unparsable = Dns();
+  unparsable.mutable_key()->set_vip("10.1.0.300");
+  *apply.add_services() = unparsable;
+  lb::v1::Service bad = Dns();
+  bad.mutable_key()->set_vip("10.1.0.11");
+  bad.set_table_size(100);
+  *apply.add_services() = bad;
+  grpc::ClientContext ctx;
+  lb::v1::ApplyResponse resp;
+  ASSERT_TRUE(stub_->Apply(&ctx, apply, &resp).ok());
+  EXPECT_EQ(resp.created(), 1u);
+  EXPECT_EQ(resp.refused(), 2u);
+  ASSERT_EQ(resp.results_size(), 3);
+  EXPECT_EQ(resp.results(0).outcome(), lb::v1::CREATED);
+  EXPECT_EQ(resp.results(1).outcome(), lb::v1::REFUSED);
+  EXPECT_EQ(resp.results(1).index(), 2);
+  EXPECT_EQ(resp.results(1).code(), int(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(resp.results(1).field(), "services[2].table_size");
+  EXPECT_THAT(resp.results(1).reason(), HasSubstr("100 must be 0"));
+  EXPECT_EQ(resp.results(1).key().vip(), "10.1.0.11");
+  EXPECT_EQ(resp.results(2).index(), 1);
+  EXPECT_EQ(resp.results(2).field(), "services[1].key.vip");
+
+  // Without `partial` the same request changes nothing.
+  apply.set_partial(false);
+  grpc::ClientContext ctx2;
+  const grpc::Status s = stub_->Apply(&ctx2, apply, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("services[1].key.vip"));
 }
 
 TEST_F(GrpcServiceTest, HealthWithoutDataplaneIsUnhealthy) {

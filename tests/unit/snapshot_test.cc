@@ -40,7 +40,7 @@ TEST(ValidateConfigTest, NamesTheOffendingField) {
   using C = absl::StatusCode;
   auto c = BaseConfig();
   c.services[0].table_size = 300;
-  ExpectInvalid(c, C::kInvalidArgument, "services[0].table_size: 300 must be a prime");
+  ExpectInvalid(c, C::kInvalidArgument, "services[0].table_size: 300 must be 0 (by the backend count) or a prime");
   c = BaseConfig();
   c.services[0].protocol = 1;
   ExpectInvalid(c, C::kInvalidArgument, "services[0].protocol");
@@ -93,8 +93,8 @@ TEST(SnapshotBuilderTest, FindsServicesExactThenAllPorts) {
   auto snap = builder.Build(c);
   ASSERT_TRUE(snap.ok()) << snap.status();
   const Snapshot& s = **snap;
-  EXPECT_EQ(s.FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53)), &s.services()[0]);
-  EXPECT_EQ(s.FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(54)), &s.services()[1]);
+  EXPECT_EQ(s.FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53)), s.services()[0].get());
+  EXPECT_EQ(s.FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(54)), s.services()[1].get());
   EXPECT_EQ(s.FindService(Addr("10.1.0.10"), IPPROTO_TCP, htons(53)), nullptr);
   EXPECT_EQ(s.FindService(Addr("10.1.0.11"), IPPROTO_UDP, htons(53)), nullptr);
   ASSERT_NE(s.FindVip(Addr("10.1.0.10")), nullptr);
@@ -113,14 +113,20 @@ TEST(SnapshotBuilderTest, FragmentServiceIsAmbiguousWithSeveralPorts) {
   EXPECT_EQ((*snap)->FindVip(Addr("10.1.0.10"))->fragment_service_udp, kAmbiguousServiceIndex);
 }
 
-// A backend keeps its slot while it exists; a removed backend's slot changes generation,
-// and a reused slot is the oldest freed one.
+// The backend in `slot` of the snapshot's first service, or nullptr for a free slot.
+const BackendRecord* BackendAt(const Snapshot& s, uint32_t slot) {
+  const ServiceRecord& svc = s.service(0);
+  return slot < svc.backends.size() && svc.backends[slot].in_use ? &svc.backends[slot] : nullptr;
+}
+
+// A backend keeps its slot while it exists; a removed backend's slot is free, and a new
+// backend that reuses it gets another generation.
 TEST(SnapshotBuilderTest, BackendSlotsAreStable) {
   SnapshotBuilder builder;
   auto c = BaseConfig();
   auto s1 = builder.Build(c);
   ASSERT_TRUE(s1.ok());
-  const auto slots1 = (*s1)->services()[0].backend_slots;
+  const auto slots1 = (*s1)->service(0).backend_slots;
   ASSERT_EQ(slots1.size(), 3u);
 
   // Reordered and with one added: same slots for the same backends.
@@ -128,23 +134,23 @@ TEST(SnapshotBuilderTest, BackendSlotsAreStable) {
   c.services[0].backends.push_back({Addr("192.168.10.4")});
   auto s2 = builder.Build(c);
   ASSERT_TRUE(s2.ok());
-  const auto& slots2 = (*s2)->services()[0].backend_slots;
+  const auto& slots2 = (*s2)->service(0).backend_slots;
   EXPECT_EQ(slots2[0], slots1[2]);
   EXPECT_EQ(slots2[2], slots1[0]);
   EXPECT_EQ(slots2[1], slots1[1]);
   EXPECT_GT((*s2)->generation(), (*s1)->generation());
 
-  // Removing 192.168.10.2 bumps its slot's generation; the next new backend reuses it.
+  // Removing 192.168.10.2 frees its slot; the next new backend reuses it.
   const uint32_t removed_slot = slots2[1];
-  const uint32_t old_gen = (*s2)->backend(removed_slot)->generation;
+  const uint32_t old_gen = BackendAt(**s2, removed_slot)->generation;
   c.services[0].backends.erase(c.services[0].backends.begin() + 1);
   auto s3 = builder.Build(c);
   ASSERT_TRUE(s3.ok());
-  EXPECT_EQ((*s3)->backend(removed_slot), nullptr);
+  EXPECT_EQ(BackendAt(**s3, removed_slot), nullptr);
   c.services[0].backends.push_back({Addr("192.168.10.5")});
   auto s4 = builder.Build(c);
   ASSERT_TRUE(s4.ok());
-  const BackendRecord* reused = (*s4)->backend(removed_slot);
+  const BackendRecord* reused = BackendAt(**s4, removed_slot);
   ASSERT_NE(reused, nullptr);
   EXPECT_EQ(reused->address, Addr("192.168.10.5"));
   EXPECT_NE(reused->generation, old_gen);
@@ -161,9 +167,9 @@ TEST(SnapshotBuilderTest, FailedBuildChangesNothing) {
   EXPECT_FALSE(builder.Build(bad).ok());
   auto s2 = builder.Build(c);
   ASSERT_TRUE(s2.ok());
-  EXPECT_EQ((*s2)->services()[0].backend_slots, (*s1)->services()[0].backend_slots);
-  for (uint32_t slot : (*s2)->services()[0].backend_slots) {
-    EXPECT_EQ((*s2)->backend(slot)->generation, (*s1)->backend(slot)->generation);
+  EXPECT_EQ((*s2)->service(0).backend_slots, (*s1)->service(0).backend_slots);
+  for (uint32_t slot : (*s2)->service(0).backend_slots) {
+    EXPECT_EQ(BackendAt(**s2, slot)->generation, BackendAt(**s1, slot)->generation);
   }
   EXPECT_EQ((*s2)->generation(), (*s1)->generation() + 1);
 }
@@ -175,7 +181,7 @@ TEST(SnapshotBuilderTest, DrainingAndDownBackendsTakeNoEntries) {
   SnapshotBuilder builder;
   auto snap = builder.Build(c);
   ASSERT_TRUE(snap.ok());
-  for (uint16_t i : (*snap)->services()[0].maglev) EXPECT_EQ(i, 1) << "only backends[1] is active";
+  for (uint16_t i : (*snap)->service(0).maglev()) EXPECT_EQ(i, 1) << "only backends[1] is active";
 }
 
 // The outer source of a backend's headers: the configured prefix, with its host bits
@@ -186,9 +192,9 @@ TEST(EncapHeaderTest, SourceVariesOnlyHostBits) {
   ASSERT_TRUE(snap.ok());
   const auto prefix4 = *IpPrefix::Parse("10.255.0.0/24");
   const auto prefix6 = *IpPrefix::Parse("fd00:ff::/120");
-  const auto& backends = (*snap)->services()[0].backend_slots;
-  const EncapHeader& h4 = (*snap)->backend(backends[0])->encap;
-  const EncapHeader& h6 = (*snap)->backend(backends[2])->encap;
+  const auto& backends = (*snap)->service(0).backend_slots;
+  const EncapHeader& h4 = BackendAt(**snap, backends[0])->encap;
+  const EncapHeader& h6 = BackendAt(**snap, backends[2])->encap;
   ASSERT_EQ(h4.len, 14 + 20);
   ASSERT_EQ(h6.len, 14 + 40);
   std::set<IpAddress> seen;
@@ -215,7 +221,84 @@ TEST(EncapHeaderTest, NoneForNat) {
   SnapshotBuilder builder;
   auto snap = builder.Build(c);
   ASSERT_TRUE(snap.ok()) << snap.status();
-  for (uint32_t slot : (*snap)->services()[0].backend_slots) EXPECT_EQ((*snap)->backend(slot)->encap.len, 0);
+  for (uint32_t slot : (*snap)->service(0).backend_slots) EXPECT_EQ(BackendAt(**snap, slot)->encap.len, 0);
+}
+
+// A change rebuilds what it touches: an untouched service keeps its record, a service
+// whose Maglev inputs are the same keeps its table, and any change of the inputs makes a
+// new one (the table is only ever shared, never modified).
+TEST(SnapshotBuilderTest, SharesWhatAChangeDoesNotTouch) {
+  SnapshotBuilder builder;
+  auto c = BaseConfig();
+  c.services.push_back(c.services[0]);
+  c.services[1].port = 5353;
+  auto s1 = builder.Build(c);
+  ASSERT_TRUE(s1.ok());
+  const auto table1 = (*s1)->service(0).maglev_table();
+
+  // Another service changes: this one's record is rebuilt by Build() (it rebuilds every
+  // service) but shares its table.
+  c.services[1].backends.pop_back();
+  auto s2 = builder.Build(c);
+  ASSERT_TRUE(s2.ok());
+  EXPECT_EQ((*s2)->service(0).maglev_table(), table1);
+  EXPECT_NE((*s2)->service(1).maglev_table(), (*s1)->service(1).maglev_table());
+
+  // A new draining backend takes no entries: same table. A weight change: a new one.
+  c.services[0].backends.push_back({Addr("192.168.10.9"), 0, 1, BackendState::kDraining});
+  auto s3 = builder.Build(c);
+  ASSERT_TRUE(s3.ok());
+  EXPECT_EQ((*s3)->service(0).maglev_table(), table1);
+  c.services[0].backends[0].weight = 3;
+  auto s4 = builder.Build(c);
+  ASSERT_TRUE(s4.ok());
+  EXPECT_NE((*s4)->service(0).maglev_table(), table1);
+  // The same backends with new weights give the table a fresh build would give.
+  SnapshotBuilder fresh;
+  auto s5 = fresh.Build(c);
+  ASSERT_TRUE(s5.ok());
+  const auto a = (*s4)->service(0).maglev(), b = (*s5)->service(0).maglev();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ((*s4)->service(0).backends[a[i]].address, (*s5)->service(0).backends[b[i]].address) << i;
+  }
+}
+
+// Generations are unique across services: a flow pinned in a deleted service is not
+// taken for a backend of the service that replaces it, even in the same slot.
+TEST(SnapshotBuilderTest, RecreatedServiceGetsNewGenerations) {
+  SnapshotBuilder builder;
+  auto c = BaseConfig();
+  auto s1 = builder.Build(c);
+  ASSERT_TRUE(s1.ok());
+  const std::vector<BackendRecord> before = (*s1)->service(0).backends;
+  auto without = c;
+  without.services.clear();
+  ASSERT_TRUE(builder.Build(without).ok());
+  auto s3 = builder.Build(c);
+  ASSERT_TRUE(s3.ok());
+  for (size_t slot = 0; slot < before.size(); ++slot) {
+    EXPECT_EQ((*s3)->service(0).Backend(uint32_t(slot), before[slot].generation), nullptr) << slot;
+  }
+}
+
+TEST(MaglevTableSizeTest, FollowsTheBackendCount) {
+  EXPECT_EQ(MaglevTableSizeFor(0), 1021u);
+  EXPECT_EQ(MaglevTableSizeFor(3), 1021u);
+  EXPECT_EQ(MaglevTableSizeFor(10), 1021u);
+  EXPECT_EQ(MaglevTableSizeFor(11), 4093u);
+  EXPECT_EQ(MaglevTableSizeFor(100), 16381u);
+  EXPECT_EQ(MaglevTableSizeFor(164), 65537u);
+  EXPECT_EQ(MaglevTableSizeFor(65535), kMaxMaglevTableSize);
+  for (uint32_t n : {1u, 7u, 40u, 500u, 5000u, 40000u}) {
+    EXPECT_TRUE(IsPrime(MaglevTableSizeFor(n)));
+    EXPECT_GE(MaglevTableSizeFor(n), std::min<uint64_t>(100 * n, kMaxMaglevTableSize));
+  }
+  ServiceConfig s;
+  s.backends.resize(3);
+  EXPECT_EQ(EffectiveTableSize(s), 1021u);
+  s.table_size = 65537;
+  EXPECT_EQ(EffectiveTableSize(s), 65537u);
 }
 
 }  // namespace
