@@ -16,14 +16,6 @@ using dataplane::ServiceConfig;
 
 namespace {
 
-std::string ProtocolName(uint8_t protocol) {
-  switch (protocol) {
-    case IPPROTO_TCP: return "tcp";
-    case IPPROTO_UDP: return "udp";
-    default: return std::to_string(protocol);
-  }
-}
-
 std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const dataplane::IpAddress& a,
                                                  uint16_t port) {
   return std::find_if(s.backends.begin(), s.backends.end(),
@@ -35,14 +27,6 @@ BackendConfig ToConfig(const dataplane::BackendRecord& r) {
 }
 
 }  // namespace
-
-std::string ServiceId::ToString() const {
-  const std::string address = vip.IsV4() ? vip.ToString() : "[" + vip.ToString() + "]";
-  return absl::StrFormat("%s:%s/%s", address, port == 0 ? "*" : std::to_string(port),
-                         ProtocolName(protocol));
-}
-
-ServiceId IdOf(const ServiceConfig& s) { return {s.vip, s.protocol, s.port}; }
 
 void ControlCore::State::Count(const ServiceConfig& c, int sign) {
   backends += uint64_t(int64_t(sign) * int64_t(c.backends.size()));

@@ -27,6 +27,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "control/api_types.h"
 #include "control/dataplane_probe.h"
 #include "dataplane/config.h"
 #include "dataplane/snapshot.h"
@@ -39,29 +40,6 @@ namespace lb::control {
 // the limits on what the API may ask for.
 struct NodeSettings : dataplane::NodeConfig {
   dataplane::Limits limits;
-};
-
-// A service's identity: its frontend.
-struct ServiceId {
-  dataplane::IpAddress vip;
-  uint8_t protocol = 0;
-  uint16_t port = 0;
-  auto operator<=>(const ServiceId&) const = default;
-  std::string ToString() const;  // "10.1.0.10:53/udp", "[2001:db8::1]:80/tcp", ".../tcp (all ports)"
-};
-
-struct Service {
-  uint64_t id = 0;  // assigned on creation, stable while the service exists
-  dataplane::ServiceConfig config;
-};
-
-// What Apply did with one service.
-struct ServiceOutcome {
-  enum class Kind { kCreated, kUpdated, kUnchanged, kDeleted, kRefused };
-  Kind kind = Kind::kUnchanged;
-  ServiceId id;
-  int32_t index = -1;   // in the request; -1 for a deleted service
-  absl::Status status;  // kRefused: why, with the field first ("services[3].table_size: ...")
 };
 
 struct ApplyResult {
@@ -117,8 +95,6 @@ struct Explanation {
   std::string decision;
   int32_t worker = -1;
 };
-
-ServiceId IdOf(const dataplane::ServiceConfig& s);
 
 class ControlCore {
  public:

@@ -13,10 +13,6 @@ std::string Label(std::string_view value) {
 
 }  // namespace
 
-void AppendMetricHeader(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-  absl::StrAppendFormat(&out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 std::string RenderPrometheus(const Stats& stats, const Health& health) {
   std::string out;
   AppendMetricHeader(out, "lb_events_total", "counter",
@@ -46,6 +42,13 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
   }
   AppendMetricHeader(out, "lb_services", "gauge", "Services configured.");
   absl::StrAppendFormat(&out, "lb_services %d\n", stats.services.size());
+  AppendMetricHeader(out, "lb_backends", "gauge", "Backends of all services.");
+  absl::StrAppendFormat(&out, "lb_backends %d\n", stats.backends);
+  AppendMetricHeader(out, "lb_table_memory_bytes", "gauge",
+                     "Maglev tables and backend records of all services, as counted against --max_table_memory.");
+  absl::StrAppendFormat(&out, "lb_table_memory_bytes %d\n", stats.table_memory);
+  AppendMetricHeader(out, "lb_table_memory_limit_bytes", "gauge", "lbd's --max_table_memory.");
+  absl::StrAppendFormat(&out, "lb_table_memory_limit_bytes %d\n", stats.table_memory_limit);
   AppendMetricHeader(out, "lb_backend_maglev_entries", "gauge",
                      "Maglev table entries held by each backend (its share of new flows).");
   for (const auto& [service, backends] : stats.services) {

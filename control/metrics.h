@@ -5,12 +5,10 @@
 #include <string_view>
 
 #include "control/control_core.h"
+#include "control/prometheus.h"
 
 namespace lb::control {
 
 std::string RenderPrometheus(const Stats& stats, const Health& health);
-
-// Appends the "# HELP" and "# TYPE" lines of metric `name` (also for lb-k8s-watcher's).
-void AppendMetricHeader(std::string& out, std::string_view name, std::string_view type, std::string_view help);
 
 }  // namespace lb::control

@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "control/control_core.h"
+#include "control/api_types.h"
 #include "lb/v1/lb.pb.h"
 
 namespace lb::control {

@@ -39,7 +39,7 @@ Verbs:
   backend set-weight SERVICE ADDRESS WEIGHT [--port N]
   backend drain SERVICE ADDRESS [--port N]        keep its flows, send it no new ones
   backend set-state SERVICE ADDRESS active|draining|down [--port N]
-  apply -f FILE [--generation N]        replace all services by FILE's (YAML or JSON)
+  apply -f FILE [--generation N] [--partial]   replace all services by FILE's (YAML or JSON)
   stats                                 counters, flow tables, Maglev shares
   health                                exit 0 when healthy, 1 when not
   node drain | node undrain             withdraw this node's VIPs from BGP (lb-bird-gen), or not

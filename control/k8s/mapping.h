@@ -29,7 +29,7 @@ struct MappingOptions {
 // A Service's settings from its annotations.
 struct ServiceSettings {
   dataplane::ForwardingMode mode = dataplane::ForwardingMode::kDsrIpip;
-  uint32_t table_size = 65537;
+  uint32_t table_size = 0;  // 0: lbd sizes the table by the backend count
   friend bool operator==(const ServiceSettings&, const ServiceSettings&) = default;
 };
 

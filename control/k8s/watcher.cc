@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "control/metrics.h"
+#include "control/prometheus.h"
 #include "control/proto_convert.h"
 
 namespace lb::control::k8s {

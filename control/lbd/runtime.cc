@@ -1,7 +1,6 @@
 #include "control/lbd/runtime.h"
 
 #include <rte_cycles.h>
-#include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
@@ -14,17 +13,6 @@
 #include "control/lbd/neighbors.h"
 
 namespace lb::control {
-namespace {
-
-int WorkerMain(void* arg) {
-  auto* ctx = static_cast<std::pair<dataplane::Worker*, std::pair<const dataplane::RunOptions*,
-                                                                  const std::atomic<bool>*>>*>(arg);
-  ctx->first->Run(*ctx->second.first, *ctx->second.second);
-  delete ctx;
-  return 0;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& options,
                                                         dataplane::SnapshotStore* store) {
@@ -38,31 +26,23 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
         "control work and each other lcore runs a worker");
   }
   const uint16_t workers = uint16_t(lcores.size());
-  rt->pool_ = rte_pktmbuf_pool_create("lbd_mbufs", options.mbufs, 256, 0,
-                                      RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
-  if (rt->pool_ == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "rte_pktmbuf_pool_create(%d mbufs): %s. Reserve hugepages "
-        "(echo 512 > /proc/sys/vm/nr_hugepages) or run EAL with --no-huge -m 512",
-        options.mbufs, rte_strerror(rte_errno)));
-  }
+  auto pool = dataplane::dpdk::MbufPool::Create("lbd_mbufs", options.mbufs, 256, RTE_MBUF_DEFAULT_BUF_SIZE);
+  if (!pool.ok()) return pool.status();
+  rt->pool_.emplace(*std::move(pool));
   // The wire port: one RX and one TX queue per worker.
   auto wire = dataplane::dpdk::Port::Open(
       options.port, {.rx_queues = workers, .tx_queues = workers,
                      .rx_descriptors = options.rx_descriptors,
-                     .tx_descriptors = options.tx_descriptors, .pool = rt->pool_,
+                     .tx_descriptors = options.tx_descriptors, .pool = rt->pool_->get(),
                      // Everything the wire port sends is from pool_ with a reference count
                      // of 1: workers rewrite packets in place and never clone them, and
                      // the kernel's packets come from the TAP's queues, filled from pool_.
                      .fast_free = true});
   if (!wire.ok()) return wire.status();
   rt->wire_ = *std::move(wire);
-  rt->from_kernel_ = rte_ring_create("lbd_from_kernel", 1024, int(rte_socket_id()),
-                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
-  if (rt->from_kernel_ == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("rte_ring_create(lbd_from_kernel): %s", rte_strerror(rte_errno)));
-  }
+  auto from_kernel = dataplane::dpdk::MbufRing::Create("lbd_from_kernel", 1024, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (!from_kernel.ok()) return from_kernel.status();
+  rt->from_kernel_.emplace(*std::move(from_kernel));
   LOG(INFO) << "port " << rt->wire_->name() << " (" << rt->wire_->driver() << "), MAC "
             << rt->wire_->MacString() << ", " << workers << " RX queue(s)"
             << (rt->wire_->fast_free() ? ", TX mbuf fast free" : "");
@@ -82,19 +62,18 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
       // net_tap needs as many RX as TX queues; the kernel spreads its packets over the
       // RX queues, and the main lcore polls them all.
       {.rx_queues = workers, .tx_queues = workers, .rx_descriptors = 512, .tx_descriptors = 512,
-       .pool = rt->pool_});
+       .pool = rt->pool_->get()});
   if (!tap.ok()) return tap.status();
   rt->tap_ = *std::move(tap);
   LOG(INFO) << "exception path: kernel interface " << options.tap_name;
 
+  std::vector<rte_ring*> nat_inboxes;
   if (options.nat_addresses > 0 && workers > 1) {
     for (uint16_t i = 0; i < workers; ++i) {
-      const std::string name = absl::StrFormat("lbd_nat_inbox_%d", i);
-      rte_ring* ring = rte_ring_create(name.c_str(), 4096, int(rte_socket_id()), RING_F_SC_DEQ);
-      if (ring == nullptr) {
-        return absl::ResourceExhaustedError(absl::StrFormat("rte_ring_create(%s): %s", name, rte_strerror(rte_errno)));
-      }
-      rt->nat_inboxes_.push_back(ring);
+      auto ring = dataplane::dpdk::MbufRing::Create(absl::StrFormat("lbd_nat_inbox_%d", i), 4096, RING_F_SC_DEQ);
+      if (!ring.ok()) return ring.status();
+      nat_inboxes.push_back(ring->get());
+      rt->nat_inboxes_.push_back(*std::move(ring));
     }
   }
   for (uint16_t i = 0; i < workers; ++i) {
@@ -109,26 +88,24 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    .nat_port_min = options.nat_port_min,
                                    .nat_port_max = options.nat_port_max},
         store);
-    slot->run.nat_inboxes = rt->nat_inboxes_;
+    slot->run.nat_inboxes = nat_inboxes;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}}};
     slot->run.idle_polls = options.idle_polls;
     slot->run.idle_sleep_us = options.idle_sleep_us;
-    if (i == 0) slot->run.from_kernel = rt->from_kernel_;
+    if (i == 0) slot->run.from_kernel = rt->from_kernel_->get();
     rt->workers_.push_back(std::move(slot));
   }
   rt->gateway_mac_ = options.gateway_mac;
   for (auto& slot : rt->workers_) {
-    auto* ctx = new std::pair<dataplane::Worker*, std::pair<const dataplane::RunOptions*,
-                                                            const std::atomic<bool>*>>(
-        slot->worker.get(), {&slot->run, &rt->stop_workers_});
-    if (int rc = rte_eal_remote_launch(WorkerMain, ctx, slot->lcore); rc != 0) {
-      delete ctx;
+    WorkerSlot* w = slot.get();
+    auto task = dataplane::dpdk::LcoreTask::Launch(
+        w->lcore, [w, stop = &rt->stop_workers_] { w->worker->Run(w->run, *stop); });
+    if (!task.ok()) {
       rt->StopWorkers();
-      return absl::InternalError(absl::StrFormat("rte_eal_remote_launch(lcore %d): %s",
-                                                 slot->lcore, rte_strerror(-rc)));
+      return task.status();
     }
-    rt->workers_running_ = true;
-    LOG(INFO) << "worker " << slot->worker->id() << " on lcore " << slot->lcore
+    w->task = *std::move(task);
+    LOG(INFO) << "worker " << w->worker->id() << " on lcore " << w->lcore
               << (options.idle_polls ? absl::StrFormat(", idle back-off after %d empty polls",
                                                        options.idle_polls)
                                      : ", busy-polling");
@@ -137,27 +114,20 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
 }
 
 Runtime::~Runtime() {
+  // Workers first (they use everything below), then what holds mbufs, then the pool.
   StopWorkers();
-  if (from_kernel_ != nullptr) {
-    rte_mbuf* m;
-    while (rte_ring_sc_dequeue(from_kernel_, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
-    rte_ring_free(from_kernel_);
-  }
-  for (rte_ring* ring : nat_inboxes_) {
-    rte_mbuf* m;
-    while (rte_ring_sc_dequeue(ring, reinterpret_cast<void**>(&m)) == 0) rte_pktmbuf_free(m);
-    rte_ring_free(ring);
-  }
+  nat_inboxes_.clear();
+  from_kernel_.reset();
   tap_.reset();
   wire_.reset();
-  if (pool_ != nullptr) rte_mempool_free(pool_);
+  pool_.reset();
 }
 
 void Runtime::StopWorkers() {
-  if (!workers_running_) return;
   stop_workers_.store(true, std::memory_order_relaxed);
-  rte_eal_mp_wait_lcore();
-  workers_running_ = false;
+  for (auto& slot : workers_) {
+    if (slot->task != nullptr) slot->task->Wait();
+  }
 }
 
 dataplane::NextHop Runtime::InitialNextHop() const {
@@ -176,7 +146,7 @@ void Runtime::ForwardFromKernel() {
     const uint16_t n = rte_eth_rx_burst(tap_->id(), q, pkts, dataplane::kMaxBurst);
     if (n == 0) continue;
     const unsigned queued =
-        rte_ring_sp_enqueue_burst(from_kernel_, reinterpret_cast<void**>(pkts), n, nullptr);
+        rte_ring_sp_enqueue_burst(from_kernel_->get(), reinterpret_cast<void**>(pkts), n, nullptr);
     if (queued < n) rte_pktmbuf_free_bulk(pkts + queued, n - queued);
   }
 }

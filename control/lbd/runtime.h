@@ -26,6 +26,7 @@
 #include "control/control_core.h"
 #include "control/dataplane_probe.h"
 #include "dataplane/dpdk/port.h"
+#include "dataplane/dpdk/resources.h"
 #include "dataplane/worker.h"
 
 namespace lb::control {
@@ -78,6 +79,7 @@ class Runtime final : public DataplaneProbe {
     uint64_t last_loops = 0;   // main lcore only
     uint64_t last_change = 0;  // TSC of the last heartbeat change (main lcore)
     std::atomic<bool> alive{true};
+    std::unique_ptr<dataplane::dpdk::LcoreTask> task;  // running worker->Run()
   };
 
   explicit Runtime(const RuntimeOptions& options) : options_(options) {}
@@ -91,14 +93,13 @@ class Runtime final : public DataplaneProbe {
   void SolicitUnresolved(ControlCore* core);
 
   RuntimeOptions options_;
-  rte_mempool* pool_ = nullptr;
+  std::optional<dataplane::dpdk::MbufPool> pool_;
   std::unique_ptr<dataplane::dpdk::Port> wire_;
   std::unique_ptr<dataplane::dpdk::Port> tap_;
   std::vector<std::unique_ptr<WorkerSlot>> workers_;
   std::atomic<bool> stop_workers_{false};
-  bool workers_running_ = false;
-  rte_ring* from_kernel_ = nullptr;  // main lcore -> worker 0
-  std::vector<rte_ring*> nat_inboxes_;  // NAT replies for worker i, from the others
+  std::optional<dataplane::dpdk::MbufRing> from_kernel_;  // main lcore -> worker 0
+  std::vector<dataplane::dpdk::MbufRing> nat_inboxes_;     // NAT replies for worker i, from the others
 
   mutable absl::Mutex mu_;
   std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);

@@ -376,6 +376,8 @@ TEST_F(ControlCoreTest, PrometheusMetrics) {
   EXPECT_THAT(text, HasSubstr("lb_events_total{worker=\"0\",event=\"rx_packets\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("lb_backend_maglev_entries{service=\"10.1.0.10:53/udp\",backend=\"192.168.1.1\",port=\"0\",state=\"active\"} "));
   EXPECT_THAT(text, HasSubstr("lb_healthy 1\n"));
+  EXPECT_THAT(text, HasSubstr("lb_backends 2\n"));
+  EXPECT_THAT(text, HasSubstr("lb_table_memory_bytes 758\n")) << "251 entries x 2 + 2 backends x 128";
   EXPECT_THAT(text, HasSubstr("lb_flows{worker=\"0\"} 10\n"));
 }
 

@@ -221,7 +221,7 @@ TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
   DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
-  EXPECT_EQ(d.services[0].table_size, 65537u) << "none of the invalid set applies";
+  EXPECT_EQ(d.services[0].table_size, 0u) << "none of the invalid set applies (0: sized by lbd)";
   ASSERT_EQ(d.problems.size(), 1u);
   EXPECT_EQ(d.problems[0].reason, "InvalidAnnotation");
   EXPECT_THAT(d.problems[0].message, HasSubstr("\"snat\" is not a forwarding mode"));
