@@ -15,9 +15,7 @@ source "$(dirname "$0")/../tests/integration/topology.sh"
 TOPO_NAMESPACES=(lb peer)
 trap 'topo_down; rm -rf "$TOPO_DIR"' EXIT
 
-mkdir -p "$TOPO_DIR"
-: >"$TOPO_DIR/pids"
-for ns in "${TOPO_NAMESPACES[@]}"; do ip netns add "$TOPO-$ns"; nsx "$ns" ip link set lo up; done
+topo_namespaces
 topo_link lb wire peer eth0
 topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 --no-huge -m 3072 --no-shconf --no-pci \
   --file-prefix="$TOPO" --log-level=lib.eal:warning --vdev=net_af_packet0,iface=wire,qpairs=2 -- \

@@ -18,9 +18,7 @@ source "$(dirname "$0")/../tests/integration/topology.sh"
 TOPO_NAMESPACES=(gen dut)
 trap 'topo_down; rm -rf "$TOPO_DIR"' EXIT
 
-mkdir -p "$TOPO_DIR"
-: >"$TOPO_DIR/pids"
-for ns in gen dut; do ip netns add "$TOPO-$ns"; nsx "$ns" ip link set lo up; done
+topo_namespaces
 topo_link gen gen0 dut dut0
 gen_mac=$(nsx gen cat /sys/class/net/gen0/address)
 dut_mac=$(nsx dut cat /sys/class/net/dut0/address)

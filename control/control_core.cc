@@ -382,7 +382,8 @@ absl::Status ControlCore::UpdateNeighbors(const std::vector<NeighborChange>& cha
     return c.second ? it == state.settings.neighbors.end() || it->second != *c.second
                     : it != state.settings.neighbors.end();
   };
-  if (std::none_of(changes.begin(), changes.end(), [&](const NeighborChange& c) { return differs(*Current(), c); })) {
+  if (const std::shared_ptr<const State> in_force = Current();
+      std::none_of(changes.begin(), changes.end(), [&](const NeighborChange& c) { return differs(*in_force, c); })) {
     return absl::OkStatus();
   }
   absl::MutexLock lock(&write_mu_);

@@ -211,8 +211,14 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
       }
     }
   }
-  std::sort(mapped.begin(), mapped.end(), [](const auto& x, const auto& y) {
-    return std::tie(x.first.vip, x.first.protocol, x.first.port) < std::tie(y.first.vip, y.first.protocol, y.first.port);
+  // Oldest Service first (the order of `ordered`), each Service's frontends in key order:
+  // lbd counts its limits in request order, so when a limit is reached the newest
+  // Services are the ones refused.
+  std::map<std::string, size_t> age_rank;
+  for (const KService* s : ordered) age_rank.emplace(s->Key(), age_rank.size());
+  std::stable_sort(mapped.begin(), mapped.end(), [&](const auto& x, const auto& y) {
+    return std::tie(age_rank[x.second], x.first.vip, x.first.protocol, x.first.port) <
+           std::tie(age_rank[y.second], y.first.vip, y.first.protocol, y.first.port);
   });
   for (auto& [config, owner] : mapped) {
     out.services.push_back(std::move(config));

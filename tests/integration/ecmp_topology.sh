@@ -30,9 +30,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
 }
 
 ecmp_up() {  # the namespaces, links, the ToR's BIRD, both LB nodes and both backends
-  mkdir -p "$TOPO_DIR"
-  : >"$TOPO_DIR/pids"
-  for ns in "${TOPO_NAMESPACES[@]}"; do ip netns add "$TOPO-$ns"; nsx "$ns" ip link set lo up; done
+  topo_namespaces
   nsx tor ip link add br-lb type bridge
   nsx tor ip link set br-lb up
   nsx tor ip addr add 10.90.0.1/24 dev br-lb

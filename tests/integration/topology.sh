@@ -75,13 +75,18 @@ topo_link() {  # topo_link NS_A IF_A NS_B IF_B: a veth pair without offloads
   nsx "$3" ip link set "$4" up
 }
 
-topo_up() {
+topo_namespaces() {  # TOPO_DIR, its pids file, and each namespace of TOPO_NAMESPACES (lo up)
   mkdir -p "$TOPO_DIR"
   : >"$TOPO_DIR/pids"
+  local ns
   for ns in "${TOPO_NAMESPACES[@]}"; do
     ip netns add "$TOPO-$ns"
     nsx "$ns" ip link set lo up
   done
+}
+
+topo_up() {
+  topo_namespaces
   topo_link tor tor-lb lb wire
   topo_link tor tor-b4 b4 eth0
   nsx tor ip link add br-lb type bridge

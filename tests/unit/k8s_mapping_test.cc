@@ -267,8 +267,8 @@ TEST_F(MappingTest, AllocationIsDerivedFromTheRecordedStatus) {
                          {{"ingress", {{{"ip", "10.1.0.9"}}}}}));
   AddService(ServiceJson("new", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
   const DesiredState d = Map();
-  EXPECT_EQ(d.services.at(1).vip, Ip("10.1.0.9")) << "kept, not renumbered";
-  EXPECT_EQ(d.services.at(0).vip, Ip("10.1.0.1"));
+  EXPECT_EQ(d.services.at(0).vip, Ip("10.1.0.9")) << "kept, not renumbered; the oldest Service comes first";
+  EXPECT_EQ(d.services.at(1).vip, Ip("10.1.0.1"));
   ASSERT_EQ(d.status_updates.size(), 1u) << "only the new one is written";
   EXPECT_EQ(d.status_updates[0].service, "default/new");
 }
