@@ -445,10 +445,11 @@ int Run(int argc, char** argv) {
                         .workers = uint32_t(lcores.size()),
                         .nat_addresses = nat ? FLAGS_snat_addresses : 0},
         shared.store);
-    core->templates = MakeTemplates(tcp, shared.syn ? kTcpSyn : kTcpAck);
+    // Established traffic: every flow passes once before the measurement, a TCP one with
+    // its SYN, as a connection opens (NAT opens sessions only on a SYN).
+    core->templates = MakeTemplates(tcp, kTcpSyn);
     core->first_flow = i * per_core;
     core->flows = per_core;
-    // Established traffic: every flow passes once before the measurement.
     if (!shared.syn) {
       for (uint32_t f = 0; f < per_core; f += kBurst) {
         rte_mbuf* m[kBurst];
@@ -459,6 +460,7 @@ int Run(int argc, char** argv) {
         rte_pktmbuf_free_bulk(out.wire.data(), out.num_wire);
         rte_pktmbuf_free_bulk(out.kernel.data(), out.num_kernel);
       }
+      core->templates = MakeTemplates(tcp, kTcpAck);
     }
     cores.push_back(std::move(core));
   }

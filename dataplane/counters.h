@@ -38,6 +38,8 @@ namespace lb::dataplane {
     "a new NAT connection found every SNAT port of its family held by a live session")         \
   X(kNatNoSession, "nat_no_session",                                                           \
     "a packet to an SNAT address and port that no live session holds, or not from its backend") \
+  X(kNatNotSyn, "nat_not_syn",                                                                 \
+    "a TCP packet without a NAT session that is not a SYN: only a SYN opens a session")        \
   X(kNatFlowTableFull, "nat_flow_table_full",                                                  \
     "a new NAT connection found its flow-table bucket full of live flows (it cannot be tracked)") \
   X(kNatRedirectFull, "nat_redirect_full", "the owning worker's NAT inbox did not take a reply")

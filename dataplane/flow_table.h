@@ -39,6 +39,10 @@ enum class FlowState : uint8_t {
   kTcpEstablished,  // a packet without SYN followed
   kTcpClosing,      // FIN or RST seen
   kOther,
+  // The first packet this node saw had no SYN: a connection that ECMP moved here, or a
+  // spoofed ACK. The SYN timeout until a second packet of the flow confirms it, so that
+  // an ACK flood ages out as fast as a SYN flood.
+  kTcpMidstream,
 };
 
 // What a way holds for its flow besides the fingerprint and deadline.

@@ -189,6 +189,7 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
   snap->timeouts_.fill(t.other);
   snap->timeouts_[uint8_t(FlowState::kUdp)] = t.udp;
   snap->timeouts_[uint8_t(FlowState::kTcpSynSent)] = t.tcp_syn_sent;
+  snap->timeouts_[uint8_t(FlowState::kTcpMidstream)] = t.tcp_syn_sent;
   snap->timeouts_[uint8_t(FlowState::kTcpEstablished)] = t.tcp_established;
   snap->timeouts_[uint8_t(FlowState::kTcpClosing)] = t.tcp_closing;
   snap->generation_ = next_generation_++;

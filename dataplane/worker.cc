@@ -27,13 +27,14 @@ FlowState InitialState(const ParsedPacket& p) {
   if (p.key.protocol == IPPROTO_UDP) return FlowState::kUdp;
   if (p.key.protocol != IPPROTO_TCP) return FlowState::kOther;
   if (p.tcp_flags & (kTcpFin | kTcpRst)) return FlowState::kTcpClosing;
-  return IsBareSyn(p) ? FlowState::kTcpSynSent : FlowState::kTcpEstablished;
+  return IsBareSyn(p) ? FlowState::kTcpSynSent : FlowState::kTcpMidstream;
 }
 
 FlowState NextState(FlowState s, const ParsedPacket& p) {
   if (s == FlowState::kTcpClosing || p.key.protocol != IPPROTO_TCP) return s;
   if (p.tcp_flags & (kTcpFin | kTcpRst)) return FlowState::kTcpClosing;
   if (s == FlowState::kTcpSynSent && !IsBareSyn(p)) return FlowState::kTcpEstablished;
+  if (s == FlowState::kTcpMidstream) return FlowState::kTcpEstablished;  // a second packet
   return s;
 }
 
@@ -357,6 +358,10 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     }
   }
   if (s == nullptr) {
+    // A TCP connection through NAT starts with a SYN: anything else without a session
+    // (a spoofed ACK, or a connection whose session is gone) would hold an SNAT port for
+    // nothing. The client's stack retransmits, and the backend would reset it anyway.
+    if (p.key.protocol == IPPROTO_TCP && !IsBareSyn(p)) return Drop(m, DropReason::kNatNotSyn);
     uint32_t backend_slot = 0;
     b = snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.tag.hash), &backend_slot);
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);

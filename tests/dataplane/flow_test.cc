@@ -226,6 +226,25 @@ TEST(FlowTest, FlowsExpireByState) {
   EXPECT_EQ(h.Count(Event::kFlowHits), 150u);
 }
 
+// A flow first seen without a SYN (ECMP moved it here, or a forged ACK) lives only the
+// SYN timeout until a second packet confirms it: an ACK flood ages out as fast as a SYN
+// flood, while a real mid-stream connection becomes established.
+TEST(FlowTest, FlowsFirstSeenWithoutSynAgeOutUnlessConfirmed) {
+  WorkerHarness h;
+  auto c = TestConfig();
+  c.timeouts.tcp_syn_sent = 100;
+  c.timeouts.tcp_established = 10'000;
+  ASSERT_TRUE(h.Apply(c));
+  BackendsOf(h, 100, kAck, 0, /*now=*/1000);   // 100 flows first seen mid-stream
+  BackendsOf(h, 50, kAck, 0, /*now=*/1050);    // clients 0..49 send a second packet
+  EXPECT_EQ(h.Count(Event::kFlowHits), 50u);
+  BackendsOf(h, 100, kAck, 0, /*now=*/1200);   // 50..99 expired at 1100: misses again
+  EXPECT_EQ(h.Count(Event::kFlowHits), 100u);
+  EXPECT_EQ(h.Count(Event::kFlowExpired), 50u) << "the unconfirmed entries were reclaimed";
+  BackendsOf(h, 50, kAck, 0, /*now=*/5000);    // 0..49 are established: still held
+  EXPECT_EQ(h.Count(Event::kFlowHits), 150u);
+}
+
 TEST(FlowTest, FragmentsOfADatagramReachOneBackend) {
   WorkerHarness h;
   ASSERT_TRUE(h.Apply(TestConfig()));

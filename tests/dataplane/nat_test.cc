@@ -130,6 +130,19 @@ TEST_F(NatTest, TcpStatesAndTimeouts) {
   EXPECT_EQ(w_.Count(Event::kNatSessions), 2u);
 }
 
+// Only a SYN opens a TCP session: a spoofed ACK (or any non-SYN without a session) takes
+// no SNAT port.
+TEST_F(NatTest, OnlyASynOpensATcpSession) {
+  for (uint8_t flags : {kAck, uint8_t(kAck | 0x08 /* PSH */), uint8_t(kSyn | kAck), kFin, kTcpRst}) {
+    EXPECT_TRUE(w_.Run(In4(pb::Ipv4(kClient, kVip, IPPROTO_TCP, pb::Tcp(40000, 80, flags))), 1000).wire.empty());
+  }
+  EXPECT_EQ(w_.Count(DropReason::kNatNotSyn), 5u);
+  EXPECT_EQ(w_.Count(Event::kNatSessions), 0u);
+  ExpectWire(In4(pb::Ipv4(kClient, kVip, IPPROTO_TCP, pb::Tcp(40000, 80, kSyn))),
+             Out4(pb::Ipv4(kSnat, kBackend, IPPROTO_TCP, pb::Tcp(kPortMin, 80, kSyn), Ttl(63))), 1000);
+  EXPECT_EQ(w_.Count(Event::kNatSessions), 1u) << "the first port is still free";
+}
+
 TEST_F(NatTest, RepliesFromAnythingButTheSessionsBackendAreDropped) {
   w_.Run(In4(pb::Ipv4(kClient, kVip, IPPROTO_UDP, pb::Udp(40000, 53, kQuery))));
   for (const Bytes& bad : {In4(pb::Ipv4("192.168.50.9", kSnat, IPPROTO_UDP, pb::Udp(5353, kPortMin, kAnswer))),
