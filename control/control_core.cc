@@ -22,6 +22,19 @@ std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const datapla
                       [&](const BackendConfig& b) { return b.address == a && b.port == port; });
 }
 
+// A backend that is a VIP would loop (its packets come back to an LB node): refused.
+absl::Status CheckNoVipBackend(const ServiceConfig& config, const std::string& field,
+                               const absl::flat_hash_set<dataplane::IpAddress>& vips) {
+  for (size_t j = 0; j < config.backends.size(); ++j) {
+    if (vips.contains(config.backends[j].address)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s.backends[%d].address: %s is a VIP of this node (a loop)", field, j,
+          config.backends[j].address.ToString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 BackendConfig ToConfig(const dataplane::BackendRecord& r) {
   return {r.address, r.port, r.weight, r.state};
 }
@@ -97,6 +110,28 @@ absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& co
   return absl::OkStatus();
 }
 
+absl::Status ControlCore::CheckAddressesAgainst(const State& next, const ServiceConfig& config,
+                                                const std::string& field) {
+  absl::flat_hash_set<dataplane::IpAddress> vips{config.vip};
+  bool vip_is_new = true;
+  for (const auto& [id, entry] : next.services) {
+    vips.insert(id.vip);
+    vip_is_new &= id.vip != config.vip;
+  }
+  if (absl::Status s = CheckNoVipBackend(config, field, vips); !s.ok()) return s;
+  if (!vip_is_new) return absl::OkStatus();
+  // A new VIP must not be another service's backend either (it would loop the same way).
+  for (const auto& [id, entry] : next.services) {
+    for (const BackendConfig& b : entry->service.config.backends) {
+      if (b.address == config.vip) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s.vip: %s is a backend of service %s (a loop)", field, config.vip.ToString(), id.ToString()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Service> ControlCore::CreateService(const ServiceConfig& config) {
   absl::MutexLock lock(&write_mu_);
   auto next = std::make_shared<State>(*Current());
@@ -107,6 +142,7 @@ absl::StatusOr<Service> ControlCore::CreateService(const ServiceConfig& config) 
                                                     id.ToString(), it->second->service.id));
   }
   if (absl::Status s = CheckLimits(*next, config, "service"); !s.ok()) return s;
+  if (absl::Status s = CheckAddressesAgainst(*next, config, "service"); !s.ok()) return s;
   auto entry = BuildEntry(next_id_, config, nullptr, next->settings);
   if (!entry.ok()) return entry.status();
   ++next_id_;
@@ -173,6 +209,7 @@ absl::StatusOr<Service> ControlCore::EditService(const ServiceId& id, Edit edit)
   next->services.erase(it);
   next->Count(previous->service.config, -1);
   if (absl::Status s = CheckLimits(*next, config, "service"); !s.ok()) return s;
+  if (absl::Status s = CheckAddressesAgainst(*next, config, "service"); !s.ok()) return s;
   auto entry = BuildEntry(previous->service.id, config, previous.get(), next->settings);
   if (!entry.ok()) return entry.status();
   const Service result = (*entry)->service;
@@ -249,6 +286,8 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
   // all-or-nothing request that fails builds nothing; then the changed ones are built.
   std::vector<std::pair<size_t, const ServiceEntry*>> to_build;  // index, previous entry
   std::map<ServiceId, size_t> seen;
+  absl::flat_hash_set<dataplane::IpAddress> vips;  // of the whole request
+  for (const ServiceConfig& config : services) vips.insert(config.vip);
   for (size_t i = 0; i < services.size(); ++i) {
     const ServiceConfig& config = services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
@@ -260,6 +299,7 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
             "%s: same VIP, protocol and port as services[%d] (%s)", field, it->second, id.ToString()));
       }
     }
+    if (status.ok()) status = CheckNoVipBackend(config, field, vips);
     if (status.ok()) status = CheckLimits(*next, config, field);
     if (!status.ok()) {
       if (!partial) return status;

@@ -190,6 +190,10 @@ class ControlCore {
   absl::Status RebuildWhere(State& next, Affected affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status ValidateOne(const ServiceConfig& s, const std::string& field,
                            const NodeSettings& settings) const;
+  // Whether `config`'s backends include a VIP of `next` (or its own), or its VIP is new
+  // and a backend of another service of `next`: either would loop.
+  static absl::Status CheckAddressesAgainst(const State& next, const ServiceConfig& config,
+                                            const std::string& field);
   // Whether `next` would exceed a limit once `config` joins it (`field` names it).
   static absl::Status CheckLimits(const State& next, const ServiceConfig& config, const std::string& field);
   // Modifies a copy of service `id` with `edit` and commits it.

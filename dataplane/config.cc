@@ -69,6 +69,21 @@ absl::Status ValidateNat(const NatConfig& nat) {
 absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
                              const EncapConfig& encap, const NatConfig& nat, const Limits& limits) {
   if (s.vip.IsZero()) return Invalid("%s.vip: %s", field, "must be set");
+  if (const std::string_view special = s.vip.SpecialPurpose(); !special.empty()) {
+    return Invalid("%s.vip: %s", field,
+                   absl::StrFormat("%s is a %s address, never a VIP", s.vip.ToString(), special));
+  }
+  if (std::find(nat.addresses.begin(), nat.addresses.end(), s.vip) != nat.addresses.end()) {
+    return Invalid("%s.vip: %s", field,
+                   absl::StrFormat("%s is an SNAT address of this node (nat.addresses)", s.vip.ToString()));
+  }
+  for (const IpPrefix* own : {&encap.source_v4, &encap.source_v6}) {
+    if (own->IsSet() && own->Contains(s.vip)) {
+      return Invalid("%s.vip: %s", field,
+                     absl::StrFormat("%s is among this node's encapsulation source addresses (%s)",
+                                     s.vip.ToString(), own->ToString()));
+    }
+  }
   if (s.protocol != IPPROTO_TCP && s.protocol != IPPROTO_UDP) {
     return Invalid("%s.protocol: %s", field,
                    absl::StrFormat("must be TCP (6) or UDP (17), not %d", s.protocol));
@@ -104,6 +119,25 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
     const BackendConfig& b = s.backends[j];
     const std::string bfield = absl::StrFormat("%s.backends[%d]", field, j);
     if (b.address.IsZero()) return Invalid("%s.address: %s", bfield, "must be set");
+    if (const std::string_view special = b.address.SpecialPurpose(); !special.empty()) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s is a %s address, never a backend", b.address.ToString(), special));
+    }
+    if (b.address == s.vip) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s is the service's own VIP (a loop)", b.address.ToString()));
+    }
+    if (std::find(nat.addresses.begin(), nat.addresses.end(), b.address) != nat.addresses.end()) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s is an SNAT address of this node (nat.addresses)", b.address.ToString()));
+    }
+    if (!limits.backend_cidrs.empty() &&
+        std::none_of(limits.backend_cidrs.begin(), limits.backend_cidrs.end(),
+                     [&](const IpPrefix& p) { return p.Contains(b.address); })) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s is outside the backend prefixes this node allows (backend_cidrs)",
+                                     b.address.ToString()));
+    }
     if (b.weight > kMaxWeight) {
       return Invalid("%s.weight: %s", bfield,
                      absl::StrFormat("%d is above the maximum %d", b.weight, kMaxWeight));

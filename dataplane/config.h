@@ -125,6 +125,8 @@ struct Limits {
   uint32_t max_backends_total = 1u << 20;
   // Bound on the tables of all services together (ServiceMemory), in bytes.
   uint64_t max_table_memory = uint64_t{1} << 30;
+  // When not empty, the only prefixes backends may be in (e.g. the cluster's pod CIDRs).
+  std::vector<IpPrefix> backend_cidrs;
 };
 
 // The Maglev table size a service uses: its own, or the one its backend count gives.

@@ -53,6 +53,11 @@ struct IpAddress {
   }
   std::string ToString() const;
 
+  // Why this address can be neither a VIP nor a backend: "loopback", "multicast",
+  // "broadcast", "unspecified", "link-local" (RFC 6890's special-purpose blocks that are
+  // never a unicast host across a router, including IPv4-mapped forms); empty if none.
+  std::string_view SpecialPurpose() const;
+
   // Two 8-byte compares, always inlined: the defaulted comparison of the array becomes a
   // memcmp that the compiler calls out of line when the caller is big (the worker's burst
   // loop compares a VIP per packet: +30 instructions a packet, callgrind).

@@ -8,9 +8,11 @@
 #include <rte_errno.h>
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -65,12 +67,19 @@ DEFINE_string(api_socket, "/run/lbd/lbd.sock", "Unix socket of the gRPC API, mod
 DEFINE_string(api_address, "", "host:port of the gRPC API over TCP with TLS. Empty: none.");
 DEFINE_string(tls_cert, "", "PEM certificate chain for --api_address.");
 DEFINE_string(tls_key, "", "PEM private key for --api_address.");
-DEFINE_string(tls_client_ca, "", "PEM CA bundle: when set, API clients over TCP must present a "
-                                 "certificate it signed.");
+DEFINE_string(tls_client_ca, "", "PEM CA bundle: API clients over TCP must present a certificate it "
+                                 "signed. Required with --api_address unless --api_insecure_no_client_auth.");
+DEFINE_bool(api_insecure_no_client_auth, false,
+            "Serve --api_address without client certificates: anyone who reaches the port administers "
+            "lbd. Only for a port that nothing untrusted can reach.");
+DEFINE_string(api_socket_group, "", "Group that owns --api_socket (mode 0660), e.g. the one lb-k8s-watcher "
+                                    "and lb-bird-gen run in. Empty: lbd's own.");
 DEFINE_string(metrics_address, "", "host:port of the Prometheus endpoint (GET /metrics). Empty: none.");
 DEFINE_uint32(max_services, 4096, "Most services.");
 DEFINE_uint32(max_backends_per_service, 65535, "Most backends in one service.");
 DEFINE_uint32(max_backends_total, 1u << 20, "Most backends in all.");
+DEFINE_string(backend_cidrs, "", "Comma-separated prefixes backends must be in (e.g. the cluster's pod and "
+              "node CIDRs). Empty: any unicast address that is not a VIP or one of this node's.");
 DEFINE_uint64(max_table_memory, uint64_t{1} << 30,
               "Most bytes of Maglev tables and backend records of all services together (a "
               "service counts 2 bytes a table entry and 128 a backend; lbctl stats shows the use).");
@@ -132,6 +141,11 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
   n.nat.port_max = uint16_t(hi);
   n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total,
               FLAGS_max_table_memory};
+  for (absl::string_view part : absl::StrSplit(FLAGS_backend_cidrs, ',', absl::SkipWhitespace())) {
+    auto p = dataplane::IpPrefix::Parse(std::string_view(part.data(), part.size()));
+    if (!p) return absl::InvalidArgumentError(absl::StrFormat("--backend_cidrs: \"%s\" is not a prefix", part));
+    n.limits.backend_cidrs.push_back(*p);
+  }
   if (FLAGS_vlan > 4094) return absl::InvalidArgumentError("--vlan: 0..4094");
   if (absl::Status s = dataplane::ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
@@ -186,19 +200,59 @@ int ApiMessageLimit(const dataplane::Limits& limits) {
   return int(std::min<uint64_t>(bytes, INT32_MAX));
 }
 
+// The API socket's directory: created 0750 if missing; refused when others may write to
+// it (they could replace the socket and impersonate lbd, or remove it).
+absl::Status CheckSocketDirectory(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return absl::InvalidArgumentError(absl::StrFormat("--api_socket: cannot create %s: %s", dir, std::strerror(errno)));
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrFormat("--api_socket: %s is not a directory", dir));
+  }
+  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--api_socket: %s is writable by every user (mode %o): anyone could replace the socket; use a "
+        "directory only lbd's user (and group) may write to", dir, st.st_mode & 07777));
+  }
+  return absl::OkStatus();
+}
+
+// What the API flags ask for is allowed and possible: checked before anything starts.
+absl::Status ValidateApiFlags() {
+  if (!FLAGS_api_socket.empty()) {
+    const size_t slash = FLAGS_api_socket.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : FLAGS_api_socket.substr(0, slash);
+    if (absl::Status s = CheckSocketDirectory(dir); !s.ok()) return s;
+    if (!FLAGS_api_socket_group.empty() && getgrnam(FLAGS_api_socket_group.c_str()) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("--api_socket_group: no group %s", FLAGS_api_socket_group));
+    }
+  }
+  if (!FLAGS_api_address.empty()) {
+    if (FLAGS_tls_cert.empty() || FLAGS_tls_key.empty()) {
+      return absl::InvalidArgumentError("--api_address needs --tls_cert and --tls_key (the TCP API is TLS only)");
+    }
+    if (FLAGS_tls_client_ca.empty() && !FLAGS_api_insecure_no_client_auth) {
+      return absl::InvalidArgumentError(
+          "--api_address needs --tls_client_ca (clients must present a certificate it signed): without it "
+          "anyone who reaches the port administers lbd. --api_insecure_no_client_auth allows that");
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const dataplane::Limits& limits) {
   grpc::ServerBuilder builder;
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(ApiMessageLimit(limits));
   if (!FLAGS_api_socket.empty()) {
-    const std::string dir = FLAGS_api_socket.substr(0, FLAGS_api_socket.rfind('/'));
-    if (!dir.empty()) mkdir(dir.c_str(), 0755);
     unlink(FLAGS_api_socket.c_str());  // a stale socket of an earlier run
     builder.AddListeningPort("unix:" + FLAGS_api_socket, grpc::InsecureServerCredentials());
   }
   if (!FLAGS_api_address.empty()) {
-    if (FLAGS_tls_cert.empty() || FLAGS_tls_key.empty()) {
-      LOG(FATAL) << "--api_address needs --tls_cert and --tls_key (the TCP API is TLS only)";
+    if (FLAGS_tls_client_ca.empty()) {
+      LOG(WARNING) << "INSECURE: the API on " << FLAGS_api_address << " does not authenticate its clients "
+                   << "(--api_insecure_no_client_auth): anyone who reaches it administers lbd";
     }
     grpc::SslServerCredentialsOptions tls(
         FLAGS_tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
@@ -207,15 +261,26 @@ std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const datap
     tls.pem_key_cert_pairs.push_back({ReadFile(FLAGS_tls_key), ReadFile(FLAGS_tls_cert)});
     builder.AddListeningPort(FLAGS_api_address, grpc::SslServerCredentials(tls));
   }
+  // The socket is born 0660 (the umask applies when gRPC binds it), so no other user can
+  // connect in the moment before a chmod.
+  const mode_t old_umask = umask(0117);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(old_umask);
   if (server == nullptr) LOG(FATAL) << "cannot start the gRPC API";
   if (!FLAGS_api_socket.empty()) {
-    chmod(FLAGS_api_socket.c_str(), 0660);
-    LOG(INFO) << "API on unix:" << FLAGS_api_socket;
+    if (!FLAGS_api_socket_group.empty()) {
+      const group* g = getgrnam(FLAGS_api_socket_group.c_str());
+      if (g == nullptr) LOG(FATAL) << "--api_socket_group: no group " << FLAGS_api_socket_group;
+      if (chown(FLAGS_api_socket.c_str(), uid_t(-1), g->gr_gid) != 0) {
+        LOG(FATAL) << "--api_socket_group: chown " << FLAGS_api_socket << ": " << std::strerror(errno);
+      }
+    }
+    LOG(INFO) << "API on unix:" << FLAGS_api_socket << " (mode 0660"
+              << (FLAGS_api_socket_group.empty() ? "" : ", group " + FLAGS_api_socket_group) << ")";
   }
   if (!FLAGS_api_address.empty()) {
     LOG(INFO) << "API on " << FLAGS_api_address << " (TLS"
-              << (FLAGS_tls_client_ca.empty() ? ")" : ", client certificates required)");
+              << (FLAGS_tls_client_ca.empty() ? ", clients NOT authenticated)" : ", client certificates required)");
   }
   return server;
 }
@@ -265,6 +330,10 @@ int Main(int argc, char** argv) {
   auto settings = SettingsFromFlags();
   if (!settings.ok()) {
     LOG(ERROR) << settings.status().message();
+    return ExitAfterEal(2);
+  }
+  if (absl::Status s = ValidateApiFlags(); !s.ok()) {
+    LOG(ERROR) << s.message();
     return ExitAfterEal(2);
   }
   RuntimeOptions ro;

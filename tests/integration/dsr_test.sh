@@ -124,6 +124,24 @@ lbctl_tls() { nsx lb "$LB_BUILD/tools/lbctl" --address 127.0.0.1:50051 --tls-ca 
 check "lbctl over TLS with a client certificate" lbctl_tls --tls-cert "$tls/client.pem" --tls-key "$tls/client.key" health
 lbctl_tls health >/dev/null 2>&1
 check "lbctl over TLS without a client certificate is refused (exit 5)" test $? -eq 5
+check "the API socket is mode 0660" test "$(stat -c %a "$TOPO_DIR/lbd.sock")" = 660
+# lbd refuses, before it starts anything, a TCP API that does not authenticate clients and
+# a socket directory anyone may write to (and leaves no EAL runtime directory).
+lbd_refuses() {  # lbd_refuses WHAT EXPECTED_MESSAGE LBD_FLAGS...
+  local what=$1 expected=$2
+  shift 2
+  local out rc
+  out=$(nsx lb "$LB_BUILD/control/lbd/lbd" -l 0-1 --no-huge -m 128 --no-shconf --no-pci --no-telemetry \
+    --file-prefix="$TOPO-refused" --log-level=lib.eal:error -- --port=net_null0 --gateway_mac=02:00:00:00:00:01 "$@" 2>&1)
+  rc=$?
+  check "lbd refuses $what (exit $rc)" sh -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q \"\$1\" && [ ! -e /var/run/dpdk/$TOPO-refused ]" \
+    "$out" "$expected"
+}
+lbd_refuses "a TCP API without client certificates" "needs --tls_client_ca" --api_socket= \
+  --api_address=127.0.0.1:50999 --tls_cert="$tls/server.pem" --tls_key="$tls/server.key"
+mkdir -p "$TOPO_DIR/open" && chmod 0777 "$TOPO_DIR/open"
+lbd_refuses "an API socket in a world-writable directory" "is writable by every user" \
+  --api_socket="$TOPO_DIR/open/lbd.sock"
 
 # --- DPDK telemetry serves the same counters
 telemetry=$(python3 - "/var/run/dpdk/$TOPO/dpdk_telemetry.v2" <<'PY'

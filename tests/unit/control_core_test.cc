@@ -110,6 +110,63 @@ TEST_F(ControlCoreTest, InvalidRequestsNameTheFieldAndChangeNothing) {
   EXPECT_EQ(SnapshotGeneration(), generation) << "nothing was published";
 }
 
+// Addresses that would hijack or loop traffic are refused, naming the field and why.
+TEST_F(ControlCoreTest, AddressesThatLoopOrAreNotHostsAreRefused) {
+  const std::pair<const char*, const char*> bad_backends[] = {
+      {"127.0.0.1", "loopback address, never a backend"},
+      {"224.0.0.1", "multicast address"},
+      {"255.255.255.255", "broadcast address"},
+      {"169.254.169.254", "link-local address"},
+      {"0.0.0.0", "must be set"},
+      {"10.1.0.10", "the service's own VIP"},
+  };
+  for (const auto& [address, why] : bad_backends) {
+    auto r = core_->CreateService(Dns({address}));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << address;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("service.backends[0].address")) << address;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(why)) << address;
+  }
+  for (const char* vip : {"224.0.0.5", "127.0.0.2", "169.254.1.1", "ff02::1", "fe80::1", "::1"}) {
+    auto r = core_->CreateService(Dns({"192.168.1.1"}, vip));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << vip;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("service.vip: ")) << vip;
+  }
+  auto own = core_->CreateService(Dns({"192.168.1.1"}, "10.255.0.1"));
+  EXPECT_THAT(std::string(own.status().message()), HasSubstr("encapsulation source addresses"));
+
+  // Another service's VIP as a backend, or a new VIP that is another service's backend.
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"})).ok());
+  auto loop = core_->CreateService(Dns({"10.1.0.10"}, "10.1.0.11"));
+  EXPECT_THAT(std::string(loop.status().message()), HasSubstr("backends[0].address: 10.1.0.10 is a VIP of this node"));
+  auto reverse = core_->CreateService(Dns({"192.168.1.2"}, "192.168.1.1"));
+  EXPECT_THAT(std::string(reverse.status().message()), HasSubstr("vip: 192.168.1.1 is a backend of service 10.1.0.10:53/udp"));
+  EXPECT_EQ(core_->AddBackend(IdOf(Dns({})), {Addr("10.1.0.10")}).status().code(), absl::StatusCode::kInvalidArgument);
+  // In an Apply: refused alone when partial.
+  auto r = core_->Apply(1, {Dns({"192.168.1.1"}), Dns({"10.1.0.10"}, "10.1.0.12")}, /*partial=*/true);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->refused, 1u);
+  EXPECT_THAT(std::string(r->outcomes[1].status.message()), HasSubstr("services[1].backends[0].address: 10.1.0.10 is a VIP"));
+  EXPECT_EQ(core_->ListServices().size(), 1u);
+}
+
+TEST(ControlCoreLimitsTest, BackendsOnlyInTheAllowedPrefixes) {
+  NodeSettings settings = Settings();
+  settings.limits.backend_cidrs = {*dataplane::IpPrefix::Parse("10.244.0.0/16")};
+  settings.nat.addresses = {Addr("10.254.0.1")};
+  auto store = dataplane::SnapshotStore::Create(1);
+  ASSERT_TRUE(store.ok());
+  ControlCore core(settings, store->get(), nullptr);
+  ASSERT_TRUE(core.Start().ok());
+  EXPECT_TRUE(core.CreateService(Dns({"10.244.1.5"})).ok());
+  auto outside = core.CreateService(Dns({"192.168.1.1"}, "10.1.0.11"));
+  EXPECT_THAT(std::string(outside.status().message()), HasSubstr("outside the backend prefixes this node allows"));
+  auto snat_vip = core.CreateService(Dns({"10.244.1.5"}, "10.254.0.1"));
+  EXPECT_THAT(std::string(snat_vip.status().message()), HasSubstr("vip: 10.254.0.1 is an SNAT address"));
+  auto snat_backend = core.CreateService(Dns({"10.254.0.1"}, "10.1.0.12"));
+  EXPECT_THAT(std::string(snat_backend.status().message()),
+              HasSubstr("backends[0].address: 10.254.0.1 is an SNAT address"));
+}
+
 TEST_F(ControlCoreTest, ServiceLimitIsResourceExhausted) {
   for (int i = 0; i < 8; ++i) {
     const std::string vip = "10.1.0." + std::to_string(20 + i);
