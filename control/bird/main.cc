@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -86,14 +87,25 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// Writes `text` next to the target, validates it with `bird -p`, then renames it into
-// place. On a validation failure the previous file stays.
+// Writes `text` to a new file next to the target (mkstemp: a fresh name, created with
+// O_EXCL, so no symlink or file planted there is followed or reused; mode 0600, as it may
+// hold MD5 passwords), validates it with `bird -p`, then renames it into place. On a
+// validation failure the previous file stays.
 absl::Status InstallValidated(const std::string& text) {
-  const std::string tmp = FLAGS_output + ".lb-bird-gen.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out.flush()) return absl::InternalError("cannot write " + tmp);
+  std::string tmp = FLAGS_output + ".lb-bird-gen.XXXXXX";
+  const int fd = mkstemp(tmp.data());
+  if (fd < 0) return absl::InternalError("mkstemp " + tmp + ": " + std::strerror(errno));
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = write(fd, text.data() + written, text.size() - written);
+    if (n <= 0) break;
+    written += size_t(n);
+  }
+  const bool ok = written == text.size() && fchmod(fd, 0600) == 0 && fsync(fd) == 0;
+  close(fd);
+  if (!ok) {
+    unlink(tmp.c_str());
+    return absl::InternalError("cannot write " + tmp + ": " + std::strerror(errno));
   }
   const CommandResult check = Run({FLAGS_bird, "-p", "-c", tmp});
   if (check.status != 0) {
@@ -101,7 +113,9 @@ absl::Status InstallValidated(const std::string& text) {
     return absl::InvalidArgumentError("bird -p refused the rendered configuration: " + check.output);
   }
   if (rename(tmp.c_str(), FLAGS_output.c_str()) != 0) {
-    return absl::InternalError("rename to " + FLAGS_output + ": " + std::strerror(errno));
+    const int err = errno;
+    unlink(tmp.c_str());
+    return absl::InternalError("rename to " + FLAGS_output + ": " + std::strerror(err));
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,6 +48,12 @@ struct NodeConfig {
 
 // Parses and validates YAML (see docs/bird.md); errors name the field, as in
 // "peers[1].address: \"x\" is not an IP address".
-absl::StatusOr<NodeConfig> ParseNodeConfig(const std::string& yaml);
+// Reads a peer's `password_file` (a Kubernetes Secret mounted as a file): its contents
+// less one trailing newline.
+using PasswordReader = std::function<absl::StatusOr<std::string>(const std::string& path)>;
+absl::StatusOr<std::string> ReadPasswordFile(const std::string& path);
+
+absl::StatusOr<NodeConfig> ParseNodeConfig(const std::string& yaml,
+                                           const PasswordReader& read_password = ReadPasswordFile);
 
 }  // namespace lb::control::bird

@@ -98,4 +98,13 @@ timeout 2 "${gen[@]}" --output="$TOPO_DIR/keep.conf" --bird=false --interval_ms=
 check "a refused configuration leaves the last good file in place" test "$(cat "$TOPO_DIR/keep.conf")" = "# last good"
 check "and the refusal is logged" grep -q "bird -p refused the rendered configuration" "$TOPO_DIR/gen-refused.log"
 
+# --- bird.conf may hold MD5 passwords: only its owner reads it
+check "bird.conf is mode 0600" test "$(stat -c %a "$TOPO_DIR/lb1/bird.conf")" = 600
+# --- a node config of the wrong shape: exit 2 naming the field, no abort
+printf 'router_id: 10.90.0.2\nlocal_as: 65010\nvip_prefixes: [10.100.0.0/24]\nbfd: true\npeers: [tor]\n' >"$TOPO_DIR/bad.yaml"
+bad=$("$LB_BUILD/control/bird/lb-bird-gen" --config="$TOPO_DIR/bad.yaml" --dry_run 2>&1)
+rc=$?
+check "lb-bird-gen refuses a config of the wrong shape (exit $rc: $(echo "$bad" | tail -1 | cut -c1-120))" \
+  sh -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q 'bfd: must be a mapping'" "$bad"
+
 check_summary

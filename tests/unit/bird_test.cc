@@ -83,12 +83,52 @@ TEST(NodeConfigTest, InvalidSettingsAreRefusedWithTheField) {
       {base + "peers: [{name: a, address: 'fd00::1', as: 1}]\n", "peers[0].address: an IPv6 peer, but no IPv6 VIP prefix"},
       {base + "colour: blue\n" + peer, "colour: unknown setting"},
       {base + "bfd: {}\npeers: [{name: a, address: 192.0.2.1, as: 1, multihop: 2}]\n", "peers[0].local_address: required for a multihop peer with BFD"},
+      // Wrong shapes: an error naming the field, never an exception.
+      {base + "bfd: true\n" + peer, "bfd: must be a mapping"},
+      {base + "peers: [tor]\n", "peers[0]: must be a mapping"},
+      {base + "communities: {a: b}\n" + peer, "communities: must be a list"},
+      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [[10.1.0.0/24]]\n" + peer, "vip_prefixes[0]: must be a prefix"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: [1]}]\n", "peers[0].as"},
+      {base + "bfd: {min_rx_ms: {a: 1}}\n" + peer, "bfd.min_rx_ms"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: \"a\\x01b\"}]\n", "peers[0].password: must not contain"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: x, password_file: /y}]\n", "give password or password_file, not both"},
   };
   for (const auto& c : cases) {
     const auto parsed = ParseNodeConfig(c.yaml);
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << c.yaml;
     EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.error)) << c.yaml;
   }
+}
+
+// A peer's password may come from a file (a mounted Secret) instead of the ConfigMap.
+TEST(NodeConfigTest, PasswordFromAFile) {
+  const std::string yaml =
+      "router_id: 10.90.0.2\nlocal_as: 65010\nvip_prefixes: [10.100.0.0/24]\n"
+      "peers: [{name: tor, address: 10.90.0.1, as: 65000, password_file: /secrets/tor}]\n";
+  auto reader = [](const std::string& path) -> absl::StatusOr<std::string> {
+    if (path == "/secrets/tor") return std::string("s3cret");
+    return absl::NotFoundError("cannot read " + path);
+  };
+  auto c = ParseNodeConfig(yaml, reader);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->peers[0].password, "s3cret");
+  auto missing = ParseNodeConfig(yaml, [](const std::string& path) -> absl::StatusOr<std::string> {
+    return absl::NotFoundError("cannot read " + path);
+  });
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("peers[0].password_file: cannot read /secrets/tor"));
+  auto control = ParseNodeConfig(yaml, [](const std::string&) -> absl::StatusOr<std::string> {
+    return std::string("a\nprotocol static evil {");
+  });
+  EXPECT_THAT(std::string(control.status().message()), HasSubstr("must not contain"));
+}
+
+// A reason (lbd's health problems, a drain file's path) cannot end its comment line and
+// smuggle configuration into bird.conf.
+TEST(BirdRenderTest, ReasonsCannotBreakOutOfTheirComment) {
+  const std::string conf =
+      RenderBirdConfig(Load("basic.yaml"), {false, "lbd unhealthy: x\nprotocol static evil { ipv4; }\r"});
+  EXPECT_EQ(conf.find("\nprotocol static evil"), std::string::npos) << conf;
+  EXPECT_THAT(conf, HasSubstr("x?protocol static evil { ipv4; }?"));
 }
 
 TEST(AnnounceGateTest, SlowToAnnounceQuickerToWithdraw) {
