@@ -23,8 +23,14 @@ DEFINE_string(lbd_socket, "/run/lbd/lbd.sock", "lbd's API socket.");
 DEFINE_string(load_balancer_class, "lbd.io/dpdk-l4",
               "spec.loadBalancerClass of the LoadBalancer Services this watcher serves.");
 DEFINE_string(vip_cidrs, "",
-              "Comma-separated CIDRs this node announces: the LoadBalancer address pool; externalIPs outside "
-              "them are not served. Empty: no pool, every externalIP served.");
+              "Comma-separated CIDRs this node announces (required): the LoadBalancer address pool; "
+              "externalIPs outside them are not served.");
+DEFINE_string(external_ips, "none",
+              "Which Services' spec.externalIPs are served: none, all, or namespaces=NS[,NS...]. Any tenant "
+              "may write any address there (CVE-2020-8554); an address in a LoadBalancer Service's status "
+              "is never given to an externalIP.");
+DEFINE_string(node_addresses, "",
+              "Comma-separated addresses of the LB nodes (e.g. from status.hostIP): never served as a VIP.");
 DEFINE_string(listen_address, "127.0.0.1:9101", "host:port for GET /healthz and GET /metrics. Empty: none.");
 DEFINE_string(node_name, "", "Reported as the Events' source host; empty: $NODE_NAME, else the host name.");
 DEFINE_uint32(debounce_ms, 100, "Quiet time after a change before lbd is updated (at most 10x this in all).");
@@ -85,9 +91,28 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << cidrs.status().message();
     return 2;
   }
+  if (cidrs->empty()) {
+    LOG(ERROR) << "--vip_cidrs is required: the CIDRs this node announces (only addresses in them are served)";
+    return 2;
+  }
+  auto external_ips = ParseExternalIpPolicy(FLAGS_external_ips);
+  if (!external_ips.ok()) {
+    LOG(ERROR) << external_ips.status().message();
+    return 2;
+  }
   WatcherOptions options;
   options.mapping.load_balancer_class = FLAGS_load_balancer_class;
   options.mapping.vip_cidrs = *cidrs;
+  options.mapping.external_ips = *external_ips;
+  for (absl::string_view part : absl::StrSplit(FLAGS_node_addresses, ',', absl::SkipWhitespace())) {
+    const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
+    const auto a = dataplane::IpAddress::Parse(std::string_view(trimmed.data(), trimmed.size()));
+    if (!a) {
+      LOG(ERROR) << "--node_addresses: \"" << std::string(part) << "\" is not an IP address";
+      return 2;
+    }
+    options.mapping.node_addresses.push_back(*a);
+  }
   options.debounce = std::chrono::milliseconds(FLAGS_debounce_ms);
   options.max_delay = options.debounce * 10;
   options.resync = std::chrono::seconds(std::max(1u, FLAGS_resync_seconds));

@@ -6,9 +6,11 @@
 #include <set>
 #include <tuple>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "control/k8s/vip_pool.h"
 #include "dataplane/maglev.h"
 
@@ -100,6 +102,25 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
   return out;
 }
 
+absl::StatusOr<ExternalIpPolicy> ParseExternalIpPolicy(const std::string& text) {
+  ExternalIpPolicy p;
+  if (text == "none") return p;
+  if (text == "all") {
+    p.mode = ExternalIpPolicy::Mode::kAll;
+    return p;
+  }
+  constexpr std::string_view kPrefix = "namespaces=";
+  if (text.rfind(kPrefix, 0) == 0) {
+    p.mode = ExternalIpPolicy::Mode::kNamespaces;
+    for (absl::string_view ns : absl::StrSplit(text.substr(kPrefix.size()), ',', absl::SkipWhitespace())) {
+      p.namespaces.insert(std::string(ns));
+    }
+    if (!p.namespaces.empty()) return p;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("--external_ips: \"%s\" is not none, all or namespaces=NS[,NS...]", text));
+}
+
 DesiredState MapClusterState(const std::vector<KService>& services, const std::vector<KEndpointSlice>& slices,
                              const MappingOptions& options, LastGoodSettings* last_good) {
   DesiredState out;
@@ -113,31 +134,49 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
   }
 
   auto announced = [&](const IpAddress& a) {
-    return options.vip_cidrs.empty() ||
-           std::any_of(options.vip_cidrs.begin(), options.vip_cidrs.end(),
+    return std::any_of(options.vip_cidrs.begin(), options.vip_cidrs.end(),
                        [&](const dataplane::IpPrefix& p) { return p.Contains(a); });
   };
+  auto node_address = [&](const IpAddress& a) {
+    return std::find(options.node_addresses.begin(), options.node_addresses.end(), a) != options.node_addresses.end();
+  };
 
-  // Addresses: the pool for our LoadBalancers, never handing out someone's externalIP.
+  // Addresses: the pool for our LoadBalancers, never handing out an externalIP that is
+  // served, nor a node's address.
   std::vector<const KService*> ours;
-  std::vector<IpAddress> external;
+  std::vector<IpAddress> external(options.node_addresses);
   for (const KService* s : ordered) {
     if (s->type == "LoadBalancer" && s->load_balancer_class == options.load_balancer_class) ours.push_back(s);
+    if (!options.external_ips.Allows(s->ns)) continue;
     for (const std::string& text : s->external_ips) {
       if (auto ip = IpAddress::Parse(text)) external.push_back(*ip);
     }
   }
   VipAllocation vips = AllocateVips(ours, options.vip_cidrs, external);
   out.problems = std::move(vips.problems);
+  absl::flat_hash_set<IpAddress> allocated;  // every LoadBalancer address: no externalIP takes one
+  for (const auto& [key, addresses] : vips.addresses) allocated.insert(addresses.begin(), addresses.end());
 
   std::map<std::tuple<IpAddress, uint8_t, uint16_t>, std::string> claimed;  // frontend -> owner
   std::vector<std::pair<ServiceConfig, std::string>> mapped;                // with its owner
   for (const KService* s : ordered) {
     std::vector<IpAddress> frontends;
-    for (const std::string& text : s->external_ips) {
+    if (!s->external_ips.empty() && !options.external_ips.Allows(s->ns)) {
+      out.problems.push_back({s->Key(), "ExternalIPNotAllowed",
+                              "spec.externalIPs are not served for this namespace (the watcher's --external_ips)"});
+    }
+    for (const std::string& text : options.external_ips.Allows(s->ns) ? s->external_ips : std::vector<std::string>{}) {
       const auto ip = IpAddress::Parse(text);
       if (!ip) {
         out.problems.push_back({s->Key(), "InvalidExternalIP", absl::StrFormat("\"%s\" is not an IP address", text)});
+      } else if (allocated.contains(*ip)) {
+        out.problems.push_back({s->Key(), "AddressConflict",
+                                absl::StrFormat("externalIP %s is the load-balancer address of another Service: not served",
+                                                ip->ToString())});
+      } else if (node_address(*ip) || !ip->SpecialPurpose().empty()) {
+        out.problems.push_back({s->Key(), "InvalidExternalIP",
+                                absl::StrFormat("externalIP %s is a node's own or a special-purpose address: not served",
+                                                ip->ToString())});
       } else if (!announced(*ip)) {
         out.notes.push_back(absl::StrFormat("%s: externalIP %s is outside the announced VIP CIDRs: not served",
                                             s->Key(), text));
@@ -186,9 +225,13 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
       for (const IpAddress& vip : frontends) {
         const auto key = std::make_tuple(vip, protocol, uint16_t(sp.port));
         if (auto [it, fresh] = claimed.emplace(key, s->Key()); !fresh) {
+          // Another namespace's Service is not named: its existence is not this tenant's to learn.
+          const bool same_namespace = it->second.rfind(s->ns + "/", 0) == 0;
           out.problems.push_back({s->Key(), "AddressConflict",
-                                  absl::StrFormat("%s port %d/%s is already served for the older Service %s",
-                                                  vip.ToString(), sp.port, sp.protocol, it->second)});
+                                  absl::StrFormat("%s port %d/%s is already served for %s", vip.ToString(), sp.port,
+                                                  sp.protocol,
+                                                  same_namespace ? "the older Service " + it->second
+                                                                 : std::string("an older Service")) });
           continue;
         }
         ServiceConfig c;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,11 +20,29 @@ inline constexpr char kAnnotationPrefix[] = "lbd.io/";
 inline constexpr char kModeAnnotation[] = "lbd.io/forwarding-mode";
 inline constexpr char kTableSizeAnnotation[] = "lbd.io/maglev-table-size";
 
+// Which Services' spec.externalIPs are served. externalIPs let any tenant claim any
+// address (CVE-2020-8554), so by default none are, as kube-proxy's advice and Cilium and
+// MetalLB do; an address recorded in a LoadBalancer Service's status is never given to
+// an externalIP, whatever the policy.
+struct ExternalIpPolicy {
+  enum class Mode { kNone, kAll, kNamespaces };
+  Mode mode = Mode::kNone;
+  std::set<std::string> namespaces;  // kNamespaces: the namespaces allowed
+  bool Allows(const std::string& ns) const {
+    return mode == Mode::kAll || (mode == Mode::kNamespaces && namespaces.contains(ns));
+  }
+};
+// "none", "all" or "namespaces=a,b"; an error names the flag.
+absl::StatusOr<ExternalIpPolicy> ParseExternalIpPolicy(const std::string& text);
+
 struct MappingOptions {
   std::string load_balancer_class = "lbd.io/dpdk-l4";
   // The CIDRs this node announces: the pool of LoadBalancer addresses; externalIPs
-  // outside them cannot reach this node and are not served. Empty: every externalIP.
+  // outside them cannot reach this node and are not served. Empty: nothing is served.
   std::vector<dataplane::IpPrefix> vip_cidrs;
+  ExternalIpPolicy external_ips;
+  // The LB nodes' own addresses: never a VIP, whatever a Service asks.
+  std::vector<dataplane::IpAddress> node_addresses;
 };
 
 // A Service's settings from its annotations.

@@ -45,7 +45,9 @@ IpAddress NthAddress(const IpPrefix& prefix, uint64_t index) {
 VipAllocation AllocateVips(const std::vector<const KService*>& services, const std::vector<IpPrefix>& pool,
                            const std::vector<IpAddress>& taken) {
   VipAllocation out;
-  absl::flat_hash_set<IpAddress> used(taken.begin(), taken.end());
+  // Recorded allocations come first and are never taken away by an externalIP (the
+  // CVE-2020-8554 pattern); externalIPs only keep new allocations off their addresses.
+  absl::flat_hash_set<IpAddress> used;
   auto in_pool = [&](const IpAddress& a) {
     return std::any_of(pool.begin(), pool.end(), [&](const IpPrefix& p) { return p.Contains(a); });
   };
@@ -83,6 +85,7 @@ VipAllocation AllocateVips(const std::vector<const KService*>& services, const s
     }
   }
 
+  used.insert(taken.begin(), taken.end());
   // Pass 2: every family still without an address gets the requested or the lowest free one.
   for (const KService* s : services) {
     std::vector<IpAddress>& mine = out.addresses[s->Key()];

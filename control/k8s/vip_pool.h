@@ -23,7 +23,8 @@ struct VipAllocation {
 };
 
 // `services`: the LoadBalancer Services of our class, oldest first. `taken`: addresses
-// other Services hold (externalIPs), never handed out.
+// other Services ask for (externalIPs): never handed out anew, but an address already
+// recorded in a Service's status stays with it even when an externalIP names it.
 VipAllocation AllocateVips(const std::vector<const KService*>& services,
                            const std::vector<dataplane::IpPrefix>& pool,
                            const std::vector<dataplane::IpAddress>& taken);

@@ -165,7 +165,8 @@ class Env:
     def start_watcher(self, kubeconfig=None, name="watcher", http=None):
         self.start(name, [os.path.join(BUILD, "control/k8s/lb-k8s-watcher"),
                           "--kubeconfig=" + (kubeconfig or self.kubeconfig), "--lbd_socket=" + self.sock,
-                          "--vip_cidrs=10.1.0.0/28,fd00:10::/124", "--listen_address=" + (http or self.http),
+                          "--vip_cidrs=10.1.0.0/28,fd00:10::/124", "--external_ips=all",
+                          "--listen_address=" + (http or self.http),
                           "--debounce_ms=50", "--watch_timeout_seconds=4", "--resync_seconds=3600",
                           "--node_name=lb-node-1", "--list_page_size=1"])
 

@@ -20,6 +20,7 @@ using dataplane::IpPrefix;
 using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::IsEmpty;
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
@@ -105,9 +106,61 @@ class MappingTest : public ::testing::Test {
 
   std::vector<KService> services_;
   std::vector<KEndpointSlice> slices_;
-  MappingOptions options_{.vip_cidrs = {Prefix("10.1.0.0/28"), Prefix("fd00:10::/124")}};
+  // externalIPs served (the rules below are about them); the default policy is tested
+  // on its own.
+  MappingOptions options_{.vip_cidrs = {Prefix("10.1.0.0/28"), Prefix("fd00:10::/124")},
+                          .external_ips = {.mode = ExternalIpPolicy::Mode::kAll}};
   LastGoodSettings last_good_;
 };
+
+// In another namespace.
+json InNamespace(json service, const std::string& ns) {
+  service["metadata"]["namespace"] = ns;
+  return service;
+}
+
+TEST_F(MappingTest, ExternalIpsAreServedOnlyByPolicy) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  AddService(InNamespace(ServiceJson("web", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.2"}}}), "team-a"));
+  options_.external_ips = {};  // the default: none
+  DesiredState d = Map();
+  EXPECT_TRUE(d.services.empty());
+  EXPECT_THAT(Reasons(d), ElementsAre("default/dns ExternalIPNotAllowed", "team-a/web ExternalIPNotAllowed"));
+  options_.external_ips = *ParseExternalIpPolicy("namespaces=team-a,team-b");
+  d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.services[0].vip, Ip("10.1.0.2"));
+  EXPECT_FALSE(ParseExternalIpPolicy("some").ok());
+  EXPECT_FALSE(ParseExternalIpPolicy("namespaces=").ok());
+  EXPECT_EQ(ParseExternalIpPolicy("all")->mode, ExternalIpPolicy::Mode::kAll);
+}
+
+// The CVE-2020-8554 pattern: a newer Service in another namespace names, as an externalIP,
+// the address recorded in an older LoadBalancer Service's status. The older keeps it (its
+// status is not rewritten), the newer is refused without learning the other's name.
+TEST_F(MappingTest, AnExternalIpNeverTakesARecordedLoadBalancerAddress) {
+  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+                         {{"ingress", {{{"ip", "10.1.0.3"}}}}}));
+  AddService(InNamespace(ServiceJson("thief", "2026-01-02T00:00:00Z", {{"externalIPs", {"10.1.0.3"}}}), "evil"));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.services[0].vip, Ip("10.1.0.3"));
+  EXPECT_EQ(d.owners[0], "default/lb");
+  EXPECT_TRUE(d.status_updates.empty()) << "the recorded address stays";
+  EXPECT_THAT(Reasons(d), ElementsAre("evil/thief AddressConflict"));
+  EXPECT_THAT(d.problems[0].message, Not(HasSubstr("default/lb")));
+}
+
+TEST_F(MappingTest, NodeAndSpecialAddressesAreNeverVips) {
+  options_.node_addresses = {Ip("10.1.0.9")};
+  AddService(ServiceJson("a", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.9"}}}));
+  AddService(ServiceJson("lb", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  EXPECT_EQ(d.owners[0], "default/lb");
+  EXPECT_NE(d.services[0].vip, Ip("10.1.0.9"));
+  EXPECT_THAT(Reasons(d), ElementsAre("default/a InvalidExternalIP"));
+}
 
 TEST_F(MappingTest, ExternalIpServiceWithNamedTargetPortAndEndpointStates) {
   AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
