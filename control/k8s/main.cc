@@ -29,6 +29,9 @@ DEFINE_string(external_ips, "none",
               "Which Services' spec.externalIPs are served: none, all, or namespaces=NS[,NS...]. Any tenant "
               "may write any address there (CVE-2020-8554); an address in a LoadBalancer Service's status "
               "is never given to an externalIP.");
+DEFINE_bool(accept_unmanaged_endpointslices, false,
+            "Follow EndpointSlices that the EndpointSlice controller does not manage (label "
+            "endpointslice.kubernetes.io/managed-by): anyone who may write a slice then chooses backends.");
 DEFINE_string(node_addresses, "",
               "Comma-separated addresses of the LB nodes (e.g. from status.hostIP): never served as a VIP.");
 DEFINE_string(listen_address, "127.0.0.1:9101", "host:port for GET /healthz and GET /metrics. Empty: none.");
@@ -104,6 +107,7 @@ int Main(int argc, char** argv) {
   options.mapping.load_balancer_class = FLAGS_load_balancer_class;
   options.mapping.vip_cidrs = *cidrs;
   options.mapping.external_ips = *external_ips;
+  options.mapping.accept_unmanaged_slices = FLAGS_accept_unmanaged_endpointslices;
   for (absl::string_view part : absl::StrSplit(FLAGS_node_addresses, ',', absl::SkipWhitespace())) {
     const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
     const auto a = dataplane::IpAddress::Parse(std::string_view(trimmed.data(), trimmed.size()));

@@ -47,11 +47,12 @@ std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
     for (const Endpoint& e : slice->endpoints) {
       const auto state = StateOf(e);
       if (!state) continue;
-      for (const std::string& text : e.addresses) {
-        const auto ip = IpAddress::Parse(text);
-        if (!ip || ip->IsV4() != v4) continue;
-        out.push_back({.address = *ip, .port = uint16_t(*port->port), .weight = 1, .state = *state});
-      }
+      // Only the first address: the API says every address of an endpoint is fungible and
+      // consumers use the first (as kube-proxy does); the others are not served.
+      if (e.addresses.empty()) continue;
+      const auto ip = IpAddress::Parse(e.addresses.front());
+      if (!ip || ip->IsV4() != v4) continue;
+      out.push_back({.address = *ip, .port = uint16_t(*port->port), .weight = 1, .state = *state});
     }
   }
   // An endpoint can sit in two slices while the controller moves it: keep its best state.
@@ -130,7 +131,14 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
 
   std::map<std::pair<std::string, std::string>, std::vector<const KEndpointSlice*>> slices_of;
   for (const KEndpointSlice& e : slices) {
-    if (!e.service_name.empty()) slices_of[{e.ns, e.service_name}].push_back(&e);
+    if (e.service_name.empty()) continue;
+    if (e.managed_by != kEndpointSliceController && !options.accept_unmanaged_slices) {
+      out.notes.push_back(absl::StrFormat("EndpointSlice %s/%s skipped: managed by \"%s\", not the EndpointSlice "
+                                          "controller (--accept_unmanaged_endpointslices)",
+                                          e.ns, e.name, e.managed_by));
+      continue;
+    }
+    slices_of[{e.ns, e.service_name}].push_back(&e);
   }
 
   auto announced = [&](const IpAddress& a) {

@@ -43,7 +43,13 @@ struct MappingOptions {
   ExternalIpPolicy external_ips;
   // The LB nodes' own addresses: never a VIP, whatever a Service asks.
   std::vector<dataplane::IpAddress> node_addresses;
+  // EndpointSlices are followed only when the EndpointSlice controller manages them
+  // (label endpointslice.kubernetes.io/managed-by), unless this is set: a tenant who
+  // writes a slice by hand could otherwise point any Service at any address.
+  bool accept_unmanaged_slices = false;
 };
+
+inline constexpr char kEndpointSliceController[] = "endpointslice-controller.k8s.io";
 
 // A Service's settings from its annotations.
 struct ServiceSettings {

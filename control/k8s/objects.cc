@@ -137,7 +137,9 @@ absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
   const json& meta = r.Object(object, "metadata", "");
   e.ns = r.String(meta, "namespace", "metadata");
   e.name = r.String(meta, "name", "metadata");
-  e.service_name = r.String(r.Object(meta, "labels", "metadata"), "kubernetes.io/service-name", "metadata.labels");
+  const json& labels = r.Object(meta, "labels", "metadata");
+  e.service_name = r.String(labels, "kubernetes.io/service-name", "metadata.labels");
+  e.managed_by = r.String(labels, "endpointslice.kubernetes.io/managed-by", "metadata.labels");
   e.address_type = r.String(object, "addressType", "");
   const json& ports = r.Array(object, "ports", "");
   for (size_t i = 0; i < ports.size(); ++i) {

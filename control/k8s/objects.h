@@ -50,6 +50,7 @@ struct SlicePort {
 struct KEndpointSlice {
   std::string ns, name;
   std::string service_name;  // label kubernetes.io/service-name
+  std::string managed_by;    // label endpointslice.kubernetes.io/managed-by ("" when absent)
   std::string address_type;  // IPv4, IPv6, FQDN
   std::vector<SlicePort> ports;
   std::vector<Endpoint> endpoints;

@@ -19,6 +19,7 @@ using dataplane::IpAddress;
 using dataplane::IpPrefix;
 using nlohmann::json;
 using ::testing::ElementsAre;
+using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::IsEmpty;
@@ -160,6 +161,28 @@ TEST_F(MappingTest, NodeAndSpecialAddressesAreNeverVips) {
   EXPECT_EQ(d.owners[0], "default/lb");
   EXPECT_NE(d.services[0].vip, Ip("10.1.0.9"));
   EXPECT_THAT(Reasons(d), ElementsAre("default/a InvalidExternalIP"));
+}
+
+// A slice written by hand (not the EndpointSlice controller's) could point a Service at
+// any address: skipped unless allowed. Of an endpoint's addresses only the first is used.
+TEST_F(MappingTest, OnlyControllerSlicesAndFirstAddresses) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  json two = EndpointJson("10.244.0.1", kReady);
+  two["addresses"] = {"10.244.0.1", "10.244.0.99"};
+  AddSlice(SliceJson("dns", "dns-a", {two}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  json forged = SliceJson("dns", "dns-forged", {EndpointJson("10.0.0.1", kReady)},
+                          {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}});
+  forged["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = "me";
+  AddSlice(forged);
+  DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 1u);
+  ASSERT_EQ(d.services[0].backends.size(), 1u);
+  EXPECT_EQ(d.services[0].backends[0].address, Ip("10.244.0.1"));
+  EXPECT_THAT(d.notes, Contains(HasSubstr("EndpointSlice default/dns-forged skipped")));
+  options_.accept_unmanaged_slices = true;
+  d = Map();
+  ASSERT_EQ(d.services[0].backends.size(), 2u);
+  EXPECT_EQ(d.services[0].backends[0].address, Ip("10.0.0.1"));
 }
 
 TEST_F(MappingTest, ExternalIpServiceWithNamedTargetPortAndEndpointStates) {
