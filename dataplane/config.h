@@ -113,6 +113,16 @@ struct NodeConfig {
   uint16_t mtu = 1500;                      // IP MTU of the egress link
   uint32_t icmp_too_big_per_second = 100;   // per worker; 0 disables the ICMP errors
   FlowTimeouts timeouts;
+  // The CIDRs this node announces. A packet to one of them that matches no VIP is not the
+  // kernel's (the node's own addresses are outside them): it is dropped (no_vip), so a
+  // flood to unused VIP addresses never reaches the exception path.
+  std::vector<IpPrefix> vip_cidrs;
+  // Packets a worker hands to the kernel a second: control traffic (ARP and other
+  // non-IP frames, IPv6 ND, BGP on TCP 179, BFD on UDP 3784/3785/4784) from its own
+  // budget, first, and everything else (ICMP to the node, SSH, ...) from another, so a
+  // flood of the latter cannot crowd out the former. 0: no limit.
+  uint32_t exception_per_second = 10'000;
+  uint32_t exception_control_per_second = 100'000;
 };
 
 struct DataplaneConfig : NodeConfig {

@@ -34,6 +34,11 @@ namespace lb::dataplane {
   X(kNoEncapSource, "no_encap_source", "no outer source address is configured for the backend's family") \
   X(kNoHeadroom, "no_headroom", "the mbuf lacks headroom for the rewrite, or is segmented where it must not be")         \
   X(kTxFull, "tx_full", "the TX queue did not take the packet")                              \
+  X(kNoVip, "no_vip", "to an announced VIP CIDR (--vip_cidrs) but no VIP: not the kernel's either") \
+  X(kExceptionRateLimited, "exception_rate_limited",                                           \
+    "for the kernel, over the worker's --exception_pps (not control traffic)")                 \
+  X(kExceptionControlRateLimited, "exception_control_rate_limited",                            \
+    "control traffic for the kernel (ARP, ND, BGP, BFD), over the worker's --exception_control_pps") \
   X(kNatPortsExhausted, "nat_ports_exhausted",                                                 \
     "a new NAT connection found every SNAT port of its family held by a live session")         \
   X(kNatNoSession, "nat_no_session",                                                           \

@@ -121,10 +121,8 @@ bool IsPrime(uint32_t n) {
 }
 
 uint32_t MaglevTableSizeFor(size_t backends) {
-  static constexpr uint32_t kLadder[] = {1021, 4093, 16381, 65537, 262139, 1048573, 4194301,
-                                         kMaxMaglevTableSize};
   const uint64_t want = 100 * uint64_t(std::max<size_t>(backends, 1));
-  for (uint32_t m : kLadder) {
+  for (uint32_t m : kMaglevTableSizes) {
     if (m >= want) return m;
   }
   return kMaxMaglevTableSize;

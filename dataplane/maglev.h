@@ -37,6 +37,8 @@ bool IsPrime(uint32_t n);
 // every node computes the same size from the same input. Growing past a rung rebuilds
 // the table at the next size, which moves most flows that no flow table holds.
 uint32_t MaglevTableSizeFor(size_t backends);
+inline constexpr uint32_t kMaglevTableSizes[] = {1021, 4093, 16381, 65537, 262139, 1048573, 4194301,
+                                                 kMaxMaglevTableSize};
 
 // Returns a table of `table_size` entries, each an index into `backends` (as given).
 // Backends with weight 0 get no entries; with no weighted backend the table is empty.

@@ -185,6 +185,9 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
   snap->next_hop_ = node.next_hop;
   snap->gateway_known_ = node.next_hop.gateway_mac != MacAddress{};
   snap->icmp_too_big_per_second_ = node.icmp_too_big_per_second;
+  snap->exception_per_second_ = node.exception_per_second;
+  snap->exception_control_per_second_ = node.exception_control_per_second;
+  snap->vip_cidrs_ = node.vip_cidrs;
   const FlowTimeouts& t = node.timeouts;
   snap->timeouts_.fill(t.other);
   snap->timeouts_[uint8_t(FlowState::kUdp)] = t.udp;

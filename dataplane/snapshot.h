@@ -154,6 +154,15 @@ class Snapshot {
   const NextHop& next_hop() const { return next_hop_; }
   bool gateway_known() const { return gateway_known_; }
   uint32_t icmp_too_big_per_second() const { return icmp_too_big_per_second_; }
+  uint32_t exception_per_second() const { return exception_per_second_; }
+  uint32_t exception_control_per_second() const { return exception_control_per_second_; }
+  // Whether `a` is inside an announced VIP CIDR (a handful: compared one by one).
+  bool InVipCidrs(const IpAddress& a) const {
+    for (const IpPrefix& p : vip_cidrs_) {
+      if (p.Contains(a)) return true;
+    }
+    return false;
+  }
   // The idle timeout of a flow in state `s` (FlowTimeouts), by table lookup.
   Millis Timeout(FlowState s) const { return timeouts_[uint8_t(s) & 7]; }
 
@@ -177,6 +186,9 @@ class Snapshot {
   NextHop next_hop_;
   bool gateway_known_ = false;
   uint32_t icmp_too_big_per_second_ = 0;
+  uint32_t exception_per_second_ = 0;
+  uint32_t exception_control_per_second_ = 0;
+  std::vector<IpPrefix> vip_cidrs_;
   std::array<Millis, 8> timeouts_{};  // by FlowState
 };
 

@@ -38,6 +38,28 @@ FlowState NextState(FlowState s, const ParsedPacket& p) {
   return s;
 }
 
+// What the node's control plane lives on: ARP (and any other non-IP frame: only the
+// link's neighbours can send those), IPv6 neighbour discovery, BGP and BFD.
+bool IsControlTraffic(const ParsedPacket& p) {
+  constexpr uint16_t kBgp = 179, kBfd = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
+  switch (p.kind) {
+    case PacketKind::kNotIp:
+      return true;
+    case PacketKind::kOtherIcmp:
+      return !p.is_v4 && p.icmp_type >= 133 && p.icmp_type <= 137;  // RFC 4861 §4
+    case PacketKind::kTcp:
+      return !p.is_fragment && (p.key.src_port_be == rte_cpu_to_be_16(kBgp) ||
+                                p.key.dst_port_be == rte_cpu_to_be_16(kBgp));
+    case PacketKind::kUdp: {
+      if (p.is_fragment) return false;
+      const uint16_t port = rte_be_to_cpu_16(p.key.dst_port_be);
+      return port == kBfd || port == kBfdEcho || port == kBfdMultihop;
+    }
+    default:
+      return false;
+  }
+}
+
 bool NeedsFlowHash(const ParsedPacket& p) {
   return (p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp ||
           p.kind == PacketKind::kIcmpError) &&
@@ -104,8 +126,7 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
       continue;
     }
     if (snap == nullptr) {  // nothing configured yet: nothing is for a VIP
-      out.kernel[out.num_kernel++] = pkts[i];
-      counters_.Add(Event::kToKernel);
+      ToKernel(nullptr, pkts[i], meta[i].packet, now, out);
       continue;
     }
     Handle(*snap, pkts[i], meta[i], now, out);
@@ -136,11 +157,7 @@ inline void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, 
     if (const int a = snap.SnatIndex(p.key.dst); a >= 0) return HandleSnat(snap, m, meta, uint32_t(a), now, out);
   }
   const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
-  if (vip == nullptr) {
-    out.kernel[out.num_kernel++] = m;
-    counters_.Add(Event::kToKernel);
-    return;
-  }
+  if (vip == nullptr) return ToKernel(&snap, m, p, now, out);
   switch (p.kind) {
     case PacketKind::kIcmpEcho:
       return AnswerEcho(m, p, out);
@@ -156,6 +173,19 @@ inline void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, 
   if (p.is_fragment) return HandleFragment(snap, m, meta, *vip, now, out);
   // TCP or UDP to a VIP: the service lookup at the top found nothing.
   Drop(m, DropReason::kNoService);
+}
+
+void Worker::ToKernel(const Snapshot* snap, rte_mbuf* m, const ParsedPacket& p, Millis now, BurstOutput& out) {
+  if (snap != nullptr) {
+    if (p.kind != PacketKind::kNotIp && snap->InVipCidrs(p.key.dst)) return Drop(m, DropReason::kNoVip);
+    const bool control = IsControlTraffic(p);
+    const uint32_t rate = control ? snap->exception_control_per_second() : snap->exception_per_second();
+    if (rate != 0 && !(control ? exception_control_limiter_ : exception_limiter_).Take(rate, now)) {
+      return Drop(m, control ? DropReason::kExceptionControlRateLimited : DropReason::kExceptionRateLimited);
+    }
+  }
+  out.kernel[out.num_kernel++] = m;
+  counters_.Add(Event::kToKernel);
 }
 
 void Worker::AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out) {

@@ -150,6 +150,9 @@ class Worker {
   // The common path (TCP/UDP to a DSR service: Handle, HandleFlow, Forward) is inlined
   // into ProcessBurst's loop: calls and their register saves were ~100 instructions a
   // packet (callgrind). The rare paths stay out of line.
+  // Hands `m` to the kernel (the exception path), unless it is for an announced VIP
+  // CIDR (no_vip) or over this worker's exception budget for its class.
+  void ToKernel(const Snapshot* snap, rte_mbuf* m, const ParsedPacket& p, Millis now, BurstOutput& out);
   [[gnu::always_inline]] void Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, Millis now, BurstOutput& out);
   [[gnu::always_inline]] void HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& meta, const ServiceRecord& svc,
                   Millis now, BurstOutput& out);
@@ -213,6 +216,8 @@ class Worker {
   std::vector<rte_ring*> nat_inboxes_;  // set by Run
   WorkerCounters counters_;
   TokenBucket too_big_limiter_;
+  TokenBucket exception_limiter_;          // ToKernel: everything but control traffic
+  TokenBucket exception_control_limiter_;  // ToKernel: ARP, ND, BGP, BFD
   uint16_t next_ip_id_ = 0;
   uint64_t tsc_per_ms_;
   std::array<rte_mbuf*, kMaxBurst> dropped_;

@@ -32,6 +32,9 @@ DEFINE_string(external_ips, "none",
 DEFINE_bool(accept_unmanaged_endpointslices, false,
             "Follow EndpointSlices that the EndpointSlice controller does not manage (label "
             "endpointslice.kubernetes.io/managed-by): anyone who may write a slice then chooses backends.");
+DEFINE_uint32(max_table_size, 262139,
+              "The largest lbd.io/maglev-table-size a Service may ask for: one of 1021, 4093, 16381, 65537, "
+              "262139, 1048573, 4194301, 16777213.");
 DEFINE_string(node_addresses, "",
               "Comma-separated addresses of the LB nodes (e.g. from status.hostIP): never served as a VIP.");
 DEFINE_string(listen_address, "127.0.0.1:9101", "host:port for GET /healthz and GET /metrics. Empty: none.");
@@ -108,6 +111,7 @@ int Main(int argc, char** argv) {
   options.mapping.vip_cidrs = *cidrs;
   options.mapping.external_ips = *external_ips;
   options.mapping.accept_unmanaged_slices = FLAGS_accept_unmanaged_endpointslices;
+  options.mapping.max_table_size = FLAGS_max_table_size;
   for (absl::string_view part : absl::StrSplit(FLAGS_node_addresses, ',', absl::SkipWhitespace())) {
     const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
     const auto a = dataplane::IpAddress::Parse(std::string_view(trimmed.data(), trimmed.size()));

@@ -1,5 +1,7 @@
 #include "control/k8s/mapping.h"
 
+#include <cctype>
+
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -67,13 +69,24 @@ std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
   return out;
 }
 
+// A tenant's text for a log line or an Event: at most 64 characters, control characters
+// as '?', so that it can neither forge lines nor flood them.
+std::string Printable(const std::string& text) {
+  std::string out = text.substr(0, 64);
+  for (char& ch : out) {
+    if (std::iscntrl(static_cast<unsigned char>(ch))) ch = '?';
+  }
+  return text.size() > 64 ? out + "..." : out;
+}
+
 bool Older(const KService* a, const KService* b) {
   return std::tie(a->creation_timestamp, a->ns, a->name) < std::tie(b->creation_timestamp, b->ns, b->name);
 }
 
 }  // namespace
 
-absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations) {
+absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations,
+                                                 uint32_t max_table_size) {
   ServiceSettings out;
   for (const auto& [key, value] : annotations) {
     if (key.rfind(kAnnotationPrefix, 0) != 0) continue;
@@ -86,18 +99,28 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
         out.mode = dataplane::ForwardingMode::kNat;
       } else {
         return absl::InvalidArgumentError(
-            absl::StrFormat("%s: \"%s\" is not a forwarding mode (dsr-ipip, dsr-gue or nat)", key, value));
+            absl::StrFormat("%s: \"%s\" is not a forwarding mode (dsr-ipip, dsr-gue or nat)", key, Printable(value)));
       }
     } else if (key == kTableSizeAnnotation) {
+      // One of the sizes lbd would choose itself (dataplane::MaglevTableSizeFor's rungs),
+      // up to the watcher's bound: a tenant cannot ask for tables beyond a budget.
+      std::vector<std::string> allowed;
+      for (uint32_t size : dataplane::kMaglevTableSizes) {
+        if (size <= max_table_size) allowed.push_back(std::to_string(size));
+      }
       uint32_t size = 0;
-      if (!absl::SimpleAtoi(value, &size) || !dataplane::IsPrime(size) || size > dataplane::kMaxMaglevTableSize) {
+      const bool ok = absl::SimpleAtoi(value, &size) &&
+                      std::find(allowed.begin(), allowed.end(), std::to_string(size)) != allowed.end() &&
+                      value == std::to_string(size);
+      if (!ok) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: \"%s\" is not a prime of at most %d (e.g. 65537, 655373)", key, value, dataplane::kMaxMaglevTableSize));
+            "%s: \"%s\" is not one of %s (the larger sizes are not available to Services here)", key,
+            Printable(value), absl::StrJoin(allowed, ", ")));
       }
       out.table_size = size;
     } else {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "unknown annotation %s (known: %s, %s)", key, kModeAnnotation, kTableSizeAnnotation));
+          "unknown annotation %s (known: %s, %s)", Printable(key), kModeAnnotation, kTableSizeAnnotation));
     }
   }
   return out;
@@ -204,7 +227,7 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
     if (frontends.empty()) continue;
 
     ServiceSettings settings;
-    if (auto parsed = ParseAnnotations(s->annotations); parsed.ok()) {
+    if (auto parsed = ParseAnnotations(s->annotations, options.max_table_size); parsed.ok()) {
       settings = *parsed;
       (*last_good)[s->Key()] = settings;
     } else if (auto it = last_good->find(s->Key()); it != last_good->end()) {

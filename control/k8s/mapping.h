@@ -47,6 +47,8 @@ struct MappingOptions {
   // (label endpointslice.kubernetes.io/managed-by), unless this is set: a tenant who
   // writes a slice by hand could otherwise point any Service at any address.
   bool accept_unmanaged_slices = false;
+  // The largest Maglev table a Service may ask for (lbd.io/maglev-table-size).
+  uint32_t max_table_size = 262139;
 };
 
 inline constexpr char kEndpointSliceController[] = "endpointslice-controller.k8s.io";
@@ -58,7 +60,10 @@ struct ServiceSettings {
   friend bool operator==(const ServiceSettings&, const ServiceSettings&) = default;
 };
 
-absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations);
+// `max_table_size`: the largest lbd.io/maglev-table-size accepted (of dataplane::kMaglevTableSizes).
+inline constexpr uint32_t kDefaultMaxTableSize = 262139;
+absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations,
+                                                 uint32_t max_table_size = kDefaultMaxTableSize);
 
 // Last good settings by Service key: a Service whose annotations turn invalid keeps these.
 using LastGoodSettings = std::map<std::string, ServiceSettings>;

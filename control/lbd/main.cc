@@ -49,6 +49,13 @@ DEFINE_string(encap_source_v6, "", "Outer IPv6 source addresses, as --encap_sour
 DEFINE_uint32(gue_port, 6080, "UDP destination port of GUE encapsulation.");
 DEFINE_uint32(mtu, 1500, "IP MTU toward the backends.");
 DEFINE_uint32(icmp_too_big_per_second, 100, "ICMP too-big errors a worker may send a second.");
+DEFINE_string(vip_cidrs, "", "Comma-separated CIDRs this node announces (lb-bird-gen's vip_prefixes). A packet to "
+                             "one of them that matches no VIP is dropped (no_vip) instead of reaching the kernel; "
+                             "the node's own addresses must be outside them. Empty: none.");
+DEFINE_uint32(exception_pps, 10000, "Packets a worker hands to the kernel a second, control traffic aside "
+                                    "(ICMP to the node, SSH, ...). 0: no limit.");
+DEFINE_uint32(exception_control_pps, 100000, "Control packets (ARP, ND, BGP, BFD) a worker hands to the kernel a "
+                                             "second, from a budget of their own. 0: no limit.");
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
@@ -123,6 +130,13 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
   n.encap.gue_port = uint16_t(FLAGS_gue_port);
   n.mtu = uint16_t(std::min<uint32_t>(FLAGS_mtu, 65535));
   n.icmp_too_big_per_second = FLAGS_icmp_too_big_per_second;
+  n.exception_per_second = FLAGS_exception_pps;
+  n.exception_control_per_second = FLAGS_exception_control_pps;
+  for (absl::string_view part : absl::StrSplit(FLAGS_vip_cidrs, ',', absl::SkipWhitespace())) {
+    auto p = dataplane::IpPrefix::Parse(std::string_view(part.data(), part.size()));
+    if (!p) return absl::InvalidArgumentError(absl::StrFormat("--vip_cidrs: \"%s\" is not a CIDR prefix", part));
+    n.vip_cidrs.push_back(*p);
+  }
   n.timeouts.tcp_established = FLAGS_tcp_established_timeout * 1000;
   n.timeouts.udp = FLAGS_udp_timeout * 1000;
   n.timeouts.tcp_syn_sent = FLAGS_tcp_syn_timeout * 1000;

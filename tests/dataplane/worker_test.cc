@@ -277,6 +277,34 @@ TEST_F(WorkerTest, NotForAVipGoesToTheKernel) {
   EXPECT_EQ(h_.Count(Event::kToKernel), 2u);
 }
 
+// Floods toward the kernel are bounded: traffic to an announced VIP CIDR without a VIP
+// never reaches it, and the rest comes from a per-worker budget, with control traffic
+// (ARP, ND, BGP, BFD) on a budget of its own that a flood of the rest cannot exhaust.
+TEST_F(WorkerTest, FloodsTowardTheKernelAreBounded) {
+  auto c = TestConfig();
+  c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24")};
+  c.exception_per_second = 5;
+  ASSERT_TRUE(h_.Apply(c));
+  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.99", 17, pb::Udp(1, 53))), DropReason::kNoVip);
+  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.99", 6, pb::Tcp(1, 179, kSyn))), DropReason::kNoVip);
+
+  std::vector<Bytes> flood;
+  for (int i = 0; i < 40; ++i) flood.push_back(In4(pb::Ipv4("192.0.2.1", "192.0.2.10", 6, pb::Tcp(uint16_t(1000 + i), 22, kSyn))));
+  const Bytes arp = pb::Ether(kPortMac, kRouterMac, 0x0806, Bytes(28, 1));
+  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck)));
+  const Bytes bfd = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784)));
+  const Bytes nd = In6(pb::Ipv6("fe80::1", "ff02::1:ff00:10", 58, pb::Icmp(135, 0, 0)));
+  flood.insert(flood.begin() + 20, {arp, bgp, bfd, nd});
+  const Output out = h_.Run(flood, 1000);
+  EXPECT_EQ(out.kernel.size(), 5u + 4u) << "a second's budget of 5, and all four control frames";
+  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 35u);
+  EXPECT_EQ(h_.Count(DropReason::kExceptionControlRateLimited), 0u);
+  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bgp), 1);
+  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bfd), 1);
+  // A second later the budget is back.
+  EXPECT_EQ(h_.Run(flood[0], 2000).kernel.size(), 1u);
+}
+
 TEST_F(WorkerTest, DropsByReason) {
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 443, kSyn))), DropReason::kNoService);
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 47, Bytes(8))), DropReason::kNoService);

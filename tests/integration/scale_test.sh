@@ -70,14 +70,29 @@ for n in 1 2; do
 done
 check "DNS through the VIP after the load" test -n "$(nsx client dig +short +tries=2 +time=2 "@$VIP_DNS" whoami.test)"
 
-# --- churn: RATE changes a second on both nodes, while the client queries DNS
+# --- churn: RATE changes a second on both nodes, while the client queries DNS and floods
+#     unused addresses of the announced CIDR (bounded: 5000 packets a second for the churn)
 nsx client python3 "$TOPO_SRC/dns_probe.py" "$VIP_DNS" whoami.test 10 "$CHURN_SECONDS" >"$TOPO_DIR/probe.log" 2>&1 &
 probe=$!
+nsx client python3 - "$CHURN_SECONDS" >"$TOPO_DIR/flood.log" 2>&1 <<'PY' &
+import socket, sys, time
+end = time.monotonic() + float(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent = 0
+while time.monotonic() < end:
+    for i in range(500):
+        s.sendto(b"x" * 64, ("10.100.0.%d" % (200 + i % 50), 1000 + i))
+    sent += 500
+    time.sleep(0.1)
+print("sent", sent)
+PY
+flood=$!
 "$LB_BUILD/bench/control_bench" --sockets="$sockets" --services="$SERVICES" --backends="$BACKENDS" \
   --vip_offset=256 --rate="$RATE" --duration="$CHURN_SECONDS" --wait_visible=false >"$TOPO_DIR/churn.log" 2>&1
 churn=$?
 wait "$probe"
 probe_rc=$?
+wait "$flood"
 touch "$TOPO_DIR/stop"
 wait "$monitor"
 cat "$TOPO_DIR/churn.log"
@@ -88,6 +103,10 @@ echo "$after"
 check "no BGP or BFD session flapped at the ToR" test "$before" = "$after"
 check "the ToR kept both next hops in every sample ($(cat "$TOPO_DIR/hops") samples with fewer)" \
   test "$(cut -d' ' -f1 "$TOPO_DIR/hops")" -eq 0
+no_vip() { lbctl_on "$1" stats -o json | python3 -c 'import json,sys; print(next(int(c["value"]) for c in json.load(sys.stdin)["drops"] if c["name"] == "no_vip"))'; }
+drops=$(( $(no_vip 1) + $(no_vip 2) ))
+check "the flood to unused VIP addresses ($(cat "$TOPO_DIR/flood.log")) was dropped by lbd, not handed to the kernel (no_vip $drops)" \
+  test "$drops" -gt 1000
 for n in 1 2; do
   check "lb$n holds $((SERVICES + 1)) services" test "$(lbctl_on "$n" stats | sed -n 2p | awk '{print $2}')" = "$((SERVICES + 1)),"
 done

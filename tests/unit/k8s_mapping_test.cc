@@ -279,13 +279,13 @@ TEST_F(MappingTest, SessionAffinityAndAnnotations) {
                          {{"externalIPs", {"10.1.0.1"}},
                           {"sessionAffinity", "ClientIP"},
                           {"sessionAffinityConfig", {{"clientIP", {{"timeoutSeconds", 10800}}}}}}));
-  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}, {"lbd.io/maglev-table-size", "251"},
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}, {"lbd.io/maglev-table-size", "4093"},
                               {"kubectl.kubernetes.io/last-applied-configuration", "{}"}};
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.services[0].hash_fields, dataplane::HashFields::kSourceIp);
   EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
-  EXPECT_EQ(d.services[0].table_size, 251u);
+  EXPECT_EQ(d.services[0].table_size, 4093u);
 }
 
 TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
@@ -293,7 +293,7 @@ TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
   services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}};
   ASSERT_EQ(Map().services.at(0).mode, dataplane::ForwardingMode::kDsrGue);
 
-  services_[0].annotations = {{"lbd.io/forwarding-mode", "snat"}, {"lbd.io/maglev-table-size", "251"}};
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "snat"}, {"lbd.io/maglev-table-size", "1021"}};
   DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
@@ -321,7 +321,19 @@ TEST_F(MappingTest, TableSizeAnnotationMustBePrime) {
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "1000"}}).ok());
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "-7"}}).ok());
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "16777259"}}).ok()) << "prime, above the maximum";
-  EXPECT_EQ(ParseAnnotations({{"lbd.io/maglev-table-size", "655373"}})->table_size, 655373u);
+  // Only the sizes lbd would choose itself, up to the watcher's bound: one Service with
+  // hundreds of ports cannot ask for gigabytes of tables.
+  EXPECT_EQ(ParseAnnotations({{"lbd.io/maglev-table-size", "65537"}})->table_size, 65537u);
+  EXPECT_EQ(ParseAnnotations({{"lbd.io/maglev-table-size", "262139"}})->table_size, 262139u);
+  const auto big = ParseAnnotations({{"lbd.io/maglev-table-size", "16777213"}});
+  EXPECT_FALSE(big.ok());
+  EXPECT_THAT(std::string(big.status().message()), HasSubstr("not one of 1021, 4093, 16381, 65537, 262139"));
+  EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "655373"}}).ok()) << "a prime, but not a size of the ladder";
+  EXPECT_EQ(ParseAnnotations({{"lbd.io/maglev-table-size", "1048573"}}, 1048573)->table_size, 1048573u);
+  // What a tenant wrote reaches Events bounded and without control characters.
+  const auto odd = ParseAnnotations({{"lbd.io/forwarding-mode", "a\nb" + std::string(200, 'x')}});
+  EXPECT_THAT(std::string(odd.status().message()), HasSubstr("\"a?bxxx"));
+  EXPECT_LT(odd.status().message().size(), 200u);
 }
 
 TEST_F(MappingTest, LoadBalancerOfOurClassGetsAPoolAddress) {
