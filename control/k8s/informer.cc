@@ -1,4 +1,5 @@
 #include "control/k8s/informer.h"
+#include "control/k8s/objects.h"
 
 #include <chrono>
 #include <random>
@@ -12,8 +13,8 @@ namespace lb::control::k8s {
 using nlohmann::json;
 
 std::string KeyOf(const json& object) {
-  const json& meta = object.at("metadata");
-  return absl::StrFormat("%s/%s", meta.value("namespace", ""), meta.value("name", ""));
+  const json& meta = object.is_object() && object.contains("metadata") ? object["metadata"] : json();
+  return absl::StrFormat("%s/%s", StringField(meta, "namespace"), StringField(meta, "name"));
 }
 
 Informer::Informer(KubeClient* client, std::string path, std::function<void()> on_change,
@@ -93,8 +94,8 @@ absl::Status Informer::List(const Stopper& stop) {
       return absl::InvalidArgumentError("the list is not a Kubernetes list object");
     }
     const json& meta = list["metadata"];
-    version = meta.value("resourceVersion", "");
-    next = meta.value("continue", "");
+    version = StringField(meta, "resourceVersion");
+    next = StringField(meta, "continue");
     for (json& item : list["items"]) {
       if (!item.contains("metadata")) continue;
       std::string key = KeyOf(item);
@@ -173,13 +174,15 @@ absl::StatusOr<bool> Informer::OnEvent(std::string_view line) {
   const std::string type = event["type"];
   json& object = event["object"];
   if (type == "ERROR") {
-    if (object.value("code", 0) == 410) return false;
-    return absl::UnavailableError(absl::StrFormat("watch error: %s", object.value("message", "")));
+    if (object.contains("code") && object["code"].is_number_integer() && object["code"].get<int64_t>() == 410) {
+      return false;
+    }
+    return absl::UnavailableError(absl::StrFormat("watch error: %s", StringField(object, "message")));
   }
   if (!object["metadata"].is_object()) {
     return absl::InvalidArgumentError(absl::StrFormat("a %s event without metadata", type));
   }
-  std::string version = object["metadata"].value("resourceVersion", "");
+  std::string version = StringField(object["metadata"], "resourceVersion");
   if (type == "BOOKMARK") {
     absl::MutexLock lock(&mu_);
     ++stats_.bookmarks;

@@ -1,4 +1,5 @@
 #include "control/k8s/kube_client.h"
+#include "control/k8s/objects.h"
 
 #include <curl/curl.h>
 
@@ -164,9 +165,9 @@ std::string QueryEscape(std::string_view value) {
 
 std::string DescribeFailure(const HttpResponse& response) {
   const auto status = nlohmann::json::parse(response.body, nullptr, false);
-  if (status.is_object() && status.value("kind", "") == "Status") {
-    return absl::StrFormat("HTTP %d %s: %s", response.status, status.value("reason", ""),
-                           status.value("message", ""));
+  if (status.is_object() && StringField(status, "kind") == "Status") {
+    return absl::StrFormat("HTTP %d %s: %s", response.status, StringField(status, "reason"),
+                           StringField(status, "message"));
   }
   return absl::StrFormat("HTTP %d: %s", response.status, response.body.substr(0, 200));
 }

@@ -135,4 +135,15 @@ absl::StatusOr<std::string> CurrentToken(const KubeConfig& config) {
   return std::string(absl::StripTrailingAsciiWhitespace(*token));
 }
 
+absl::Status CheckServerScheme(const KubeConfig& config, bool allow_http) {
+  if (config.server.rfind("https://", 0) == 0) return absl::OkStatus();
+  if (config.server.rfind("http://", 0) == 0) {
+    if (allow_http) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "API server %s is plain http: the bearer token would travel in clear (--allow_insecure_http allows it)",
+        config.server));
+  }
+  return absl::InvalidArgumentError(absl::StrFormat("API server %s: not an https:// URL", config.server));
+}
+
 }  // namespace lb::control::k8s

@@ -29,6 +29,10 @@ absl::StatusOr<KubeConfig> InClusterConfig(
 // to the file. insecure-skip-tls-verify is refused: the API server's identity is always checked.
 absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& context = "");
 
+// Refuses a plain http:// API server unless `allow_http`: the bearer token would travel in
+// clear. https:// always passes; anything else is refused.
+absl::Status CheckServerScheme(const KubeConfig& config, bool allow_http);
+
 // The bearer token to send now ("" when none).
 absl::StatusOr<std::string> CurrentToken(const KubeConfig& config);
 

@@ -32,6 +32,8 @@ DEFINE_string(external_ips, "none",
 DEFINE_bool(accept_unmanaged_endpointslices, false,
             "Follow EndpointSlices that the EndpointSlice controller does not manage (label "
             "endpointslice.kubernetes.io/managed-by): anyone who may write a slice then chooses backends.");
+DEFINE_bool(allow_insecure_http, false,
+            "Accept a plain http:// API server (the bearer token travels in clear). For tests only.");
 DEFINE_uint32(max_table_size, 262139,
               "The largest lbd.io/maglev-table-size a Service may ask for: one of 1021, 4093, 16381, 65537, "
               "262139, 1048573, 4194301, 16777213.");
@@ -90,6 +92,10 @@ int Main(int argc, char** argv) {
   auto config = LoadConfig();
   if (!config.ok()) {
     LOG(ERROR) << config.status().message();
+    return 2;
+  }
+  if (absl::Status s = CheckServerScheme(*config, FLAGS_allow_insecure_http); !s.ok()) {
+    LOG(ERROR) << s.message();
     return 2;
   }
   auto cidrs = ParseCidrs(FLAGS_vip_cidrs);

@@ -131,6 +131,12 @@ absl::StatusOr<KService> ParseService(const json& object) {
   return s;
 }
 
+std::string StringField(const json& parent, const char* key) {
+  if (!parent.is_object()) return {};
+  const auto it = parent.find(key);
+  return it != parent.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
   Reader r(Where("EndpointSlice", object));
   KEndpointSlice e;

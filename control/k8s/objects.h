@@ -56,6 +56,12 @@ struct KEndpointSlice {
   std::vector<Endpoint> endpoints;
 };
 
+// `parent[key]` when `parent` is an object and that member a string; else "". For the
+// fields read outside the typed parsers (keys, versions, error bodies): nlohmann's
+// value() throws on a member of another type, and an API server's object must never
+// cost the process.
+std::string StringField(const nlohmann::json& parent, const char* key);
+
 absl::StatusOr<KService> ParseService(const nlohmann::json& object);
 absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const nlohmann::json& object);
 

@@ -105,7 +105,14 @@ void Watcher::Run(const Stopper& stop) {
     }
     const bool retry_apply = apply_pending_ && now >= next_apply_retry;
     if (!synced || !(changed || resync || retry_apply)) continue;  // nothing is pushed before both are listed
-    Reconcile(resync || apply_pending_);
+    try {
+      Reconcile(resync || apply_pending_);
+    } catch (const std::exception& e) {
+      // The net under every read of the API server's objects: a value of a type nobody
+      // expected costs this round (retried), never the process.
+      LOG(ERROR) << "reconcile failed on an object of an unexpected shape: " << e.what();
+      apply_pending_ = true;
+    }
     if (apply_pending_) {
       next_apply_retry = Clock::now() + apply_backoff.Next();
     } else {
@@ -233,6 +240,11 @@ void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std:
     const auto it = raw.find(u.service);
     if (it == raw.end()) continue;
     json object = *it->second;
+    if (!object.is_object() || !object["metadata"].is_object() ||
+        (object.contains("status") && !object["status"].is_object())) {
+      LOG(WARNING) << "Service " << u.service << ": status not written: the object has an unexpected shape";
+      continue;
+    }
     json ingress = json::array();
     std::vector<std::string> ips;
     for (const auto& a : u.ingress) {
@@ -240,14 +252,17 @@ void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std:
       ips.push_back(a.ToString());
     }
     // One attempt per version of the Service: a refusal is retried when it changes (or at resync).
-    const std::string attempt = object["metadata"].value("resourceVersion", "") + " " + absl::StrJoin(ips, ",");
+    const json& version = object["metadata"]["resourceVersion"];
+    const std::string attempt = (version.is_string() ? version.get<std::string>() : std::string()) + " " +
+                                absl::StrJoin(ips, ",");
     if (status_attempted_[u.service] == attempt) continue;
     status_attempted_[u.service] = attempt;
     object["status"]["loadBalancer"]["ingress"] = ingress;
     object["kind"] = "Service";  // list items come without them
     object["apiVersion"] = "v1";
-    const std::string& ns = object["metadata"]["namespace"].get_ref<const std::string&>();
-    const std::string& name = object["metadata"]["name"].get_ref<const std::string&>();
+    // The key is "namespace/name", from the parsed Service (both checked strings).
+    const std::string ns = u.service.substr(0, u.service.find('/'));
+    const std::string name = u.service.substr(u.service.find('/') + 1);
     auto response = kube_->Request(
         "PUT", absl::StrFormat("/api/v1/namespaces/%s/services/%s/status", ns, name), object.dump());
     absl::MutexLock lock(&mu_);

@@ -352,6 +352,24 @@ def run(env, api, store):
     check("the others are applied all the same", "10.1.0.4:53/udp" not in env.lbd() and DNS_UDP in env.lbd())
     store.delete("services", "default", "tiny")
 
+    # Objects of an unexpected shape (a tenant's, or a buggy controller's) cost the
+    # watcher nothing: a LoadBalancer Service whose status is a string, a slice
+    # whose endpoint conditions are strings is skipped or left unwritten; the process
+    # lives on and keeps following the others.
+    odd = service("odd", [svc_port("http", 80, "TCP")], lb=True)
+    odd["status"] = "broken"
+    store.create("services", odd)
+    odd_slice = endpoint_slice("odd", "o", [endpoint("10.244.8.1")], [slice_port("http", 80, "TCP")])
+    odd_slice["endpoints"][0]["conditions"] = {"ready": "yes"}
+    store.create("endpointslices", odd_slice)
+    edit_dns_slice(lambda eps: eps + [endpoint("10.244.4.9")])
+    check("objects of the wrong shape do not stop the watcher",
+          wait_until(lambda: "10.244.4.9:5353 ACTIVE" in env.backends(DNS_UDP)) and env.procs["watcher"].poll() is None,
+          env.backends(DNS_UDP))
+    store.delete("services", "default", "odd")
+    store.delete("endpointslices", "default", "odd-o")
+    edit_dns_slice(lambda eps: [e for e in eps if e["addresses"][0] != "10.244.4.9"])
+
     # Bookmarks: the Services watch resumes from a bookmark's version after it expires.
     before = len(api.requests_matching("GET", "/api/v1/services?watch=1"))
     edit_dns_slice(lambda eps: eps + [endpoint("10.244.4.4")])  # moves the version the Services watch has not seen

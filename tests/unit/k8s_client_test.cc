@@ -128,6 +128,19 @@ TEST_F(KubeconfigTest, InCluster) {
   EXPECT_THAT(Message(InClusterConfig(dir_.string())), HasSubstr("not in a cluster"));
 }
 
+// The bearer token must not travel in clear: http:// only when explicitly allowed.
+TEST(KubeConfigSchemeTest, PlainHttpIsRefusedUnlessAllowed) {
+  KubeConfig c;
+  c.server = "https://10.96.0.1:443";
+  EXPECT_TRUE(CheckServerScheme(c, false).ok());
+  c.server = "http://10.96.0.1:8080";
+  EXPECT_EQ(CheckServerScheme(c, false).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(CheckServerScheme(c, false).message()), ::testing::HasSubstr("in clear"));
+  EXPECT_TRUE(CheckServerScheme(c, true).ok());
+  c.server = "ftp://x";
+  EXPECT_FALSE(CheckServerScheme(c, true).ok());
+}
+
 TEST(KubeClientTest, QueryEscape) {
   EXPECT_EQ(QueryEscape("eyJ2Ijoi+/=&x"), "eyJ2Ijoi%2B%2F%3D%26x");
   EXPECT_EQ(QueryEscape("1234"), "1234");

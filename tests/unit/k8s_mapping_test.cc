@@ -317,6 +317,18 @@ TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
   EXPECT_THAT(last_good_, IsEmpty());
 }
 
+// Fields read outside the typed parsers never throw on a member of another type.
+TEST(StringFieldTest, OtherTypesReadAsEmpty) {
+  const json o = {{"a", "x"}, {"b", 5}, {"c", json::array()}, {"d", nullptr}};
+  EXPECT_EQ(StringField(o, "a"), "x");
+  EXPECT_EQ(StringField(o, "b"), "");
+  EXPECT_EQ(StringField(o, "c"), "");
+  EXPECT_EQ(StringField(o, "d"), "");
+  EXPECT_EQ(StringField(o, "missing"), "");
+  EXPECT_EQ(StringField(json("text"), "a"), "");
+  EXPECT_EQ(StringField(json(), "a"), "");
+}
+
 TEST_F(MappingTest, TableSizeAnnotationMustBePrime) {
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "1000"}}).ok());
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "-7"}}).ok());
