@@ -72,8 +72,9 @@ class Reader {
 };
 
 std::string Where(const char* kind, const json& object) {
-  const json& meta = object.contains("metadata") ? object["metadata"] : json::object();
-  return absl::StrFormat("%s %s/%s", kind, meta.value("namespace", "?"), meta.value("name", "?"));
+  const json& meta = object.is_object() && object.contains("metadata") ? object["metadata"] : json::object();
+  const std::string ns = StringField(meta, "namespace"), name = StringField(meta, "name");
+  return absl::StrFormat("%s %s/%s", kind, ns.empty() ? "?" : ns, name.empty() ? "?" : name);
 }
 
 // A Service's or EndpointSlice's port protocol; the API's default is TCP.

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of worker_fuzz: one well-formed frame of each kind the fuzzer's
-configuration handles (see worker_fuzz.cc), so that mutation starts from real structure.
-Standard library only. Usage: make_seeds.py DIR"""
+"""Writes the seed corpus of a fuzz target, so that mutation starts from real structure:
+for worker_fuzz (the default) one well-formed frame of each kind its configuration
+handles (see worker_fuzz.cc); for k8s_objects_fuzz a Service and an EndpointSlice as the
+API server sends them; for bird_config_fuzz node configurations of lb-bird-gen.
+Standard library only. Usage: make_seeds.py DIR [TARGET]"""
+import json
 import os
 import socket
 import struct
@@ -49,7 +52,49 @@ def ether(payload, ethertype=0x0800, vlan=None):
     return head + struct.pack("!H", ethertype) + payload
 
 
-def main(out_dir):
+K8S_SEEDS = {
+    "service_lb": {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "dns", "namespace": "default", "resourceVersion": "7",
+                                "creationTimestamp": "2026-01-01T00:00:00Z",
+                                "annotations": {"lbd.io/forwarding-mode": "nat", "lbd.io/maglev-table-size": "4093"}},
+                   "spec": {"type": "LoadBalancer", "loadBalancerClass": "lbd.io/dpdk-l4",
+                            "externalIPs": ["10.1.0.3"], "ipFamilies": ["IPv4"],
+                            "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"}]},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "10.1.0.1"}]}}},
+    "slice": {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+              "metadata": {"name": "dns-a", "namespace": "default",
+                           "labels": {"kubernetes.io/service-name": "dns",
+                                      "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+              "endpoints": [{"addresses": ["10.244.0.1"], "conditions": {"ready": True, "serving": True}}],
+              "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]},
+}
+
+BIRD_SEEDS = {
+    "basic": "router_id: 10.90.0.2\nlocal_as: 65010\nvip_prefixes: [10.100.0.0/24]\n"
+             "peers: [{name: tor, address: 10.90.0.1, as: 65000}]\n",
+    "full": "router_id: 10.90.0.2\nlocal_as: 65010\ninterface: lb0\n"
+            "vip_prefixes: [10.100.0.0/24, {prefix: 10.100.0.0/23, prepend: 2}, 'fd00:100::/64']\n"
+            "communities: ['65010:100']\nlocal_pref: 200\ngraceful_restart: false\n"
+            "bfd: {min_rx_ms: 100, min_tx_ms: 100, multiplier: 3}\n"
+            "peers: [{name: tor, address: 10.90.0.1, as: 65000, password: x, multihop: 2, local_address: 10.90.0.2},\n"
+            "        {name: tor6, address: 'fd00::1', as: 65000, password_file: /s}]\n",
+}
+
+
+def write_seeds(out_dir, seeds):
+    os.makedirs(out_dir, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(out_dir, name), "wb") as f:
+            f.write(data)
+
+
+def main(out_dir, target="worker_fuzz"):
+    if target == "k8s_objects_fuzz":
+        write_seeds(out_dir, {k: json.dumps(v).encode() for k, v in K8S_SEEDS.items()})
+        return
+    if target == "bird_config_fuzz":
+        write_seeds(out_dir, {k: v.encode() for k, v in BIRD_SEEDS.items()})
+        return
     os.makedirs(out_dir, exist_ok=True)
     reply = ipv4("10.1.0.10", "192.0.2.1", 6, tcp(80, 1234, 0x12))
     seeds = {
@@ -65,11 +110,21 @@ def main(out_dir):
                                  bytes([17, 0, 1, 4, 0, 0, 0, 0]) + udp(1, 53)), 0x86DD),
         "v6_echo": ether(ipv6("2001:db8::1", "2001:db8::10", 58, icmp(128, 0, 1)), 0x86DD),
         "arp": ether(bytes(28), 0x0806),
+        # NAT: a connection to the NAT VIP, a reply to the SNAT address, an error about it.
+        "nat_v4_syn": ether(ipv4("192.0.2.1", "10.1.0.20", 6, tcp(1234, 80, 0x02))),
+        "nat_v4_reply": ether(ipv4("192.168.2.1", "10.254.0.1", 6, tcp(8080, 1024, 0x12))),
+        "nat_v4_udp": ether(ipv4("192.0.2.1", "10.1.0.20", 17, udp(5353, 53))),
+        "nat_v6_udp": ether(ipv6("2001:db8::1", "2001:db8::20", 17, udp(5353, 53)), 0x86DD),
+        "nat_v4_frag_needed": ether(ipv4("198.51.100.1", "10.254.0.1", 1,
+                                         icmp(3, 4, 1400, ipv4("10.254.0.1", "192.168.2.1", 6,
+                                                               tcp(1024, 8080, 0x10))[:28]))),
+        # The exception path: BGP and BFD to the node, and an unused VIP of the CIDR.
+        "bgp": ether(ipv4("192.0.2.254", "192.0.2.10", 6, tcp(179, 40000, 0x10))),
+        "bfd": ether(ipv4("192.0.2.254", "192.0.2.10", 17, udp(49152, 3784))),
+        "unused_vip": ether(ipv4("192.0.2.1", "10.1.0.99", 17, udp(1, 53))),
     }
-    for name, frame in seeds.items():
-        with open(os.path.join(out_dir, name), "wb") as f:
-            f.write(frame)
+    write_seeds(out_dir, seeds)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

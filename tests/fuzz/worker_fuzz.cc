@@ -67,7 +67,17 @@ DataplaneConfig FuzzConfig() {
       Service("10.1.0.10", IPPROTO_UDP, 0, {"192.168.1.3"}, ipip),
       Service("2001:db8::10", IPPROTO_TCP, 80, {"fd00::1", "192.168.1.4"}, ipip),
       Service("2001:db8::10", IPPROTO_UDP, 53, {"fd00::3", "192.168.1.5"}, gue),
+      // NAT, so that HandleNat, HandleSnat and the NAT ICMP paths run too.
+      Service("10.1.0.20", IPPROTO_TCP, 80, {"192.168.2.1"}, ForwardingMode::kNat),
+      Service("10.1.0.20", IPPROTO_UDP, 53, {"192.168.2.2"}, ForwardingMode::kNat),
+      Service("2001:db8::20", IPPROTO_UDP, 53, {"fd00::5"}, ForwardingMode::kNat),
   };
+  c.services[5].backends[0].port = 8080;
+  c.nat.addresses = {*IpAddress::Parse("10.254.0.1"), *IpAddress::Parse("fd00:fe::1")};
+  c.nat.port_min = 1024;
+  c.nat.port_max = 1151;  // few ports: exhaustion is reached too
+  c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24")};
+  c.exception_per_second = 1000;
   c.icmp_too_big_per_second = 1000000;
   return c;
 }
@@ -110,7 +120,13 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
   auto snap = builder.Build(FuzzConfig());
   if (!snap.ok()) std::abort();
   g_store->Publish(*std::move(snap));
-  g_worker = new Worker(Worker::Options{.id = 0, .flow_capacity = 1024}, g_store);
+  const DataplaneConfig config = FuzzConfig();
+  g_worker = new Worker(Worker::Options{.id = 0,
+                                        .flow_capacity = 1024,
+                                        .nat_addresses = uint32_t(config.nat.addresses.size()),
+                                        .nat_port_min = config.nat.port_min,
+                                        .nat_port_max = config.nat.port_max},
+                        g_store);
   return 0;
 }
 

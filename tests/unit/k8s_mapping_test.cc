@@ -329,6 +329,16 @@ TEST(StringFieldTest, OtherTypesReadAsEmpty) {
   EXPECT_EQ(StringField(json(), "a"), "");
 }
 
+// Found by k8s_objects_fuzz: metadata of the wrong type made the error message itself
+// throw (nlohmann's value() on an array).
+TEST(ObjectsShapeTest, MetadataOfTheWrongTypeIsAnErrorNotAnException) {
+  const json odd = json::parse(R"({"kind": "Service", "metadata": [{"name": "x"}], "spec": {}})");
+  EXPECT_FALSE(ParseService(odd).ok());
+  EXPECT_FALSE(ParseEndpointSlice(odd).ok());
+  EXPECT_FALSE(ParseService(json::parse("[1, 2]")).ok());
+  EXPECT_FALSE(ParseEndpointSlice(json("text")).ok());
+}
+
 TEST_F(MappingTest, TableSizeAnnotationMustBePrime) {
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "1000"}}).ok());
   EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "-7"}}).ok());
