@@ -9,15 +9,11 @@
 
 #include "control/bird/node_config.h"
 #include "control/bird/render.h"
+#include "tests/fuzz/check.h"
 
 namespace {
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using lb::fuzz::Check;
 
 }  // namespace
 

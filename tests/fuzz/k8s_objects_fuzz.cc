@@ -12,17 +12,13 @@
 
 #include "control/k8s/mapping.h"
 #include "control/k8s/objects.h"
+#include "tests/fuzz/check.h"
 
 namespace {
 
 using namespace lb::control::k8s;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using lb::fuzz::Check;
 
 }  // namespace
 

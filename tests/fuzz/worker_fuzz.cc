@@ -25,6 +25,7 @@
 #include "dataplane/dpdk/eal.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/worker.h"
+#include "tests/fuzz/check.h"
 
 namespace {
 
@@ -35,12 +36,7 @@ SnapshotStore* g_store;
 Worker* g_worker;
 Millis g_now = 1000;
 
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using lb::fuzz::Check;
 
 ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port,
                       std::vector<const char*> backends, ForwardingMode mode) {
