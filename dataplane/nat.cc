@@ -5,10 +5,12 @@
 
 #include <algorithm>
 
+#include "dataplane/hash.h"
+
 namespace lb::dataplane {
 
 NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max, uint32_t worker,
-                   uint32_t workers)
+                   uint32_t workers, uint64_t port_secret)
     : num_addresses_(num_addresses),
       worker_(worker),
       workers_(std::max(1u, workers)),
@@ -26,6 +28,7 @@ NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max,
     for (uint32_t k = per_address_; k-- > 0;) free_[r].push_back(r * per_address_ + k);
   }
   in_use_ = std::make_unique<std::atomic<uint64_t>[]>(std::max(1u, num_addresses_));
+  rng_ = port_secret;
 }
 
 uint32_t NatTable::Allocate(uint8_t protocol, uint32_t preferred, const bool* family_v4, Millis now) {
@@ -36,10 +39,21 @@ uint32_t NatTable::Allocate(uint8_t protocol, uint32_t preferred, const bool* fa
     if (family_v4[a] != family_v4[preferred % num_addresses_]) continue;
     const uint32_t range = base + a;
     // Expired sessions are returned by the sweep; when none is free yet, look for one.
-    if (free_[range].empty()) Reclaim(range, now, 256);
-    if (free_[range].empty()) continue;
-    const uint32_t index = free_[range].back();
-    free_[range].pop_back();
+    if (free_[range].empty() && reclaim_budget_ > 0) {
+      const uint32_t scan = std::min(reclaim_budget_, 256u);
+      reclaim_budget_ -= scan;
+      Reclaim(range, now, scan);
+    }
+    std::vector<uint32_t>& free = free_[range];
+    if (free.empty()) continue;
+    if (rng_ != 0) {  // a free port chosen at random, not the most recently freed one
+      rng_ ^= rng_ << 13;
+      rng_ ^= rng_ >> 7;
+      rng_ ^= rng_ << 17;
+      std::swap(free[ReduceToRange(uint32_t(rng_ >> 32), uint32_t(free.size()))], free.back());
+    }
+    const uint32_t index = free.back();
+    free.pop_back();
     NatSession& s = sessions_[index];
     s.in_use = true;
     s.snat_address = uint8_t(a);

@@ -56,8 +56,17 @@ class NatTable {
   static constexpr uint32_t kNone = UINT32_MAX;
 
   // Sessions for `num_addresses` SNAT addresses, ports [port_min, port_max], of which this
-  // worker (`worker` of `workers`) owns every workers-th.
-  NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max, uint32_t worker, uint32_t workers);
+  // worker (`worker` of `workers`) owns every workers-th. `port_secret` seeds the choice
+  // among free ports, so that nobody outside can predict the next one (RFC 6056 §3.3);
+  // 0 hands out the lowest free port first (tests).
+  NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max, uint32_t worker, uint32_t workers,
+           uint64_t port_secret = 0);
+
+  // Worker lcore, at the start of each burst: the scan for expired sessions that a new
+  // connection may do when its range is dry is bounded per burst (kReclaimPerBurst).
+  void BeginBurst() { reclaim_budget_ = kReclaimPerBurst; }
+  uint32_t reclaim_budget() const { return reclaim_budget_; }
+  static constexpr uint32_t kReclaimPerBurst = 512;
 
   uint32_t num_addresses() const { return num_addresses_; }
   // The worker that owns `port` (host order); kNone when outside the range.
@@ -117,6 +126,8 @@ class NatTable {
   // Per (protocol, address) range: a stack of free session indexes, and a reclaim cursor.
   std::vector<std::vector<uint32_t>> free_;
   std::vector<uint32_t> reclaim_cursor_;
+  uint64_t rng_;  // xorshift64 state; 0: no randomisation
+  uint32_t reclaim_budget_ = kReclaimPerBurst;
   uint32_t sweep_cursor_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> in_use_;
 };

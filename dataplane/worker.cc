@@ -72,7 +72,8 @@ Worker::Worker(const Options& options, SnapshotStore* store)
     : options_(options),
       store_(store),
       flows_(options.flow_capacity),
-      nat_(options.nat_addresses, options.nat_port_min, options.nat_port_max, options.id, options.workers),
+      nat_(options.nat_addresses, options.nat_port_min, options.nat_port_max, options.id, options.workers,
+           options.nat_port_secret),
       tsc_per_ms_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
 
 Millis Worker::Now() const { return Millis(rte_get_tsc_cycles() / tsc_per_ms_); }
@@ -93,6 +94,7 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
   if (!handed_over) counters_.Add(Event::kRxPackets, n);
   const Snapshot* snap = store_->Acquire();  // once per burst (DESIGN.md §3)
   last_service_.svc = nullptr;
+  nat_.BeginBurst();
 
   // Stage 1: bring the headers in, parse, hash, and prefetch the flow-table buckets.
   for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));

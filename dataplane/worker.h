@@ -106,6 +106,8 @@ class Worker {
     uint32_t nat_addresses = 0;
     uint16_t nat_port_min = 1024;
     uint16_t nat_port_max = 65535;
+    // Seeds the random choice of SNAT ports (NatTable); 0: lowest free port first (tests).
+    uint64_t nat_port_secret = 0;
   };
 
   Worker(const Options& options, SnapshotStore* store);

@@ -3,6 +3,7 @@
 #include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_random.h>
 #include <rte_ring.h>
 
 #include <thread>
@@ -86,7 +87,9 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    .workers = workers,
                                    .nat_addresses = options.nat_addresses,
                                    .nat_port_min = options.nat_port_min,
-                                   .nat_port_max = options.nat_port_max},
+                                   .nat_port_max = options.nat_port_max,
+                                   // rte_rand is seeded from the CPU's entropy at EAL init.
+                                   .nat_port_secret = rte_rand() | 1},
         store);
     slot->run.nat_inboxes = nat_inboxes;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}}};

@@ -3,6 +3,8 @@
 // adjustment is checked against a full computation).
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "tests/dataplane/fixtures.h"
 #include "tests/dataplane/worker_harness.h"
 
@@ -235,6 +237,50 @@ TEST_F(NatTwoWorkersTest, PortsAlternateAndRepliesGoToTheirOwner) {
   EXPECT_EQ(out.redirect[0].first, 1u);
   EXPECT_EQ(out.redirect[0].second, for_worker_1) << "handed over untouched";
   EXPECT_EQ(w_.Count(Event::kNatRedirected), 1u);
+}
+
+// With a secret the next SNAT port cannot be predicted (RFC 6056 §3.3): not in order, and
+// different secrets give different sequences; every port is still handed out once.
+TEST(NatTableTest, PortsAreChosenAtRandom) {
+  const bool v4[] = {true};
+  auto ports = [&](uint64_t secret) {
+    NatTable t(1, 1024, 1024 + 999, 0, 1, secret);
+    std::vector<uint16_t> out;
+    for (int i = 0; i < 1000; ++i) {
+      const uint32_t index = t.Allocate(IPPROTO_TCP, 0, v4, 1000);
+      EXPECT_NE(index, NatTable::kNone);
+      out.push_back(rte_be_to_cpu_16(t.at(index).snat_port_be));
+    }
+    return out;
+  };
+  const auto sequential = ports(0), a = ports(12345), b = ports(67890);
+  EXPECT_EQ(sequential[0], 1024);
+  EXPECT_EQ(sequential[1], 1025);
+  EXPECT_NE(a, b);
+  int in_order = 0;
+  for (size_t i = 1; i < a.size(); ++i) in_order += a[i] == a[i - 1] + 1;
+  EXPECT_LT(in_order, 20) << "consecutive ports are rare";
+  std::set<uint16_t> distinct(a.begin(), a.end());
+  EXPECT_EQ(distinct.size(), 1000u);
+  EXPECT_EQ(*distinct.begin(), 1024);
+  EXPECT_EQ(*distinct.rbegin(), 2023);
+}
+
+// A full range is searched for expired sessions at most kReclaimPerBurst entries a burst,
+// however many new connections the burst brings.
+TEST(NatTableTest, ReclaimWorkIsBoundedPerBurst) {
+  const bool v4[] = {true};
+  NatTable t(1, 1024, 1024 + 4095, 0, 1);
+  for (int i = 0; i < 4096; ++i) {
+    const uint32_t index = t.Allocate(IPPROTO_UDP, 0, v4, 1000);
+    ASSERT_NE(index, NatTable::kNone);
+    t.at(index).deadline = 1'000'000;  // live
+  }
+  t.BeginBurst();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(t.Allocate(IPPROTO_UDP, 0, v4, 2000), NatTable::kNone);
+  EXPECT_EQ(t.reclaim_budget(), 0u) << "the burst's budget is spent, and no more is scanned";
+  t.BeginBurst();
+  EXPECT_EQ(t.reclaim_budget(), NatTable::kReclaimPerBurst);
 }
 
 TEST(NatConfigTest, ValidationNamesTheField) {
