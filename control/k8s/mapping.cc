@@ -69,16 +69,6 @@ std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
   return out;
 }
 
-// A tenant's text for a log line or an Event: at most 64 characters, control characters
-// as '?', so that it can neither forge lines nor flood them.
-std::string Printable(const std::string& text) {
-  std::string out = text.substr(0, 64);
-  for (char& ch : out) {
-    if (std::iscntrl(static_cast<unsigned char>(ch))) ch = '?';
-  }
-  return text.size() > 64 ? out + "..." : out;
-}
-
 bool Older(const KService* a, const KService* b) {
   return std::tie(a->creation_timestamp, a->ns, a->name) < std::tie(b->creation_timestamp, b->ns, b->name);
 }

@@ -1,5 +1,7 @@
 #include "control/k8s/objects.h"
 
+#include <cctype>
+
 #include "absl/strings/str_format.h"
 
 namespace lb::control::k8s {
@@ -130,6 +132,14 @@ absl::StatusOr<KService> ParseService(const json& object) {
   if (s.name.empty()) r.Fail("metadata.name", "missing");
   if (!r.error().ok()) return r.error();
   return s;
+}
+
+std::string Printable(const std::string& text, size_t max) {
+  std::string out = text.substr(0, max);
+  for (char& ch : out) {
+    if (std::iscntrl(static_cast<unsigned char>(ch))) ch = '?';
+  }
+  return text.size() > max ? out + "..." : out;
 }
 
 std::string StringField(const json& parent, const char* key) {

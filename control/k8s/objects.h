@@ -62,6 +62,10 @@ struct KEndpointSlice {
 // cost the process.
 std::string StringField(const nlohmann::json& parent, const char* key);
 
+// A tenant's text for a log line or an Event: at most `max` characters (then "..."),
+// control characters as '?', so that it can neither forge lines nor flood them.
+std::string Printable(const std::string& text, size_t max = 64);
+
 absl::StatusOr<KService> ParseService(const nlohmann::json& object);
 absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const nlohmann::json& object);
 

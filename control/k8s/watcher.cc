@@ -22,16 +22,18 @@ using nlohmann::json;
 std::string Rfc3339Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()); }
 
 // Each object parsed with `parse`, with the object it came from; an object that does not
-// parse is logged, counted in `*invalid` and skipped.
+// parse is logged (bounded), counted in `*invalid`, skipped, and listed in `*failed`.
 template <typename T>
 std::vector<std::pair<Object, T>> ParseEach(const std::vector<Object>& objects,
-                                            absl::StatusOr<T> (*parse)(const nlohmann::json&), uint64_t* invalid) {
+                                            absl::StatusOr<T> (*parse)(const nlohmann::json&), uint64_t* invalid,
+                                            std::vector<std::pair<Object, absl::Status>>* failed) {
   std::vector<std::pair<Object, T>> parsed;
   for (const Object& o : objects) {
     absl::StatusOr<T> t = parse(*o);
     if (!t.ok()) {
       ++*invalid;
-      LOG(WARNING) << "skipped: " << t.status().message();
+      LOG(WARNING) << "skipped: " << Printable(std::string(t.status().message()), 300);
+      failed->emplace_back(o, t.status());
       continue;
     }
     parsed.emplace_back(o, *std::move(t));
@@ -144,12 +146,30 @@ void Watcher::Reconcile(bool force_apply) {
   std::vector<KService> services;
   std::vector<KEndpointSlice> slices;
   uint64_t invalid = 0;
-  for (auto& [o, s] : ParseEach(services_.Objects(), ParseService, &invalid)) {
+  std::vector<std::pair<Object, absl::Status>> bad_services, bad_slices;
+  for (auto& [o, s] : ParseEach(services_.Objects(), ParseService, &invalid, &bad_services)) {
     raw_services[s.Key()] = o;
     services.push_back(std::move(s));
   }
-  for (auto& [o, e] : ParseEach(slices_.Objects(), ParseEndpointSlice, &invalid)) slices.push_back(std::move(e));
+  for (auto& [o, e] : ParseEach(slices_.Objects(), ParseEndpointSlice, &invalid, &bad_slices)) {
+    slices.push_back(std::move(e));
+  }
   DesiredState desired = MapClusterState(services, slices, options_.mapping, &last_good_);
+  // A Service the watcher cannot read gets an Event saying so, when it names itself well
+  // enough to be the Event's object (a slice's problem is logged only).
+  std::vector<KService> unreadable;
+  for (const auto& [o, status] : bad_services) {
+    const nlohmann::json& meta = o->is_object() && o->contains("metadata") ? (*o)["metadata"] : nlohmann::json();
+    KService stub;
+    stub.ns = StringField(meta, "namespace");
+    stub.name = StringField(meta, "name");
+    stub.uid = StringField(meta, "uid");
+    stub.resource_version = StringField(meta, "resourceVersion");
+    if (stub.ns.empty() || stub.name.empty()) continue;
+    desired.problems.push_back({stub.Key(), "InvalidObject",
+                                "not served: " + Printable(std::string(status.message()), 200)});
+    unreadable.push_back(std::move(stub));
+  }
   std::set<std::string> notes(desired.notes.begin(), desired.notes.end());
   for (const std::string& note : notes) {
     if (!notes_logged_.contains(note)) LOG(INFO) << note;
@@ -160,6 +180,7 @@ void Watcher::Reconcile(bool force_apply) {
   const bool applied = Apply(desired, force_apply);
   std::map<std::string, KService> by_key;
   for (KService& s : services) by_key.emplace(s.Key(), std::move(s));
+  for (KService& s : unreadable) by_key.emplace(s.Key(), std::move(s));
   ReportProblems(desired.problems, by_key);
 
   absl::MutexLock lock(&mu_);

@@ -366,6 +366,9 @@ def run(env, api, store):
     check("objects of the wrong shape do not stop the watcher",
           wait_until(lambda: "10.244.4.9:5353 ACTIVE" in env.backends(DNS_UDP)) and env.procs["watcher"].poll() is None,
           env.backends(DNS_UDP))
+    check("a Service the watcher cannot read gets an Event saying why (InvalidObject)",
+          wait_until(lambda: "status" in ((env.events_for("odd", "InvalidObject") or [{}])[0].get("message", ""))),
+          env.events_for("odd", "InvalidObject"))
     store.delete("services", "default", "odd")
     store.delete("endpointslices", "default", "odd-o")
     edit_dns_slice(lambda eps: [e for e in eps if e["addresses"][0] != "10.244.4.9"])
