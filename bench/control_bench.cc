@@ -39,7 +39,8 @@ DEFINE_bool(json, false, "Also print one JSON line with the figures.");
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Stub = lb::v1::LoadBalancer::Stub;
+// A gRPC client of lbd's API (what gRPC calls a stub).
+using LbClient = lb::v1::LoadBalancer::Stub;
 
 std::string Ipv4(uint32_t base, uint32_t offset) {
   const uint32_t a = base + offset;
@@ -72,7 +73,7 @@ Percentiles Of(std::vector<double> v) {
   return {at(0.5), at(0.99), v.back()};
 }
 
-bool Load(Stub& stub, const std::string& socket) {
+bool Load(LbClient& lbd, const std::string& socket) {
   lb::v1::ApplyRequest req;
   for (uint32_t s = 0; s < FLAGS_services; ++s) {
     lb::v1::Service* svc = req.add_services();
@@ -87,7 +88,7 @@ bool Load(Stub& stub, const std::string& socket) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
   lb::v1::ApplyResponse out;
   const auto start = Clock::now();
-  const grpc::Status s = stub.Apply(&ctx, req, &out);
+  const grpc::Status s = lbd.Apply(&ctx, req, &out);
   const double ms = Ms(Clock::now() - start);
   if (!s.ok()) {
     std::fprintf(stderr, "%s: Apply: %s\n", socket.c_str(), s.error_message().c_str());
@@ -104,7 +105,7 @@ bool Load(Stub& stub, const std::string& socket) {
 }
 
 // One weight change and, with --wait_visible, the wait until every worker reads it.
-bool Change(Stub& stub, uint32_t k, std::vector<double>& rpc_ms, std::vector<double>& visible_ms) {
+bool Change(LbClient& lbd, uint32_t k, std::vector<double>& rpc_ms, std::vector<double>& visible_ms) {
   lb::v1::UpdateBackendRequest req;
   const uint32_t service = uint32_t((uint64_t(k) * 7919) % FLAGS_services);
   const uint32_t backend = k % FLAGS_backends;
@@ -116,7 +117,7 @@ bool Change(Stub& stub, uint32_t k, std::vector<double>& rpc_ms, std::vector<dou
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   lb::v1::Service out;
   const auto start = Clock::now();
-  const grpc::Status s = stub.UpdateBackend(&ctx, req, &out);
+  const grpc::Status s = lbd.UpdateBackend(&ctx, req, &out);
   rpc_ms.push_back(Ms(Clock::now() - start));
   if (!s.ok()) {
     std::fprintf(stderr, "UpdateBackend %s: %s\n", req.address().c_str(), s.error_message().c_str());
@@ -127,7 +128,7 @@ bool Change(Stub& stub, uint32_t k, std::vector<double>& rpc_ms, std::vector<dou
     grpc::ClientContext hctx;
     hctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     lb::v1::Health h;
-    if (!stub.GetHealth(&hctx, {}, &h).ok()) return false;
+    if (!lbd.GetHealth(&hctx, {}, &h).ok()) return false;
     if (published == 0) published = h.snapshot_generation();  // ours or a later one
     if (h.snapshot_visible() && h.snapshot_generation() >= published) break;
     if (Clock::now() - start > std::chrono::seconds(10)) {
@@ -149,17 +150,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> sockets = absl::StrSplit(FLAGS_sockets, ',', absl::SkipEmpty());
-  std::vector<std::unique_ptr<Stub>> stubs;
+  std::vector<std::unique_ptr<LbClient>> clients;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   for (const std::string& s : sockets) {
-    stubs.push_back(lb::v1::LoadBalancer::NewStub(
+    clients.push_back(lb::v1::LoadBalancer::NewStub(
         grpc::CreateCustomChannel("unix:" + s, grpc::InsecureChannelCredentials(), args)));
   }
   bool ok = true;
   if (FLAGS_load) {
-    for (size_t i = 0; i < stubs.size(); ++i) ok = Load(*stubs[i], sockets[i]) && ok;
+    for (size_t i = 0; i < clients.size(); ++i) ok = Load(*clients[i], sockets[i]) && ok;
     if (!ok) return 1;
   }
   const uint32_t count = FLAGS_rate > 0 && FLAGS_duration > 0 ? uint32_t(FLAGS_rate * FLAGS_duration) : FLAGS_changes;
@@ -171,11 +172,11 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
                                                 std::chrono::duration<double>(k / FLAGS_rate)));
     }
-    for (auto& stub : stubs) failures += !Change(*stub, k, rpc_ms, visible_ms);
+    for (auto& lbd : clients) failures += !Change(*lbd, k, rpc_ms, visible_ms);
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const Percentiles rpc = Of(rpc_ms), visible = Of(visible_ms);
-  std::printf("%u changes x %zu socket(s) in %.1f s, %u failed\n", count, stubs.size(), seconds, failures);
+  std::printf("%u changes x %zu socket(s) in %.1f s, %u failed\n", count, clients.size(), seconds, failures);
   std::printf("  published (RPC returned):       p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", rpc.p50, rpc.p99, rpc.max);
   if (FLAGS_wait_visible) {
     std::printf("  visible to every worker:        p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", visible.p50, visible.p99,

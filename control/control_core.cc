@@ -284,7 +284,12 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
   ApplyResult result;
   // First every service is validated and counted against the limits (cheap), so that an
   // all-or-nothing request that fails builds nothing; then the changed ones are built.
-  std::vector<std::pair<size_t, const ServiceEntry*>> to_build;  // index, previous entry
+  struct ToBuild {
+    size_t index;                  // in `services`
+    const ServiceEntry* previous;  // the entry in force, or null
+    size_t outcome;                // in result.outcomes
+  };
+  std::vector<ToBuild> to_build;
   std::map<ServiceId, size_t> seen;
   absl::flat_hash_set<dataplane::IpAddress> vips;  // of the whole request
   for (const ServiceConfig& config : services) vips.insert(config.vip);
@@ -314,14 +319,14 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
       kind = ServiceOutcome::Kind::kUnchanged;
     } else {
       next->services.emplace(id, nullptr);  // built below; holds its place for the limits
-      to_build.emplace_back(i, previous);
+      to_build.push_back({i, previous, result.outcomes.size()});
       if (previous != nullptr) kind = ServiceOutcome::Kind::kUpdated;
     }
     next->Count(config, +1);
     result.outcomes.push_back({kind, id, int32_t(i), absl::OkStatus()});
   }
   uint64_t next_id = next_id_;
-  for (const auto& [i, previous] : to_build) {
+  for (const auto& [i, previous, outcome] : to_build) {
     const ServiceId id = IdOf(services[i]);
     auto entry = BuildEntry(previous != nullptr ? previous->service.id : next_id, services[i], previous,
                             next->settings);
@@ -331,32 +336,31 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
       if (!partial) return status;
       next->services.erase(id);
       next->Count(services[i], -1);
-      for (ServiceOutcome& o : result.outcomes) {
-        if (o.index == int32_t(i)) o = {ServiceOutcome::Kind::kRefused, id, int32_t(i), status};
-      }
+      result.outcomes[outcome] = {ServiceOutcome::Kind::kRefused, id, int32_t(i), status};
       continue;
     }
     if (previous == nullptr) ++next_id;
     next->services[id] = *std::move(entry);
   }
-  // A refused service that existed is gone too, but reported as refused, not deleted.
-  bool refused_existing = false;
-  std::set<ServiceId> refused_ids;
+  std::set<ServiceId> refused;
   for (const ServiceOutcome& o : result.outcomes) {
     switch (o.kind) {
       case ServiceOutcome::Kind::kCreated: ++result.created; break;
       case ServiceOutcome::Kind::kUpdated: ++result.updated; break;
       case ServiceOutcome::Kind::kUnchanged: ++result.unchanged; break;
-      case ServiceOutcome::Kind::kDeleted: break;
-      case ServiceOutcome::Kind::kRefused:
-        ++result.refused;
-        refused_ids.insert(o.id);
-        refused_existing |= current->services.contains(o.id) && !next->services.contains(o.id);
-        break;
+      case ServiceOutcome::Kind::kRefused: ++result.refused; refused.insert(o.id); break;
+      case ServiceOutcome::Kind::kDeleted: break;  // none yet
     }
   }
+  // A service in force that is not in `next` is deleted, or, when the request refused
+  // it, gone all the same but reported as refused.
+  bool refused_existing = false;
   for (const auto& [id, entry] : current->services) {
-    if (next->services.contains(id) || refused_ids.contains(id)) continue;
+    if (next->services.contains(id)) continue;
+    if (refused.contains(id)) {
+      refused_existing = true;
+      continue;
+    }
     result.outcomes.push_back({ServiceOutcome::Kind::kDeleted, id, -1, absl::OkStatus()});
     ++result.deleted;
   }

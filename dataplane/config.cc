@@ -32,6 +32,10 @@ absl::Status ValidateEncap(const EncapConfig& e) {
   return absl::OkStatus();
 }
 
+bool IsSnatAddress(const NatConfig& nat, const IpAddress& a) {
+  return std::find(nat.addresses.begin(), nat.addresses.end(), a) != nat.addresses.end();
+}
+
 absl::Status ValidateTimeouts(const FlowTimeouts& t) {
   const std::pair<const char*, Millis> all[] = {
       {"timeouts.tcp_syn_sent", t.tcp_syn_sent}, {"timeouts.tcp_established", t.tcp_established},
@@ -73,7 +77,7 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
     return Invalid("%s.vip: %s", field,
                    absl::StrFormat("%s is a %s address, never a VIP", s.vip.ToString(), special));
   }
-  if (std::find(nat.addresses.begin(), nat.addresses.end(), s.vip) != nat.addresses.end()) {
+  if (IsSnatAddress(nat, s.vip)) {
     return Invalid("%s.vip: %s", field,
                    absl::StrFormat("%s is an SNAT address of this node (nat.addresses)", s.vip.ToString()));
   }
@@ -127,7 +131,7 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s is the service's own VIP (a loop)", b.address.ToString()));
     }
-    if (std::find(nat.addresses.begin(), nat.addresses.end(), b.address) != nat.addresses.end()) {
+    if (IsSnatAddress(nat, b.address)) {
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s is an SNAT address of this node (nat.addresses)", b.address.ToString()));
     }

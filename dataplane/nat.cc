@@ -15,7 +15,8 @@ NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max,
       worker_(worker),
       workers_(std::max(1u, workers)),
       port_min_(port_min),
-      port_max_(port_max) {
+      port_max_(port_max),
+      rng_(port_secret) {
   const uint32_t range = port_max >= port_min ? uint32_t(port_max - port_min) + 1 : 0;
   per_address_ = range > worker_ ? (range - worker_ + workers_ - 1) / workers_ : 0;
   num_sessions_ = 2 * num_addresses_ * per_address_;
@@ -28,7 +29,6 @@ NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max,
     for (uint32_t k = per_address_; k-- > 0;) free_[r].push_back(r * per_address_ + k);
   }
   in_use_ = std::make_unique<std::atomic<uint64_t>[]>(std::max(1u, num_addresses_));
-  rng_ = port_secret;
 }
 
 uint32_t NatTable::Allocate(uint8_t protocol, uint32_t preferred, const bool* family_v4, Millis now) {

@@ -74,11 +74,13 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
     }
   }
   std::vector<int64_t> slot_of(config.backends.size(), -1);
+  std::vector<bool> kept(config.backends.size(), false);  // in `previous`, in the same slot
   std::vector<bool> taken;
   for (size_t j = 0; j < config.backends.size(); ++j) {
     auto it = old_slots.find(std::make_pair(config.backends[j].address, config.backends[j].port));
     if (it == old_slots.end()) continue;
     slot_of[j] = it->second;
+    kept[j] = true;
     if (taken.size() <= it->second) taken.resize(it->second + 1, false);
     taken[it->second] = true;
   }
@@ -106,10 +108,7 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
     r.state = c.state;
     r.weight = c.weight;
     r.in_use = true;
-    const bool kept = previous != nullptr && slot < previous->backends.size() &&
-                      previous->backends[slot].in_use && previous->backends[slot].address == c.address &&
-                      previous->backends[slot].port == c.port;
-    if (kept) {
+    if (kept[j]) {
       r.generation = previous->backends[slot].generation;
     } else {
       r.generation = next_backend_generation_;

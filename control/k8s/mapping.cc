@@ -99,10 +99,7 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
         if (size <= max_table_size) allowed.push_back(std::to_string(size));
       }
       uint32_t size = 0;
-      const bool ok = absl::SimpleAtoi(value, &size) &&
-                      std::find(allowed.begin(), allowed.end(), std::to_string(size)) != allowed.end() &&
-                      value == std::to_string(size);
-      if (!ok) {
+      if (std::find(allowed.begin(), allowed.end(), value) == allowed.end() || !absl::SimpleAtoi(value, &size)) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "%s: \"%s\" is not one of %s (the larger sizes are not available to Services here)", key,
             Printable(value), absl::StrJoin(allowed, ", ")));

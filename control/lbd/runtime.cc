@@ -172,10 +172,11 @@ void Runtime::OnGatewayNeighbor(ControlCore* core, std::optional<dataplane::MacA
 // neighbour table; the others, and on-link ones not resolved yet, through the gateway.
 // Unresolved ones (and the gateway) are solicited a few at a time.
 void Runtime::SolicitUnresolved(ControlCore* core) {
-  const bool gateway_unknown = options_.gateway && !options_.gateway_mac && [&] {
+  bool gateway_unknown = false;
+  if (options_.gateway && !options_.gateway_mac) {
     absl::MutexLock lock(&mu_);
-    return !gateway_mac_.has_value();
-  }();
+    gateway_unknown = !gateway_mac_.has_value();
+  }
   if (gateway_unknown) {
     if (absl::Status s = SolicitNeighbor(options_.tap_name, *options_.gateway); !s.ok()) {
       LOG_EVERY_N(WARNING, 60) << "cannot solicit the gateway: " << s;
@@ -196,7 +197,6 @@ void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
   if (!monitor.ok()) {
     LOG(ERROR) << "neighbour resolution is off: " << monitor.status();
   }
-  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> logged;
   uint64_t next_solicit = 0;
   const uint64_t hz = rte_get_tsc_hz();
   while (!stop.load(std::memory_order_relaxed)) {
