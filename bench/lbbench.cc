@@ -54,6 +54,8 @@ DEFINE_uint32(services, 1, "Services (VIPs); flows are spread over them.");
 DEFINE_uint32(backends, 16, "Backends per service.");
 DEFINE_string(mode, "dsr-ipip", "dsr-ipip, dsr-gue or nat.");
 DEFINE_uint32(snat_addresses, 16, "nat: SNAT addresses (each has 64512 ports per protocol, shared by the cores).");
+DEFINE_string(flow_hash, "crc32c", "crc32c (lbd's default) or keyed (lbd --flow_hash_secret_file; a fixed "
+              "secret here).");
 DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
 DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
 // Exit status: 0; 1 setup failed; 2 bad options; 3 established traffic saw drops.
@@ -394,6 +396,7 @@ int Run(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if ((FLAGS_family != 4 && FLAGS_family != 6) || (FLAGS_traffic != "established" && FLAGS_traffic != "syn") ||
       (FLAGS_proto != "udp" && FLAGS_proto != "tcp") || FLAGS_packet_size > 256 || FLAGS_flows == 0 ||
+      (FLAGS_flow_hash != "crc32c" && FLAGS_flow_hash != "keyed") ||
       FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > FlowTable::kMaxCapacity) {
     std::fprintf(stderr, "lbbench: bad options (see --help)\n");
     return 2;
@@ -443,7 +446,10 @@ int Run(int argc, char** argv) {
         Worker::Options{.id = i,
                         .flow_capacity = FLAGS_flow_capacity,
                         .workers = uint32_t(lcores.size()),
-                        .nat_addresses = nat ? FLAGS_snat_addresses : 0},
+                        .nat_addresses = nat ? FLAGS_snat_addresses : 0,
+                        .flow_hasher = FLAGS_flow_hash == "keyed"
+                                           ? FlowHasher::Keyed("lbbench's flow-hash secret")
+                                           : FlowHasher{}},
         shared.store);
     // Established traffic: every flow passes once before the measurement, a TCP one with
     // its SYN, as a connection opens (NAT opens sessions only on a SYN).

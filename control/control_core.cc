@@ -86,7 +86,7 @@ absl::StatusOr<std::shared_ptr<const ControlCore::ServiceEntry>> ControlCore::Bu
 
 absl::Status ControlCore::ValidateOne(const ServiceConfig& s, const std::string& field,
                                       const NodeSettings& settings) const {
-  return dataplane::ValidateService(s, field, settings.encap, settings.nat, settings.limits);
+  return dataplane::ValidateService(s, field, settings, settings.limits);
 }
 
 absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& config,
@@ -536,6 +536,7 @@ Health ControlCore::GetHealth() const {
   h.generation = Current()->applied_generation;
   h.snapshot_generation = store_->published_generation();
   h.snapshot_visible = store_->WorkersOnLatest();
+  h.flow_hash = Current()->settings.flow_hasher.Describe();
   h.drained = drained_.load(std::memory_order_relaxed);
   if (h.drained) h.problems.push_back("drained by the operator");
   h.healthy = h.problems.empty();
@@ -564,7 +565,8 @@ absl::StatusOr<Explanation> ControlCore::ExplainFlow(const dataplane::FlowKey& k
   const dataplane::ServiceRecord& rec = *it->second->record;
   // The same pick as the worker's (Snapshot::Pick).
   uint32_t slot;
-  const auto* b = rec.Pick(dataplane::ServiceHash(key, rec.hash_fields, dataplane::HashFlowKey(key)), &slot);
+  const dataplane::FlowHasher& hasher = state->settings.flow_hasher;
+  const auto* b = rec.Pick(hasher.ServiceHash(key, rec.hash_fields, hasher.Hash(key)), &slot);
   if (b != nullptr) e.maglev_backend = ToConfig(*b);
   // Slots and generations are stable across snapshots while a backend exists.
   const FlowLocation flow =

@@ -40,6 +40,7 @@ namespace lb::control {
 // the limits on what the API may ask for.
 struct NodeSettings : dataplane::NodeConfig {
   dataplane::Limits limits;
+  dataplane::FlowHasher flow_hasher;  // the workers' (ExplainFlow picks as they do)
 };
 
 struct ApplyResult {
@@ -85,6 +86,7 @@ struct Health {
   uint64_t generation = 0;
   uint64_t snapshot_generation = 0;  // of the snapshot published last
   bool snapshot_visible = false;     // every worker has moved on to it
+  std::string flow_hash;             // FlowHasher::Describe: equal on the nodes of a cluster
 };
 
 struct Explanation {

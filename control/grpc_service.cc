@@ -251,6 +251,7 @@ grpc::Status LoadBalancerService::GetHealth(grpc::ServerContext*, const lb::v1::
   out->set_generation(h.generation);
   out->set_snapshot_generation(h.snapshot_generation);
   out->set_snapshot_visible(h.snapshot_visible);
+  out->set_flow_hash(h.flow_hash);
   return grpc::Status::OK;
 }
 

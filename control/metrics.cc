@@ -77,6 +77,10 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
   absl::StrAppendFormat(&out, "lb_healthy %d\n", health.healthy ? 1 : 0);
   AppendMetricHeader(out, "lb_workers_alive", "gauge", "Workers whose poll loop runs.");
   absl::StrAppendFormat(&out, "lb_workers_alive %d\n", health.workers_alive);
+  AppendMetricHeader(out, "lb_flow_hash_info", "gauge",
+                     "1, labelled with the flow hash; equal on every node of a cluster, or flows that ECMP "
+                     "moves between nodes change backend.");
+  absl::StrAppendFormat(&out, "lb_flow_hash_info{hash=\"%s\"} 1\n", Label(health.flow_hash));
   return out;
 }
 

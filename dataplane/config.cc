@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace lb::dataplane {
 namespace {
@@ -70,12 +71,22 @@ absl::Status ValidateNat(const NatConfig& nat) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateService(const ServiceConfig& s, const std::string& field,
-                             const EncapConfig& encap, const NatConfig& nat, const Limits& limits) {
+absl::Status ValidateService(const ServiceConfig& s, const std::string& field, const NodeConfig& node,
+                             const Limits& limits) {
+  const EncapConfig& encap = node.encap;
+  const NatConfig& nat = node.nat;
   if (s.vip.IsZero()) return Invalid("%s.vip: %s", field, "must be set");
   if (const std::string_view special = s.vip.SpecialPurpose(); !special.empty()) {
     return Invalid("%s.vip: %s", field,
                    absl::StrFormat("%s is a %s address, never a VIP", s.vip.ToString(), special));
+  }
+  if (!node.vip_cidrs.empty() && std::none_of(node.vip_cidrs.begin(), node.vip_cidrs.end(),
+                                              [&](const IpPrefix& p) { return p.Contains(s.vip); })) {
+    return Invalid("%s.vip: %s", field,
+                   absl::StrFormat("%s is outside the prefixes this node announces (lbd --vip_cidrs: %s)",
+                                   s.vip.ToString(), absl::StrJoin(node.vip_cidrs, ",", [](std::string* out, const IpPrefix& p) {
+                                     out->append(p.ToString());
+                                   })));
   }
   if (IsSnatAddress(nat, s.vip)) {
     return Invalid("%s.vip: %s", field,
@@ -251,7 +262,7 @@ absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits)
   for (size_t i = 0; i < config.services.size(); ++i) {
     const ServiceConfig& s = config.services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
-    if (absl::Status st = ValidateService(s, field, config.encap, config.nat, limits); !st.ok()) return st;
+    if (absl::Status st = ValidateService(s, field, config, limits); !st.ok()) return st;
     auto [it, inserted] = seen.try_emplace(ServiceId{s.vip, s.protocol, s.port}, i);
     if (!inserted) {
       return Invalid("%s: %s", field,

@@ -123,6 +123,10 @@ struct NodeConfig {
   // flood of the latter cannot crowd out the former. 0: no limit.
   uint32_t exception_per_second = 10'000;
   uint32_t exception_control_per_second = 100'000;
+  // The node's BGP and BFD peers (its ToRs). When set, only BGP and BFD from them is
+  // control traffic; the same ports from anyone else share the other budget, so a flood
+  // aimed at TCP 179 cannot crowd out the real session. Empty: by port alone.
+  std::vector<IpAddress> control_peers;
 };
 
 struct DataplaneConfig : NodeConfig {
@@ -155,8 +159,10 @@ inline uint64_t ServiceMemory(const ServiceConfig& s) {
 // Validates one service on its own, naming fields under `field` (e.g. "service" or
 // "services[3]"). ValidateConfig() runs it for each service and adds the checks across
 // services (duplicates, totals).
-absl::Status ValidateService(const ServiceConfig& service, const std::string& field,
-                             const EncapConfig& encap, const NatConfig& nat, const Limits& limits);
+// With vip_cidrs set, a VIP must lie in them: the node's own addresses are outside them,
+// so no service can capture the node's BGP, BFD or SSH.
+absl::Status ValidateService(const ServiceConfig& service, const std::string& field, const NodeConfig& node,
+                             const Limits& limits);
 absl::Status ValidateNat(const NatConfig& nat);
 // The node-wide settings: encapsulation, NAT, timeouts, MTU.
 absl::Status ValidateNode(const NodeConfig& node);

@@ -5,7 +5,11 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "dataplane/hash.h"
 #include "dataplane/ip_address.h"
@@ -50,24 +54,65 @@ enum class HashFields : uint8_t {
   kSourceIpDestPort,  // the client sticks to one backend per service port
 };
 
-inline uint32_t HashFlowKey(const FlowKey& k) { return FlowHash(&k, sizeof(k)); }
-
-// The hash Maglev uses for `k` under `fields`. `five_tuple_hash` is HashFlowKey(k),
-// already computed for the flow table.
-inline uint32_t ServiceHash(const FlowKey& k, HashFields fields, uint32_t five_tuple_hash) {
-  switch (fields) {
-    case HashFields::kFiveTuple:
-      return five_tuple_hash;
-    case HashFields::kSourceIp:
-      return FlowHash(&k.src, sizeof(k.src));
-    case HashFields::kSourceIpDestPort: {
-      uint8_t buf[sizeof(k.src) + sizeof(k.dst_port_be)];
-      std::memcpy(buf, &k.src, sizeof(k.src));
-      std::memcpy(buf + sizeof(k.src), &k.dst_port_be, sizeof(k.dst_port_be));
-      return FlowHash(buf, sizeof(buf));
-    }
+// The flow hash: it picks a packet's flow-table bucket and its Maglev entry. ECMP moves
+// flows between LB nodes, so every node of a cluster must hash alike: which hash is a
+// fleet-wide choice (docs/security.md, "Flow hash").
+//  - Public (the default): CRC32C under kFlowHashSeed, pinned by golden values. Anyone
+//    can compute it, so anyone can choose 5-tuples that land on one backend or one
+//    bucket. CRC is linear, so a secret seed would not help: two keys whose CRCs are
+//    equal under one seed are equal under every seed (hash_test shows it).
+//  - Keyed: KeyedHash40 (multiply-fold, non-linear) under 384 key bits derived from the
+//    cluster's secret (lbd --flow_hash_secret_file).
+// A plain value, fixed for a worker's life (its flow table is bucketed by it).
+class FlowHasher {
+ public:
+  FlowHasher() = default;
+  static FlowHasher Keyed(std::string_view secret) {
+    FlowHasher h;
+    h.keyed_ = KeyedHash40::FromSecret(secret);
+    h.fingerprint_ = SecretFingerprint(secret);
+    return h;
   }
-  return five_tuple_hash;
-}
+
+  bool keyed() const { return keyed_.has_value(); }
+  // "crc32c", or "keyed/" and the secret's fingerprint (equal on every node that holds
+  // the same secret).
+  std::string Describe() const {
+    if (!keyed_) return "crc32c";
+    char buf[24];
+    std::snprintf(buf, sizeof(buf), "keyed/%08x", fingerprint_);
+    return buf;
+  }
+
+  uint32_t Hash(const FlowKey& k) const {
+    if (!keyed_) return FlowHash(&k, sizeof(k));
+    const uint64_t h = (*keyed_)(&k);
+    return uint32_t(h ^ (h >> 32));
+  }
+
+  // The hash Maglev uses for `k` under `fields`. `five_tuple_hash` is Hash(k), already
+  // computed for the flow table.
+  uint32_t ServiceHash(const FlowKey& k, HashFields fields, uint32_t five_tuple_hash) const {
+    switch (fields) {
+      case HashFields::kFiveTuple:
+        return five_tuple_hash;
+      case HashFields::kSourceIp:
+        if (keyed_) return Hash(FlowKey{.src = k.src});
+        return FlowHash(&k.src, sizeof(k.src));
+      case HashFields::kSourceIpDestPort: {
+        if (keyed_) return Hash(FlowKey{.src = k.src, .dst_port_be = k.dst_port_be});
+        uint8_t buf[sizeof(k.src) + sizeof(k.dst_port_be)];
+        std::memcpy(buf, &k.src, sizeof(k.src));
+        std::memcpy(buf + sizeof(k.src), &k.dst_port_be, sizeof(k.dst_port_be));
+        return FlowHash(buf, sizeof(buf));
+      }
+    }
+    return five_tuple_hash;
+  }
+
+ private:
+  std::optional<KeyedHash40> keyed_;
+  uint32_t fingerprint_ = 0;
+};
 
 }  // namespace lb::dataplane

@@ -7,9 +7,11 @@
 // the high bits). tests/unit/hash_test.cc pins golden values. Pure functions: any thread.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string_view>
 
 #if defined(__SSE4_2__)
 #include <nmmintrin.h>
@@ -89,7 +91,10 @@ inline uint32_t ReduceToRange(uint32_t hash, uint32_t range) {
 // in wyhash): a 64x64->128-bit product folded by XOR mixes every bit of both operands.
 class KeyedHash40 {
  public:
+  // Keys from a 64-bit random seed (a table's own secret).
   explicit KeyedHash40(uint64_t seed);
+  // Keys from a secret of any length (a cluster's, shared by its nodes).
+  static KeyedHash40 FromSecret(std::string_view secret);
 
   uint64_t operator()(const void* data) const {
     const auto* p = static_cast<const uint8_t*>(data);
@@ -111,8 +116,74 @@ class KeyedHash40 {
     return uint64_t(p) ^ uint64_t(p >> 64);
   }
 
+  KeyedHash40() = default;
+
   uint64_t k_[6];
 };
+
+// SipHash (Aumasson and Bernstein, 2012) with `C` compression and `D` finalisation
+// rounds over little-endian words: a keyed pseudorandom function. SipHash<2, 4> is the
+// paper's SipHash-2-4. Here it derives keys from secrets, off the hot path: on it,
+// SipHash-1-3 over a FlowKey cost 37% of lbbench's rate (bench/lbbench --flow_hash).
+struct SipKey {
+  uint64_t k0 = 0, k1 = 0;
+};
+
+namespace internal {
+
+inline uint64_t LoadLittleEndian64(const uint8_t* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));
+  if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+  return w;
+}
+
+struct SipState {
+  uint64_t v0, v1, v2, v3;
+
+  void Round() {
+    v0 += v1;
+    v1 = std::rotl(v1, 13);
+    v1 ^= v0;
+    v0 = std::rotl(v0, 32);
+    v2 += v3;
+    v3 = std::rotl(v3, 16);
+    v3 ^= v2;
+    v0 += v3;
+    v3 = std::rotl(v3, 21);
+    v3 ^= v0;
+    v2 += v1;
+    v1 = std::rotl(v1, 17);
+    v1 ^= v2;
+    v2 = std::rotl(v2, 32);
+  }
+  template <int C>
+  void Absorb(uint64_t m) {
+    v3 ^= m;
+    for (int i = 0; i < C; ++i) Round();
+    v0 ^= m;
+  }
+};
+
+}  // namespace internal
+
+template <int C, int D>
+inline uint64_t SipHash(const SipKey& key, const void* data, size_t len) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  internal::SipState s{key.k0 ^ 0x736f6d6570736575ull, key.k1 ^ 0x646f72616e646f6dull,
+                       key.k0 ^ 0x6c7967656e657261ull, key.k1 ^ 0x7465646279746573ull};
+  uint64_t last = uint64_t(len) << 56;
+  for (; len >= 8; len -= 8, p += 8) s.Absorb<C>(internal::LoadLittleEndian64(p));
+  for (size_t i = 0; i < len; ++i) last |= uint64_t(p[i]) << (8 * i);
+  s.Absorb<C>(last);
+  s.v2 ^= 0xff;
+  for (int i = 0; i < D; ++i) s.Round();
+  return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+}
+
+// A 32-bit fingerprint of a secret: tells whether two nodes hold the same one without
+// revealing it.
+uint32_t SecretFingerprint(std::string_view secret);
 
 // A 64-bit hash of a byte string for control-plane use (Maglev offsets and skips):
 // splitmix64's finaliser over little-endian 8-byte words. Stable across builds.

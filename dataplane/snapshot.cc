@@ -187,6 +187,7 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
   snap->exception_per_second_ = node.exception_per_second;
   snap->exception_control_per_second_ = node.exception_control_per_second;
   snap->vip_cidrs_ = node.vip_cidrs;
+  snap->control_peers_ = node.control_peers;
   const FlowTimeouts& t = node.timeouts;
   snap->timeouts_.fill(t.other);
   snap->timeouts_[uint8_t(FlowState::kUdp)] = t.udp;

@@ -163,6 +163,15 @@ class Snapshot {
     }
     return false;
   }
+  // Whether BGP or BFD from `a` is control traffic (NodeConfig::control_peers; a
+  // handful: compared one by one).
+  bool IsControlPeer(const IpAddress& a) const {
+    if (control_peers_.empty()) return true;
+    for (const IpAddress& p : control_peers_) {
+      if (p == a) return true;
+    }
+    return false;
+  }
   // The idle timeout of a flow in state `s` (FlowTimeouts), by table lookup.
   Millis Timeout(FlowState s) const { return timeouts_[uint8_t(s) & 7]; }
 
@@ -189,6 +198,7 @@ class Snapshot {
   uint32_t exception_per_second_ = 0;
   uint32_t exception_control_per_second_ = 0;
   std::vector<IpPrefix> vip_cidrs_;
+  std::vector<IpAddress> control_peers_;
   std::array<Millis, 8> timeouts_{};  // by FlowState
 };
 

@@ -39,8 +39,9 @@ FlowState NextState(FlowState s, const ParsedPacket& p) {
 }
 
 // What the node's control plane lives on: ARP (and any other non-IP frame: only the
-// link's neighbours can send those), IPv6 neighbour discovery, BGP and BFD.
-bool IsControlTraffic(const ParsedPacket& p) {
+// link's neighbours can send those), IPv6 neighbour discovery, and BGP and BFD (from the
+// node's peers, when it knows them).
+bool IsControlTraffic(const Snapshot& snap, const ParsedPacket& p) {
   constexpr uint16_t kBgp = 179, kBfd = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
   switch (p.kind) {
     case PacketKind::kNotIp:
@@ -48,12 +49,13 @@ bool IsControlTraffic(const ParsedPacket& p) {
     case PacketKind::kOtherIcmp:
       return !p.is_v4 && p.icmp_type >= 133 && p.icmp_type <= 137;  // RFC 4861 §4
     case PacketKind::kTcp:
-      return !p.is_fragment && (p.key.src_port_be == rte_cpu_to_be_16(kBgp) ||
-                                p.key.dst_port_be == rte_cpu_to_be_16(kBgp));
+      return !p.is_fragment &&
+             (p.key.src_port_be == rte_cpu_to_be_16(kBgp) || p.key.dst_port_be == rte_cpu_to_be_16(kBgp)) &&
+             snap.IsControlPeer(p.key.src);
     case PacketKind::kUdp: {
       if (p.is_fragment) return false;
       const uint16_t port = rte_be_to_cpu_16(p.key.dst_port_be);
-      return port == kBfd || port == kBfdEcho || port == kBfdMultihop;
+      return (port == kBfd || port == kBfdEcho || port == kBfdMultihop) && snap.IsControlPeer(p.key.src);
     }
     default:
       return false;
@@ -105,7 +107,7 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
     // Parse sees the first segment only: headers must be contiguous there.
     mt.status = Parse(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len, mt.packet);
     if (mt.status == ParseStatus::kOk && NeedsFlowHash(mt.packet)) {
-      mt.tag = flows_.Tag(mt.packet.key, HashFlowKey(mt.packet.key));
+      mt.tag = flows_.Tag(mt.packet.key, options_.flow_hasher.Hash(mt.packet.key));
       flows_.Prefetch(mt.tag.hash);
     } else {
       mt.tag = {};  // no flow to look up
@@ -180,7 +182,7 @@ inline void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, 
 void Worker::ToKernel(const Snapshot* snap, rte_mbuf* m, const ParsedPacket& p, Millis now, BurstOutput& out) {
   if (snap != nullptr) {
     if (p.kind != PacketKind::kNotIp && snap->InVipCidrs(p.key.dst)) return Drop(m, DropReason::kNoVip);
-    const bool control = IsControlTraffic(p);
+    const bool control = IsControlTraffic(*snap, p);
     const uint32_t rate = control ? snap->exception_control_per_second() : snap->exception_per_second();
     if (rate != 0 && !(control ? exception_control_limiter_ : exception_limiter_).Take(rate, now)) {
       return Drop(m, control ? DropReason::kExceptionControlRateLimited : DropReason::kExceptionRateLimited);
@@ -254,7 +256,7 @@ const BackendRecord* Worker::PickAndPin(const Snapshot& snap, const ServiceRecor
                                        FlowEntry* e) {
   uint32_t slot_id;
   const BackendRecord* b =
-      snap.Pick(svc, ServiceHash(meta.packet.key, svc.hash_fields, meta.tag.hash), &slot_id);
+      snap.Pick(svc, options_.flow_hasher.ServiceHash(meta.packet.key, svc.hash_fields, meta.tag.hash), &slot_id);
   if (b != nullptr) {
     e->backend_slot = slot_id;
     e->backend_generation = b->generation;
@@ -280,9 +282,9 @@ void Worker::HandleFragment(const Snapshot& snap, rte_mbuf* m, const Meta& meta,
   if (svc == nullptr) return Drop(m, DropReason::kNoService);
   FlowKey key = p.key;
   key.src_port_be = key.dst_port_be = 0;
-  const uint32_t hash = HashFlowKey(key);
+  const uint32_t hash = options_.flow_hasher.Hash(key);
   uint32_t slot_id;
-  const BackendRecord* b = snap.Pick(*svc, ServiceHash(key, svc->hash_fields, hash), &slot_id);
+  const BackendRecord* b = snap.Pick(*svc, options_.flow_hasher.ServiceHash(key, svc->hash_fields, hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
   Forward(snap, m, p, *b, hash, now, out);
 }
@@ -301,7 +303,7 @@ void Worker::HandleIcmpError(const Snapshot& snap, rte_mbuf* m, const Meta& meta
     b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
   }
   uint32_t slot_id;
-  if (b == nullptr) b = snap.Pick(*svc, ServiceHash(p.key, svc->hash_fields, meta.tag.hash), &slot_id);
+  if (b == nullptr) b = snap.Pick(*svc, options_.flow_hasher.ServiceHash(p.key, svc->hash_fields, meta.tag.hash), &slot_id);
   if (b == nullptr) return Drop(m, DropReason::kNoBackend);
   counters_.Add(Event::kIcmpErrorsForwarded);
   Forward(snap, m, p, *b, meta.tag.hash, now, out);
@@ -395,7 +397,7 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     // nothing. The client's stack retransmits, and the backend would reset it anyway.
     if (p.key.protocol == IPPROTO_TCP && !IsBareSyn(p)) return Drop(m, DropReason::kNatNotSyn);
     uint32_t backend_slot = 0;
-    b = snap.Pick(svc, ServiceHash(p.key, svc.hash_fields, meta.tag.hash), &backend_slot);
+    b = snap.Pick(svc, options_.flow_hasher.ServiceHash(p.key, svc.hash_fields, meta.tag.hash), &backend_slot);
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);
     // An SNAT address of the VIP's family, chosen by the flow hash, then any other.
     const auto& addresses = snap.nat().addresses;
@@ -572,7 +574,7 @@ void Worker::AnswerQuery(Millis now) {
   // Acquire: the key written before the control thread's release store is visible.
   if (query_.state.load(std::memory_order_acquire) != kAsked) return;
   FlowAnswer answer;
-  if (FlowTable::Slot slot = flows_.Find(flows_.Tag(query_.key, HashFlowKey(query_.key)), now)) {
+  if (FlowTable::Slot slot = flows_.Find(flows_.Tag(query_.key, options_.flow_hasher.Hash(query_.key)), now)) {
     if (!(slot.entry->state & kNatEntryFlag)) {
       answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
     } else if (const NatSession* s = SessionOf(*slot.entry, query_.key, now)) {

@@ -108,6 +108,7 @@ class Worker {
     uint16_t nat_port_max = 65535;
     // Seeds the random choice of SNAT ports (NatTable); 0: lowest free port first (tests).
     uint64_t nat_port_secret = 0;
+    FlowHasher flow_hasher;  // the cluster's flow hash (the same on every node)
   };
 
   Worker(const Options& options, SnapshotStore* store);

@@ -537,9 +537,10 @@ const std::map<std::string, Verb>& Verbs() {
                     if (json) {
                       std::printf("%s", ToJson(out).c_str());
                     } else {
-                      std::printf("%s: %u of %u workers alive, links %s, generation %lu\n",
+                      std::printf("%s: %u of %u workers alive, links %s, generation %lu, flow hash %s\n",
                                   out.healthy() ? "healthy" : "UNHEALTHY", out.workers_alive(), out.workers(),
-                                  out.links_up() ? "up" : "down", (unsigned long)out.generation());
+                                  out.links_up() ? "up" : "down", (unsigned long)out.generation(),
+                                  out.flow_hash().c_str());
                       for (const auto& p : out.problems()) std::printf("  - %s\n", p.c_str());
                     }
                     return out.healthy() ? 0 : 1;

@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
@@ -23,6 +24,7 @@
 #include <glog/logging.h>
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "control/control_core.h"
@@ -56,6 +58,15 @@ DEFINE_uint32(exception_pps, 10000, "Packets a worker hands to the kernel a seco
                                     "(ICMP to the node, SSH, ...). 0: no limit.");
 DEFINE_uint32(exception_control_pps, 100000, "Control packets (ARP, ND, BGP, BFD) a worker hands to the kernel a "
                                              "second, from a budget of their own. 0: no limit.");
+DEFINE_string(flow_hash_secret_file, "",
+              "File holding the cluster's flow-hash secret (at least 16 bytes; trailing whitespace is ignored). "
+              "Every LB node of a cluster must read the same secret. With it, the flow hash is keyed by the "
+              "secret, so nobody outside can choose 5-tuples that land on one backend; without it, it is the "
+              "public CRC32C hash. Changing it moves flows as a change of every backend set would.");
+DEFINE_string(control_peers, "", "Comma-separated addresses of the node's BGP and BFD peers (lb-bird-gen's peers). "
+                                 "With them, only their BGP and BFD takes the control budget "
+                                 "(--exception_control_pps); those ports from anyone else share --exception_pps. "
+                                 "Empty: by port alone.");
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
@@ -94,6 +105,9 @@ DEFINE_uint64(max_table_memory, uint64_t{1} << 30,
 namespace lb::control {
 namespace {
 
+// 128 bits of a random secret; a shorter one could be guessed from the backends flows land on.
+constexpr size_t kMinFlowHashSecret = 16;
+
 std::atomic<bool> g_stop{false};
 // For the telemetry callbacks, which run on EAL's telemetry thread: cleared before what
 // the core reaches (the runtime) is torn down. Acquire/release: a callback that sees the
@@ -108,6 +122,31 @@ std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Trailing whitespace (a newline from `echo`) is not part of the secret, so that files
+// written either way give every node the same hash.
+absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags() {
+  if (FLAGS_flow_hash_secret_file.empty()) {
+    LOG(WARNING) << "flow hash: public (crc32c): anyone can choose 5-tuples that land on one backend; give every "
+                    "node of the cluster the same --flow_hash_secret_file (docs/security.md)";
+    return dataplane::FlowHasher{};
+  }
+  std::ifstream in(FLAGS_flow_hash_secret_file, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrFormat("--flow_hash_secret_file: cannot read %s", FLAGS_flow_hash_secret_file));
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!secret.empty() && absl::ascii_isspace(static_cast<unsigned char>(secret.back()))) secret.pop_back();
+  if (secret.size() < kMinFlowHashSecret) {
+    return absl::InvalidArgumentError(absl::StrFormat("--flow_hash_secret_file: %s holds %d bytes; the secret needs at least %d",
+                                                      FLAGS_flow_hash_secret_file, secret.size(), kMinFlowHashSecret));
+  }
+  struct stat st;
+  if (stat(FLAGS_flow_hash_secret_file.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0) {
+    LOG(WARNING) << "--flow_hash_secret_file: " << FLAGS_flow_hash_secret_file << " is readable by every user";
+  }
+  const auto hasher = dataplane::FlowHasher::Keyed(secret);
+  LOG(INFO) << "flow hash: " << hasher.Describe() << " (every node of the cluster must show the same)";
+  return hasher;
 }
 
 absl::StatusOr<NodeSettings> SettingsFromFlags() {
@@ -132,6 +171,11 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
   n.icmp_too_big_per_second = FLAGS_icmp_too_big_per_second;
   n.exception_per_second = FLAGS_exception_pps;
   n.exception_control_per_second = FLAGS_exception_control_pps;
+  for (absl::string_view part : absl::StrSplit(FLAGS_control_peers, ',', absl::SkipWhitespace())) {
+    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
+    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--control_peers: \"%s\" is not an IP address", part));
+    n.control_peers.push_back(*a);
+  }
   for (absl::string_view part : absl::StrSplit(FLAGS_vip_cidrs, ',', absl::SkipWhitespace())) {
     auto p = dataplane::IpPrefix::Parse(std::string_view(part.data(), part.size()));
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--vip_cidrs: \"%s\" is not a CIDR prefix", part));
@@ -161,6 +205,9 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
     n.limits.backend_cidrs.push_back(*p);
   }
   if (FLAGS_vlan > 4094) return absl::InvalidArgumentError("--vlan: 0..4094");
+  auto hasher = FlowHasherFromFlags();
+  if (!hasher.ok()) return hasher.status();
+  n.flow_hasher = *hasher;
   if (absl::Status s = dataplane::ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
   }
@@ -361,6 +408,7 @@ int Main(int argc, char** argv) {
   ro.nat_addresses = uint32_t(settings->nat.addresses.size());
   ro.nat_port_min = settings->nat.port_min;
   ro.nat_port_max = settings->nat.port_max;
+  ro.flow_hasher = settings->flow_hasher;
   if (!FLAGS_gateway.empty()) {
     ro.gateway = dataplane::IpAddress::Parse(FLAGS_gateway);
     if (!ro.gateway) {

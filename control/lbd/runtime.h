@@ -47,6 +47,7 @@ struct RuntimeOptions {
   uint32_t nat_addresses = 0;
   uint16_t nat_port_min = 1024;
   uint16_t nat_port_max = 65535;
+  dataplane::FlowHasher flow_hasher;  // the same as NodeSettings::flow_hasher
 };
 
 class Runtime final : public DataplaneProbe {

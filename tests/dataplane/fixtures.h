@@ -79,7 +79,7 @@ inline uint32_t Hash(const char* src, uint16_t sport, const char* dst, uint16_t 
   k.src_port_be = htons(sport);
   k.dst_port_be = htons(dport);
   k.protocol = proto;
-  return HashFlowKey(k);
+  return FlowHasher{}.Hash(k);  // the workers' default
 }
 
 inline uint16_t GueSourcePort(uint32_t hash) { return uint16_t(0xc000 | (hash & 0x3fff)); }

@@ -79,6 +79,30 @@ TEST(FlowTest, FlowsStayOnTheirBackendWhenOneIsAdded) {
   EXPECT_GT(std::count(fresh_flows.begin(), fresh_flows.end(), V4("192.168.30.5")), 40);
 }
 
+// Two LB nodes that hold the cluster's secret send a flow to the same backend, whichever
+// node ECMP gives it to; a node with another secret (or none) does not, for most flows.
+TEST(FlowTest, NodesWithOneFlowHashSecretPickAlike) {
+  auto node = [](std::optional<std::string_view> secret) {
+    Worker::Options o{.flow_capacity = 4096};
+    if (secret) o.flow_hasher = FlowHasher::Keyed(*secret);
+    return std::make_unique<WorkerHarness>(o);
+  };
+  auto one = node("the cluster's secret, 32 bytes..");
+  auto two = node("the cluster's secret, 32 bytes..");
+  auto other = node("another cluster's secret........");
+  auto public_hash = node(std::nullopt);
+  for (auto* h : {one.get(), two.get(), other.get(), public_hash.get()}) ASSERT_TRUE(h->Apply(TestConfig()));
+  const auto picks = BackendsOf(*one, 400, kSyn);
+  EXPECT_EQ(BackendsOf(*two, 400, kAck), picks);
+  auto differ = [&](const std::vector<Bytes>& b) {
+    int n = 0;
+    for (size_t i = 0; i < picks.size(); ++i) n += b[i] != picks[i];
+    return n;
+  };
+  EXPECT_GT(differ(BackendsOf(*other, 400, kSyn)), 200);  // 3 in 4 expected: four backends
+  EXPECT_GT(differ(BackendsOf(*public_hash, 400, kSyn)), 200);
+}
+
 TEST(FlowTest, DrainingKeepsFlowsAndTakesNoNewOnes) {
   WorkerHarness h;
   ASSERT_TRUE(h.Apply(TestConfig()));

@@ -282,7 +282,7 @@ TEST_F(WorkerTest, NotForAVipGoesToTheKernel) {
 // (ARP, ND, BGP, BFD) on a budget of its own that a flood of the rest cannot exhaust.
 TEST_F(WorkerTest, FloodsTowardTheKernelAreBounded) {
   auto c = TestConfig();
-  c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24")};
+  c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24"), *IpPrefix::Parse("2001:db8:1::/64")};
   c.exception_per_second = 5;
   ASSERT_TRUE(h_.Apply(c));
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.99", 17, pb::Udp(1, 53))), DropReason::kNoVip);
@@ -303,6 +303,31 @@ TEST_F(WorkerTest, FloodsTowardTheKernelAreBounded) {
   EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bfd), 1);
   // A second later the budget is back.
   EXPECT_EQ(h_.Run(flood[0], 2000).kernel.size(), 1u);
+}
+
+// Knowing its peers, the node gives the control budget to their BGP and BFD alone: a
+// flood to TCP 179 from elsewhere spends the other budget, and the session's packets
+// still arrive.
+TEST_F(WorkerTest, OnlyThePeersBgpAndBfdAreControlTraffic) {
+  auto c = TestConfig();
+  c.exception_per_second = 5;
+  c.exception_control_per_second = 20;
+  c.control_peers = {Addr("192.0.2.254")};
+  ASSERT_TRUE(h_.Apply(c));
+  std::vector<Bytes> flood;
+  for (int i = 0; i < 40; ++i) {
+    flood.push_back(In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 6, pb::Tcp(uint16_t(1000 + i), 179, kSyn))));
+  }
+  flood.push_back(In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 17, pb::Udp(49152, 3784))));
+  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck)));
+  const Bytes bfd = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784)));
+  flood.insert(flood.end(), {bgp, bfd});
+  const Output out = h_.Run(flood, 1000);
+  EXPECT_EQ(out.kernel.size(), 5u + 2u) << "the other budget of 5, and the peer's two packets";
+  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 36u);
+  EXPECT_EQ(h_.Count(DropReason::kExceptionControlRateLimited), 0u);
+  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bgp), 1);
+  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bfd), 1);
 }
 
 TEST_F(WorkerTest, DropsByReason) {

@@ -72,7 +72,8 @@ DataplaneConfig FuzzConfig() {
   c.nat.addresses = {*IpAddress::Parse("10.254.0.1"), *IpAddress::Parse("fd00:fe::1")};
   c.nat.port_min = 1024;
   c.nat.port_max = 1151;  // few ports: exhaustion is reached too
-  c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24")};
+  c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24"), *IpPrefix::Parse("2001:db8::/64")};
+  c.control_peers = {*IpAddress::Parse("192.0.2.254")};
   c.exception_per_second = 1000;
   c.icmp_too_big_per_second = 1000000;
   return c;

@@ -58,6 +58,9 @@ for port in 1000 2000 3000 4000 5000; do
   [ -n "$a" ] && [ "$a" = "$b" ] || same=0
 done
 check "both LB nodes pick the same backend for the same flow (consistent Maglev)" test "$same" -eq 1
+flow_hash() { lbctl_on "$1" health -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["flow_hash"])'; }
+check "both LB nodes hash under the one secret ($(flow_hash 1), $(flow_hash 2))" \
+  sh -c "test '$(flow_hash 1)' = '$(flow_hash 2)' && echo '$(flow_hash 1)' | grep -q '^keyed/'"
 
 # --- lb1's lbd dies: its BFD session fails and the ToR withdraws its path
 lbd1=$(pgrep -f -- "--file-prefix=$TOPO-lb1 ")

@@ -40,8 +40,9 @@ make_certs() {
 topo_up || exit 1
 make_certs || { echo "openssl failed"; exit 1; }
 tls=$TOPO_DIR/tls
+(umask 077 && head -c 32 /dev/urandom | base64 >"$TOPO_DIR/flow-hash.secret")
 start_lbd --api_address=127.0.0.1:50051 --tls_cert="$tls/server.pem" --tls_key="$tls/server.key" \
-  --tls_client_ca="$tls/ca.pem" || exit 1
+  --tls_client_ca="$tls/ca.pem" --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" || exit 1
 for n in 1 2 3 4; do start_backend "$n" || exit 1; done
 
 # --- a bad flag: refused before anything starts, and EAL's runtime directory is not left behind
@@ -50,6 +51,13 @@ bad_rc=0
   --log-level=lib.eal:error -- --port=net_null0 --flow_capacity=0 >/dev/null 2>&1 || bad_rc=$?
 check "lbd refuses --flow_capacity=0 with exit status 2 (got $bad_rc)" test "$bad_rc" -eq 2
 check "and leaves no EAL runtime directory" test ! -e "/var/run/dpdk/$TOPO-bad"
+printf 'short\n' >"$TOPO_DIR/short.secret"
+bad_rc=0
+"$LB_BUILD/control/lbd/lbd" --no-huge -m 256 --no-shconf --no-pci --no-telemetry --file-prefix="$TOPO-bad" \
+  --log-level=lib.eal:error -- --port=net_null0 --gateway_mac=02:00:00:00:00:01 --vip_cidrs=10.100.0.0/24 \
+  --flow_hash_secret_file="$TOPO_DIR/short.secret" >"$TOPO_DIR/short.out" 2>&1 || bad_rc=$?
+check "lbd refuses a flow-hash secret of 5 bytes with exit status 2 (got $bad_rc)" \
+  sh -c "test $bad_rc -eq 2 && grep -q 'needs at least 16' '$TOPO_DIR/short.out'"
 
 # --- exception path
 check "ARP and ping to the node (tor -> lb0) through the exception path" nsx tor ping -c 2 -W 2 10.90.0.2
@@ -67,6 +75,17 @@ spread=$(answers_from "$VIP_DNS" 30)
 check "DNS queries spread over both backends (got: $spread)" test "$spread" = "10.200.0.1 10.200.0.2 "
 check "the VIP answers ping itself" nsx client ping -c 2 -W 2 "$VIP_DNS"
 check "explain names a backend" sh -c "'$LB_BUILD/tools/lbctl' --socket '$TOPO_DIR/lbd.sock' explain udp 10.91.0.2 5555 $VIP_DNS 53 | grep -q 'backend:  10.92'"
+health_line=$(lbctl health)
+check "lbd hashes flows under the secret ($health_line)" sh -c "echo '$health_line' | grep -q 'flow hash keyed/[0-9a-f]\{8\}$'"
+# Under the keyed hash, what explain predicts for a source port is where the query goes
+# (backend 10.92.N.2 answers 10.200.0.N).
+explained_right=0
+for port in 41001 41002 41003 41004 41005 41006 41007 41008; do
+  predicted=$(lbctl explain udp 10.91.0.2 "$port" "$VIP_DNS" 53 | sed -n 's/.*maglev: *10\.92\.\([0-9]\)\.2.*/10.200.0.\1/p')
+  answered=$(nsx client dig +short +tries=1 +time=2 -b "10.91.0.2#$port" "@$VIP_DNS" whoami.test)
+  [ -n "$predicted" ] && [ "$predicted" = "$answered" ] && explained_right=$((explained_right + 1))
+done
+check "explain predicts the backend of 8 of 8 fixed-port queries (got $explained_right)" test "$explained_right" -eq 8
 
 # --- a backend on the LB's own segment is sent to directly, at its own MAC
 lbctl service add 10.100.0.12:53/udp --backend 10.90.0.5 >/dev/null

@@ -149,6 +149,26 @@ TEST_F(ControlCoreTest, AddressesThatLoopOrAreNotHostsAreRefused) {
   EXPECT_EQ(core_->ListServices().size(), 1u);
 }
 
+// With --vip_cidrs, a VIP outside them is refused: the node's own address (outside them)
+// cannot be made a VIP that would take its BGP session.
+TEST(ControlCoreVipCidrsTest, VipsOutsideTheAnnouncedPrefixesAreRefused) {
+  auto store = dataplane::SnapshotStore::Create(1);
+  ASSERT_TRUE(store.ok());
+  NodeSettings settings = Settings();
+  settings.vip_cidrs = {*dataplane::IpPrefix::Parse("10.1.0.0/24")};
+  ControlCore core(settings, store->get(), nullptr);
+  ASSERT_TRUE(core.Start().ok());
+  auto node = Dns({"192.168.1.1"}, "10.90.0.2");
+  node.port = 179;
+  node.protocol = IPPROTO_TCP;
+  auto r = core.CreateService(node);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("service.vip: 10.90.0.2 is outside the prefixes this node announces (lbd --vip_cidrs: "
+                        "10.1.0.0/24)"));
+  EXPECT_TRUE(core.CreateService(Dns({"192.168.1.1"}, "10.1.0.10")).ok());
+}
+
 TEST(ControlCoreLimitsTest, BackendsOnlyInTheAllowedPrefixes) {
   NodeSettings settings = Settings();
   settings.limits.backend_cidrs = {*dataplane::IpPrefix::Parse("10.244.0.0/16")};

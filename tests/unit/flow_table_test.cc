@@ -22,7 +22,7 @@ FlowKey Key(uint32_t n) {
   return k;
 }
 
-FlowTag TagOf(const FlowTable& t, uint32_t n) { return t.Tag(Key(n), HashFlowKey(Key(n))); }
+FlowTag TagOf(const FlowTable& t, uint32_t n) { return t.Tag(Key(n), FlowHasher{}.Hash(Key(n))); }
 
 TEST(FlowTableTest, InsertFindAndExpire) {
   FlowTable t(1024);
