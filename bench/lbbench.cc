@@ -561,7 +561,7 @@ int Run(int argc, char** argv) {
 }
 
 int Main(int argc, char** argv) {
-  const int eal = rte_eal_init(argc, argv);
+  const int eal = dpdk::InitEal(argc, argv);
   if (eal < 0) {
     std::fprintf(stderr, "lbbench: EAL: %s\n", rte_strerror(rte_errno));
     return 1;

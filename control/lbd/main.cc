@@ -370,7 +370,7 @@ int Main(int argc, char** argv) {
     gflags::ShowUsageWithFlagsRestrict(argv[0], "control/lbd/main.cc");
     return 0;
   }
-  const int eal_args = rte_eal_init(argc, argv);
+  const int eal_args = dataplane::dpdk::InitEal(argc, argv);
   if (eal_args < 0) {
     std::fprintf(stderr, "lbd: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
     return 1;

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
                                   "--file-prefix=" + prefix};
   std::vector<char*> eal_argv;
   for (auto& s : eal) eal_argv.push_back(s.data());
-  if (rte_eal_init(int(eal_argv.size()), eal_argv.data()) < 0) {
+  if (lb::dataplane::dpdk::InitEal(int(eal_argv.size()), eal_argv.data()) < 0) {
     std::fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
     return 1;
   }

@@ -227,5 +227,6 @@ for _ in $(seq 100); do kill -0 "$lbd_pid" 2>/dev/null || { stopped=0; break; };
 check "SIGTERM stops lbd within 10 s" test "$stopped" -eq 0
 check "lbd logged a clean stop" grep -q "stopped" "$TOPO_DIR/lbd.log"
 check "the TAP interface went with it" sh -c "! ip netns exec '$TOPO-lb' ip link show lb0 >/dev/null 2>&1"
+check "lbd (DPDK telemetry on) removed its EAL runtime directory /var/run/dpdk/$TOPO" test ! -e "/var/run/dpdk/$TOPO"
 
 check_summary
