@@ -6,11 +6,14 @@
 #include <rte_random.h>
 #include <rte_ring.h>
 
+#include <net/if.h>
+
 #include <thread>
 
 #include <glog/logging.h>
 
 #include "absl/strings/str_format.h"
+#include "control/lbd/host_interface.h"
 #include "control/lbd/neighbors.h"
 
 namespace lb::control {
@@ -41,6 +44,21 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                      .fast_free = true});
   if (!wire.ok()) return wire.status();
   rt->wire_ = *std::move(wire);
+  if (rt->wire_->driver() == "net_af_packet" && rt->wire_->kernel_if_index() != 0) {
+    char name[IF_NAMESIZE];
+    if (if_indextoname(rt->wire_->kernel_if_index(), name) == nullptr) {
+      return absl::InternalError(absl::StrFormat("port %s: no kernel interface %d", rt->wire_->name(),
+                                                 rt->wire_->kernel_if_index()));
+    }
+    auto guard = KernelStackGuard::Take(name);
+    if (!guard.ok()) {
+      return absl::Status(guard.status().code(),
+                          absl::StrFormat("port %s: cannot keep the kernel's IP stack off %s (with "
+                                          "net.ipv4.ip_forward=1 it would loop frames back to the wire): %s",
+                                          rt->wire_->name(), name, guard.status().message()));
+    }
+    rt->kernel_guard_ = *std::move(guard);
+  }
   auto from_kernel = dataplane::dpdk::MbufRing::Create("lbd_from_kernel", 1024, RING_F_SP_ENQ | RING_F_SC_DEQ);
   if (!from_kernel.ok()) return from_kernel.status();
   rt->from_kernel_.emplace(*std::move(from_kernel));
@@ -223,6 +241,7 @@ void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
     if (now >= next_solicit) {
       next_solicit = now + hz;
       SolicitUnresolved(core);
+      if (kernel_guard_ != nullptr) kernel_guard_->Enforce();
     }
     core->Reclaim();
   }

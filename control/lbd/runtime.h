@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "control/control_core.h"
 #include "control/dataplane_probe.h"
+#include "control/lbd/host_interface.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/resources.h"
 #include "dataplane/worker.h"
@@ -96,6 +97,7 @@ class Runtime final : public DataplaneProbe {
   RuntimeOptions options_;
   std::optional<dataplane::dpdk::MbufPool> pool_;
   std::unique_ptr<dataplane::dpdk::Port> wire_;
+  std::unique_ptr<KernelStackGuard> kernel_guard_;  // the wire port's kernel interface (af_packet)
   std::unique_ptr<dataplane::dpdk::Port> tap_;
   std::vector<std::unique_ptr<WorkerSlot>> workers_;
   std::atomic<bool> stop_workers_{false};

@@ -55,6 +55,7 @@ absl::Status Port::Start(const Options& o) {
     return DpdkError(absl::StrFormat("rte_eth_dev_info_get(%s)", name_), rc);
   }
   driver_ = info.driver_name != nullptr ? info.driver_name : "?";
+  if_index_ = info.if_index;
   if (o.rx_queues > info.max_rx_queues || o.tx_queues > info.max_tx_queues) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "port %s (%s) offers %d RX and %d TX queues; %d RX and %d TX are needed (one of each "

@@ -44,6 +44,8 @@ class Port {
   uint16_t id() const { return id_; }
   const std::string& name() const { return name_; }
   const std::string& driver() const { return driver_; }
+  // The kernel interface behind the port (net_af_packet, net_tap), or 0.
+  uint32_t kernel_if_index() const { return if_index_; }
   rte_ether_addr mac() const { return mac_; }
   std::string MacString() const;
   bool LinkUp() const;
@@ -63,6 +65,7 @@ class Port {
   bool started_ = false;
   bool fast_free_ = false;
   rte_ether_addr mac_{};
+  uint32_t if_index_ = 0;
 };
 
 }  // namespace lb::dataplane::dpdk

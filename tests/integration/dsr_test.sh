@@ -214,6 +214,13 @@ printf '{"generation": 6, "services": []}' >"$TOPO_DIR/stale.json"
 lbctl apply -f "$TOPO_DIR/stale.json" >/dev/null 2>&1
 check "apply -f JSON with an older generation is refused (exit 4)" test $? -eq 4
 
+# --- the kernel's IP stack stays off lbd's interface (net.ipv4.ip_forward=1 in this namespace)
+wire_forwarding() { [ "$(nsx lb cat /proc/sys/net/ipv4/conf/wire/forwarding)" = "$1" ]; }
+check "lbd turned forwarding off on wire" wire_forwarding 0
+nsx lb sysctl -qw net.ipv4.ip_forward=0 net.ipv4.ip_forward=1  # a change of it resets every interface's forwarding
+check "and turns it off again when other software resets it" topo_wait 5 wire_forwarding 0
+check "lbd logged why" grep -q "wire/forwarding was changed to 1" "$TOPO_DIR/lbd.log"
+
 # --- health and counters
 check "lbd reports healthy" lbctl health
 drops=$(lbctl stats -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(int(c["value"]) for c in d["drops"]))')
@@ -228,5 +235,7 @@ check "SIGTERM stops lbd within 10 s" test "$stopped" -eq 0
 check "lbd logged a clean stop" grep -q "stopped" "$TOPO_DIR/lbd.log"
 check "the TAP interface went with it" sh -c "! ip netns exec '$TOPO-lb' ip link show lb0 >/dev/null 2>&1"
 check "lbd (DPDK telemetry on) removed its EAL runtime directory /var/run/dpdk/$TOPO" test ! -e "/var/run/dpdk/$TOPO"
+check "lbd gave the wire interface its forwarding back (ip_forward=1 here)" \
+  test "$(nsx lb cat /proc/sys/net/ipv4/conf/wire/forwarding)" = 1
 
 check_summary

@@ -54,6 +54,8 @@ ecmp_up() {  # the namespaces, links, the ToR's BIRD, both LB nodes and both bac
   nsx client ip route add default via 10.91.0.1
   nsx tor sysctl -qw net.ipv4.ip_forward=1
   nsx tor sysctl -qw net.ipv4.fib_multipath_hash_policy=1
+  nsx lb1 sysctl -qw net.ipv4.ip_forward=1  # as on Kubernetes nodes
+  nsx lb2 sysctl -qw net.ipv4.ip_forward=1
 
   cat >"$TOPO_DIR/tor.conf" <<BIRD
 router id 10.90.0.1;

@@ -68,7 +68,8 @@ topo_wait() {  # topo_wait SECONDS COMMAND...: until COMMAND succeeds
 
 topo_link() {  # topo_link NS_A IF_A NS_B IF_B: a veth pair without offloads
   ip link add "$2" netns "$TOPO-$1" type veth peer name "$4" netns "$TOPO-$3"
-  # af_packet sees frames before checksums and segmentation are done: do them in software.
+  # af_packet sees frames before checksums and segmentation are done, and DPDK 22.11's
+  # af_packet PMD cannot tell lbd so (issue 16, docs/lbd.md): the senders finish them.
   nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
   nsx "$3" ethtool -K "$4" tx off tso off gso off gro off >/dev/null 2>&1 || true
   nsx "$1" ip link set "$2" up
@@ -82,11 +83,15 @@ topo_namespaces() {  # TOPO_DIR, its pids file, and each namespace of TOPO_NAMES
   for ns in "${TOPO_NAMESPACES[@]}"; do
     ip netns add "$TOPO-$ns"
     nsx "$ns" ip link set lo up
+    # Set, never inherited: a new namespace copies the host's value, which other software
+    # changes. Routers and LB nodes (every Kubernetes node) turn it on themselves.
+    nsx "$ns" sysctl -qw net.ipv4.ip_forward=0
   done
 }
 
 topo_up() {
   topo_namespaces
+  nsx lb sysctl -qw net.ipv4.ip_forward=1  # as on a Kubernetes node: lbd keeps the kernel off "wire"
   topo_link tor tor-lb lb wire
   topo_link tor tor-b4 b4 eth0
   nsx tor ip link add br-lb type bridge
