@@ -166,6 +166,6 @@ topo_down() {  # safe under set -e: every step may find its target gone already
     ip netns del "$TOPO-$ns" 2>/dev/null || true
   done
   rm -rf "/var/run/dpdk/$TOPO" "/var/run/dpdk/$TOPO"-*  # lbd's EAL runtime directories
-  rmdir /var/run/dpdk 2>/dev/null  # and their parent, when no one else has one there
+  rmdir /var/run/dpdk 2>/dev/null || true  # and their parent, when no one else has one there
   return 0
 }
