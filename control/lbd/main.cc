@@ -41,6 +41,9 @@ DEFINE_string(port, "", "EAL name of the wire port: a PCI address (0000:3b:00.0,
                         "(net_af_packet0). Required.");
 DEFINE_string(tap, "lb0", "Kernel interface of the exception path (ARP/ND, BGP, BFD, ICMP to "
                           "the node, all traffic not for a VIP). Give it the node's addresses.");
+DEFINE_string(tap_addresses, "", "Comma-separated ADDRESS/LENGTH (10.90.0.2/24) lbd gives --tap at start, and sets "
+                                 "it up: the node's addresses on the wire's network (BGP, BFD, ARP), again after "
+                                 "every restart. Empty: the operator configures the interface.");
 DEFINE_string(gateway, "", "IPv4 or IPv6 address of the next hop toward the backends. Its MAC "
                            "is read from the kernel's neighbour table on --tap.");
 DEFINE_string(gateway_mac, "", "MAC of the next hop, instead of resolving --gateway.");
@@ -400,6 +403,14 @@ int Main(int argc, char** argv) {
   RuntimeOptions ro;
   ro.port = FLAGS_port;
   ro.tap_name = FLAGS_tap;
+  for (absl::string_view part : absl::StrSplit(FLAGS_tap_addresses, ',', absl::SkipWhitespace())) {
+    const auto a = InterfaceAddress::Parse(std::string_view(part.data(), part.size()));
+    if (!a) {
+      LOG(ERROR) << "--tap_addresses: \"" << part << "\" is not ADDRESS/LENGTH (10.90.0.2/24)";
+      return ExitAfterEal(2);
+    }
+    ro.tap_addresses.push_back(*a);
+  }
   ro.flow_capacity = FLAGS_flow_capacity;
   ro.mbufs = FLAGS_mbufs;
   ro.idle_polls = FLAGS_idle_polls;

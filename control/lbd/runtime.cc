@@ -85,6 +85,10 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   if (!tap.ok()) return tap.status();
   rt->tap_ = *std::move(tap);
   LOG(INFO) << "exception path: kernel interface " << options.tap_name;
+  if (!options.tap_addresses.empty()) {
+    if (absl::Status s = ConfigureInterface(options.tap_name, options.tap_addresses); !s.ok()) return s;
+    LOG(INFO) << options.tap_name << ": " << options.tap_addresses.size() << " address(es) added, up";
+  }
 
   std::vector<rte_ring*> nat_inboxes;
   if (options.nat_addresses > 0 && workers > 1) {

@@ -49,6 +49,7 @@ struct RuntimeOptions {
   uint16_t nat_port_min = 1024;
   uint16_t nat_port_max = 65535;
   dataplane::FlowHasher flow_hasher;  // the same as NodeSettings::flow_hasher
+  std::vector<InterfaceAddress> tap_addresses;  // given to the TAP at start (the node's own)
 };
 
 class Runtime final : public DataplaneProbe {

@@ -25,10 +25,9 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
     --file-prefix="$TOPO-lb$n" --log-level=lib.eal:warning --vdev=net_af_packet0,iface=wire -- \
     --port=net_af_packet0 --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs=10.100.0.0/16 \
-    --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1
-  topo_wait 30 nsx "lb$n" ip link show lb0 || return 1
-  nsx "lb$n" ip addr add "10.90.0.$((n + 1))/24" dev lb0
-  nsx "lb$n" ip link set lb0 up
+    --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
+    --tap_addresses="10.90.0.$((n + 1))/24"
+  topo_wait 30 sh -c "ip netns exec '$TOPO-lb$n' ip -br addr show lb0 | grep -q ' 10.90.0.$((n + 1))/24'" || return 1
   nsx "lb$n" ip route add default via 10.90.0.1 dev lb0 2>/dev/null
   topo_wait 30 lbctl_on "$n" health
 }

@@ -127,10 +127,10 @@ start_lbd() {  # start_lbd [extra lbd flags]
     --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning \
     --vdev=net_af_packet0,iface=wire,qpairs=2${LBD_AF_PACKET_ARGS:-} -- \
     --port=net_af_packet0 --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
-    --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --vip_cidrs=10.100.0.0/24 "$@"
-  topo_wait 30 nsx lb ip link show lb0 || { echo "lbd did not create lb0"; cat "$TOPO_DIR/lbd.log"; return 1; }
-  nsx lb ip addr add 10.90.0.2/24 dev lb0
-  nsx lb ip link set lb0 up
+    --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --vip_cidrs=10.100.0.0/24 \
+    --tap_addresses=10.90.0.2/24 "$@"
+  topo_wait 30 sh -c "ip netns exec '$TOPO-lb' ip -br addr show lb0 | grep -q ' 10.90.0.2/24'" ||
+    { echo "lbd did not bring up lb0 with 10.90.0.2/24"; cat "$TOPO_DIR/lbd.log"; return 1; }
   nsx lb ip route add default via 10.90.0.1 dev lb0
   topo_wait 30 lbctl health || { echo "lbd did not become healthy"; lbctl health; cat "$TOPO_DIR/lbd.log"; return 1; }
 }

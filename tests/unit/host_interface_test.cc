@@ -79,5 +79,18 @@ TEST_F(KernelStackGuardTest, WorksWithoutIpv6) {
   EXPECT_EQ(Read("net/ipv4/conf/wire/forwarding"), "0");
 }
 
+TEST(InterfaceAddressTest, KeepsTheHostBitsAndChecksTheLength) {
+  const auto v4 = InterfaceAddress::Parse("10.90.0.2/24");
+  ASSERT_TRUE(v4.has_value());
+  EXPECT_EQ(v4->address.ToString(), "10.90.0.2");
+  EXPECT_EQ(v4->length, 24);
+  const auto v6 = InterfaceAddress::Parse("fd00::2/64");
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_EQ(v6->length, 64);
+  for (const char* bad : {"10.90.0.2", "10.90.0.2/33", "10.90.0.2/", "10.90.0.2/2x", "fd00::2/129", "x/24"}) {
+    EXPECT_FALSE(InterfaceAddress::Parse(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace lb::control
