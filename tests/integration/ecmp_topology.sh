@@ -32,7 +32,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
   topo_wait 30 lbctl_on "$n" health
 }
 
-ecmp_up() {  # the namespaces, links, the ToR's BIRD, both LB nodes and both backends
+ecmp_network() {  # the namespaces, links and addresses, and the ToR's BIRD
   topo_namespaces
   nsx tor ip link add br-lb type bridge
   nsx tor ip link set br-lb up
@@ -74,6 +74,10 @@ protocol bgp lb1 from lbnode { neighbor 10.90.0.2 as 65010; }
 protocol bgp lb2 from lbnode { neighbor 10.90.0.3 as 65010; }
 BIRD
   topo_bg bird-tor tor bird -f -c "$TOPO_DIR/tor.conf" -s "$TOPO_DIR/tor.ctl" -P "$TOPO_DIR/tor.pid"
+}
+
+ecmp_up() {  # ecmp_network, both LB nodes and both backends
+  ecmp_network
   for n in 1 2; do
     mkdir -p "$TOPO_DIR/lb$n"
     start_lbd_on "$n" || { echo "lbd on lb$n did not start"; cat "$TOPO_DIR/lbd-lb$n.log"; return 1; }

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""The cluster side of image_test.sh: a stand-in API server (fake_apiserver.py, TLS) on
+127.0.0.1 of the namespace it runs in, the service-account directory the kubelet would
+mount into the watcher's container (token, ca.crt, namespace), a LoadBalancer Service of
+lbd's class with one ready pod per address given, and, once the watcher has written the
+Service's status, its address in WORK/vip. Runs until SIGTERM.
+
+    image_k8s.py WORK POD_ADDRESS...     (WORK/port: the API server's port)
+"""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_apiserver import FakeApiServer, make_certs  # noqa: E402
+from k8s_watcher_test import endpoint, endpoint_slice, service, slice_port, svc_port  # noqa: E402
+
+TOKEN = "image-test-token"
+
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def main():
+    work, pods = sys.argv[1], sys.argv[2:]
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    certs = os.path.join(work, "certs")
+    account = os.path.join(work, "serviceaccount")
+    os.makedirs(certs, exist_ok=True)
+    os.makedirs(account, exist_ok=True)
+    make_certs(certs)
+    with open(os.path.join(certs, "ca.crt")) as f:
+        write(os.path.join(account, "ca.crt"), f.read())
+    write(os.path.join(account, "token"), TOKEN)
+    write(os.path.join(account, "namespace"), "lb-system")
+    api = FakeApiServer(os.path.join(certs, "server.crt"), os.path.join(certs, "server.key"), TOKEN)
+    store = api.store
+    store.create("services", service("dns", [svc_port("dns", 53, "UDP")], lb=True))
+    store.create("endpointslices", endpoint_slice("dns", "p0d5x", [endpoint(p) for p in pods], [slice_port("dns", 53)]))
+    write(os.path.join(work, "port"), str(api.port))
+    try:
+        while not stop:
+            ingress = store.get("services", "default", "dns")["status"].get("loadBalancer", {}).get("ingress", [])
+            if ingress and not os.path.exists(os.path.join(work, "vip")):
+                write(os.path.join(work, "vip"), ingress[0]["ip"])
+            time.sleep(0.2)
+    finally:
+        api.stop()
+
+
+if __name__ == "__main__":
+    main()
