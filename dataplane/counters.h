@@ -54,6 +54,8 @@ namespace lb::dataplane {
   X(kTxPackets, "tx_packets", "packets sent out of a port")                             \
   X(kToKernel, "to_kernel", "packets handed to the exception path (not for a VIP)")    \
   X(kFromKernel, "from_kernel", "packets the kernel sent, out of the port (exception path)") \
+  X(kChecksumsCompleted, "checksums_completed",                                           \
+    "TCP/UDP checksums a sender left partial (veth, virtio: kernel offloads), completed (af_packet ports)") \
   X(kForwarded, "forwarded", "packets encapsulated to a backend")                       \
   X(kEchoReplies, "echo_replies", "ICMP/ICMPv6 echo requests to a VIP answered")         \
   X(kTooBigSent, "too_big_sent", "ICMP fragmentation-needed / packet-too-big sent")      \

@@ -203,6 +203,71 @@ inline bool EchoChecksumsValid(const rte_mbuf* m, const ParsedPacket& p) {
   return sum == 0xffff;
 }
 
+// The ones'-complement sum, not folded, of the TCP/UDP pseudo-header (RFC 768,
+// RFC 9293 §3.1, RFC 8200 §8.1) of the IP header at `ip`.
+inline uint32_t PseudoHeaderSum(const uint8_t* ip, bool v4, uint8_t protocol, uint16_t l4_len) {
+  if (v4) {
+    struct {
+      uint8_t addresses[8];
+      uint8_t zero;
+      uint8_t protocol;
+      uint16_t length_be;
+    } pseudo;
+    std::memcpy(pseudo.addresses, ip + 12, 8);
+    pseudo.zero = 0;
+    pseudo.protocol = protocol;
+    pseudo.length_be = rte_cpu_to_be_16(l4_len);
+    return rte_raw_cksum(&pseudo, sizeof(pseudo));
+  }
+  struct {
+    uint8_t addresses[32];
+    uint32_t length_be;
+    uint8_t zero[3];
+    uint8_t next_header;
+  } pseudo;
+  std::memcpy(pseudo.addresses, ip + 8, 32);
+  pseudo.length_be = rte_cpu_to_be_32(l4_len);
+  std::memset(pseudo.zero, 0, sizeof(pseudo.zero));
+  pseudo.next_header = protocol;
+  return rte_raw_cksum(&pseudo, sizeof(pseudo));
+}
+
+inline uint16_t Fold(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t((sum & 0xffff) + (sum >> 16));
+}
+
+// Finishes a TCP or UDP checksum that its sender left partial. A Linux sender with
+// checksum offload (veth, virtio, a local socket) hands a packet on with only the
+// pseudo-header sum in its checksum field (CHECKSUM_PARTIAL), and af_packet delivers it
+// so; forwarded as it is, the backend drops it. Such a field holds the folded
+// pseudo-header sum. A complete checksum equals that by chance, once in 65536 packets,
+// so a packet is summed only when its field matches, and completed only when it does not
+// verify as it is. The datagram must lie in the first segment; IPv6 with extension
+// headers is left alone. Returns whether it completed a checksum.
+inline bool CompletePartialChecksum(rte_mbuf* m, const ParsedPacket& p) {
+  const bool tcp = p.kind == PacketKind::kTcp;
+  if ((!tcp && p.kind != PacketKind::kUdp) || p.is_fragment) return false;
+  const uint16_t ip_header_len = uint16_t(p.l4_offset - p.l3_offset);
+  if (!p.is_v4 && ip_header_len != 40) return false;
+  if (uint32_t(p.l3_offset) + p.ip_len > m->data_len || p.ip_len < ip_header_len + (tcp ? 20 : 8)) return false;
+  const uint16_t l4_len = uint16_t(p.ip_len - ip_header_len);
+  uint8_t* ip = rte_pktmbuf_mtod_offset(m, uint8_t*, p.l3_offset);
+  uint8_t* l4 = ip + ip_header_len;
+  uint8_t* field = l4 + (tcp ? 16 : 6);
+  uint16_t stored;
+  std::memcpy(&stored, field, sizeof(stored));
+  if (!tcp && p.is_v4 && stored == 0) return false;  // IPv4 UDP without a checksum
+  const uint32_t pseudo = PseudoHeaderSum(ip, p.is_v4, tcp ? IPPROTO_TCP : IPPROTO_UDP, l4_len);
+  if (stored != Fold(pseudo)) return false;
+  const uint32_t segment = rte_raw_cksum(l4, l4_len);  // holds the pseudo-header sum in the field
+  if (Fold(pseudo + segment) == 0xffff) return false;   // a complete checksum after all
+  uint16_t checksum = uint16_t(~Fold(segment));
+  if (!tcp && checksum == 0) checksum = 0xffff;  // UDP sends zero as all ones
+  std::memcpy(field, &checksum, sizeof(checksum));
+  return true;
+}
+
 // Turns an ICMP / ICMPv6 echo request to a VIP into its reply, in place: addresses and
 // MAC addresses swapped, a fresh TTL, the type changed and the checksums fixed
 // incrementally (swapping addresses leaves the ICMPv6 pseudo-header sum unchanged).

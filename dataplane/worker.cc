@@ -107,6 +107,9 @@ void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOu
     // Parse sees the first segment only: headers must be contiguous there.
     mt.status = Parse(rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len, mt.packet);
     if (mt.status == ParseStatus::kOk && NeedsFlowHash(mt.packet)) {
+      if (options_.complete_partial_checksums && rewrite::CompletePartialChecksum(pkts[i], mt.packet)) {
+        counters_.Add(Event::kChecksumsCompleted);
+      }
       mt.tag = flows_.Tag(mt.packet.key, options_.flow_hasher.Hash(mt.packet.key));
       flows_.Prefetch(mt.tag.hash);
     } else {

@@ -109,6 +109,9 @@ class Worker {
     // Seeds the random choice of SNAT ports (NatTable); 0: lowest free port first (tests).
     uint64_t nat_port_secret = 0;
     FlowHasher flow_hasher;  // the cluster's flow hash (the same on every node)
+    // Complete TCP/UDP checksums that senders left partial (rewrite::CompletePartialChecksum):
+    // for ports whose frames come from the kernel as it has them (net_af_packet).
+    bool complete_partial_checksums = false;
   };
 
   Worker(const Options& options, SnapshotStore* store);

@@ -112,7 +112,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    .nat_port_max = options.nat_port_max,
                                    // rte_rand is seeded from the CPU's entropy at EAL init.
                                    .nat_port_secret = rte_rand() | 1,
-                                   .flow_hasher = options.flow_hasher},
+                                   .flow_hasher = options.flow_hasher,
+                                   .complete_partial_checksums = rt->wire_->driver() == "net_af_packet"},
         store);
     slot->run.nat_inboxes = nat_inboxes;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}}};

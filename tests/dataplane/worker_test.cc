@@ -350,5 +350,63 @@ TEST_F(WorkerTest, NothingConfiguredMeansEverythingToTheKernel) {
   EXPECT_EQ(out.kernel.size(), 1u);
 }
 
+// --- Partial checksums (kernel offloads) ------------------------------------------------
+
+// What a Linux sender with checksum offload (veth, virtio, a local socket) hands on: the
+// TCP/UDP checksum field holds only the folded pseudo-header sum; af_packet delivers the
+// frame so. `l3` is the IP header's offset in `frame`. (Summed here word by word, apart
+// from the code under test.)
+Bytes WithPartialChecksum(Bytes frame, size_t l3) {
+  uint8_t* ip = frame.data() + l3;
+  const bool v4 = (ip[0] >> 4) == 4;
+  const size_t ihl = v4 ? size_t(ip[0] & 0x0f) * 4 : 40;
+  const uint8_t protocol = v4 ? ip[9] : ip[6];
+  const uint32_t l4_len = uint32_t(frame.size() - l3 - ihl);
+  const uint8_t* addresses = ip + (v4 ? 12 : 8);
+  uint32_t sum = protocol + (l4_len >> 16) + (l4_len & 0xffff);
+  for (size_t i = 0; i < (v4 ? 8u : 32u); i += 2) sum += uint32_t(addresses[i] << 8 | addresses[i + 1]);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  uint8_t* field = ip + ihl + (protocol == IPPROTO_TCP ? 16 : 6);
+  field[0] = uint8_t(sum >> 8);
+  field[1] = uint8_t(sum);
+  return frame;
+}
+
+// lbd sets the option for net_af_packet ports. With it, a partial checksum leaves the
+// worker exactly as a complete one does without it; a complete one is left alone.
+TEST(PartialChecksumTest, CompletedOnPortsThatAskForIt) {
+  // Outer IPv4 IDs count packets per worker: `plain` and `completing` see as many.
+  WorkerHarness plain, left_alone;
+  WorkerHarness completing(Worker::Options{.flow_capacity = 4096, .complete_partial_checksums = true});
+  for (WorkerHarness* h : {&plain, &left_alone, &completing}) ASSERT_TRUE(h->Apply(TestConfig()));
+  const Bytes payload(100, 0x5a);
+  const Bytes frames[] = {
+      In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, payload))),
+      In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1234, 80, kSyn, payload))),
+      In4(pb::Ipv4("192.0.2.1", "10.1.0.11", 17, pb::Udp(5354, 53, payload))),  // GUE
+      In6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(1235, 80, kSyn, payload))),
+  };
+  uint64_t completed = 0;
+  for (const Bytes& complete : frames) {
+    const Bytes partial = WithPartialChecksum(complete, 14);
+    ASSERT_NE(partial, complete);
+    const Output expected = plain.Run(complete);
+    const Output fixed = completing.Run(partial);
+    const Output left = left_alone.Run(partial);
+    ASSERT_EQ(expected.wire.size(), 1u);
+    ASSERT_EQ(fixed.wire.size(), 1u);
+    ASSERT_EQ(left.wire.size(), 1u);
+    EXPECT_BYTES_EQ(fixed.wire[0], expected.wire[0]);
+    EXPECT_NE(pb::Hex(left.wire[0]), pb::Hex(expected.wire[0])) << "without the option it stays partial";
+    EXPECT_EQ(completing.Count(Event::kChecksumsCompleted), ++completed);
+    const Output expected_again = plain.Run(complete);
+    const Output untouched = completing.Run(complete);
+    ASSERT_EQ(untouched.wire.size(), 1u);
+    EXPECT_BYTES_EQ(untouched.wire[0], expected_again.wire[0]);
+    EXPECT_EQ(completing.Count(Event::kChecksumsCompleted), completed) << "a complete checksum is left alone";
+  }
+  EXPECT_EQ(left_alone.Count(Event::kChecksumsCompleted), 0u);
+}
+
 }  // namespace
 }  // namespace lb::dataplane

@@ -122,7 +122,9 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
                                         .flow_capacity = 1024,
                                         .nat_addresses = uint32_t(config.nat.addresses.size()),
                                         .nat_port_min = config.nat.port_min,
-                                        .nat_port_max = config.nat.port_max},
+                                        .nat_port_max = config.nat.port_max,
+                                        // as on net_af_packet ports: the completion reads every datagram
+                                        .complete_partial_checksums = true},
                         g_store);
   return 0;
 }

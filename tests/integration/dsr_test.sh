@@ -223,6 +223,8 @@ check "lbd logged why" grep -q "wire/forwarding was changed to 1" "$TOPO_DIR/lbd
 
 # --- health and counters
 check "lbd reports healthy" lbctl health
+completed=$(lbctl stats -o json | python3 -c 'import json,sys; print(next(int(c["value"]) for c in json.load(sys.stdin)["events"] if c["name"] == "checksums_completed"))')
+check "lbd completed the checksums the kernel's default offloads left partial ($completed)" test "$completed" -gt 0
 drops=$(lbctl stats -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(int(c["value"]) for c in d["drops"]))')
 check "no packet dropped by the dataplane (drops: $drops)" test "$drops" -eq 0
 

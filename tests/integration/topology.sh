@@ -66,12 +66,13 @@ topo_wait() {  # topo_wait SECONDS COMMAND...: until COMMAND succeeds
   done
 }
 
-topo_link() {  # topo_link NS_A IF_A NS_B IF_B: a veth pair without offloads
+topo_link() {  # topo_link NS_A IF_A NS_B IF_B: a veth pair, with the kernel's default offloads
   ip link add "$2" netns "$TOPO-$1" type veth peer name "$4" netns "$TOPO-$3"
-  # af_packet sees frames before checksums and segmentation are done, and DPDK 22.11's
-  # af_packet PMD cannot tell lbd so (issue 16, docs/lbd.md): the senders finish them.
-  nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
-  nsx "$3" ethtool -K "$4" tx off tso off gso off gro off >/dev/null 2>&1 || true
+  if [ "${TOPO_OFFLOADS:-on}" = off ]; then
+    # Only where a test says why (see TOPO_OFFLOADS there).
+    nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
+    nsx "$3" ethtool -K "$4" tx off tso off gso off gro off >/dev/null 2>&1 || true
+  fi
   nsx "$1" ip link set "$2" up
   nsx "$3" ip link set "$4" up
 }
