@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -144,13 +145,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(dst, data, size);
 
   BurstOutput out;
+  const uint64_t completed_before = g_worker->counters().Get(Event::kChecksumsCompleted);
   g_worker->ProcessBurst(&m, 1, g_now, out);
+  const bool completed = g_worker->counters().Get(Event::kChecksumsCompleted) != completed_before;
   g_now += 7;
   Check(out.num_wire + out.num_kernel <= 1, "one packet in, at most one out");
   for (uint16_t i = 0; i < out.num_kernel; ++i) {
     const rte_mbuf* k = out.kernel[i];
-    Check(k->pkt_len == size && std::memcmp(rte_pktmbuf_mtod(k, const void*), data, size) == 0,
-          "kernel packets are not modified");
+    Check(k->pkt_len == size, "kernel packets keep their length");
+    // Unmodified, but for a checksum the worker completed: two adjacent bytes.
+    const auto* sent = rte_pktmbuf_mtod(k, const uint8_t*);
+    size_t first = size, last = 0;
+    for (size_t b = 0; b < size; ++b) {
+      if (sent[b] != data[b]) first = std::min(first, b), last = b;
+    }
+    Check(first == size || (completed && last - first <= 1), "kernel packets are not modified (but a completed checksum)");
     rte_pktmbuf_free(out.kernel[i]);
   }
   for (uint16_t i = 0; i < out.num_wire; ++i) {
