@@ -31,13 +31,15 @@ inline void Store32(uint8_t* p, uint32_t v) {
   std::memcpy(p, &be, 4);
 }
 
-// Folds a 32-bit ones'-complement sum of 16-bit words and returns its complement, in the
-// words' byte order (folding does not depend on it).
-inline uint16_t FinishChecksum(uint32_t sum) {
+// Folds a 32-bit ones'-complement sum of 16-bit words to 16 bits, in the words' byte
+// order (folding does not depend on it).
+inline uint16_t Fold(uint32_t sum) {
   sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return uint16_t(~sum);
+  return uint16_t((sum & 0xffff) + (sum >> 16));
 }
+
+// The checksum of a sum: its fold, complemented.
+inline uint16_t FinishChecksum(uint32_t sum) { return uint16_t(~Fold(sum)); }
 
 // Stores the complement of a ones'-complement sum computed by DPDK's rte_raw_cksum*
 // (which sum native-order words, so the result is stored as it is, not byte-swapped).
@@ -198,43 +200,7 @@ inline bool EchoChecksumsValid(const rte_mbuf* m, const ParsedPacket& p) {
     pseudo.next_header = IPPROTO_ICMPV6;
     sum += rte_raw_cksum(&pseudo, sizeof(pseudo));
   }
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return sum == 0xffff;
-}
-
-// The ones'-complement sum, not folded, of the TCP/UDP pseudo-header (RFC 768,
-// RFC 9293 §3.1, RFC 8200 §8.1) of the IP header at `ip`.
-inline uint32_t PseudoHeaderSum(const uint8_t* ip, bool v4, uint8_t protocol, uint16_t l4_len) {
-  if (v4) {
-    struct {
-      uint8_t addresses[8];
-      uint8_t zero;
-      uint8_t protocol;
-      uint16_t length_be;
-    } pseudo;
-    std::memcpy(pseudo.addresses, ip + 12, 8);
-    pseudo.zero = 0;
-    pseudo.protocol = protocol;
-    pseudo.length_be = rte_cpu_to_be_16(l4_len);
-    return rte_raw_cksum(&pseudo, sizeof(pseudo));
-  }
-  struct {
-    uint8_t addresses[32];
-    uint32_t length_be;
-    uint8_t zero[3];
-    uint8_t next_header;
-  } pseudo;
-  std::memcpy(pseudo.addresses, ip + 8, 32);
-  pseudo.length_be = rte_cpu_to_be_32(l4_len);
-  std::memset(pseudo.zero, 0, sizeof(pseudo.zero));
-  pseudo.next_header = protocol;
-  return rte_raw_cksum(&pseudo, sizeof(pseudo));
-}
-
-inline uint16_t Fold(uint32_t sum) {
-  sum = (sum & 0xffff) + (sum >> 16);
-  return uint16_t((sum & 0xffff) + (sum >> 16));
+  return Fold(sum) == 0xffff;
 }
 
 // Finishes a TCP or UDP checksum that its sender left partial. A Linux sender with
@@ -258,11 +224,13 @@ inline bool CompletePartialChecksum(rte_mbuf* m, const ParsedPacket& p) {
   uint16_t stored;
   std::memcpy(&stored, field, sizeof(stored));
   if (!tcp && p.is_v4 && stored == 0) return false;  // IPv4 UDP without a checksum
-  const uint32_t pseudo = PseudoHeaderSum(ip, p.is_v4, tcp ? IPPROTO_TCP : IPPROTO_UDP, l4_len);
-  if (stored != Fold(pseudo)) return false;
+  // The folded pseudo-header sum, its L4 length from the IP header (= l4_len).
+  const uint16_t pseudo = p.is_v4 ? rte_ipv4_phdr_cksum(reinterpret_cast<const rte_ipv4_hdr*>(ip), 0)
+                                  : rte_ipv6_phdr_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), 0);
+  if (stored != pseudo) return false;
   const uint32_t segment = rte_raw_cksum(l4, l4_len);  // holds the pseudo-header sum in the field
   if (Fold(pseudo + segment) == 0xffff) return false;   // a complete checksum after all
-  uint16_t checksum = uint16_t(~Fold(segment));
+  uint16_t checksum = FinishChecksum(segment);
   if (!tcp && checksum == 0) checksum = 0xffff;  // UDP sends zero as all ones
   std::memcpy(field, &checksum, sizeof(checksum));
   return true;
