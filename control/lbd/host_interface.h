@@ -18,27 +18,13 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataplane/ip_address.h"
 
 namespace lb::control {
 
-// An address of an interface with its prefix length (10.90.0.2/24: the host bits kept).
-struct InterfaceAddress {
-  dataplane::IpAddress address;
-  uint8_t length = 0;
-  static std::optional<InterfaceAddress> Parse(std::string_view text);
-};
-
-// Adds `addresses` to the kernel interface `ifname` (one already there is fine) and sets
-// it up, through rtnetlink. lbd gives its exception interface the node's addresses this
-// way, so that a restarted lbd (whose TAP is new) needs no one else to do it.
-absl::Status ConfigureInterface(const std::string& ifname, const std::vector<InterfaceAddress>& addresses);
 
 class KernelStackGuard {
  public:

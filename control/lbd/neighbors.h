@@ -4,8 +4,10 @@
 // interface carries the node's addresses and the port's MAC), and BIRD's BGP session to
 // the gateway keeps its entry fresh. lbd follows that table through netlink
 // notifications (RTM_NEWNEIGH / RTM_DELNEIGH): one dump when it starts, then only what
-// changes, so the cost does not grow with the number of backends. Thread model:
-// NeighborMonitor is used by one thread; the free functions from any thread.
+// changes, so the cost does not grow with the number of backends. The free functions
+// below read and set up the exception interface itself (its prefixes, a neighbour
+// solicitation, its addresses). Thread model: NeighborMonitor is used by one thread; the
+// free functions from any thread.
 #pragma once
 
 #include <linux/netlink.h>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -64,6 +67,18 @@ absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::st
 // Makes the kernel resolve `address` on `ifname`: sends one empty UDP datagram to its
 // discard port (9) from a socket bound to the interface, which needs the neighbour first.
 absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddress& address);
+
+// An address of an interface with its prefix length (10.90.0.2/24: the host bits kept).
+struct InterfaceAddress {
+  dataplane::IpAddress address;
+  uint8_t length = 0;
+  static std::optional<InterfaceAddress> Parse(std::string_view text);
+};
+
+// Adds `addresses` to the kernel interface `ifname` (one already there is fine) and sets
+// it up, through rtnetlink. lbd gives its exception interface the node's addresses this
+// way, so that a restarted lbd (whose TAP is new) needs no one else to do it.
+absl::Status ConfigureInterface(const std::string& ifname, const std::vector<InterfaceAddress>& addresses);
 
 using dataplane::MacToString;
 using dataplane::ParseMac;

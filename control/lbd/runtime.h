@@ -26,6 +26,7 @@
 #include "control/control_core.h"
 #include "control/dataplane_probe.h"
 #include "control/lbd/host_interface.h"
+#include "control/lbd/neighbors.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/resources.h"
 #include "dataplane/worker.h"

@@ -1,5 +1,7 @@
 #include "control/lbd/host_interface.h"
 
+#include "control/lbd/neighbors.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
