@@ -39,7 +39,7 @@ DEFINE_bool(json, false, "Also print one JSON line with the figures.");
 namespace {
 
 using Clock = std::chrono::steady_clock;
-// A gRPC client of lbd's API (what gRPC calls a stub).
+// A gRPC client of lbd's API.
 using LbClient = lb::v1::LoadBalancer::Stub;
 
 std::string Ipv4(uint32_t base, uint32_t offset) {

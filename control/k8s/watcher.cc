@@ -160,15 +160,15 @@ void Watcher::Reconcile(bool force_apply) {
   std::vector<KService> unreadable;
   for (const auto& [o, status] : bad_services) {
     const nlohmann::json& meta = o->is_object() && o->contains("metadata") ? (*o)["metadata"] : nlohmann::json();
-    KService stub;
-    stub.ns = StringField(meta, "namespace");
-    stub.name = StringField(meta, "name");
-    stub.uid = StringField(meta, "uid");
-    stub.resource_version = StringField(meta, "resourceVersion");
-    if (stub.ns.empty() || stub.name.empty()) continue;
-    desired.problems.push_back({stub.Key(), "InvalidObject",
+    KService identity;  // what its metadata says, for the Event
+    identity.ns = StringField(meta, "namespace");
+    identity.name = StringField(meta, "name");
+    identity.uid = StringField(meta, "uid");
+    identity.resource_version = StringField(meta, "resourceVersion");
+    if (identity.ns.empty() || identity.name.empty()) continue;
+    desired.problems.push_back({identity.Key(), "InvalidObject",
                                 "not served: " + Printable(std::string(status.message()), 200)});
-    unreadable.push_back(std::move(stub));
+    unreadable.push_back(std::move(identity));
   }
   std::set<std::string> notes(desired.notes.begin(), desired.notes.end());
   for (const std::string& note : notes) {

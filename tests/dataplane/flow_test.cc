@@ -230,14 +230,19 @@ TEST(FlowTest, FullTableKeepsForwardingByHash) {
   EXPECT_EQ(BackendsOf(h, 20, kAck), first);
 }
 
+// TestConfig() with timeouts a test can step through: SYN-sent 100 ms, established 10 s.
+DataplaneConfig ShortSynTimeout() {
+  auto c = TestConfig();
+  c.timeouts.tcp_syn_sent = 100;
+  c.timeouts.tcp_established = 10'000;
+  return c;
+}
+
 // A SYN-only flow lives tcp_syn_sent; once a non-SYN packet follows it lives
 // tcp_established; an expired entry is a miss and its way is reused.
 TEST(FlowTest, FlowsExpireByState) {
   WorkerHarness h;
-  auto c = TestConfig();
-  c.timeouts.tcp_syn_sent = 100;
-  c.timeouts.tcp_established = 10'000;
-  ASSERT_TRUE(h.Apply(c));
+  ASSERT_TRUE(h.Apply(ShortSynTimeout()));
   BackendsOf(h, 100, kSyn, 0, /*now=*/1000);
   BackendsOf(h, 50, kAck, 0, /*now=*/1050);  // clients 0..49 become established
   EXPECT_EQ(h.Count(Event::kFlowHits), 50u);
@@ -255,10 +260,7 @@ TEST(FlowTest, FlowsExpireByState) {
 // flood, while a real mid-stream connection becomes established.
 TEST(FlowTest, FlowsFirstSeenWithoutSynAgeOutUnlessConfirmed) {
   WorkerHarness h;
-  auto c = TestConfig();
-  c.timeouts.tcp_syn_sent = 100;
-  c.timeouts.tcp_established = 10'000;
-  ASSERT_TRUE(h.Apply(c));
+  ASSERT_TRUE(h.Apply(ShortSynTimeout()));
   BackendsOf(h, 100, kAck, 0, /*now=*/1000);   // 100 flows first seen mid-stream
   BackendsOf(h, 50, kAck, 0, /*now=*/1050);    // clients 0..49 send a second packet
   EXPECT_EQ(h.Count(Event::kFlowHits), 50u);

@@ -105,10 +105,10 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
   std::vector<char*> eal;
   for (auto& a : args) eal.push_back(a.data());
   if (rte_eal_init(int(eal.size()), eal.data()) < 0) std::abort();
-  // EAL makes a runtime directory even with --no-shconf; the fuzzer exits without
-  // cleanup, so remove it at exit.
-  static std::string runtime_dir = rte_eal_get_runtime_dir();
-  std::atexit([] { lb::dataplane::dpdk::RemoveRuntimeDirectory(runtime_dir); });
+  // EAL makes a runtime directory even with --no-shconf and --no-telemetry, and leaves
+  // nothing in it: remove it now, since a crash (what fuzzing looks for) runs no exit
+  // handler.
+  lb::dataplane::dpdk::RemoveRuntimeDirectory(rte_eal_get_runtime_dir());
   g_pool = rte_pktmbuf_pool_create("fuzz", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   auto store = SnapshotStore::Create(1);
   if (g_pool == nullptr || !store.ok()) std::abort();

@@ -132,11 +132,7 @@ check "the ToR learned $VIP_CIDR from the node's BIRD over BGP" \
 # --- the pods answer on the Service's address (DSR: it is on their loopback)
 for n in 1 2; do
   nsx "b$n" ip addr add "$vip/32" dev lo
-  topo_bg "decap-b$n" "b$n" python3 "$TOPO_SRC/decap.py" decap0 6080
-  topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-    --bind-interfaces --listen-address="$vip" --user=root --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" \
-    --host-record="whoami.test,10.200.0.$n" --log-facility=-
-  topo_wait 10 grep -q ready "$TOPO_DIR/decap-b$n.log"
+  start_backend "$n" "$vip" || exit 1
 done
 answer=$(nsx client dig +short +tries=3 +time=2 "@$vip" whoami.test)
 check "dig @$vip from the client is answered by a pod through the containers' lbd (got: $answer)" \

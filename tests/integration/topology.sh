@@ -68,11 +68,6 @@ topo_wait() {  # topo_wait SECONDS COMMAND...: until COMMAND succeeds
 
 topo_link() {  # topo_link NS_A IF_A NS_B IF_B: a veth pair, with the kernel's default offloads
   ip link add "$2" netns "$TOPO-$1" type veth peer name "$4" netns "$TOPO-$3"
-  if [ "${TOPO_OFFLOADS:-on}" = off ]; then
-    # Only where a test says why (see TOPO_OFFLOADS there).
-    nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
-    nsx "$3" ethtool -K "$4" tx off tso off gso off gro off >/dev/null 2>&1 || true
-  fi
   nsx "$1" ip link set "$2" up
   nsx "$3" ip link set "$4" up
 }
@@ -136,17 +131,22 @@ start_lbd() {  # start_lbd [extra lbd flags]
   topo_wait 30 lbctl health || { echo "lbd did not become healthy"; lbctl health; cat "$TOPO_DIR/lbd.log"; return 1; }
 }
 
-start_backend() {  # start_backend N
+start_backend() {  # start_backend N [VIP...]: DNS on every VIP (default $VIP_DNS $VIP_GUE), TCP 80 on the first
   local n=$1
+  shift
+  local vips=("$@")
+  [ ${#vips[@]} -eq 0 ] && vips=("$VIP_DNS" "$VIP_GUE")
+  local listen=() vip
+  for vip in "${vips[@]}"; do listen+=(--listen-address="$vip"); done
   topo_bg "decap-b$n" "b$n" python3 "$TOPO_SRC/decap.py" decap0 6080
   topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-    --bind-interfaces --listen-address="$VIP_DNS" --listen-address="$VIP_GUE" --user=root \
+    --bind-interfaces "${listen[@]}" --user=root \
     --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" --host-record="whoami.test,10.200.0.$n" --log-facility=-
   # A TCP server from Debian's packages: answers each line with the backend's name.
-  topo_bg "tcp-b$n" "b$n" socat "TCP-LISTEN:80,bind=$VIP_DNS,fork,reuseaddr" "EXEC:sed -u s/.*/b$n/"
+  topo_bg "tcp-b$n" "b$n" socat "TCP-LISTEN:80,bind=${vips[0]},fork,reuseaddr" "EXEC:sed -u s/.*/b$n/"
   topo_wait 10 grep -q ready "$TOPO_DIR/decap-b$n.log" || { cat "$TOPO_DIR/decap-b$n.log"; return 1; }
   topo_wait 10 sh -c "ip netns exec '$TOPO-b$n' ss -Hltn 'sport = :80' | grep -q ." || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
-  topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@$VIP_DNS" whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
+  topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@${vips[0]}" whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
 }
 
 topo_down() {  # safe under set -e: every step may find its target gone already
