@@ -18,8 +18,8 @@ trap 'topo_down; rm -rf "$TOPO_DIR"' EXIT
 topo_namespaces
 topo_link lb wire peer eth0
 topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 --no-huge -m 3072 --no-shconf --no-pci \
-  --file-prefix="$TOPO" --log-level=lib.eal:warning --vdev=net_af_packet0,iface=wire,qpairs=2 -- \
-  --port=net_af_packet0 --gateway_mac=02:00:00:00:00:01 --encap_source_v4=10.90.0.2/32 \
+  --file-prefix="$TOPO" --log-level=lib.eal:warning -- \
+  --port=af_packet:wire --gateway_mac=02:00:00:00:00:01 --encap_source_v4=10.90.0.2/32 \
   --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --max_table_memory=$((2 << 30))
 lbd_pid=$(tail -1 "$TOPO_DIR/pids")
 topo_wait 30 "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/lbd.sock" health || {

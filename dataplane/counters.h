@@ -47,7 +47,13 @@ namespace lb::dataplane {
     "a TCP packet without a NAT session that is not a SYN: only a SYN opens a session")        \
   X(kNatFlowTableFull, "nat_flow_table_full",                                                  \
     "a new NAT connection found its flow-table bucket full of live flows (it cannot be tracked)") \
-  X(kNatRedirectFull, "nat_redirect_full", "the owning worker's NAT inbox did not take a reply")
+  X(kNatRedirectFull, "nat_redirect_full", "the owning worker's NAT inbox did not take a reply") \
+  X(kGsoUnsupported, "gso_unsupported",                                                        \
+    "af_packet port: a GSO frame lbd cannot segment (UFO, tunnels, IPv6 extension headers)")    \
+  X(kFrameCut, "frame_cut", "af_packet port: a frame longer than the port's frame size (64 kB), cut by the kernel") \
+  X(kOversize, "oversize", "af_packet port: a frame or segment longer than a packet buffer (jumbo MTU)") \
+  X(kNoMbuf, "no_mbuf", "af_packet port: no packet buffer free for a received frame")         \
+  X(kRxRingFull, "rx_ring_full", "af_packet port: frames the kernel dropped, the socket's RX ring full")
 
 #define LB_EVENTS(X)                                                                    \
   X(kRxPackets, "rx_packets", "packets received")                                       \
@@ -56,6 +62,8 @@ namespace lb::dataplane {
   X(kFromKernel, "from_kernel", "packets the kernel sent, out of the port (exception path)") \
   X(kChecksumsCompleted, "checksums_completed",                                           \
     "TCP/UDP checksums a sender left partial (veth, virtio: kernel offloads), completed (af_packet ports)") \
+  X(kGsoFrames, "gso_frames", "af_packet port: GSO/GRO frames of the kernel's, cut into segments") \
+  X(kGsoSegments, "gso_segments", "af_packet port: the segments cut from them")           \
   X(kForwarded, "forwarded", "packets encapsulated to a backend")                       \
   X(kEchoReplies, "echo_replies", "ICMP/ICMPv6 echo requests to a VIP answered")         \
   X(kTooBigSent, "too_big_sent", "ICMP fragmentation-needed / packet-too-big sent")      \

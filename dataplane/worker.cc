@@ -627,12 +627,18 @@ void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
   // Relaxed: `stop` only ends the loop; nothing is published through it.
   while (!stop.load(std::memory_order_relaxed)) {
     uint32_t received = 0;
-    for (const auto& p : options.ports) received += PollOnce(p.wire, p.wire, p.kernel);
+    for (const auto& p : options.ports) {
+      if (p.wire_pump != nullptr) p.wire_pump->Pull(counters_);
+      received += PollOnce(p.wire, p.wire, p.kernel);
+    }
     if (options.from_kernel != nullptr && !options.ports.empty()) {
       received += SendFromKernel(options.from_kernel, options.ports[0].wire);
     }
     if (inbox != nullptr && !options.ports.empty()) {
       received += DrainInbox(inbox, options.ports[0].wire, options.ports[0].kernel);
+    }
+    for (const auto& p : options.ports) {
+      if (p.wire_pump != nullptr) p.wire_pump->Push(counters_);
     }
     AnswerQuery(Now());
     loops_.store(loops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

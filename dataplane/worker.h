@@ -65,6 +65,17 @@ struct PortQueue {
   uint16_t queue = 0;
 };
 
+// A queue whose packets the worker moves itself (dpdk::AfPacketPort): each turn of the
+// poll loop Pulls what waits at the queue's source into the queue before receiving from
+// it, and Pushes what it sent on the queue to the sink after sending. Worker lcore only;
+// what goes wrong on the way is counted in `counters`.
+class QueuePump {
+ public:
+  virtual ~QueuePump() = default;
+  virtual void Pull(WorkerCounters& counters) = 0;
+  virtual void Push(WorkerCounters& counters) = 0;
+};
+
 // How a worker's poll loop runs (Worker::Run).
 struct RunOptions {
   // Per wire port: this worker's RX and TX queue on it, and its TX queue on the
@@ -72,6 +83,7 @@ struct RunOptions {
   struct Ports {
     PortQueue wire;
     PortQueue kernel;
+    QueuePump* wire_pump = nullptr;  // for the wire queue, when the worker moves its packets
   };
   std::vector<Ports> ports;
   // Packets the kernel sends through the exception path, handed over by the main lcore

@@ -36,9 +36,12 @@
 #include "dataplane/dpdk/eal.h"
 #include "dataplane/flow_table.h"
 
-DEFINE_string(port, "", "EAL name of the wire port: a PCI address (0000:3b:00.0, bound to "
-                        "vfio-pci and allowed with -a) or a virtual device from --vdev "
-                        "(net_af_packet0). Required.");
+DEFINE_string(port, "", "The wire port: af_packet:IFACE (lbd's own AF_PACKET port on kernel interface IFACE, "
+                        "for nodes without a DPDK NIC: VMs, veth), or the EAL name of a DPDK port: a PCI "
+                        "address (0000:3b:00.0, bound to vfio-pci and allowed with -a) or a virtual device "
+                        "from --vdev. Required.");
+DEFINE_uint32(af_packet_frames, 512, "af_packet port: RX ring frames per worker, 64 kB each (a GSO frame "
+                                     "of the kernel's fits one): 512 frames take 32 MB a worker.");
 DEFINE_string(tap, "lb0", "Kernel interface of the exception path (ARP/ND, BGP, BFD, ICMP to "
                           "the node, all traffic not for a VIP). Give it the node's addresses.");
 DEFINE_string(tap_addresses, "", "Comma-separated ADDRESS/LENGTH (10.90.0.2/24) lbd gives --tap at start, and sets "
@@ -402,6 +405,7 @@ int Main(int argc, char** argv) {
   }
   RuntimeOptions ro;
   ro.port = FLAGS_port;
+  ro.af_packet_frames = FLAGS_af_packet_frames;
   ro.tap_name = FLAGS_tap;
   for (absl::string_view part : absl::StrSplit(FLAGS_tap_addresses, ',', absl::SkipWhitespace())) {
     const auto a = InterfaceAddress::Parse(std::string_view(part.data(), part.size()));

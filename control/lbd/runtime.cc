@@ -33,38 +33,23 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   auto pool = dataplane::dpdk::MbufPool::Create("lbd_mbufs", options.mbufs, 256, RTE_MBUF_DEFAULT_BUF_SIZE);
   if (!pool.ok()) return pool.status();
   rt->pool_.emplace(*std::move(pool));
-  // The wire port: one RX and one TX queue per worker.
-  auto wire = dataplane::dpdk::Port::Open(
-      options.port, {.rx_queues = workers, .tx_queues = workers,
-                     .rx_descriptors = options.rx_descriptors,
-                     .tx_descriptors = options.tx_descriptors, .pool = rt->pool_->get(),
-                     // Everything the wire port sends is from pool_ with a reference count
-                     // of 1: workers rewrite packets in place and never clone them, and
-                     // the kernel's packets come from the TAP's queues, filled from pool_.
-                     .fast_free = true});
-  if (!wire.ok()) return wire.status();
-  rt->wire_ = *std::move(wire);
-  if (rt->wire_->driver() == "net_af_packet" && rt->wire_->kernel_if_index() != 0) {
-    char name[IF_NAMESIZE];
-    if (if_indextoname(rt->wire_->kernel_if_index(), name) == nullptr) {
-      return absl::InternalError(absl::StrFormat("port %s: no kernel interface %d", rt->wire_->name(),
-                                                 rt->wire_->kernel_if_index()));
-    }
-    auto guard = KernelStackGuard::Take(name);
-    if (!guard.ok()) {
-      return absl::Status(guard.status().code(),
-                          absl::StrFormat("port %s: cannot keep the kernel's IP stack off %s (with "
-                                          "net.ipv4.ip_forward=1 it would loop frames back to the wire): %s",
-                                          rt->wire_->name(), name, guard.status().message()));
-    }
-    rt->kernel_guard_ = *std::move(guard);
-  }
+  if (absl::Status s = rt->OpenWire(workers); !s.ok()) return s;
   auto from_kernel = dataplane::dpdk::MbufRing::Create("lbd_from_kernel", 1024, RING_F_SP_ENQ | RING_F_SC_DEQ);
   if (!from_kernel.ok()) return from_kernel.status();
   rt->from_kernel_.emplace(*std::move(from_kernel));
   LOG(INFO) << "port " << rt->wire_->name() << " (" << rt->wire_->driver() << "), MAC "
             << rt->wire_->MacString() << ", " << workers << " RX queue(s)"
             << (rt->wire_->fast_free() ? ", TX mbuf fast free" : "");
+  if (rt->af_packet_ != nullptr) {
+    LOG(INFO) << "port " << options.port << ": " << workers << " AF_PACKET socket(s) on " << rt->af_packet_->iface()
+              << ", " << options.af_packet_frames << " RX frames of "
+              << dataplane::dpdk::AfPacketPort::kFrameSize / 1024 << " kB each; GSO frames are segmented, "
+              << "partial checksums completed; ethdev " << rt->wire_->name() << " (dpdk-dumpcap -i "
+              << rt->wire_->name() << ")";
+  } else if (rt->wire_->driver() == "net_af_packet") {
+    LOG(WARNING) << "port " << rt->wire_->name() << ": DPDK's net_af_packet cuts the kernel's GSO frames (TCP "
+                 << "from senders with offloads on, or merged by GRO) at its frame size: use --port=af_packet:IFACE";
+  }
   if (rt->wire_->SupportsFlowRules()) {
     LOG(INFO) << "port " << rt->wire_->name()
               << ": the PMD accepts rte_flow rules, but lbd classifies control traffic in "
@@ -113,10 +98,11 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    // rte_rand is seeded from the CPU's entropy at EAL init.
                                    .nat_port_secret = rte_rand() | 1,
                                    .flow_hasher = options.flow_hasher,
+                                   // The af_packet port completes them itself, exactly.
                                    .complete_partial_checksums = rt->wire_->driver() == "net_af_packet"},
         store);
     slot->run.nat_inboxes = nat_inboxes;
-    slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}}};
+    slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}, rt->af_packet_ ? rt->af_packet_->pump(i) : nullptr}};
     slot->run.idle_polls = options.idle_polls;
     slot->run.idle_sleep_us = options.idle_sleep_us;
     if (i == 0) slot->run.from_kernel = rt->from_kernel_->get();
@@ -140,6 +126,52 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   return rt;
 }
 
+absl::Status Runtime::OpenWire(uint16_t workers) {
+  std::string ethdev = options_.port;
+  std::optional<rte_ether_addr> mac;
+  std::string iface;  // the kernel interface behind the port, if any
+  if (options_.port.starts_with(dataplane::dpdk::AfPacketPort::kScheme)) {
+    iface = options_.port.substr(dataplane::dpdk::AfPacketPort::kScheme.size());
+    auto port = dataplane::dpdk::AfPacketPort::Open(
+        iface, {.queues = workers, .rx_frames = options_.af_packet_frames, .pool = pool_->get()});
+    if (!port.ok()) return port.status();
+    af_packet_ = *std::move(port);
+    ethdev = af_packet_->ethdev_name();
+    mac = af_packet_->mac();
+  }
+  // One RX and one TX queue per worker.
+  auto wire = dataplane::dpdk::Port::Open(
+      ethdev, {.rx_queues = workers, .tx_queues = workers,
+               .rx_descriptors = options_.rx_descriptors,
+               .tx_descriptors = options_.tx_descriptors, .pool = pool_->get(),
+               // Everything the wire port sends is from pool_ with a reference count
+               // of 1: workers rewrite packets in place and never clone them, and
+               // the kernel's packets come from the TAP's queues, filled from pool_.
+               .fast_free = true,
+               .mac = mac});
+  if (!wire.ok()) return wire.status();
+  wire_ = *std::move(wire);
+  if (wire_->driver() == "net_af_packet" && wire_->kernel_if_index() != 0) {
+    char name[IF_NAMESIZE];
+    if (if_indextoname(wire_->kernel_if_index(), name) == nullptr) {
+      return absl::InternalError(absl::StrFormat("port %s: no kernel interface %d", wire_->name(),
+                                                 wire_->kernel_if_index()));
+    }
+    iface = name;
+  }
+  if (!iface.empty()) {
+    auto guard = KernelStackGuard::Take(iface);
+    if (!guard.ok()) {
+      return absl::Status(guard.status().code(),
+                          absl::StrFormat("port %s: cannot keep the kernel's IP stack off %s (with "
+                                          "net.ipv4.ip_forward=1 it would loop frames back to the wire): %s",
+                                          options_.port, iface, guard.status().message()));
+    }
+    kernel_guard_ = *std::move(guard);
+  }
+  return absl::OkStatus();
+}
+
 Runtime::~Runtime() {
   // Workers first (they use everything below), then what holds mbufs, then the pool.
   StopWorkers();
@@ -147,6 +179,7 @@ Runtime::~Runtime() {
   from_kernel_.reset();
   tap_.reset();
   wire_.reset();
+  af_packet_.reset();
   pool_.reset();
 }
 
@@ -292,7 +325,7 @@ std::vector<WorkerView> Runtime::Workers() const {
   return out;
 }
 
-bool Runtime::LinksUp() const { return wire_->LinkUp(); }
+bool Runtime::LinksUp() const { return wire_->LinkUp() && (af_packet_ == nullptr || af_packet_->LinkUp()); }
 
 uint32_t Runtime::WorkersAlive() const {
   uint32_t alive = 0;
@@ -302,7 +335,7 @@ uint32_t Runtime::WorkersAlive() const {
 
 std::vector<std::string> Runtime::HealthProblems() const {
   std::vector<std::string> problems;
-  if (!wire_->LinkUp()) problems.push_back(absl::StrFormat("port %s: link down", wire_->name()));
+  if (!LinksUp()) problems.push_back(absl::StrFormat("port %s: link down", options_.port));
   for (const auto& slot : workers_) {
     if (!slot->alive.load(std::memory_order_relaxed)) {
       problems.push_back(absl::StrFormat("worker %d (lcore %d): not polling", slot->worker->id(),

@@ -27,6 +27,7 @@
 #include "control/dataplane_probe.h"
 #include "control/lbd/host_interface.h"
 #include "control/lbd/neighbors.h"
+#include "dataplane/dpdk/af_packet_port.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/resources.h"
 #include "dataplane/worker.h"
@@ -34,7 +35,8 @@
 namespace lb::control {
 
 struct RuntimeOptions {
-  std::string port;                 // the wire port's EAL name
+  std::string port;                 // the wire port: af_packet:IFACE, or an EAL name
+  uint32_t af_packet_frames = 512;  // af_packet port: RX ring frames per queue
   std::string tap_name = "lb0";     // the kernel interface of the exception path
   uint32_t flow_capacity = 1u << 20;  // per worker
   uint32_t mbufs = 16383;
@@ -87,6 +89,9 @@ class Runtime final : public DataplaneProbe {
   };
 
   explicit Runtime(const RuntimeOptions& options) : options_(options) {}
+  // Opens the wire port and, when it sits on a kernel interface, keeps the kernel's IP
+  // stack off that interface.
+  absl::Status OpenWire(uint16_t workers);
   // Backends solicited per round (a second) at most.
   static constexpr size_t kSolicitPerRound = 64;
 
@@ -98,6 +103,8 @@ class Runtime final : public DataplaneProbe {
 
   RuntimeOptions options_;
   std::optional<dataplane::dpdk::MbufPool> pool_;
+  // The wire port; with an af_packet port, its ethdev (af_packet_ the sockets behind it).
+  std::unique_ptr<dataplane::dpdk::AfPacketPort> af_packet_;
   std::unique_ptr<dataplane::dpdk::Port> wire_;
   std::unique_ptr<KernelStackGuard> kernel_guard_;  // the wire port's kernel interface (af_packet)
   std::unique_ptr<dataplane::dpdk::Port> tap_;

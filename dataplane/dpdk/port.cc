@@ -93,7 +93,12 @@ absl::Status Port::Start(const Options& o) {
     return DpdkError(absl::StrFormat("rte_eth_dev_start(%s)", name_), rc);
   }
   started_ = true;
-  rte_eth_macaddr_get(id_, &mac_);
+  if (o.mac) {
+    mac_ = *o.mac;  // the PMD may not take it (net_ring does not): only mac() tells it
+    (void)rte_eth_dev_default_mac_addr_set(id_, &mac_);
+  } else {
+    rte_eth_macaddr_get(id_, &mac_);
+  }
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,6 +29,8 @@ class Port {
     // pool in bulk, without per-mbuf checks (RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE); it is
     // requested only where the PMD offers it.
     bool fast_free = false;
+    // The port's MAC address, when the PMD's is made up (net_ring under AfPacketPort).
+    std::optional<rte_ether_addr> mac;
   };
 
   // Opens the port named `name` (as EAL knows it: a PCI address such as 0000:3b:00.0, or

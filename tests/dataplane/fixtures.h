@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "dataplane/config.h"
@@ -90,6 +91,61 @@ inline uint16_t GueSourcePort(uint32_t hash) { return uint16_t(0xc000 | (hash & 
 // The backend address (outer IPv4 destination) of an IPIP frame from the worker.
 inline Bytes OuterDestination4(const Bytes& frame) {
   return Bytes(frame.begin() + 30, frame.begin() + 34);
+}
+
+// Frames as a sender with the kernel's offloads hands them on (offload_test,
+// af_packet_port_test).
+inline Bytes Payload(size_t n) {
+  Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = uint8_t(i * 7 + 3);
+  return b;
+}
+
+// A TCP header (40000 -> 80) with sequence number `seq` and `flags` around `payload`.
+inline Bytes TcpSeq(uint32_t seq, uint8_t flags, const Bytes& payload) {
+  Bytes t = pb::Tcp(40000, 80, flags, payload);
+  t[4] = uint8_t(seq >> 24);
+  t[5] = uint8_t(seq >> 16);
+  t[6] = uint8_t(seq >> 8);
+  t[7] = uint8_t(seq);
+  return t;
+}
+
+// Sets the checksum field `field` bytes into the L4 header at `l4` of `frame` (IP header
+// at `l3`) to the folded pseudo-header sum, as a sender with checksum offload leaves it
+// (CHECKSUM_PARTIAL).
+inline void MakePartial(Bytes& frame, size_t l3, size_t l4, size_t field, bool v4) {
+  Bytes pseudo;
+  const uint32_t l4_len = uint32_t(frame.size() - l4);
+  if (v4) {
+    pseudo.insert(pseudo.end(), frame.begin() + l3 + 12, frame.begin() + l3 + 20);
+    pseudo.insert(pseudo.end(), {0, frame[l3 + 9], uint8_t(l4_len >> 8), uint8_t(l4_len)});
+  } else {
+    pseudo.insert(pseudo.end(), frame.begin() + l3 + 8, frame.begin() + l3 + 40);
+    pseudo.insert(pseudo.end(), {0, 0, uint8_t(l4_len >> 8), uint8_t(l4_len), 0, 0, 0, frame[l3 + 6]});
+  }
+  const uint16_t folded = uint16_t(~pb::InternetChecksum(pseudo.data(), pseudo.size()));
+  frame[l4 + field] = uint8_t(folded >> 8);
+  frame[l4 + field + 1] = uint8_t(folded);
+}
+
+// The segments a TCP/IPv4 sender's TSO makes of `payload` (192.0.2.1 -> 10.0.0.1, DF):
+// `mss` bytes each, sequence numbers from `seq`, IPv4 IDs from `id`; FIN and PSH of
+// `flags` on the last segment only, CWR on the first only.
+inline std::vector<Bytes> Tcp4Segments(uint32_t seq, uint8_t flags, const Bytes& payload, uint16_t mss, uint16_t id) {
+  constexpr uint8_t kLastOnly = 0x01 | 0x08, kFirstOnly = 0x80;
+  std::vector<Bytes> out;
+  const size_t n = std::max<size_t>(1, (payload.size() + mss - 1) / mss);
+  for (size_t i = 0; i < n; ++i) {
+    const Bytes chunk(payload.begin() + std::min(payload.size(), i * mss),
+                      payload.begin() + std::min(payload.size(), (i + 1) * mss));
+    uint8_t f = uint8_t(flags & ~(kLastOnly | kFirstOnly));
+    if (i + 1 == n) f |= flags & kLastOnly;
+    if (i == 0) f |= flags & kFirstOnly;
+    const pb::Ipv4Options ip{.df = true, .id = uint16_t(id + i)};
+    out.push_back(In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_TCP, TcpSeq(uint32_t(seq + i * mss), f, chunk), ip)));
+  }
+  return out;
 }
 
 }  // namespace lb::dataplane::test

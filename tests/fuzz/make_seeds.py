@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of a fuzz target, so that mutation starts from real structure:
 for worker_fuzz (the default) one well-formed frame of each kind its configuration
-handles (see worker_fuzz.cc); for k8s_objects_fuzz a Service and an EndpointSlice as the
+handles (see worker_fuzz.cc); for offload_fuzz frames as an AF_PACKET socket hands them
+on (a virtio_net_hdr, a VLAN tag, the frame: see offload_fuzz.cc); for k8s_objects_fuzz a Service and an EndpointSlice as the
 API server sends them; for bird_config_fuzz node configurations of lb-bird-gen.
 Standard library only. Usage: make_seeds.py DIR [TARGET]"""
 import json
@@ -91,6 +92,22 @@ def write_seeds(out_dir, seeds):
 def main(out_dir, target="worker_fuzz"):
     if target == "k8s_objects_fuzz":
         write_seeds(out_dir, {k: json.dumps(v).encode() for k, v in K8S_SEEDS.items()})
+        return
+    if target == "offload_fuzz":
+        def vnet(flags=0, gso_type=0, gso_size=0, csum_start=0, csum_offset=0, vlan=None):
+            tag = struct.pack("!BH", 1, vlan) if vlan is not None else b"\0\0\0"
+            return struct.pack("<BBHHHH", flags, gso_type, 0, gso_size, csum_start, csum_offset) + tag
+        bulk = bytes(range(256)) * 5
+        v6 = ("2001:db8::1", "2001:db8::10")
+        write_seeds(out_dir, {
+            "plain": vnet() + ether(ipv4("192.0.2.1", "10.1.0.10", 17, udp(1, 53))),
+            "partial_udp": vnet(1, 0, 0, 34, 6) + ether(ipv4("192.0.2.1", "10.1.0.10", 17, udp(1, 53))),
+            "gso_tcp4": vnet(1, 1, 500, 34, 16) + ether(ipv4("192.0.2.1", "10.1.0.10", 6, tcp(1, 80, 0x18) + bulk)),
+            "gso_tcp4_vlan": vnet(1, 0x81, 400, 34, 16, vlan=7) +
+                             ether(ipv4("192.0.2.1", "10.1.0.10", 6, tcp(1, 80, 0x99) + bulk)),
+            "gso_tcp6": vnet(1, 4, 600, 54, 16) + ether(ipv6(*v6, 6, tcp(1, 80, 0x10) + bulk), 0x86DD),
+            "gso_udp4": vnet(1, 5, 300, 34, 6) + ether(ipv4("192.0.2.1", "10.1.0.10", 17, udp(1, 443, bulk))),
+        })
         return
     if target == "bird_config_fuzz":
         write_seeds(out_dir, {k: v.encode() for k, v in BIRD_SEEDS.items()})

@@ -22,8 +22,8 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
   # CIDR is wider than the /24 BIRD announces: scale_test loads services from 10.100.1.0 up.
   [ -s "$TOPO_DIR/flow-hash.secret" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$TOPO_DIR/flow-hash.secret")
   topo_bg "lbd-lb$n" "lb$n" "$LB_BUILD/control/lbd/lbd" -l 0-1 --no-huge -m 256 --no-shconf --no-pci \
-    --file-prefix="$TOPO-lb$n" --log-level=lib.eal:warning --vdev=net_af_packet0,iface=wire -- \
-    --port=net_af_packet0 --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
+    --file-prefix="$TOPO-lb$n" --log-level=lib.eal:warning -- \
+    --port=af_packet:wire --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs=10.100.0.0/16 \
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
     --tap_addresses="10.90.0.$((n + 1))/24"

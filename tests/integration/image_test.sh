@@ -73,9 +73,9 @@ nsx tor ip route del 10.100.0.0/24 2>/dev/null
 # --- the pod's volumes: the ConfigMap's data and the Secret are this site's
 mkdir -p "$VOL"/{config,flow-hash,run-lbd,run-bird,hugepages}
 # No hugepages here: --no-huge (which --in-memory does not combine with).
-echo "-l 0-1 --no-huge -m 512 --no-shconf --vdev=net_af_packet0,iface=wire" >"$VOL/config/lbd.eal"
+echo "-l 0-1 --no-huge -m 512 --no-shconf" >"$VOL/config/lbd.eal"
 cat >"$VOL/config/lbd.flags" <<FLAGS
---port=net_af_packet0
+--port=af_packet:wire
 --tap=lb0
 --tap_addresses=10.90.0.2/24
 --gateway=10.90.0.1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Integration test: dpdk-dumpcap captures on lbd's port. Capture needs EAL's shared
-# configuration and hugepages (a secondary process maps the primary's memory), so this
+# Integration test: dpdk-dumpcap captures on lbd's port (net_ring_wire: the ethdev of
+# the af_packet port on "wire"). Capture needs EAL's shared configuration and hugepages (a secondary process maps the primary's memory), so this
 # test reserves hugepages, mounts a private hugetlbfs, and gives both back on exit.
 #
 # Usage: pdump_test.sh BUILD_DIR. Root.
@@ -30,7 +30,7 @@ start_lbd || exit 1
 start_backend 1 || exit 1
 lbctl service add "$VIP_DNS:53/udp" --backend 10.92.1.2 >/dev/null
 
-timeout 30 dpdk-dumpcap --file-prefix="$TOPO" -i net_af_packet0 -f "host $VIP_DNS" -c 6 \
+timeout 30 dpdk-dumpcap --file-prefix="$TOPO" -i net_ring_wire -f "host $VIP_DNS" -c 6 \
   -w "$TOPO_DIR/capture.pcapng" \
   >"$TOPO_DIR/dumpcap.log" 2>&1 &
 capture=$!

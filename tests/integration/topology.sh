@@ -48,6 +48,12 @@ nsx() {  # nsx NS COMMAND...: run in the topology's namespace NS
 }
 
 lbctl() { "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/lbd.sock" "$@"; }
+lb_event() {  # lb_event NAME: lbd's event counter NAME, summed over the workers
+  lbctl stats -o json | python3 -c 'import json,sys; print(sum(int(c["value"]) for c in json.load(sys.stdin)["events"] if c["name"] == sys.argv[1]))' "$1"
+}
+upload_ok() {  # upload_ok RESULT SECONDS: upload.py's RESULT answered every line within SECONDS
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["answered"] == r["lines"] and r["seconds"] < float(sys.argv[2])))' "$1" "$2"
+}
 
 topo_bg() {  # topo_bg NAME NS COMMAND...: background process, logged, killed by topo_down
   local name=$1 ns=$2
@@ -120,9 +126,8 @@ start_lbd() {  # start_lbd [extra lbd flags]
   # that RSS over several queues is exercised.
   # shellcheck disable=SC2086 # LBD_EAL_MEMORY is a list of options
   topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 ${LBD_EAL_MEMORY:---no-huge -m 512 --no-shconf} \
-    --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning \
-    --vdev=net_af_packet0,iface=wire,qpairs=2${LBD_AF_PACKET_ARGS:-} -- \
-    --port=net_af_packet0 --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
+    --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning -- \
+    --port=af_packet:wire --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --vip_cidrs=10.100.0.0/24 \
     --tap_addresses=10.90.0.2/24 "$@"
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb' ip -br addr show lb0 | grep -q ' 10.90.0.2/24'" ||
