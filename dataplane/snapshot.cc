@@ -122,6 +122,12 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
     rec->backend_slots.push_back(uint16_t(slot));
   }
 
+  rec->slots_by_address = rec->backend_slots;
+  std::sort(rec->slots_by_address.begin(), rec->slots_by_address.end(), [&](uint16_t a, uint16_t b) {
+    return std::pair(rec->backends[a].address, rec->backends[a].port) <
+           std::pair(rec->backends[b].address, rec->backends[b].port);
+  });
+
   if (previous != nullptr && previous->table_size == rec->table_size &&
       SameMaglevInputs(previous->backends, rec->backends)) {
     rec->set_maglev_table(previous->maglev_table());

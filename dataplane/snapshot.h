@@ -16,6 +16,7 @@
 #pragma once
 
 #include <array>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -76,6 +77,7 @@ class ServiceRecord {
   uint32_t table_size = 0;              // M of the Maglev table in use
   std::vector<BackendRecord> backends;  // by slot
   std::vector<uint16_t> backend_slots;  // in configuration order
+  std::vector<uint16_t> slots_by_address;  // the slots in use, by (address, port)
 
   // The Maglev table: a backend slot per entry; empty when no backend takes new flows.
   std::span<const uint16_t> maglev() const { return {maglev_data_, maglev_size_}; }
@@ -100,6 +102,17 @@ class ServiceRecord {
   const BackendRecord* Pinned(uint32_t slot, uint32_t generation) const {
     const BackendRecord* b = Backend(slot, generation);
     return b == nullptr || b->state == BackendState::kDown ? nullptr : b;
+  }
+  // The backend at `address` and `port` (flows a peer node pinned name it so), and its
+  // slot; nullptr when the service has none there. O(log backends).
+  const BackendRecord* FindBackend(const IpAddress& address, uint16_t port, uint32_t* slot) const {
+    auto it = std::lower_bound(slots_by_address.begin(), slots_by_address.end(), std::pair(address, port),
+                               [this](uint16_t s, const std::pair<IpAddress, uint16_t>& k) {
+                                 return std::pair(backends[s].address, backends[s].port) < k;
+                               });
+    if (it == slots_by_address.end() || backends[*it].address != address || backends[*it].port != port) return nullptr;
+    *slot = *it;
+    return &backends[*it];
   }
   // The backend in `slot` if it still has `generation` (in any state); else nullptr.
   const BackendRecord* Backend(uint32_t slot, uint32_t generation) const {

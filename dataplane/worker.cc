@@ -14,6 +14,17 @@ namespace {
 // seconds long, so a flow may expire up to this much early.
 constexpr int32_t kDeadlineSlack = 250;  // ms
 
+// A DSR flow entry's state byte: the FlowState, and two flags of flow sync (a NAT entry's
+// is kNatEntryFlag | FlowState).
+constexpr uint8_t kStateMask = 0x1f;
+constexpr uint8_t kAnnouncedFlag = 0x20;  // the peers know this flow (Worker::Announce)
+constexpr uint8_t kLearnedFlag = 0x40;    // a peer pinned it (Worker::Learn); no packet came here yet
+
+// The flows worth telling the peers about: a TCP connection once established (a SYN
+// flood announces nothing), a UDP flow from its second packet on (a lone DNS query
+// neither).
+bool Announceable(FlowState s) { return s == FlowState::kTcpEstablished || s == FlowState::kUdp; }
+
 bool TakesNewFlows(const BackendRecord& b) {
   return b.state == BackendState::kActive && b.weight > 0;
 }
@@ -209,20 +220,29 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
   FlowTable::Slot slot = FindFlow(meta, now);
   const BackendRecord* b = nullptr;
   FlowState state;
+  const bool hit = bool(slot);
+  uint8_t announced = 0;  // kAnnouncedFlag, kept while the flow keeps its backend
   if (slot) {
     counters_.Add(Event::kFlowHits);
     FlowEntry& e = *slot.entry;
+    if (e.state & kLearnedFlag) [[unlikely]] {
+      // A flow a peer pinned, whose packets ECMP sends here now: it keeps its backend,
+      // and this node, carrying it from now on, tells the peers.
+      e.state &= uint8_t(~(kLearnedFlag | kAnnouncedFlag));
+      counters_.Add(Event::kFlowsRescued);
+    }
     // An entry of a NAT session (the service changed mode) is stale here.
     b = (e.state & kNatEntryFlag) ? nullptr : snap.Pinned(svc, e.backend_slot, e.backend_generation);
     // A SYN that meets a closing flow, or a backend that takes no new flows, opens a
     // new connection on the same 5-tuple: it is balanced afresh. A SYN on a live flow
     // of an active backend is a retransmission and stays.
     if (b != nullptr && IsBareSyn(p) &&
-        (FlowState(e.state) == FlowState::kTcpClosing || !TakesNewFlows(*b))) {
+        (FlowState(e.state & kStateMask) == FlowState::kTcpClosing || !TakesNewFlows(*b))) {
       b = nullptr;
     }
     if (b != nullptr) {
-      state = NextState(FlowState(e.state), p);
+      state = NextState(FlowState(e.state & kStateMask), p);
+      announced = e.state & kAnnouncedFlag;
     } else {
       b = PickAndPin(snap, svc, meta, &e);
       if (b == nullptr) return Drop(m, DropReason::kNoBackend);
@@ -231,6 +251,8 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     }
   } else {
     counters_.Add(Event::kFlowMisses);
+    // Not started here, and not learned from a peer: the current Maglev table decides.
+    if (p.key.protocol == IPPROTO_TCP && !IsBareSyn(p)) counters_.Add(Event::kFlowsMidstream);
     FlowEntry unpinned{};
     b = PickAndPin(snap, svc, meta, &unpinned);
     if (b == nullptr) return Drop(m, DropReason::kNoBackend);
@@ -248,11 +270,71 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
   if (slot) {
     // Written only when they change (the deadline: by more than kDeadlineSlack), so that
     // packets of an established flow do not dirty its cache lines every time.
-    if (slot.entry->state != uint8_t(state)) slot.entry->state = uint8_t(state);
     const Millis deadline = now + snap.Timeout(state);
-    if (int32_t(deadline - *slot.deadline) > kDeadlineSlack) *slot.deadline = deadline;
+    const bool extend = int32_t(deadline - *slot.deadline) > kDeadlineSlack;
+    uint8_t value = uint8_t(uint8_t(state) | announced);
+    if (options_.flow_sync_announce != nullptr && hit && Announceable(state)) [[unlikely]] {
+      // Once when the flow qualifies (or moved to another backend), then whenever its
+      // deadline enters another refresh interval: while it is active, every interval.
+      const uint32_t r = options_.flow_sync_refresh_ms;
+      if (!announced || (extend && deadline / r != *slot.deadline / r)) Announce(p.key, *b, state);
+      value |= kAnnouncedFlag;
+    }
+    if (slot.entry->state != value) slot.entry->state = value;
+    if (extend) *slot.deadline = deadline;
   }
   Forward(snap, m, p, *b, meta.tag.hash, now, out);
+}
+
+void Worker::Announce(const FlowKey& key, const BackendRecord& b, FlowState state) {
+  SyncedFlow f{.key = key, .backend = b.address, .backend_port = b.port, .state = uint8_t(state)};
+  if (rte_ring_sp_enqueue_elem(options_.flow_sync_announce, &f, sizeof(f)) == 0) {
+    counters_.Add(Event::kFlowsAnnounced);
+  } else {
+    counters_.Add(Event::kFlowAnnouncesLost);
+  }
+}
+
+uint32_t Worker::Learn(std::span<const SyncedFlow> flows, Millis now) {
+  const Snapshot* snap = store_->Acquire();
+  if (snap == nullptr) return 0;
+  uint32_t taken = 0;
+  for (const SyncedFlow& f : flows) {
+    const ServiceRecord* svc = snap->FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
+    uint32_t slot_id = 0;
+    const BackendRecord* b =
+        svc != nullptr && svc->mode != ForwardingMode::kNat ? svc->FindBackend(f.backend, f.backend_port, &slot_id) : nullptr;
+    if (b == nullptr) {
+      counters_.Add(Event::kFlowsLearnedUnknown);
+      continue;
+    }
+    const FlowState state = f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
+    // The peer's entry lives until the flow is idle for its timeout, and is announced
+    // again every refresh interval while active: a learned entry outlives it.
+    const Millis deadline = now + snap->Timeout(state) + options_.flow_sync_refresh_ms;
+    const FlowEntry learned{slot_id, b->generation, uint8_t(uint8_t(state) | kLearnedFlag | kAnnouncedFlag)};
+    const FlowTag tag = flows_.Tag(f.key, options_.flow_hasher.Hash(f.key));
+    if (FlowTable::Slot slot = flows_.Find(tag, now)) {
+      if (slot.entry->state & kLearnedFlag) {  // announced again: refreshed
+        *slot.entry = learned;
+        *slot.deadline = deadline;
+        ++taken;
+      }
+      continue;  // else this worker carries the flow itself
+    }
+    bool reclaimed = false;
+    FlowTable::Slot slot = flows_.Claim(tag, now, &reclaimed);
+    if (!slot) {
+      counters_.Add(Event::kFlowTableFull);
+      continue;
+    }
+    if (reclaimed) counters_.Add(Event::kFlowExpired);
+    *slot.entry = learned;
+    *slot.deadline = deadline;
+    ++taken;
+  }
+  counters_.Add(Event::kFlowsLearned, taken);
+  return taken;
 }
 
 const BackendRecord* Worker::PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const Meta& meta,
@@ -639,6 +721,12 @@ void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
     }
     for (const auto& p : options.ports) {
       if (p.wire_pump != nullptr) p.wire_pump->Push(counters_);
+    }
+    if (options.flow_sync_learn != nullptr) {
+      std::array<SyncedFlow, kMaxBurst> learned;
+      const unsigned n = rte_ring_sc_dequeue_burst_elem(options.flow_sync_learn, learned.data(), sizeof(SyncedFlow),
+                                                        kMaxBurst, nullptr);
+      if (n != 0) received += Learn({learned.data(), n}, Now()) + 1;
     }
     AnswerQuery(Now());
     loops_.store(loops_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

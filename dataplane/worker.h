@@ -19,9 +19,11 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "dataplane/counters.h"
+#include "dataplane/flow_sync.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/nat.h"
 #include "dataplane/parse.h"
@@ -93,6 +95,9 @@ struct RunOptions {
   // id. A worker drains its own and hands other workers the replies they own. Empty with
   // one worker.
   std::vector<rte_ring*> nat_inboxes;
+  // Flow sync: the peers' flows, from the sync thread (single producer) to this worker
+  // (Learn). May be null.
+  rte_ring* flow_sync_learn = nullptr;
   // Idle back-off: after `idle_polls` empty polls in a row the worker goes offline in
   // QSBR and sleeps `idle_sleep_us` between polls until traffic returns. 0 busy-polls.
   uint32_t idle_polls = 0;
@@ -124,6 +129,11 @@ class Worker {
     // Complete TCP/UDP checksums that senders left partial (rewrite::CompletePartialChecksum):
     // for ports whose frames come from the kernel as it has them (net_af_packet).
     bool complete_partial_checksums = false;
+    // Flow sync (flow_sync.h): the ring of SyncedFlows this worker announces to the sync
+    // thread (this worker the single producer; null: no sync), and how often a flow that
+    // is still active is announced again, ms.
+    rte_ring* flow_sync_announce = nullptr;
+    uint32_t flow_sync_refresh_ms = 5000;
   };
 
   Worker(const Options& options, SnapshotStore* store);
@@ -131,6 +141,12 @@ class Worker {
   // Processes `n` <= kMaxBurst packets received at time `now` (`handed_over`: NAT replies
   // another worker received, already counted there).
   void ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out, bool handed_over = false);
+
+  // Flow sync: puts flows the peer nodes pinned into the flow table as learned entries
+  // (each keeps its backend should its packets come here), or refreshes the learned
+  // entries it has; flows this worker carries itself are left alone. Returns how many it
+  // took.
+  uint32_t Learn(std::span<const SyncedFlow> flows, Millis now);
 
   // One turn of the poll loop: receive a burst from `rx`, process it, send the wire
   // output to `tx` and the exception output to `kernel`, report a quiescent state and
@@ -211,6 +227,8 @@ class Worker {
   [[gnu::always_inline]] void Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
                                       const BackendRecord& backend, uint32_t hash, Millis now, BurstOutput& out);
   void AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out);
+  // Flow sync: tells the peers (through the sync thread) that `key` is pinned to `b`.
+  void Announce(const FlowKey& key, const BackendRecord& b, FlowState state);
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
   void AnswerQuery(Millis now);

@@ -156,6 +156,31 @@ TEST(SnapshotBuilderTest, BackendSlotsAreStable) {
   EXPECT_NE(reused->generation, old_gen);
 }
 
+TEST(SnapshotBuilderTest, BackendsAreFoundByAddressAndPort) {
+  SnapshotBuilder builder;
+  auto c = BaseConfig();
+  // Slots that do not follow address order, and one address on two ports.
+  c.services[0].backends = {{Addr("192.168.10.9")}, {Addr("fd00::3")}, {Addr("192.168.10.1")},
+                            {Addr("192.168.10.1")}};
+  c.services[0].backends[3].port = 5353;
+  auto snap = builder.Build(c);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  const ServiceRecord& svc = (*snap)->service(0);
+  for (size_t j = 0; j < c.services[0].backends.size(); ++j) {
+    const BackendConfig& b = c.services[0].backends[j];
+    uint32_t slot = 99;
+    const BackendRecord* found = svc.FindBackend(b.address, b.port, &slot);
+    ASSERT_NE(found, nullptr) << b.address.ToString() << ":" << b.port;
+    EXPECT_EQ(slot, svc.backend_slots[j]);
+    EXPECT_EQ(found->address, b.address);
+    EXPECT_EQ(found->port, b.port);
+  }
+  uint32_t slot;
+  EXPECT_EQ(svc.FindBackend(Addr("192.168.10.2"), 0, &slot), nullptr);
+  EXPECT_EQ(svc.FindBackend(Addr("192.168.10.9"), 53, &slot), nullptr);
+  EXPECT_EQ(svc.FindBackend(Addr("fe00::1"), 0, &slot), nullptr);
+}
+
 TEST(SnapshotBuilderTest, FailedBuildChangesNothing) {
   SnapshotBuilder builder;
   auto c = BaseConfig();

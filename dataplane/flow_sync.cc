@@ -1,0 +1,130 @@
+#include "dataplane/flow_sync.h"
+
+#include <netinet/in.h>
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace lb::dataplane::flow_sync {
+namespace {
+
+constexpr uint8_t kMagic[4] = {'L', 'B', 'F', 'S'};
+constexpr uint8_t kClientV6 = 1, kBackendV6 = 2;
+constexpr size_t kRecordFixed = 12;
+
+void Put16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
+}
+uint16_t Get16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+void Put32(uint8_t* p, uint32_t v) {
+  Put16(p, uint16_t(v >> 16));
+  Put16(p + 2, uint16_t(v));
+}
+uint32_t Get32(const uint8_t* p) { return uint32_t(Get16(p)) << 16 | Get16(p + 2); }
+
+uint8_t* PutAddress(uint8_t* p, const IpAddress& a) {
+  const size_t n = a.IsV4() ? 4 : 16;
+  std::memcpy(p, a.bytes.data() + (16 - n), n);
+  return p + n;
+}
+const uint8_t* GetAddress(const uint8_t* p, bool v6, IpAddress& a) {
+  a = v6 ? IpAddress::FromV6Bytes(p) : IpAddress::FromV4Bytes(p);
+  return p + (v6 ? 16 : 4);
+}
+
+uint64_t Tag(const SipKey& key, const uint8_t* data, size_t len) { return SipHash<2, 4>(key, data, len); }
+
+}  // namespace
+
+SipKey KeyFromSecret(std::string_view secret) {
+  // Labels of their own: the flow hash's keys come from the same secret.
+  constexpr uint64_t kLabel0 = 0x6c62666c6f777379ull, kLabel1 = 0x6e632d6b65792d31ull;  // "lbflowsy" "nc-key-1"
+  return {SipHash<2, 4>({kLabel0, kLabel1}, secret.data(), secret.size()),
+          SipHash<2, 4>({kLabel1, kLabel0}, secret.data(), secret.size())};
+}
+
+size_t RecordLength(const SyncedFlow& f) {
+  return kRecordFixed + (f.key.src.IsV4() ? 8 : 32) + (f.backend.IsV4() ? 4 : 16);
+}
+
+size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<const SyncedFlow> flows,
+              std::vector<uint8_t>& out) {
+  out.assign(kMaxDatagram, 0);
+  uint8_t* p = out.data();
+  std::memcpy(p, kMagic, 4);
+  p[4] = kVersion;
+  p[5] = uint8_t(type);
+  Put32(p + 8, sequence);
+  size_t len = kHeaderLen, count = 0;
+  if (type == MessageType::kFlows) {
+    for (const SyncedFlow& f : flows) {
+      if (len + RecordLength(f) + kTagLen > kMaxDatagram || count == UINT16_MAX) break;
+      uint8_t* r = out.data() + len;
+      r[0] = uint8_t((f.key.src.IsV4() ? 0 : kClientV6) | (f.backend.IsV4() ? 0 : kBackendV6));
+      r[1] = f.key.protocol;
+      r[2] = f.state;
+      std::memcpy(r + 4, &f.key.src_port_be, 2);  // already in network order
+      std::memcpy(r + 6, &f.key.dst_port_be, 2);
+      Put16(r + 8, f.backend_port);
+      uint8_t* a = PutAddress(r + kRecordFixed, f.key.src);
+      a = PutAddress(a, f.key.dst);
+      a = PutAddress(a, f.backend);
+      len = size_t(a - out.data());
+      ++count;
+    }
+  }
+  Put16(out.data() + 6, uint16_t(count));
+  const uint64_t tag = Tag(key, out.data(), len);
+  Put32(out.data() + len, uint32_t(tag >> 32));
+  Put32(out.data() + len + 4, uint32_t(tag));
+  out.resize(len + kTagLen);
+  return count;
+}
+
+absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
+  if (d.size() < kHeaderLen + kTagLen || std::memcmp(d.data(), kMagic, 4) != 0) {
+    return absl::InvalidArgumentError("not a flow-sync datagram");
+  }
+  const size_t body = d.size() - kTagLen;
+  const uint64_t tag = uint64_t(Get32(d.data() + body)) << 32 | Get32(d.data() + body + 4);
+  if (tag != Tag(key, d.data(), body)) {
+    return absl::PermissionDeniedError("bad tag: not from a node with this cluster's flow-hash secret");
+  }
+  if (d[4] != kVersion) return absl::InvalidArgumentError(absl::StrFormat("version %d, expected %d", d[4], kVersion));
+  Message m;
+  m.type = MessageType(d[5]);
+  if (m.type != MessageType::kFlows && m.type != MessageType::kDumpRequest) {
+    return absl::InvalidArgumentError(absl::StrFormat("unknown message type %d", d[5]));
+  }
+  m.sequence = Get32(d.data() + 8);
+  const uint16_t count = Get16(d.data() + 6);
+  m.flows.reserve(count);
+  size_t off = kHeaderLen;
+  for (uint16_t i = 0; i < count; ++i) {
+    if (off + kRecordFixed > body) return absl::InvalidArgumentError("record past the end");
+    const uint8_t* r = d.data() + off;
+    const bool client_v6 = r[0] & kClientV6, backend_v6 = r[0] & kBackendV6;
+    const size_t len = kRecordFixed + (client_v6 ? 32 : 8) + (backend_v6 ? 16 : 4);
+    if (off + len > body) return absl::InvalidArgumentError("record past the end");
+    if ((r[0] & ~(kClientV6 | kBackendV6)) != 0 || (r[1] != IPPROTO_TCP && r[1] != IPPROTO_UDP)) {
+      return absl::InvalidArgumentError("malformed record");
+    }
+    SyncedFlow f;
+    f.key.protocol = r[1];
+    f.state = r[2];
+    std::memcpy(&f.key.src_port_be, r + 4, 2);
+    std::memcpy(&f.key.dst_port_be, r + 6, 2);
+    f.backend_port = Get16(r + 8);
+    const uint8_t* a = GetAddress(r + kRecordFixed, client_v6, f.key.src);
+    a = GetAddress(a, client_v6, f.key.dst);
+    GetAddress(a, backend_v6, f.backend);
+    m.flows.push_back(f);
+    off += len;
+  }
+  if (off != body) return absl::InvalidArgumentError("bytes after the last record");
+  return m;
+}
+
+}  // namespace lb::dataplane::flow_sync

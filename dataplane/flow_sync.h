@@ -1,0 +1,82 @@
+// Flow-state sharing between LB nodes (docs/flow-sync.md): what a worker tells its peers
+// about the flows it pins, and the datagrams that carry it.
+//
+// A worker that pins a DSR flow to a backend (a new flow, a flow moved off a backend, or
+// an active flow every refresh interval) queues a SyncedFlow for the node's sync thread,
+// which batches them into authenticated UDP datagrams to the peer nodes. A node that
+// receives one hands it to every worker (which one the NIC's RSS or the kernel's fanout
+// gives the flow is unknowable), and each puts it in its flow table as a learned entry:
+// should ECMP move the flow here, its packets find the backend the flow began on, not the
+// one the current Maglev table gives.
+//
+// Datagram (all integers big-endian):
+//   0  "LBFS"   4  version (1)   5  type (1: flows, 2: dump request)   6  record count
+//   8  sequence number (the sender's, per datagram)
+//   12 records, then an 8-byte SipHash-2-4 tag over all before it, keyed from the
+//      cluster's flow-hash secret.
+// Record: flags (bit 0: client and VIP are IPv6; bit 1: the backend is), protocol,
+// state (FlowState), 0, client port, VIP port, backend port, 0 (2 bytes), then the
+// client, VIP and backend addresses (4 or 16 bytes each): 24 bytes for IPv4.
+//
+// Pure logic: worker lcores use SyncedFlow; the codec runs on the sync thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dataplane/flow_key.h"
+#include "dataplane/hash.h"
+#include "dataplane/ip_address.h"
+
+namespace lb::dataplane {
+
+// A flow and the backend it is pinned to (an rte_ring element between workers and the
+// sync thread).
+struct SyncedFlow {
+  FlowKey key;            // client -> VIP, ports in network order
+  IpAddress backend;
+  uint16_t backend_port = 0;  // host order; 0: the VIP's port
+  uint8_t state = 0;          // FlowState
+  uint8_t pad = 0;
+
+  bool operator==(const SyncedFlow&) const = default;
+};
+static_assert(sizeof(SyncedFlow) % 4 == 0);
+
+namespace flow_sync {
+
+inline constexpr uint16_t kDefaultPort = 7300;
+inline constexpr uint8_t kVersion = 1;
+inline constexpr size_t kHeaderLen = 12;
+inline constexpr size_t kTagLen = 8;
+// The most a datagram carries: it stays under a 1500-byte MTU with IPv6 and UDP headers.
+inline constexpr size_t kMaxDatagram = 1400;
+
+enum class MessageType : uint8_t { kFlows = 1, kDumpRequest = 2 };
+
+// The key of the datagrams' tags, derived from the cluster's flow-hash secret (every node
+// has it: they must agree on the flow hash anyway).
+SipKey KeyFromSecret(std::string_view secret);
+
+// Bytes a flow takes in a datagram.
+size_t RecordLength(const SyncedFlow& f);
+
+// Encodes as many of `flows` as fit into one datagram in `out` (replaced); returns how
+// many. A dump request carries no flows.
+size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<const SyncedFlow> flows,
+              std::vector<uint8_t>& out);
+
+struct Message {
+  MessageType type = MessageType::kFlows;
+  uint32_t sequence = 0;
+  std::vector<SyncedFlow> flows;
+};
+// Authenticates and decodes a datagram. Errors: a bad tag (not from a node of this
+// cluster), a version or type this node does not know, a malformed record.
+absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> datagram);
+
+}  // namespace flow_sync
+}  // namespace lb::dataplane
