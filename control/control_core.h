@@ -63,6 +63,7 @@ struct Stats {
   uint64_t backends = 0;          // in all services
   uint64_t table_memory = 0;      // dataplane::ServiceMemory summed over the services
   uint64_t table_memory_limit = 0;
+  std::optional<FlowSyncView> flow_sync;
   struct BackendStats {
     uint32_t maglev_entries = 0;
     std::optional<dataplane::MacAddress> neighbor_mac;  // set: on-link, sent to this MAC

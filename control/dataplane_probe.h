@@ -24,6 +24,20 @@ struct WorkerView {
   const dataplane::NatTable* nat = nullptr;  // owned by the dataplane; its in_use() is any-thread
 };
 
+// Flow sync (docs/flow-sync.md): what the node's sync thread sent to and received from
+// its peer nodes.
+struct FlowSyncView {
+  std::vector<std::string> peers;
+  uint64_t datagrams_sent = 0;
+  uint64_t flows_sent = 0;  // to each peer
+  uint64_t bytes_sent = 0;  // UDP payload, to all peers
+  uint64_t send_errors = 0;
+  uint64_t datagrams_received = 0;
+  uint64_t flows_received = 0;
+  uint64_t datagrams_rejected = 0;  // not from a peer, bad tag, malformed
+  uint64_t flows_undelivered = 0;   // a worker's learn ring was full
+};
+
 struct FlowLocation {
   uint32_t worker = 0;
   dataplane::FlowAnswer answer;
@@ -39,6 +53,8 @@ class DataplaneProbe {
   virtual uint32_t WorkersAlive() const = 0;
   // The worker whose flow table holds `key`, if any.
   virtual std::optional<FlowLocation> FindFlow(const dataplane::FlowKey& key) = 0;
+  // Flow sync's counters; nullopt when the node has no flow-sync peers.
+  virtual std::optional<FlowSyncView> FlowSync() const { return std::nullopt; }
 };
 
 }  // namespace lb::control

@@ -230,6 +230,18 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
   out->set_backends(stats.backends);
   out->set_table_memory_bytes(stats.table_memory);
   out->set_table_memory_limit(stats.table_memory_limit);
+  if (const auto& s = stats.flow_sync) {
+    lb::v1::FlowSyncStats* o = out->mutable_flow_sync();
+    for (const std::string& p : s->peers) o->add_peers(p);
+    o->set_datagrams_sent(s->datagrams_sent);
+    o->set_flows_sent(s->flows_sent);
+    o->set_bytes_sent(s->bytes_sent);
+    o->set_send_errors(s->send_errors);
+    o->set_datagrams_received(s->datagrams_received);
+    o->set_flows_received(s->flows_received);
+    o->set_datagrams_rejected(s->datagrams_rejected);
+    o->set_flows_undelivered(s->flows_undelivered);
+  }
   for (const Stats::SnatStats& snat : stats.snat) {
     lb::v1::SnatAddressStats* o = out->add_snat();
     o->set_address(snat.address.ToString());

@@ -49,6 +49,24 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
   absl::StrAppendFormat(&out, "lb_table_memory_bytes %d\n", stats.table_memory);
   AppendMetricHeader(out, "lb_table_memory_limit_bytes", "gauge", "lbd's --max_table_memory.");
   absl::StrAppendFormat(&out, "lb_table_memory_limit_bytes %d\n", stats.table_memory_limit);
+  if (const auto& s = stats.flow_sync) {
+    const std::pair<const char*, const char*> help[] = {
+        {"datagrams_sent", "Flow sync: datagrams sent, to all peers."},
+        {"flows_sent", "Flow sync: flows sent, to each peer."},
+        {"bytes_sent", "Flow sync: UDP payload bytes sent, to all peers."},
+        {"send_errors", "Flow sync: datagrams the kernel did not take."},
+        {"datagrams_received", "Flow sync: datagrams received."},
+        {"flows_received", "Flow sync: flows received from the peers."},
+        {"datagrams_rejected", "Flow sync: datagrams not from a peer, without the cluster's tag, or malformed."},
+        {"flows_undelivered", "Flow sync: received flows a worker's learn ring did not take."}};
+    const uint64_t values[] = {s->datagrams_sent, s->flows_sent, s->bytes_sent, s->send_errors,
+                               s->datagrams_received, s->flows_received, s->datagrams_rejected, s->flows_undelivered};
+    for (size_t i = 0; i < std::size(values); ++i) {
+      const std::string name = absl::StrCat("lb_flow_sync_", help[i].first, "_total");
+      AppendMetricHeader(out, name, "counter", help[i].second);
+      absl::StrAppendFormat(&out, "%s %d\n", name, values[i]);
+    }
+  }
   AppendMetricHeader(out, "lb_backend_maglev_entries", "gauge",
                      "Maglev table entries held by each backend (its share of new flows).");
   for (const auto& [service, backends] : stats.services) {

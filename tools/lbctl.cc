@@ -515,6 +515,17 @@ const std::map<std::string, Verb>& Verbs() {
            std::printf("  worker %u on lcore %u: %lu flows of %lu\n", w.worker(), w.lcore(),
                        (unsigned long)w.flows(), (unsigned long)w.flow_capacity());
          }
+         if (out.has_flow_sync()) {
+           const auto& s = out.flow_sync();
+           std::string peers;
+           for (const auto& p : s.peers()) peers += (peers.empty() ? "" : ", ") + p;
+           std::printf("flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
+                       "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n",
+                       peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(),
+                       (unsigned long)s.bytes_sent(), (unsigned long)s.send_errors(), (unsigned long)s.flows_received(),
+                       (unsigned long)s.datagrams_received(), (unsigned long)s.datagrams_rejected(),
+                       (unsigned long)s.flows_undelivered());
+         }
          if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
          for (const auto& a : out.snat()) {
            std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),

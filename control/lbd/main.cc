@@ -73,6 +73,15 @@ DEFINE_string(control_peers, "", "Comma-separated addresses of the node's BGP an
                                  "With them, only their BGP and BFD takes the control budget "
                                  "(--exception_control_pps); those ports from anyone else share --exception_pps. "
                                  "Empty: by port alone.");
+DEFINE_string(flow_sync_peers, "",
+              "Comma-separated addresses of the other LB nodes of this node's ECMP group. lbd tells them the flows it "
+              "pins and learns theirs (UDP --flow_sync_port on the node network, authenticated with the "
+              "--flow_hash_secret_file secret, which it then needs), so that a connection ECMP moves to another node "
+              "keeps its backend, also after the backend set changed (docs/flow-sync.md). Empty: no flow sync.");
+DEFINE_uint32(flow_sync_port, 7300, "UDP port of flow sync, the same on every node.");
+DEFINE_uint32(flow_sync_refresh_ms, 5000, "Flow sync: an active flow is announced again this often. A (re)started "
+                                          "node reports healthy only this long (and a second) after it starts, "
+                                          "having learned the peers' active flows by then.");
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
@@ -132,7 +141,7 @@ std::string ReadFile(const std::string& path) {
 
 // Trailing whitespace (a newline from `echo`) is not part of the secret, so that files
 // written either way give every node the same hash.
-absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags() {
+absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags(std::string* secret_out) {
   if (FLAGS_flow_hash_secret_file.empty()) {
     LOG(WARNING) << "flow hash: public (crc32c): anyone can choose 5-tuples that land on one backend; give every "
                     "node of the cluster the same --flow_hash_secret_file (docs/security.md)";
@@ -151,11 +160,13 @@ absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags() {
     LOG(WARNING) << "--flow_hash_secret_file: " << FLAGS_flow_hash_secret_file << " is readable by every user";
   }
   const auto hasher = dataplane::FlowHasher::Keyed(secret);
+  *secret_out = secret;
   LOG(INFO) << "flow hash: " << hasher.Describe() << " (every node of the cluster must show the same)";
   return hasher;
 }
 
-absl::StatusOr<NodeSettings> SettingsFromFlags() {
+// `flow_hash_secret`: the secret of --flow_hash_secret_file (empty without one).
+absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   NodeSettings n;
   auto prefix = [](const std::string& flag, const std::string& text) -> absl::StatusOr<dataplane::IpPrefix> {
     if (text.empty()) return dataplane::IpPrefix{};
@@ -211,9 +222,13 @@ absl::StatusOr<NodeSettings> SettingsFromFlags() {
     n.limits.backend_cidrs.push_back(*p);
   }
   if (FLAGS_vlan > 4094) return absl::InvalidArgumentError("--vlan: 0..4094");
-  auto hasher = FlowHasherFromFlags();
+  auto hasher = FlowHasherFromFlags(flow_hash_secret);
   if (!hasher.ok()) return hasher.status();
   n.flow_hasher = *hasher;
+  if (!FLAGS_flow_sync_peers.empty() && flow_hash_secret->empty()) {
+    return absl::InvalidArgumentError("--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
+                                      "peers' datagrams (and the nodes must agree on the flow hash anyway)");
+  }
   if (absl::Status s = dataplane::ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
   }
@@ -394,7 +409,8 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "--flow_capacity=" << FLAGS_flow_capacity << ": must be 1 .. " << dataplane::FlowTable::kMaxCapacity;
     return ExitAfterEal(2);
   }
-  auto settings = SettingsFromFlags();
+  std::string flow_hash_secret;
+  auto settings = SettingsFromFlags(&flow_hash_secret);
   if (!settings.ok()) {
     LOG(ERROR) << settings.status().message();
     return ExitAfterEal(2);
@@ -442,6 +458,27 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
     return ExitAfterEal(2);
   }
+  for (absl::string_view part : absl::StrSplit(FLAGS_flow_sync_peers, ',', absl::SkipWhitespace())) {
+    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
+    if (!a) {
+      LOG(ERROR) << "--flow_sync_peers: \"" << part << "\" is not an IP address";
+      return ExitAfterEal(2);
+    }
+    ro.flow_sync.peers.push_back(*a);
+  }
+  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535) {
+    LOG(ERROR) << "--flow_sync_port: 1..65535";
+    return ExitAfterEal(2);
+  }
+  const uint32_t shortest_timeout = std::min(settings->timeouts.udp, settings->timeouts.tcp_established);
+  if (FLAGS_flow_sync_refresh_ms < 100 || FLAGS_flow_sync_refresh_ms >= shortest_timeout) {
+    LOG(ERROR) << "--flow_sync_refresh_ms: from 100 to less than the UDP and established TCP timeouts ("
+               << shortest_timeout << " ms)";
+    return ExitAfterEal(2);
+  }
+  ro.flow_sync.port = uint16_t(FLAGS_flow_sync_port);
+  ro.flow_sync.key = dataplane::flow_sync::KeyFromSecret(flow_hash_secret);
+  ro.flow_sync_refresh_ms = FLAGS_flow_sync_refresh_ms;
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -84,6 +84,17 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
       rt->nat_inboxes_.push_back(*std::move(ring));
     }
   }
+  const bool sync = !options.flow_sync.peers.empty();
+  for (uint16_t i = 0; sync && i < workers; ++i) {
+    constexpr uint32_t kSyncRing = 16384;  // flows; a ring per worker and direction
+    for (auto* rings : {&rt->sync_announce_, &rt->sync_learn_}) {
+      auto ring = dataplane::dpdk::ElemRing::Create(
+          absl::StrFormat("lbd_sync_%s_%d", rings == &rt->sync_announce_ ? "out" : "in", i), sizeof(dataplane::SyncedFlow),
+          kSyncRing, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (!ring.ok()) return ring.status();
+      rings->push_back(*std::move(ring));
+    }
+  }
   for (uint16_t i = 0; i < workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->lcore = lcores[i];
@@ -99,16 +110,34 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    .nat_port_secret = rte_rand() | 1,
                                    .flow_hasher = options.flow_hasher,
                                    // The af_packet port completes them itself, exactly.
-                                   .complete_partial_checksums = rt->wire_->driver() == "net_af_packet"},
+                                   .complete_partial_checksums = rt->wire_->driver() == "net_af_packet",
+                                   .flow_sync_announce = sync ? rt->sync_announce_[i].get() : nullptr,
+                                   .flow_sync_refresh_ms = options.flow_sync_refresh_ms},
         store);
     slot->run.nat_inboxes = nat_inboxes;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}, rt->af_packet_ ? rt->af_packet_->pump(i) : nullptr}};
     slot->run.idle_polls = options.idle_polls;
     slot->run.idle_sleep_us = options.idle_sleep_us;
     if (i == 0) slot->run.from_kernel = rt->from_kernel_->get();
+    if (sync) slot->run.flow_sync_learn = rt->sync_learn_[i].get();
     rt->workers_.push_back(std::move(slot));
   }
   rt->gateway_mac_ = options.gateway_mac;
+  if (sync) {
+    std::vector<rte_ring*> announce, learn;
+    for (size_t i = 0; i < workers; ++i) {
+      announce.push_back(rt->sync_announce_[i].get());
+      learn.push_back(rt->sync_learn_[i].get());
+    }
+    auto syncer = FlowSyncer::Start(options.flow_sync, std::move(announce), std::move(learn));
+    if (!syncer.ok()) return syncer.status();
+    rt->syncer_ = *std::move(syncer);
+    rt->syncer_started_ = rte_get_tsc_cycles();
+    std::string peers;
+    for (const auto& p : options.flow_sync.peers) peers += (peers.empty() ? "" : ", ") + p.ToString();
+    LOG(INFO) << "flow sync with " << peers << " on UDP port " << options.flow_sync.port << "; active flows announced every "
+              << options.flow_sync_refresh_ms << " ms";
+  }
   for (auto& slot : rt->workers_) {
     WorkerSlot* w = slot.get();
     auto task = dataplane::dpdk::LcoreTask::Launch(
@@ -175,6 +204,9 @@ absl::Status Runtime::OpenWire(uint16_t workers) {
 Runtime::~Runtime() {
   // Workers first (they use everything below), then what holds mbufs, then the pool.
   StopWorkers();
+  syncer_.reset();
+  sync_announce_.clear();
+  sync_learn_.clear();
   nat_inboxes_.clear();
   from_kernel_.reset();
   tap_.reset();
@@ -342,6 +374,15 @@ std::vector<std::string> Runtime::HealthProblems() const {
                                          slot->lcore));
     }
   }
+  if (syncer_ != nullptr) {
+    // A (re)started node learns the peers' active flows within a refresh interval: until
+    // then ECMP must not move flows to it (lb-bird-gen announces it once healthy).
+    const uint64_t warm = syncer_started_ + (options_.flow_sync_refresh_ms + 1000) * (rte_get_tsc_hz() / 1000);
+    if (const uint64_t now = rte_get_tsc_cycles(); now < warm) {
+      problems.push_back(absl::StrFormat("flow sync: learning the peers' active flows (%d ms more)",
+                                         (warm - now) / (rte_get_tsc_hz() / 1000)));
+    }
+  }
   absl::MutexLock lock(&mu_);
   if (!gateway_mac_) {
     problems.push_back(options_.gateway
@@ -350,6 +391,11 @@ std::vector<std::string> Runtime::HealthProblems() const {
                            : "no gateway: give --gateway or --gateway_mac");
   }
   return problems;
+}
+
+std::optional<FlowSyncView> Runtime::FlowSync() const {
+  if (syncer_ == nullptr) return std::nullopt;
+  return syncer_->View();
 }
 
 std::optional<FlowLocation> Runtime::FindFlow(const dataplane::FlowKey& key) {

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "control/control_core.h"
 #include "control/dataplane_probe.h"
+#include "control/lbd/flow_sync.h"
 #include "control/lbd/host_interface.h"
 #include "control/lbd/neighbors.h"
 #include "dataplane/dpdk/af_packet_port.h"
@@ -53,6 +54,8 @@ struct RuntimeOptions {
   uint16_t nat_port_max = 65535;
   dataplane::FlowHasher flow_hasher;  // the same as NodeSettings::flow_hasher
   std::vector<InterfaceAddress> tap_addresses;  // given to the TAP at start (the node's own)
+  FlowSyncer::Options flow_sync;  // no peers: no flow sync
+  uint32_t flow_sync_refresh_ms = 5000;
 };
 
 class Runtime final : public DataplaneProbe {
@@ -76,6 +79,7 @@ class Runtime final : public DataplaneProbe {
   bool LinksUp() const override;
   uint32_t WorkersAlive() const override;
   std::optional<FlowLocation> FindFlow(const dataplane::FlowKey& key) override;
+  std::optional<FlowSyncView> FlowSync() const override;
 
  private:
   struct WorkerSlot {
@@ -112,6 +116,10 @@ class Runtime final : public DataplaneProbe {
   std::atomic<bool> stop_workers_{false};
   std::optional<dataplane::dpdk::MbufRing> from_kernel_;  // main lcore -> worker 0
   std::vector<dataplane::dpdk::MbufRing> nat_inboxes_;     // NAT replies for worker i, from the others
+  // Flow sync: per worker, its announcements and the peers' flows for it; the thread.
+  std::vector<dataplane::dpdk::ElemRing> sync_announce_, sync_learn_;
+  std::unique_ptr<FlowSyncer> syncer_;
+  uint64_t syncer_started_ = 0;  // TSC
 
   mutable absl::Mutex mu_;
   std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);

@@ -39,6 +39,14 @@ MbufRing::~MbufRing() {
   rte_ring_free(ring_);
 }
 
+absl::StatusOr<ElemRing> ElemRing::Create(const std::string& name, uint32_t size, uint32_t count, unsigned flags) {
+  rte_ring* ring = rte_ring_create_elem(name.c_str(), size, count, int(rte_socket_id()), flags);
+  if (ring == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrFormat("rte_ring_create_elem(%s): %s", name, rte_strerror(rte_errno)));
+  }
+  return ElemRing(ring);
+}
+
 absl::StatusOr<std::unique_ptr<LcoreTask>> LcoreTask::Launch(unsigned lcore, std::function<void()> run) {
   std::unique_ptr<LcoreTask> task(new LcoreTask(lcore, std::move(run)));
   if (int rc = rte_eal_remote_launch(&LcoreTask::Main, task.get(), lcore); rc != 0) {

@@ -1,5 +1,5 @@
 // RAII owners of the DPDK objects lbd's runtime allocates besides ports: an mbuf pool, a
-// ring of mbufs, and a function running on a worker lcore.
+// ring of mbufs, a ring of other elements, and a function running on a worker lcore.
 //
 // Errors name the DPDK call and rte_errno. Thread model: control thread (the main lcore)
 // only; what they own is then used by the workers as each object's own comments say.
@@ -46,6 +46,21 @@ class MbufRing {
 
  private:
   explicit MbufRing(rte_ring* ring) : ring_(ring) {}
+  rte_ring* ring_;
+};
+
+// A ring of fixed-size elements (rte_ring_create_elem), freed on destruction.
+class ElemRing {
+ public:
+  // `count` elements of `size` bytes (a multiple of 4); `flags` as MbufRing's.
+  static absl::StatusOr<ElemRing> Create(const std::string& name, uint32_t size, uint32_t count, unsigned flags);
+  ElemRing(ElemRing&& o) noexcept : ring_(std::exchange(o.ring_, nullptr)) {}
+  ElemRing& operator=(ElemRing&&) = delete;
+  ~ElemRing() { rte_ring_free(ring_); }
+  rte_ring* get() const { return ring_; }
+
+ private:
+  explicit ElemRing(rte_ring* ring) : ring_(ring) {}
   rte_ring* ring_;
 };
 

@@ -3,13 +3,16 @@
 #   client 10.91.0.2 -- tor: BIRD (AS 65000), BFD, kernel ECMP ("merge paths")
 #                        |   bridge 10.90.0.1/24 --+-- lb1: lbd (lb0 = 10.90.0.2) + BIRD + lb-bird-gen
 #                        |                         +-- lb2: lbd (lb0 = 10.90.0.3) + BIRD + lb-bird-gen
-#                        +-- b1, b2: backends (dnsmasq behind user-space decapsulation)
+#                        +-- b1 .. bN: backends (dnsmasq behind user-space decapsulation)
 #
+# The LB nodes share their flows (flow sync, --flow_sync_peers; FLOW_SYNC=0: not) and one
+# flow-hash secret.
 # The LB nodes announce 10.100.0.0/24 (AS 65010) over BGP and BFD (100 ms x 3 on both
 # ends) on lbd's exception interface, so a node whose lbd dies, or whose exception path
 # stalls, loses its sessions within the BFD detection time.
 #
-# Set TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2) before sourcing; ecmp_up builds it all.
+# Set TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2) before sourcing (and ECMP_BACKENDS=N
+# for N backends, default 2, each bN in TOPO_NAMESPACES); ecmp_up builds it all.
 
 lbctl_on() { local n=$1; shift; "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/lb$n/lbd.sock" "$@"; }
 next_hops() { nsx tor ip route show 10.100.0.0/24 2>/dev/null | grep -o 'via 10\.90\.0\.[0-9]*' | sort -u | wc -l; }
@@ -26,6 +29,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
     --port=af_packet:wire --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs=10.100.0.0/16 \
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
+    $([ "${FLOW_SYNC:-1}" = 1 ] && echo "--flow_sync_peers=10.90.0.$((4 - n)) --flow_sync_refresh_ms=2000") \
     --tap_addresses="10.90.0.$((n + 1))/24"
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb$n' ip -br addr show lb0 | grep -q ' 10.90.0.$((n + 1))/24'" || return 1
   nsx "lb$n" ip route add default via 10.90.0.1 dev lb0 2>/dev/null
@@ -40,6 +44,8 @@ ecmp_network() {  # the namespaces, links and addresses, and the ToR's BIRD
   for n in 1 2; do
     topo_link tor "tor-lb$n" "lb$n" wire
     nsx tor ip link set "tor-lb$n" master br-lb
+  done
+  for n in $(seq 1 "${ECMP_BACKENDS:-2}"); do
     topo_link tor "tor-b$n" "b$n" eth0
     nsx tor ip addr add "10.92.$n.1/24" dev "tor-b$n"
     nsx "b$n" ip addr add "10.92.$n.2/24" dev eth0
@@ -96,5 +102,5 @@ YAML
     topo_bg "bird-lb$n" "lb$n" bird -f -c "$TOPO_DIR/lb$n/bird.conf" -s "$TOPO_DIR/lb$n/bird.ctl" \
       -P "$TOPO_DIR/lb$n/bird.pid"
   done
-  for n in 1 2; do start_backend "$n" || return 1; done
+  for n in $(seq 1 "${ECMP_BACKENDS:-2}"); do start_backend "$n" || return 1; done
 }

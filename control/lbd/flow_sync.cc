@@ -1,0 +1,176 @@
+#include "control/lbd/flow_sync.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_format.h"
+
+namespace lb::control {
+namespace {
+
+using dataplane::IpAddress;
+using dataplane::SyncedFlow;
+namespace fs = dataplane::flow_sync;
+
+// Most announcements taken from the workers' rings, and datagrams read, per wake.
+constexpr size_t kMaxPending = 4096;
+constexpr int kMaxReceive = 256;
+
+// `a` as a socket address of the socket's family (IPv4-mapped on an IPv6 socket).
+socklen_t ToSockaddr(const IpAddress& a, uint16_t port, bool v6, sockaddr_storage& out) {
+  std::memset(&out, 0, sizeof(out));
+  if (!v6) {
+    auto* s = reinterpret_cast<sockaddr_in*>(&out);
+    s->sin_family = AF_INET;
+    s->sin_port = htons(port);
+    std::memcpy(&s->sin_addr, a.bytes.data() + 12, 4);
+    return sizeof(*s);
+  }
+  auto* s = reinterpret_cast<sockaddr_in6*>(&out);
+  s->sin6_family = AF_INET6;
+  s->sin6_port = htons(port);
+  std::memcpy(&s->sin6_addr, a.bytes.data(), 16);  // v4-mapped for IPv4 peers
+  return sizeof(*s);
+}
+
+IpAddress FromSockaddr(const sockaddr_storage& s) {
+  if (s.ss_family == AF_INET) return IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(&s)->sin_addr);
+  return IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(&s)->sin6_addr);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FlowSyncer>> FlowSyncer::Start(const Options& options, std::vector<rte_ring*> announce,
+                                                              std::vector<rte_ring*> learn) {
+  if (options.peers.empty()) return absl::InvalidArgumentError("flow sync: no peers");
+  std::unique_ptr<FlowSyncer> s(new FlowSyncer(options, std::move(announce), std::move(learn)));
+  for (const IpAddress& p : options.peers) s->v6_socket_ |= !p.IsV4();
+  s->fd_ = socket(s->v6_socket_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s->fd_ < 0) return absl::InternalError(absl::StrFormat("flow sync: socket: %s", std::strerror(errno)));
+  if (s->v6_socket_) {
+    const int off = 0;  // IPv4 peers too, v4-mapped
+    setsockopt(s->fd_, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  }
+  sockaddr_storage any;
+  const socklen_t len = ToSockaddr(s->v6_socket_ ? IpAddress::FromV6Bytes(&in6addr_any) : IpAddress::FromV4(0),
+                                   options.port, s->v6_socket_, any);
+  if (bind(s->fd_, reinterpret_cast<sockaddr*>(&any), len) != 0) {
+    const int err = errno;
+    close(s->fd_);
+    s->fd_ = -1;
+    return absl::FailedPreconditionError(
+        absl::StrFormat("flow sync: cannot bind UDP port %d: %s", options.port, std::strerror(err)));
+  }
+  s->thread_ = std::thread([p = s.get()] { p->Run(); });
+  return s;
+}
+
+FlowSyncer::~FlowSyncer() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) close(fd_);
+}
+
+bool FlowSyncer::IsPeer(const IpAddress& a) const {
+  for (const IpAddress& p : options_.peers) {
+    if (p == a) return true;
+  }
+  return false;
+}
+
+void FlowSyncer::Run() {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    pollfd pfd{fd_, POLLIN, 0};
+    poll(&pfd, 1, int(options_.flush_ms));
+    ReceiveAll();
+    SendAnnounced();
+  }
+}
+
+void FlowSyncer::ReceiveAll() {
+  std::vector<uint8_t> buf(65536);
+  for (int i = 0; i < kMaxReceive; ++i) {
+    sockaddr_storage from;
+    socklen_t from_len = sizeof(from);
+    const ssize_t n = recvfrom(fd_, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &from_len);
+    if (n < 0) return;  // EAGAIN: nothing more
+    Add(datagrams_received_, 1);
+    const IpAddress sender = FromSockaddr(from);
+    if (!IsPeer(sender)) {
+      Add(datagrams_rejected_, 1);
+      LOG_EVERY_N(WARNING, 100) << "flow sync: a datagram from " << sender.ToString() << ", not a peer";
+      continue;
+    }
+    auto message = fs::Decode(options_.key, {buf.data(), size_t(n)});
+    if (!message.ok()) {
+      Add(datagrams_rejected_, 1);
+      LOG_EVERY_N(WARNING, 100) << "flow sync: from " << sender.ToString() << ": " << message.status();
+      continue;
+    }
+    Add(flows_received_, message->flows.size());
+    Deliver(message->flows);
+  }
+}
+
+void FlowSyncer::Deliver(const std::vector<SyncedFlow>& flows) {
+  if (flows.empty()) return;
+  for (rte_ring* ring : learn_) {
+    const unsigned queued = rte_ring_sp_enqueue_burst_elem(ring, flows.data(), sizeof(SyncedFlow),
+                                                           unsigned(flows.size()), nullptr);
+    Add(flows_undelivered_, flows.size() - queued);
+  }
+}
+
+void FlowSyncer::SendAnnounced() {
+  for (rte_ring* ring : announce_) {
+    const size_t room = kMaxPending - pending_.size();
+    if (room == 0) break;
+    const size_t old = pending_.size();
+    pending_.resize(old + room);
+    const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, pending_.data() + old, sizeof(SyncedFlow), unsigned(room), nullptr);
+    pending_.resize(old + n);
+  }
+  std::vector<uint8_t> datagram;
+  std::span<const SyncedFlow> rest(pending_);
+  while (!rest.empty()) {
+    const size_t n = fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram);
+    rest = rest.subspan(n);
+    for (const IpAddress& peer : options_.peers) {
+      sockaddr_storage to;
+      const socklen_t len = ToSockaddr(peer, options_.port, v6_socket_, to);
+      if (sendto(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), len) < 0) {
+        Add(send_errors_, 1);
+        LOG_EVERY_N(WARNING, 100) << "flow sync: sending to " << peer.ToString() << ": " << std::strerror(errno);
+        continue;
+      }
+      Add(datagrams_sent_, 1);
+      Add(bytes_sent_, datagram.size());
+    }
+    Add(flows_sent_, n);
+  }
+  pending_.clear();
+}
+
+FlowSyncView FlowSyncer::View() const {
+  FlowSyncView v;
+  for (const IpAddress& p : options_.peers) v.peers.push_back(p.ToString());
+  v.datagrams_sent = datagrams_sent_.load(std::memory_order_relaxed);
+  v.flows_sent = flows_sent_.load(std::memory_order_relaxed);
+  v.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
+  v.send_errors = send_errors_.load(std::memory_order_relaxed);
+  v.datagrams_received = datagrams_received_.load(std::memory_order_relaxed);
+  v.flows_received = flows_received_.load(std::memory_order_relaxed);
+  v.datagrams_rejected = datagrams_rejected_.load(std::memory_order_relaxed);
+  v.flows_undelivered = flows_undelivered_.load(std::memory_order_relaxed);
+  return v;
+}
+
+}  // namespace lb::control

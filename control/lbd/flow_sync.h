@@ -1,0 +1,78 @@
+// FlowSyncer: lbd's flow-sync thread (docs/flow-sync.md).
+//
+// It takes the flows the workers announce from their rings, packs them into datagrams
+// (dataplane/flow_sync.h) and sends each to every peer node over UDP, on the node
+// network, through the kernel (the exception path); and it hands the flows the peers
+// announce to every worker's learn ring, since which worker a flow's packets would reach
+// is the NIC's (or the kernel's fanout's) choice. Datagrams from an address that is not a
+// peer, or without the cluster's tag, are counted and dropped.
+//
+// An announcement waits at most `flush_ms` for others to share its datagram: that, and
+// the network, is how long a new flow is unprotected.
+//
+// Thread model: Start and the destructor on the control thread; the thread it starts
+// owns the socket and is the rings' other end (consumer of the announce rings, producer
+// of the learn rings); View() from any thread.
+#pragma once
+
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "control/dataplane_probe.h"
+#include "dataplane/flow_sync.h"
+#include "dataplane/ip_address.h"
+
+namespace lb::control {
+
+class FlowSyncer {
+ public:
+  struct Options {
+    std::vector<dataplane::IpAddress> peers;
+    uint16_t port = dataplane::flow_sync::kDefaultPort;
+    dataplane::SipKey key;  // flow_sync::KeyFromSecret of the cluster's flow-hash secret
+    uint32_t flush_ms = 5;
+  };
+
+  // Binds the UDP port and starts the thread. `announce` and `learn`: one ring of
+  // SyncedFlow per worker.
+  static absl::StatusOr<std::unique_ptr<FlowSyncer>> Start(const Options& options, std::vector<rte_ring*> announce,
+                                                           std::vector<rte_ring*> learn);
+  ~FlowSyncer();
+  FlowSyncer(const FlowSyncer&) = delete;
+  FlowSyncer& operator=(const FlowSyncer&) = delete;
+
+  FlowSyncView View() const;
+
+ private:
+  FlowSyncer(const Options& options, std::vector<rte_ring*> announce, std::vector<rte_ring*> learn)
+      : options_(options), announce_(std::move(announce)), learn_(std::move(learn)) {}
+  void Run();
+  void ReceiveAll();
+  void Deliver(const std::vector<dataplane::SyncedFlow>& flows);
+  void SendAnnounced();
+  bool IsPeer(const dataplane::IpAddress& a) const;
+
+  static void Add(std::atomic<uint64_t>& c, uint64_t n) { c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+
+  Options options_;
+  std::vector<rte_ring*> announce_;
+  std::vector<rte_ring*> learn_;
+  int fd_ = -1;
+  bool v6_socket_ = false;
+  uint32_t sequence_ = 0;
+  std::vector<dataplane::SyncedFlow> pending_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  // Written by the thread only (see WorkerCounters), read by View().
+  std::atomic<uint64_t> datagrams_sent_{0}, flows_sent_{0}, bytes_sent_{0}, send_errors_{0};
+  std::atomic<uint64_t> datagrams_received_{0}, flows_received_{0}, datagrams_rejected_{0}, flows_undelivered_{0};
+};
+
+}  // namespace lb::control

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Integration test: established connections survive when backends and LB nodes change
+# together (flow sync, docs/flow-sync.md). The seed's topology (ecmp_topology.sh): a BIRD
+# ToR with ECMP and BFD, two LB nodes (lbd with --flow_sync_peers, lb-bird-gen, BIRD),
+# five kernel backends of which the services start with three.
+#
+# 64 TCP connections and 32 UDP flows (each a line or a query a second) are held through:
+#   1. a scale-up from 3 to 5 backends on both nodes, then lb1's uplink cut: ECMP moves
+#      lb1's flows to lb2, whose current Maglev table would send many to a new backend;
+#   2. lb1 back with a fresh lbd (its tables empty): ECMP moves some flows to it;
+#   3. a backend drained on both nodes, then lb2's uplink cut: its flows move to lb1.
+# Not one may break (reset, silence, or another backend answering).
+# FLOW_SYNC=0 runs the same without flow sync, to show what it prevents.
+#
+# Usage: failover_test.sh BUILD_DIR. Root. Removes everything it made, also on failure.
+set -uo pipefail
+export LB_BUILD=$(cd "$1" && pwd)
+export TOPO="lbf$$" TOPO_DIR="/tmp/lb-failover-$$"
+source "$(dirname "$0")/topology.sh"
+source "$(dirname "$0")/ecmp_topology.sh"
+export ECMP_BACKENDS=5
+TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2 b3 b4 b5)
+TCP=64
+UDP=32
+
+finish() {
+  if [ "$failed" -ne 0 ]; then
+    for n in 1 2; do echo "--- lb$n"; lbctl_on "$n" stats 2>/dev/null | grep -E "flow|drop|midstream|rescued|learned|announce" | head -30; done
+    for f in lbd-lb1 lbd-lb2 hold; do echo "--- $f"; tail -15 "$TOPO_DIR/$f.log" 2>/dev/null; done
+  fi
+  topo_down
+  rm -rf "$TOPO_DIR"
+}
+trap finish EXIT
+
+ecmp_up || exit 1
+services() {  # services BACKEND_COUNT [DRAINED]: the services' YAML
+  local n
+  echo "services:"
+  for key in "{vip: $VIP_DNS, protocol: TCP, port: 80}" "{vip: $VIP_DNS, protocol: UDP, port: 53}"; do
+    echo "  - key: $key"
+    echo "    backends:"
+    for n in $(seq 1 "$1"); do
+      echo "      - {address: 10.92.$n.2$([ "${2:-0}" = "$n" ] && echo ", state: DRAINING")}"
+    done
+  done
+}
+apply_on() { services "$2" "${3:-0}" >"$TOPO_DIR/services-$1.yaml" && lbctl_on "$1" apply -f "$TOPO_DIR/services-$1.yaml" >/dev/null; }
+for n in 1 2; do apply_on "$n" 3; done
+check "the ToR has two next hops for the VIP CIDR" topo_wait 40 has_next_hops 2
+event_on() {  # event_on NODE NAME
+  lbctl_on "$1" stats -o json | python3 -c 'import json,sys; print(sum(int(c["value"]) for c in json.load(sys.stdin)["events"] if c["name"] == sys.argv[1]))' "$2"
+}
+uplink() { nsx tor ip link set "tor-lb$1" "$2"; }  # uplink N up|down
+
+# --- the held flows, spread over both nodes by the ToR's ECMP
+topo_bg hold client python3 "$TOPO_SRC/hold_flows.py" "$VIP_DNS" "$TCP" "$UDP" "$TOPO_DIR/stop"
+check "$TCP TCP connections and $UDP UDP flows answered" topo_wait 30 grep -q ready "$TOPO_DIR/hold.log"
+through() { echo "lb1 $(event_on 1 flow_hits), lb2 $(event_on 2 flow_hits)"; }
+sleep 3  # a few rounds: established, announced
+echo "   flow-table hits so far: $(through)"
+check "both nodes carry some of them, and announced them" \
+  sh -c "[ $(event_on 1 flows_announced) -gt 0 ] && [ $(event_on 2 flows_announced) -gt 0 ]"
+
+# --- 1. scale up to five backends on both nodes, then cut lb1's uplink
+for n in 1 2; do apply_on "$n" 5; done
+sleep 4
+uplink 1 down
+check "lb1's path is withdrawn (BFD)" topo_wait 5 has_next_hops 1
+sleep 6
+check "lb2 carries lb1's flows on their backends (flows_rescued $(event_on 2 flows_rescued))" \
+  test "$(event_on 2 flows_rescued)" -gt 0
+
+# --- 2. lb1 comes back with a fresh lbd (its tables empty)
+kill -TERM "$(pgrep -f -- "--file-prefix=$TOPO-lb1 ")"
+topo_wait 10 sh -c "! pgrep -f -- '--file-prefix=$TOPO-lb1 ' >/dev/null"
+uplink 1 up
+start_lbd_on 1 || echo "lbd on lb1 did not restart"
+apply_on 1 5
+check "both next hops are back" topo_wait 40 has_next_hops 2
+sleep 6
+check "the fresh lb1 carries flows it learned from lb2 (flows_rescued $(event_on 1 flows_rescued))" \
+  test "$(event_on 1 flows_rescued)" -gt 0
+
+# --- 3. drain a backend on both nodes, then cut lb2's uplink
+for n in 1 2; do apply_on "$n" 5 1; done
+sleep 4
+uplink 2 down
+check "lb2's path is withdrawn" topo_wait 5 has_next_hops 1
+sleep 6
+
+touch "$TOPO_DIR/stop"
+topo_wait 20 grep -q '"broken"' "$TOPO_DIR/hold.log"
+result=$(grep '"broken"' "$TOPO_DIR/hold.log")
+echo "   $result"
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1]).get('$1'))" "$result"; }
+check "no TCP connection or UDP flow broke or changed backend (broken: $(field broken), $(field why))" \
+  test "$(field broken)" = 0
+check "they were spread over the three first backends ($(field backends))" \
+  python3 -c "import json,sys; sys.exit(len(json.loads(sys.argv[1])['backends']) < 3)" "$result"
+for n in 1 2; do
+  echo "   lb$n: announced $(event_on "$n" flows_announced), learned $(event_on "$n" flows_learned), rescued $(event_on "$n" flows_rescued), midstream $(event_on "$n" flows_midstream)"
+done
+sync=$(lbctl_on 2 stats -o json | python3 -c 'import json,sys; s=json.load(sys.stdin).get("flow_sync", {}); print(s.get("flows_sent", 0), s.get("bytes_sent", 0), s.get("datagrams_rejected", 0))')
+echo "   lb2's flow sync: flows sent, bytes sent, datagrams rejected: $sync"
+check "no flow-sync datagram was rejected" test "${sync##* }" = 0
+
+check_summary
