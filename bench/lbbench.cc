@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@
 #include "dataplane/config.h"
 #include "dataplane/dpdk/eal.h"
 #include "dataplane/dpdk/port.h"
+#include "dataplane/dpdk/resources.h"
 #include "dataplane/snapshot_store.h"
 #include "dataplane/worker.h"
 
@@ -56,6 +58,8 @@ DEFINE_string(mode, "dsr-ipip", "dsr-ipip, dsr-gue or nat.");
 DEFINE_uint32(snat_addresses, 16, "nat: SNAT addresses (each has 64512 ports per protocol, shared by the cores).");
 DEFINE_string(flow_hash, "crc32c", "crc32c (lbd's default) or keyed (lbd --flow_hash_secret_file; a fixed "
               "secret here).");
+DEFINE_bool(flow_sync, false, "Flow sync on (lbd --flow_sync_peers): the workers announce their flows into a ring, "
+                               "which the bench core empties after each burst, as lbd's sync thread would elsewhere.");
 DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
 DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
 // Exit status: 0; 1 setup failed; 2 bad options; 3 established traffic saw drops.
@@ -85,6 +89,7 @@ struct CoreResult {
   uint64_t ref_cycles = 0;
   uint64_t drops = 0;
   uint64_t hits = 0, misses = 0, full = 0;
+  uint64_t announced = 0;  // --flow_sync
 };
 
 // Where the next frame of a core's traffic comes from: flow first_flow + next, of service
@@ -102,6 +107,7 @@ struct Cursor {
 struct Core {
   uint32_t index;
   std::unique_ptr<Worker> worker;
+  std::optional<dpdk::ElemRing> announced;  // --flow_sync
   std::vector<Frame> templates;  // by service
   uint32_t first_flow = 0;
   uint32_t flows = 0;
@@ -297,6 +303,11 @@ int RunCore(void* arg) {
     core.worker->ProcessBurst(m, kBurst, now, out);
     Transmitted(out.wire.data(), out.num_wire);
     if (out.num_kernel) rte_pktmbuf_free_bulk(out.kernel.data(), out.num_kernel);
+    if (core.announced) {
+      SyncedFlow taken[kBurst];
+      while (rte_ring_sc_dequeue_burst_elem(core.announced->get(), taken, sizeof(SyncedFlow), kBurst, nullptr) != 0) {
+      }
+    }
     g_shared->store->Quiescent(core.index);
     packets += kBurst;
   }
@@ -442,6 +453,12 @@ int Run(int argc, char** argv) {
     core->result.lcore = lcores[i];
     if (absl::Status s = shared.store->RegisterWorker(i); !s.ok()) return 1;
     const bool nat = FLAGS_mode == "nat";
+    if (FLAGS_flow_sync) {
+      auto ring = dpdk::ElemRing::Create(absl::StrFormat("lbbench_sync_%d", i), sizeof(SyncedFlow), 16384,
+                                         RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (!ring.ok()) return 1;
+      core->announced.emplace(*std::move(ring));
+    }
     core->worker = std::make_unique<Worker>(
         Worker::Options{.id = i,
                         .flow_capacity = FLAGS_flow_capacity,
@@ -449,7 +466,8 @@ int Run(int argc, char** argv) {
                         .nat_addresses = nat ? FLAGS_snat_addresses : 0,
                         .flow_hasher = FLAGS_flow_hash == "keyed"
                                            ? FlowHasher::Keyed("lbbench's flow-hash secret")
-                                           : FlowHasher{}},
+                                           : FlowHasher{},
+                        .flow_sync_announce = core->announced ? core->announced->get() : nullptr},
         shared.store);
     // Established traffic: every flow passes once before the measurement, a TCP one with
     // its SYN, as a connection opens (NAT opens sessions only on a SYN).
@@ -470,11 +488,12 @@ int Run(int argc, char** argv) {
     }
     cores.push_back(std::move(core));
   }
-  std::vector<uint64_t> warm_hits, warm_misses, warm_full, warm_drops;
+  std::vector<uint64_t> warm_hits, warm_misses, warm_full, warm_drops, warm_announced;
   for (auto& c : cores) {
     warm_hits.push_back(c->worker->counters().Get(Event::kFlowHits));
     warm_misses.push_back(c->worker->counters().Get(Event::kFlowMisses));
     warm_full.push_back(c->worker->counters().Get(Event::kFlowTableFull));
+    warm_announced.push_back(c->worker->counters().Get(Event::kFlowsAnnounced));
     uint64_t d = 0;
     for (size_t r = 0; r < kNumDropReasons; ++r) d += c->worker->counters().Get(DropReason(r));
     warm_drops.push_back(d);
@@ -513,6 +532,7 @@ int Run(int argc, char** argv) {
     r.hits = k.Get(Event::kFlowHits) - warm_hits[i];
     r.misses = k.Get(Event::kFlowMisses) - warm_misses[i];
     r.full = k.Get(Event::kFlowTableFull) - warm_full[i];
+    r.announced = k.Get(Event::kFlowsAnnounced) - warm_announced[i];
     for (size_t d = 0; d < kNumDropReasons; ++d) r.drops += k.Get(DropReason(d));
     r.drops -= warm_drops[i];
     const double secs = double(r.cycles) / double(rte_get_tsc_hz());
@@ -529,13 +549,15 @@ int Run(int argc, char** argv) {
     json_cores += absl::StrFormat(
         "%s{\"core\":%d,\"lcore\":%d,\"mpps\":%.3f,\"ns_per_packet\":%.2f,\"cycles_per_packet\":%.1f,"
         "\"pipeline_ns_per_packet\":%.2f,\"drops\":%d,\"flow_hit_rate\":%.4f,\"flow_table_full\":%d,"
-        "\"reference_mpps\":%.3f,\"ratio\":%.3f}",
-        i ? "," : "", i, r.lcore, mpps, cpp / ghz, cpp, pipeline_ns, r.drops, hit / 100, r.full, ref, mpps / ref);
+        "\"reference_mpps\":%.3f,\"ratio\":%.3f,\"flows_announced\":%d}",
+        i ? "," : "", i, r.lcore, mpps, cpp / ghz, cpp, pipeline_ns, r.drops, hit / 100, r.full, ref, mpps / ref,
+        r.announced);
   }
   const std::string what = absl::StrFormat(
-      "%d core(s), IPv%d %s %s, %d flows, %d services x %d backends, %d-byte frames, %s, %.1f s",
+      "%d core(s), IPv%d %s %s, %d flows, %d services x %d backends, %d-byte frames, %s%s, %.1f s",
       cores.size(), FLAGS_family, shared.syn ? "TCP" : (tcp ? "TCP" : "UDP"), FLAGS_traffic, FLAGS_flows,
-      FLAGS_services, FLAGS_backends, FLAGS_packet_size, FLAGS_mode, FLAGS_seconds);
+      FLAGS_services, FLAGS_backends, FLAGS_packet_size, FLAGS_mode, FLAGS_flow_sync ? ", flow sync" : "",
+      FLAGS_seconds);
   if (FLAGS_json) {
     std::printf("{\"run\":\"%s\",\"tsc_ghz\":%.3f,\"cores\":[%s],\"total_mpps\":%.3f,"
                 "\"total_reference_mpps\":%.3f,\"ratio\":%.3f,\"config_updates\":%lu}\n",
