@@ -194,6 +194,8 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
   snap->exception_control_per_second_ = node.exception_control_per_second;
   snap->vip_cidrs_ = node.vip_cidrs;
   snap->control_peers_ = node.control_peers;
+  snap->flow_sync_peers_ = node.flow_sync_peers;
+  snap->flow_sync_port_ = node.flow_sync_port;
   const FlowTimeouts& t = node.timeouts;
   snap->timeouts_.fill(t.other);
   snap->timeouts_[uint8_t(FlowState::kUdp)] = t.udp;

@@ -185,6 +185,14 @@ class Snapshot {
     }
     return false;
   }
+  // Whether UDP from `a` to `port` is flow sync from a peer node (NodeConfig).
+  bool IsFlowSync(const IpAddress& a, uint16_t port) const {
+    if (port != flow_sync_port_ || port == 0) return false;
+    for (const IpAddress& p : flow_sync_peers_) {
+      if (p == a) return true;
+    }
+    return false;
+  }
   // The idle timeout of a flow in state `s` (FlowTimeouts), by table lookup.
   Millis Timeout(FlowState s) const { return timeouts_[uint8_t(s) & 7]; }
 
@@ -212,6 +220,8 @@ class Snapshot {
   uint32_t exception_control_per_second_ = 0;
   std::vector<IpPrefix> vip_cidrs_;
   std::vector<IpAddress> control_peers_;
+  std::vector<IpAddress> flow_sync_peers_;
+  uint16_t flow_sync_port_ = 0;
   std::array<Millis, 8> timeouts_{};  // by FlowState
 };
 

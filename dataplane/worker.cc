@@ -50,8 +50,8 @@ FlowState NextState(FlowState s, const ParsedPacket& p) {
 }
 
 // What the node's control plane lives on: ARP (and any other non-IP frame: only the
-// link's neighbours can send those), IPv6 neighbour discovery, and BGP and BFD (from the
-// node's peers, when it knows them).
+// link's neighbours can send those), IPv6 neighbour discovery, BGP and BFD (from the
+// node's peers, when it knows them), and flow sync from the peer LB nodes.
 bool IsControlTraffic(const Snapshot& snap, const ParsedPacket& p) {
   constexpr uint16_t kBgp = 179, kBfd = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
   switch (p.kind) {
@@ -66,7 +66,8 @@ bool IsControlTraffic(const Snapshot& snap, const ParsedPacket& p) {
     case PacketKind::kUdp: {
       if (p.is_fragment) return false;
       const uint16_t port = rte_be_to_cpu_16(p.key.dst_port_be);
-      return (port == kBfd || port == kBfdEcho || port == kBfdMultihop) && snap.IsControlPeer(p.key.src);
+      return ((port == kBfd || port == kBfdEcho || port == kBfdMultihop) && snap.IsControlPeer(p.key.src)) ||
+             snap.IsFlowSync(p.key.src, port);
     }
     default:
       return false;
@@ -225,12 +226,6 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
   if (slot) {
     counters_.Add(Event::kFlowHits);
     FlowEntry& e = *slot.entry;
-    if (e.state & kLearnedFlag) [[unlikely]] {
-      // A flow a peer pinned, whose packets ECMP sends here now: it keeps its backend,
-      // and this node, carrying it from now on, tells the peers.
-      e.state &= uint8_t(~(kLearnedFlag | kAnnouncedFlag));
-      counters_.Add(Event::kFlowsRescued);
-    }
     // An entry of a NAT session (the service changed mode) is stale here.
     b = (e.state & kNatEntryFlag) ? nullptr : snap.Pinned(svc, e.backend_slot, e.backend_generation);
     // A SYN that meets a closing flow, or a backend that takes no new flows, opens a
@@ -242,7 +237,13 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     }
     if (b != nullptr) {
       state = NextState(FlowState(e.state & kStateMask), p);
-      announced = e.state & kAnnouncedFlag;
+      if (e.state & kLearnedFlag) [[unlikely]] {
+        // A flow a peer pinned, whose packets ECMP sends here now: it keeps its backend,
+        // and this node, carrying it from now on (the flag goes), tells the peers.
+        counters_.Add(Event::kFlowsRescued);
+      } else {
+        announced = e.state & kAnnouncedFlag;
+      }
     } else {
       b = PickAndPin(snap, svc, meta, &e);
       if (b == nullptr) return Drop(m, DropReason::kNoBackend);
@@ -273,7 +274,7 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     const Millis deadline = now + snap.Timeout(state);
     const bool extend = int32_t(deadline - *slot.deadline) > kDeadlineSlack;
     uint8_t value = uint8_t(uint8_t(state) | announced);
-    if (options_.flow_sync_announce != nullptr && hit && Announceable(state)) [[unlikely]] {
+    if (options_.flow_sync_announce != nullptr && hit && Announceable(state)) {
       // Once when the flow qualifies (or moved to another backend), then whenever its
       // deadline enters another refresh interval: while it is active, every interval.
       const uint32_t r = options_.flow_sync_refresh_ms;

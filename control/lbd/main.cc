@@ -225,7 +225,14 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   auto hasher = FlowHasherFromFlags(flow_hash_secret);
   if (!hasher.ok()) return hasher.status();
   n.flow_hasher = *hasher;
-  if (!FLAGS_flow_sync_peers.empty() && flow_hash_secret->empty()) {
+  for (absl::string_view part : absl::StrSplit(FLAGS_flow_sync_peers, ',', absl::SkipWhitespace())) {
+    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
+    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--flow_sync_peers: \"%s\" is not an IP address", part));
+    n.flow_sync_peers.push_back(*a);
+  }
+  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535) return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
+  if (!n.flow_sync_peers.empty()) n.flow_sync_port = uint16_t(FLAGS_flow_sync_port);
+  if (!n.flow_sync_peers.empty() && flow_hash_secret->empty()) {
     return absl::InvalidArgumentError("--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
                                       "peers' datagrams (and the nodes must agree on the flow hash anyway)");
   }
@@ -458,18 +465,7 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
     return ExitAfterEal(2);
   }
-  for (absl::string_view part : absl::StrSplit(FLAGS_flow_sync_peers, ',', absl::SkipWhitespace())) {
-    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
-    if (!a) {
-      LOG(ERROR) << "--flow_sync_peers: \"" << part << "\" is not an IP address";
-      return ExitAfterEal(2);
-    }
-    ro.flow_sync.peers.push_back(*a);
-  }
-  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535) {
-    LOG(ERROR) << "--flow_sync_port: 1..65535";
-    return ExitAfterEal(2);
-  }
+  ro.flow_sync.peers = settings->flow_sync_peers;
   const uint32_t shortest_timeout = std::min(settings->timeouts.udp, settings->timeouts.tcp_established);
   if (FLAGS_flow_sync_refresh_ms < 100 || FLAGS_flow_sync_refresh_ms >= shortest_timeout) {
     LOG(ERROR) << "--flow_sync_refresh_ms: from 100 to less than the UDP and established TCP timeouts ("

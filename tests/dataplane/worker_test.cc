@@ -330,6 +330,29 @@ TEST_F(WorkerTest, OnlyThePeersBgpAndBfdAreControlTraffic) {
   EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bfd), 1);
 }
 
+// Flow sync's datagrams from the peer LB nodes take the control budget too: a flood to the
+// node (here to the same port, from elsewhere) cannot crowd them out.
+TEST_F(WorkerTest, FlowSyncFromThePeerNodesIsControlTraffic) {
+  auto c = TestConfig();
+  c.exception_per_second = 5;
+  c.exception_control_per_second = 20;
+  c.flow_sync_peers = {Addr("192.0.2.11")};
+  c.flow_sync_port = 7300;
+  ASSERT_TRUE(h_.Apply(c));
+  std::vector<Bytes> flood;
+  for (int i = 0; i < 40; ++i) {
+    flood.push_back(In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 17, pb::Udp(uint16_t(1000 + i), 7300))));
+  }
+  const Bytes sync = In4(pb::Ipv4("192.0.2.11", "192.0.2.10", 17, pb::Udp(40000, 7300)));
+  const Bytes other_port = In4(pb::Ipv4("192.0.2.11", "192.0.2.10", 17, pb::Udp(40000, 7301)));
+  flood.insert(flood.end(), {sync, sync, other_port});
+  const Output out = h_.Run(flood, 1000);
+  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), sync), 2);
+  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), other_port), 0) << "the other budget was spent";
+  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 36u);
+  EXPECT_EQ(h_.Count(DropReason::kExceptionControlRateLimited), 0u);
+}
+
 TEST_F(WorkerTest, DropsByReason) {
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 443, kSyn))), DropReason::kNoService);
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 47, Bytes(8))), DropReason::kNoService);
