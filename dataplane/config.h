@@ -118,7 +118,7 @@ struct NodeConfig {
   // flood to unused VIP addresses never reaches the exception path.
   std::vector<IpPrefix> vip_cidrs;
   // Packets a worker hands to the kernel a second: control traffic (ARP and other
-  // non-IP frames, IPv6 ND, BGP on TCP 179, BFD on UDP 3784/3785/4784) from its own
+  // non-IP frames, IPv6 ND, BGP on TCP 179, BFD on UDP 3784/3785/4784, flow sync) from its own
   // budget, first, and everything else (ICMP to the node, SSH, ...) from another, so a
   // flood of the latter cannot crowd out the former. 0: no limit.
   uint32_t exception_per_second = 10'000;

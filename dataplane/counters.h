@@ -38,7 +38,7 @@ namespace lb::dataplane {
   X(kExceptionRateLimited, "exception_rate_limited",                                           \
     "for the kernel, over the worker's --exception_pps (not control traffic)")                 \
   X(kExceptionControlRateLimited, "exception_control_rate_limited",                            \
-    "control traffic for the kernel (ARP, ND, BGP, BFD), over the worker's --exception_control_pps") \
+    "control traffic for the kernel (ARP, ND, BGP, BFD, flow sync), over the worker's --exception_control_pps") \
   X(kNatPortsExhausted, "nat_ports_exhausted",                                                 \
     "a new NAT connection found every SNAT port of its family held by a live session")         \
   X(kNatNoSession, "nat_no_session",                                                           \

@@ -62,7 +62,7 @@ DEFINE_string(vip_cidrs, "", "Comma-separated CIDRs this node announces (lb-bird
                              "the node's own addresses must be outside them. Empty: none.");
 DEFINE_uint32(exception_pps, 10000, "Packets a worker hands to the kernel a second, control traffic aside "
                                     "(ICMP to the node, SSH, ...). 0: no limit.");
-DEFINE_uint32(exception_control_pps, 100000, "Control packets (ARP, ND, BGP, BFD) a worker hands to the kernel a "
+DEFINE_uint32(exception_control_pps, 100000, "Control packets (ARP, ND, BGP, BFD, flow sync) a worker hands to the kernel a "
                                              "second, from a budget of their own. 0: no limit.");
 DEFINE_string(flow_hash_secret_file, "",
               "File holding the cluster's flow-hash secret (at least 16 bytes; trailing whitespace is ignored). "
