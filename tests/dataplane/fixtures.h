@@ -50,6 +50,7 @@ inline ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port,
   return s;
 }
 
+inline constexpr size_t kMultiService = 7;  // TestConfig().services[7]: 10.1.0.20 TCP 80, kMulti
 inline constexpr const char* kMulti[] = {"192.168.30.1", "192.168.30.2", "192.168.30.3", "192.168.30.4"};
 
 inline DataplaneConfig TestConfig() {

@@ -18,7 +18,6 @@ using namespace lb::dataplane::test;
 using lb::testing::Output;
 using lb::testing::WorkerHarness;
 
-constexpr size_t kMultiService = 7;  // TestConfig().services[7]: 10.1.0.20 TCP 80, four backends
 constexpr uint32_t kRefreshMs = 5000;
 constexpr std::string_view kSecret = "the cluster's secret, 32 bytes..";
 

@@ -21,8 +21,6 @@ using namespace lb::dataplane::test;
 using lb::testing::Output;
 using lb::testing::WorkerHarness;
 
-constexpr size_t kMultiService = 7;  // TestConfig().services[7]: 10.1.0.20 TCP 80, four backends
-
 Bytes Client(uint32_t n, uint8_t flags, uint16_t dport = 80) {
   const std::string src = "192.0.2." + std::to_string(1 + n % 250);
   return In4(pb::Ipv4(src, "10.1.0.20", 6, pb::Tcp(uint16_t(10000 + n), dport, flags)));

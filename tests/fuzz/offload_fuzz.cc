@@ -24,6 +24,7 @@
 #include "dataplane/offload.h"
 #include "dataplane/parse.h"
 #include "tests/fuzz/check.h"
+#include "tests/fuzz/fuzz_eal.h"
 
 namespace {
 
@@ -46,16 +47,7 @@ bool L4ChecksumValid(const uint8_t* d, const ParsedPacket& p) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
-  std::vector<std::string> args = {(*argv)[0], "--no-huge", "--no-pci", "--no-shconf", "-m",
-                                    "64", "-l", "0", "--log-level=lib.eal:error",
-                                    "--no-telemetry",
-                                    "--file-prefix=lb-fuzz-" + std::to_string(getpid())};
-  std::vector<char*> eal;
-  for (auto& a : args) eal.push_back(a.data());
-  if (rte_eal_init(int(eal.size()), eal.data()) < 0) std::abort();
-  lb::dataplane::dpdk::RemoveRuntimeDirectory(rte_eal_get_runtime_dir());  // as worker_fuzz
-  g_pool = rte_pktmbuf_pool_create("fuzz", 63, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-  if (g_pool == nullptr) std::abort();
+  g_pool = lb::fuzz::InitEalWithPool((*argv)[0], 64, 63);
   return 0;
 }
 

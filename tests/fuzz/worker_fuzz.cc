@@ -27,6 +27,7 @@
 #include "dataplane/snapshot_store.h"
 #include "dataplane/worker.h"
 #include "tests/fuzz/check.h"
+#include "tests/fuzz/fuzz_eal.h"
 
 namespace {
 
@@ -98,20 +99,9 @@ void CheckSent(const rte_mbuf* m) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
-  std::vector<std::string> args = {(*argv)[0], "--no-huge", "--no-pci", "--no-shconf", "-m",
-                                    "128", "-l", "0", "--log-level=lib.eal:error",
-                                    "--no-telemetry",
-                                    "--file-prefix=lb-fuzz-" + std::to_string(getpid())};
-  std::vector<char*> eal;
-  for (auto& a : args) eal.push_back(a.data());
-  if (rte_eal_init(int(eal.size()), eal.data()) < 0) std::abort();
-  // EAL makes a runtime directory even with --no-shconf and --no-telemetry, and leaves
-  // nothing in it: remove it now, since a crash (what fuzzing looks for) runs no exit
-  // handler.
-  lb::dataplane::dpdk::RemoveRuntimeDirectory(rte_eal_get_runtime_dir());
-  g_pool = rte_pktmbuf_pool_create("fuzz", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  g_pool = lb::fuzz::InitEalWithPool((*argv)[0], 128, 1023);
   auto store = SnapshotStore::Create(1);
-  if (g_pool == nullptr || !store.ok()) std::abort();
+  if (!store.ok()) std::abort();
   g_store = store->release();
   if (!g_store->RegisterWorker(0).ok()) std::abort();
   SnapshotBuilder builder;
