@@ -28,7 +28,9 @@ namespace {
 
 constexpr uint32_t kTxFrameSize = 4096;
 constexpr uint32_t kPageSize = 4096;
-constexpr uint32_t kRingSize = 256;  // each rte_ring between a socket and the ethdev
+// Each rte_ring between a socket and the ethdev: a turn of the poll loop may send a burst
+// of its own, one of NAT replies and one of the kernel's packets before Push.
+constexpr uint32_t kRingSize = 1024;
 // The kernel's drop count is read (and reset) every this many Pulls.
 constexpr uint32_t kStatisticsEvery = 4096;
 
@@ -83,6 +85,10 @@ class AfPacketPort::Queue final : public QueuePump {
     next_segment_ = 0;
   }
   void ReadKernelDrops(WorkerCounters& counters);
+  // Free TX frames in a row from tx_next_, up to a burst.
+  uint32_t FreeTxFrames() const;
+  // Copies `m` into the TX frame at tx_next_ and requests its sending.
+  void WriteTxFrame(const rte_mbuf* m, WorkerCounters& counters);
 
   int fd_ = -1;
   uint8_t* map_ = nullptr;
@@ -238,38 +244,48 @@ void AfPacketPort::Queue::ReadKernelDrops(WorkerCounters& counters) {
   }
 }
 
-void AfPacketPort::Queue::Push(WorkerCounters& counters) {
-  // As many packets as there are free TX frames in a row, up to a burst.
+uint32_t AfPacketPort::Queue::FreeTxFrames() const {
   uint32_t free = 0;
   // A frame the kernel refused (TP_STATUS_WRONG_FORMAT: never one lbd wrote) is free too.
   while (free < kMaxBurst &&
          (Status(TxFrame((tx_next_ + free) % tx_frames_)) & ~TP_STATUS_WRONG_FORMAT) == TP_STATUS_AVAILABLE) {
     ++free;
   }
-  std::array<rte_mbuf*, kMaxBurst> pkts;
-  const unsigned n = rte_ring_sc_dequeue_burst(tx_ring_, reinterpret_cast<void**>(pkts.data()), free, nullptr);
+  return free;
+}
+
+void AfPacketPort::Queue::WriteTxFrame(const rte_mbuf* m, WorkerCounters& counters) {
   constexpr uint32_t kDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
   constexpr uint32_t kRoom = kTxFrameSize - kDataOffset - sizeof(VnetHeader);
-  for (unsigned i = 0; i < n; ++i) {
-    rte_mbuf* m = pkts[i];
-    if (m->pkt_len > kRoom) {
-      counters.Add(DropReason::kOversize);
-      continue;
-    }
-    tpacket2_hdr* h = TxFrame(tx_next_);
-    uint8_t* data = reinterpret_cast<uint8_t*>(h) + kDataOffset;
-    std::memset(data, 0, sizeof(VnetHeader));  // no offload asked of the kernel
-    uint8_t* to = data + sizeof(VnetHeader);
-    for (const rte_mbuf* s = m; s != nullptr; s = s->next) {
-      std::memcpy(to, rte_pktmbuf_mtod(s, const uint8_t*), s->data_len);
-      to += s->data_len;
-    }
-    h->tp_len = uint32_t(sizeof(VnetHeader) + m->pkt_len);
-    SetStatus(h, TP_STATUS_SEND_REQUEST);
-    tx_next_ = tx_next_ + 1 == tx_frames_ ? 0 : tx_next_ + 1;
-    kick_ = true;
+  if (m->pkt_len > kRoom) {
+    counters.Add(DropReason::kOversize);
+    return;
   }
-  if (n != 0) rte_pktmbuf_free_bulk(pkts.data(), n);
+  tpacket2_hdr* h = TxFrame(tx_next_);
+  uint8_t* data = reinterpret_cast<uint8_t*>(h) + kDataOffset;
+  std::memset(data, 0, sizeof(VnetHeader));  // no offload asked of the kernel
+  uint8_t* to = data + sizeof(VnetHeader);
+  for (const rte_mbuf* s = m; s != nullptr; s = s->next) {
+    std::memcpy(to, rte_pktmbuf_mtod(s, const uint8_t*), s->data_len);
+    to += s->data_len;
+  }
+  h->tp_len = uint32_t(sizeof(VnetHeader) + m->pkt_len);
+  SetStatus(h, TP_STATUS_SEND_REQUEST);
+  tx_next_ = tx_next_ + 1 == tx_frames_ ? 0 : tx_next_ + 1;
+  kick_ = true;
+}
+
+void AfPacketPort::Queue::Push(WorkerCounters& counters) {
+  // Everything the worker sent this turn (a burst of its own, NAT replies handed over,
+  // the kernel's packets), a burst at a time while TX frames are free; what finds the
+  // socket's ring full waits in the ethdev's ring for the next turn.
+  for (uint32_t free = FreeTxFrames(); free != 0; free = FreeTxFrames()) {
+    std::array<rte_mbuf*, kMaxBurst> pkts;
+    const unsigned n = rte_ring_sc_dequeue_burst(tx_ring_, reinterpret_cast<void**>(pkts.data()), free, nullptr);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) WriteTxFrame(pkts[i], counters);
+    rte_pktmbuf_free_bulk(pkts.data(), n);
+  }
   // With the qdisc bypassed, send() hands every requested frame to the driver at once.
   // EAGAIN / ENOBUFS: the driver is busy; the frames stay requested for the next turn.
   if (kick_ && (send(fd_, nullptr, 0, MSG_DONTWAIT) >= 0 || (errno != EAGAIN && errno != ENOBUFS))) kick_ = false;
