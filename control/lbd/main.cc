@@ -74,7 +74,8 @@ DEFINE_string(control_peers, "", "Comma-separated addresses of the node's BGP an
                                  "(--exception_control_pps); those ports from anyone else share --exception_pps. "
                                  "Empty: by port alone.");
 DEFINE_string(flow_sync_peers, "",
-              "Comma-separated addresses of the other LB nodes of this node's ECMP group. lbd tells them the flows it "
+              "Comma-separated addresses of the LB nodes of this node's ECMP group (its own, from --tap_addresses, "
+              "are skipped, so one list serves every node). lbd tells them the flows it "
               "pins and learns theirs (UDP --flow_sync_port on the node network, authenticated with the "
               "--flow_hash_secret_file secret, which it then needs), so that a connection ECMP moves to another node "
               "keeps its backend, also after the backend set changed (docs/flow-sync.md). Empty: no flow sync.");
@@ -465,7 +466,16 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
     return ExitAfterEal(2);
   }
-  ro.flow_sync.peers = settings->flow_sync_peers;
+  // One list may serve every node of the group: a node skips its own addresses in it.
+  for (const dataplane::IpAddress& peer : settings->flow_sync_peers) {
+    const bool self = std::any_of(ro.tap_addresses.begin(), ro.tap_addresses.end(),
+                                  [&](const InterfaceAddress& a) { return a.address == peer; });
+    if (!self) ro.flow_sync.peers.push_back(peer);
+  }
+  if (!settings->flow_sync_peers.empty() && ro.flow_sync.peers.empty()) {
+    LOG(ERROR) << "--flow_sync_peers names only this node's own addresses (--tap_addresses)";
+    return ExitAfterEal(2);
+  }
   const uint32_t shortest_timeout = std::min(settings->timeouts.udp, settings->timeouts.tcp_established);
   if (FLAGS_flow_sync_refresh_ms < 100 || FLAGS_flow_sync_refresh_ms >= shortest_timeout) {
     LOG(ERROR) << "--flow_sync_refresh_ms: from 100 to less than the UDP and established TCP timeouts ("

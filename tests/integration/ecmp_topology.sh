@@ -29,7 +29,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
     --port=af_packet:wire --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs=10.100.0.0/16 \
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
-    $([ "${FLOW_SYNC:-1}" = 1 ] && echo "--flow_sync_peers=10.90.0.$((4 - n)) --flow_sync_refresh_ms=2000") \
+    $([ "${FLOW_SYNC:-1}" = 1 ] && echo "--flow_sync_peers=10.90.0.2,10.90.0.3 --flow_sync_refresh_ms=2000") \
     --tap_addresses="10.90.0.$((n + 1))/24"
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb$n' ip -br addr show lb0 | grep -q ' 10.90.0.$((n + 1))/24'" || return 1
   nsx "lb$n" ip route add default via 10.90.0.1 dev lb0 2>/dev/null

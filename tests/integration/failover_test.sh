@@ -48,6 +48,9 @@ services() {  # services BACKEND_COUNT [DRAINED]: the services' YAML
 apply_on() { services "$2" "${3:-0}" >"$TOPO_DIR/services-$1.yaml" && lbctl_on "$1" apply -f "$TOPO_DIR/services-$1.yaml" >/dev/null; }
 for n in 1 2; do apply_on "$n" 3; done
 check "the ToR has two next hops for the VIP CIDR" topo_wait 40 has_next_hops 2
+# Both nodes get one list of the group's nodes; each skips its own address in it.
+check "lb1 syncs with lb2 alone" grep -q "flow sync with 10.90.0.3 on UDP" "$TOPO_DIR/lbd-lb1.log"
+check "lb2 syncs with lb1 alone" grep -q "flow sync with 10.90.0.2 on UDP" "$TOPO_DIR/lbd-lb2.log"
 event_on() {  # event_on NODE NAME
   lbctl_on "$1" stats -o json | python3 -c 'import json,sys; print(sum(int(c["value"]) for c in json.load(sys.stdin)["events"] if c["name"] == sys.argv[1]))' "$2"
 }
