@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "dataplane/parse.h"
+#include "dataplane/rewrite.h"
 
 namespace lb::dataplane::flow_sync {
 namespace {
@@ -13,16 +15,10 @@ constexpr uint8_t kMagic[4] = {'L', 'B', 'F', 'S'};
 constexpr uint8_t kClientV6 = 1, kBackendV6 = 2;
 constexpr size_t kRecordFixed = 12;
 
-void Put16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v >> 8);
-  p[1] = uint8_t(v);
-}
-uint16_t Get16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
-void Put32(uint8_t* p, uint32_t v) {
-  Put16(p, uint16_t(v >> 16));
-  Put16(p + 2, uint16_t(v));
-}
-uint32_t Get32(const uint8_t* p) { return uint32_t(Get16(p)) << 16 | Get16(p + 2); }
+using parse_internal::Load16;
+using parse_internal::Load32;
+using rewrite::Store16;
+using rewrite::Store32;
 
 uint8_t* PutAddress(uint8_t* p, const IpAddress& a) {
   const size_t n = a.IsV4() ? 4 : 16;
@@ -56,7 +52,7 @@ size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<
   std::memcpy(p, kMagic, 4);
   p[4] = kVersion;
   p[5] = uint8_t(type);
-  Put32(p + 8, sequence);
+  Store32(p + 8, sequence);
   size_t len = kHeaderLen, count = 0;
   if (type == MessageType::kFlows) {
     for (const SyncedFlow& f : flows) {
@@ -67,7 +63,7 @@ size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<
       r[2] = f.state;
       std::memcpy(r + 4, &f.key.src_port_be, 2);  // already in network order
       std::memcpy(r + 6, &f.key.dst_port_be, 2);
-      Put16(r + 8, f.backend_port);
+      Store16(r + 8, f.backend_port);
       uint8_t* a = PutAddress(r + kRecordFixed, f.key.src);
       a = PutAddress(a, f.key.dst);
       a = PutAddress(a, f.backend);
@@ -75,10 +71,10 @@ size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<
       ++count;
     }
   }
-  Put16(out.data() + 6, uint16_t(count));
+  Store16(out.data() + 6, uint16_t(count));
   const uint64_t tag = Tag(key, out.data(), len);
-  Put32(out.data() + len, uint32_t(tag >> 32));
-  Put32(out.data() + len + 4, uint32_t(tag));
+  Store32(out.data() + len, uint32_t(tag >> 32));
+  Store32(out.data() + len + 4, uint32_t(tag));
   out.resize(len + kTagLen);
   return count;
 }
@@ -88,7 +84,7 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
     return absl::InvalidArgumentError("not a flow-sync datagram");
   }
   const size_t body = d.size() - kTagLen;
-  const uint64_t tag = uint64_t(Get32(d.data() + body)) << 32 | Get32(d.data() + body + 4);
+  const uint64_t tag = uint64_t(Load32(d.data() + body)) << 32 | Load32(d.data() + body + 4);
   if (tag != Tag(key, d.data(), body)) {
     return absl::PermissionDeniedError("bad tag: not from a node with this cluster's flow-hash secret");
   }
@@ -98,8 +94,8 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
   if (m.type != MessageType::kFlows && m.type != MessageType::kDumpRequest) {
     return absl::InvalidArgumentError(absl::StrFormat("unknown message type %d", d[5]));
   }
-  m.sequence = Get32(d.data() + 8);
-  const uint16_t count = Get16(d.data() + 6);
+  m.sequence = Load32(d.data() + 8);
+  const uint16_t count = Load16(d.data() + 6);
   m.flows.reserve(count);
   size_t off = kHeaderLen;
   for (uint16_t i = 0; i < count; ++i) {
@@ -116,7 +112,7 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
     f.state = r[2];
     std::memcpy(&f.key.src_port_be, r + 4, 2);
     std::memcpy(&f.key.dst_port_be, r + 6, 2);
-    f.backend_port = Get16(r + 8);
+    f.backend_port = Load16(r + 8);
     const uint8_t* a = GetAddress(r + kRecordFixed, client_v6, f.key.src);
     a = GetAddress(a, client_v6, f.key.dst);
     GetAddress(a, backend_v6, f.backend);

@@ -159,7 +159,7 @@ void ReceivedFrame::FixSegmentHeaders(uint8_t* frame, uint32_t i, uint32_t paylo
   }
   uint8_t* field;
   if (tcp_) {
-    rewrite::Store32(l4 + 4, (uint32_t(Load16(l4 + 4)) << 16 | Load16(l4 + 6)) + i * vnet_.gso_size);
+    rewrite::Store32(l4 + 4, parse_internal::Load32(l4 + 4) + i * vnet_.gso_size);
     if (i + 1 < segments_) l4[13] &= uint8_t(~(kTcpFin | kTcpPsh));
     if (i > 0) l4[13] &= uint8_t(~kTcpCwr);
     field = l4 + 16;

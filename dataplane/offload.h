@@ -73,10 +73,12 @@ class ReceivedFrame {
     f.error_ = r;
     return f;
   }
-  // Copies `n` bytes of the frame from `from` to `to`, with the VLAN tag inserted when
-  // the copy starts at the frame's beginning.
+  // Copies the frame's headers (a GSO frame's) or all of it (any other) to `to`, the VLAN
+  // tag put back; returns the end of the copy.
   uint8_t* CopyHeaders(uint8_t* to) const;
-  void FixSegmentHeaders(uint8_t* out, uint32_t i, uint32_t payload) const;
+  // Sets the lengths, IPv4 ID, TCP sequence and flags, and checksums of segment `i`
+  // (`payload` bytes) written at `frame`.
+  void FixSegmentHeaders(uint8_t* frame, uint32_t i, uint32_t payload) const;
 
   const uint8_t* data_ = nullptr;
   uint32_t len_ = 0;

@@ -96,7 +96,7 @@ void FlowSyncer::Run() {
 }
 
 void FlowSyncer::ReceiveAll() {
-  std::vector<uint8_t> buf(65536);
+  std::vector<uint8_t>& buf = received_;
   for (int i = 0; i < kMaxReceive; ++i) {
     sockaddr_storage from;
     socklen_t from_len = sizeof(from);
@@ -138,7 +138,7 @@ void FlowSyncer::SendAnnounced() {
     const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, pending_.data() + old, sizeof(SyncedFlow), unsigned(room), nullptr);
     pending_.resize(old + n);
   }
-  std::vector<uint8_t> datagram;
+  std::vector<uint8_t>& datagram = datagram_;
   std::span<const SyncedFlow> rest(pending_);
   while (!rest.empty()) {
     const size_t n = fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram);

@@ -68,6 +68,8 @@ class FlowSyncer {
   bool v6_socket_ = false;
   uint32_t sequence_ = 0;
   std::vector<dataplane::SyncedFlow> pending_;
+  std::vector<uint8_t> received_ = std::vector<uint8_t>(65536);  // a datagram read
+  std::vector<uint8_t> datagram_;                                // a datagram to send
   std::atomic<bool> stop_{false};
   std::thread thread_;
   // Written by the thread only (see WorkerCounters), read by View().

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -166,6 +168,17 @@ absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags(std::string* secret_ou
   return hasher;
 }
 
+// The comma-separated IP addresses of flag `--name` (value `text`).
+absl::StatusOr<std::vector<dataplane::IpAddress>> AddressList(std::string_view name, const std::string& text) {
+  std::vector<dataplane::IpAddress> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
+    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--%s: \"%s\" is not an IP address", name, part));
+    out.push_back(*a);
+  }
+  return out;
+}
+
 // `flow_hash_secret`: the secret of --flow_hash_secret_file (empty without one).
 absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   NodeSettings n;
@@ -189,11 +202,9 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   n.icmp_too_big_per_second = FLAGS_icmp_too_big_per_second;
   n.exception_per_second = FLAGS_exception_pps;
   n.exception_control_per_second = FLAGS_exception_control_pps;
-  for (absl::string_view part : absl::StrSplit(FLAGS_control_peers, ',', absl::SkipWhitespace())) {
-    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
-    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--control_peers: \"%s\" is not an IP address", part));
-    n.control_peers.push_back(*a);
-  }
+  auto control_peers = AddressList("control_peers", FLAGS_control_peers);
+  if (!control_peers.ok()) return control_peers.status();
+  n.control_peers = *std::move(control_peers);
   for (absl::string_view part : absl::StrSplit(FLAGS_vip_cidrs, ',', absl::SkipWhitespace())) {
     auto p = dataplane::IpPrefix::Parse(std::string_view(part.data(), part.size()));
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--vip_cidrs: \"%s\" is not a CIDR prefix", part));
@@ -203,11 +214,9 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   n.timeouts.udp = FLAGS_udp_timeout * 1000;
   n.timeouts.tcp_syn_sent = FLAGS_tcp_syn_timeout * 1000;
   n.timeouts.tcp_closing = FLAGS_tcp_closing_timeout * 1000;
-  for (absl::string_view part : absl::StrSplit(FLAGS_snat_addresses, ',', absl::SkipWhitespace())) {
-    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
-    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--snat_addresses: \"%s\" is not an IP address", part));
-    n.nat.addresses.push_back(*a);
-  }
+  auto snat = AddressList("snat_addresses", FLAGS_snat_addresses);
+  if (!snat.ok()) return snat.status();
+  n.nat.addresses = *std::move(snat);
   unsigned lo = 0, hi = 0;
   char extra;
   if (std::sscanf(FLAGS_snat_ports.c_str(), "%u-%u%c", &lo, &hi, &extra) != 2 || lo == 0 || hi > 65535 || lo > hi) {
@@ -226,11 +235,9 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   auto hasher = FlowHasherFromFlags(flow_hash_secret);
   if (!hasher.ok()) return hasher.status();
   n.flow_hasher = *hasher;
-  for (absl::string_view part : absl::StrSplit(FLAGS_flow_sync_peers, ',', absl::SkipWhitespace())) {
-    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
-    if (!a) return absl::InvalidArgumentError(absl::StrFormat("--flow_sync_peers: \"%s\" is not an IP address", part));
-    n.flow_sync_peers.push_back(*a);
-  }
+  auto sync_peers = AddressList("flow_sync_peers", FLAGS_flow_sync_peers);
+  if (!sync_peers.ok()) return sync_peers.status();
+  n.flow_sync_peers = *std::move(sync_peers);
   if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535) return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
   if (!n.flow_sync_peers.empty()) n.flow_sync_port = uint16_t(FLAGS_flow_sync_port);
   if (!n.flow_sync_peers.empty() && flow_hash_secret->empty()) {
@@ -466,16 +473,18 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
     return ExitAfterEal(2);
   }
-  // One list may serve every node of the group: a node skips its own addresses in it.
-  for (const dataplane::IpAddress& peer : settings->flow_sync_peers) {
-    const bool self = std::any_of(ro.tap_addresses.begin(), ro.tap_addresses.end(),
-                                  [&](const InterfaceAddress& a) { return a.address == peer; });
-    if (!self) ro.flow_sync.peers.push_back(peer);
-  }
-  if (!settings->flow_sync_peers.empty() && ro.flow_sync.peers.empty()) {
+  // One list may serve every node of the group: a node skips its own addresses in it
+  // (for the sync thread and for the workers' control-traffic classification alike).
+  const bool sync_configured = !settings->flow_sync_peers.empty();
+  std::erase_if(settings->flow_sync_peers, [&](const dataplane::IpAddress& peer) {
+    return std::any_of(ro.tap_addresses.begin(), ro.tap_addresses.end(),
+                       [&](const InterfaceAddress& a) { return a.address == peer; });
+  });
+  if (sync_configured && settings->flow_sync_peers.empty()) {
     LOG(ERROR) << "--flow_sync_peers names only this node's own addresses (--tap_addresses)";
     return ExitAfterEal(2);
   }
+  ro.flow_sync.peers = settings->flow_sync_peers;
   const uint32_t shortest_timeout = std::min(settings->timeouts.udp, settings->timeouts.tcp_established);
   if (FLAGS_flow_sync_refresh_ms < 100 || FLAGS_flow_sync_refresh_ms >= shortest_timeout) {
     LOG(ERROR) << "--flow_sync_refresh_ms: from 100 to less than the UDP and established TCP timeouts ("

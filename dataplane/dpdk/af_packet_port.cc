@@ -17,10 +17,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "dataplane/dpdk/resources.h"
 #include "dataplane/offload.h"
 
 namespace lb::dataplane::dpdk {
@@ -66,8 +68,8 @@ class AfPacketPort::Queue final : public QueuePump {
   void Pull(WorkerCounters& counters) override;
   void Push(WorkerCounters& counters) override;
 
-  rte_ring* rx_ring() const { return rx_ring_; }
-  rte_ring* tx_ring() const { return tx_ring_; }
+  rte_ring* rx_ring() const { return rx_ring_->get(); }
+  rte_ring* tx_ring() const { return tx_ring_->get(); }
   int fd() const { return fd_; }
 
  private:
@@ -96,8 +98,9 @@ class AfPacketPort::Queue final : public QueuePump {
   uint32_t rx_frames_ = 0;
   uint32_t tx_frames_ = 0;
   rte_mempool* pool_ = nullptr;
-  rte_ring* rx_ring_ = nullptr;  // socket -> ethdev RX queue
-  rte_ring* tx_ring_ = nullptr;  // ethdev TX queue -> socket
+  uint32_t max_packet_ = 0;  // bytes a packet buffer of pool_ holds past its headroom
+  std::optional<MbufRing> rx_ring_;  // socket -> ethdev RX queue
+  std::optional<MbufRing> tx_ring_;  // ethdev TX queue -> socket
   // Worker lcore state: the next RX frame, and of a GSO frame not all put in the ring
   // yet, the next segment.
   uint32_t rx_next_ = 0;
@@ -111,6 +114,7 @@ absl::StatusOr<std::unique_ptr<AfPacketPort::Queue>> AfPacketPort::Queue::Open(u
                                                                                uint16_t id, int* fanout_group) {
   std::unique_ptr<Queue> q(new Queue);
   q->pool_ = o.pool;
+  q->max_packet_ = rte_pktmbuf_data_room_size(o.pool) - RTE_PKTMBUF_HEADROOM;
   // Protocol 0 until the rings are set up and the socket bound to the interface: until
   // then it receives nothing, from no interface.
   q->fd_ = socket(AF_PACKET, SOCK_RAW, 0);
@@ -161,21 +165,15 @@ absl::StatusOr<std::unique_ptr<AfPacketPort::Queue>> AfPacketPort::Queue::Open(u
     }
   }
   const std::string name = absl::StrFormat("lbd_afp_%d_%d", if_index, id);
-  q->rx_ring_ = rte_ring_create((name + "r").c_str(), kRingSize, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  q->tx_ring_ = rte_ring_create((name + "t").c_str(), kRingSize, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  if (q->rx_ring_ == nullptr || q->tx_ring_ == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrFormat("rte_ring_create(%s): %s", name, rte_strerror(rte_errno)));
+  for (auto [ring, suffix] : {std::pair(&q->rx_ring_, "r"), std::pair(&q->tx_ring_, "t")}) {
+    auto r = MbufRing::Create(name + suffix, kRingSize, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!r.ok()) return r.status();
+    ring->emplace(*std::move(r));
   }
   return q;
 }
 
 AfPacketPort::Queue::~Queue() {
-  for (rte_ring* r : {rx_ring_, tx_ring_}) {
-    if (r == nullptr) continue;
-    void* m;
-    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-    rte_ring_free(r);
-  }
   if (map_ != nullptr) munmap(map_, map_size_);
   if (fd_ >= 0) close(fd_);
 }
@@ -184,7 +182,7 @@ void AfPacketPort::Queue::Pull(WorkerCounters& counters) {
   if (++pulls_ % kStatisticsEvery == 0) ReadKernelDrops(counters);
   std::array<rte_mbuf*, kMaxBurst> out;
   uint32_t n = 0;
-  const uint32_t room = std::min<uint32_t>(kMaxBurst, rte_ring_free_count(rx_ring_));
+  const uint32_t room = std::min<uint32_t>(kMaxBurst, rte_ring_free_count(rx_ring()));
   while (n < room) {
     tpacket2_hdr* h = RxFrame(rx_next_);
     if (!(Status(h) & TP_STATUS_USER)) break;
@@ -213,11 +211,9 @@ void AfPacketPort::Queue::Pull(WorkerCounters& counters) {
     // Each packet of the frame into its own mbuf, as many as there is room for; the
     // rest of a GSO frame on the next Pull.
     while (next_segment_ < frame.segments() && n < room) {
-      const uint32_t len = frame.SegmentLength(next_segment_);
-      rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-      if (m == nullptr || len > rte_pktmbuf_tailroom(m)) {
-        counters.Add(m == nullptr ? DropReason::kNoMbuf : DropReason::kOversize);
-        rte_pktmbuf_free(m);  // null-safe
+      rte_mbuf* m = frame.SegmentLength(next_segment_) <= max_packet_ ? rte_pktmbuf_alloc(pool_) : nullptr;
+      if (m == nullptr) {
+        counters.Add(frame.SegmentLength(next_segment_) > max_packet_ ? DropReason::kOversize : DropReason::kNoMbuf);
         ++next_segment_;
         continue;
       }
@@ -229,7 +225,7 @@ void AfPacketPort::Queue::Pull(WorkerCounters& counters) {
     ReleaseRxFrame();
   }
   if (n == 0) return;
-  const unsigned queued = rte_ring_sp_enqueue_burst(rx_ring_, reinterpret_cast<void**>(out.data()), n, nullptr);
+  const unsigned queued = rte_ring_sp_enqueue_burst(rx_ring(), reinterpret_cast<void**>(out.data()), n, nullptr);
   if (queued < n) {  // not while the worker is the ring's only user
     counters.Add(DropReason::kTxFull, n - queued);
     rte_pktmbuf_free_bulk(out.data() + queued, n - queued);
@@ -281,7 +277,7 @@ void AfPacketPort::Queue::Push(WorkerCounters& counters) {
   // socket's ring full waits in the ethdev's ring for the next turn.
   for (uint32_t free = FreeTxFrames(); free != 0; free = FreeTxFrames()) {
     std::array<rte_mbuf*, kMaxBurst> pkts;
-    const unsigned n = rte_ring_sc_dequeue_burst(tx_ring_, reinterpret_cast<void**>(pkts.data()), free, nullptr);
+    const unsigned n = rte_ring_sc_dequeue_burst(tx_ring(), reinterpret_cast<void**>(pkts.data()), free, nullptr);
     if (n == 0) break;
     for (unsigned i = 0; i < n; ++i) WriteTxFrame(pkts[i], counters);
     rte_pktmbuf_free_bulk(pkts.data(), n);

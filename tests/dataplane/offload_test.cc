@@ -50,7 +50,7 @@ VnetHeader Gso(uint8_t type, uint16_t gso_size, uint16_t csum_start, uint16_t cs
           .csum_start = csum_start, .csum_offset = csum_offset};
 }
 
-TEST_F(OffloadTest, AFrameWithNothingLeftToDoIsCopiedAsItIs) {
+TEST_F(OffloadTest, AFrameWithoutOffloadStateIsCopiedAsItIs) {
   const Bytes frame = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(1000, 53, Payload(20))), 0, 60);
   const ReceivedFrame f = ReceivedFrame::Make(frame.data(), uint32_t(frame.size()), {}, std::nullopt);
   ASSERT_FALSE(f.error());
