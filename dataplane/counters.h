@@ -80,14 +80,18 @@ namespace lb::dataplane {
   X(kNatReplies, "nat_replies", "backend replies translated back to the client (NAT)")   \
   X(kNatIcmpErrors, "nat_icmp_errors", "ICMP errors about NAT sessions translated")       \
   X(kNatRedirected, "nat_redirected", "replies handed to the worker that owns their SNAT port") \
-  X(kNatExpired, "nat_expired", "NAT sessions freed after their timeout") \
+  X(kNatExpired, "nat_expired", "NAT sessions freed after their timeout (own and adopted)") \
+  X(kNatPortsSkipped, "nat_ports_skipped",                                                      \
+    "SNAT ports passed over for a new session: a session adopted from a peer gives the backend that 4-tuple") \
+  X(kNatAdoptedFull, "nat_adopted_full",                                                        \
+    "flow sync: NAT sessions of the peers not adopted, every adopted session live (--flow_sync_nat_sessions)") \
   X(kFlowsAnnounced, "flows_announced",                                                         \
     "flow sync: flows told to the peer nodes (established, moved to another backend, or active for another refresh interval)") \
   X(kFlowAnnouncesLost, "flow_announces_lost", "flow sync: announcements the sync thread's ring did not take") \
-  X(kFlowsLearned, "flows_learned", "flow sync: flows the peer nodes pinned, taken into the flow table or refreshed there") \
+  X(kFlowsLearned, "flows_learned", "flow sync: flows the peer nodes pinned (NAT sessions included), taken into the flow table or refreshed there") \
   X(kFlowsLearnedUnknown, "flows_learned_unknown",                                              \
     "flow sync: peer flows of a service or backend this node does not have")                   \
-  X(kFlowsRescued, "flows_rescued", "flow sync: flows a peer pinned whose packets came here: they kept their backend") \
+  X(kFlowsRescued, "flows_rescued", "flow sync: flows a peer pinned whose packets came here: they kept their backend (NAT: their session)") \
   X(kFlowsMidstream, "flows_midstream",                                                         \
     "TCP flows first seen here without a SYN and not learned from a peer: the current Maglev table picked their backend")
 

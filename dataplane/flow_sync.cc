@@ -12,7 +12,7 @@ namespace lb::dataplane::flow_sync {
 namespace {
 
 constexpr uint8_t kMagic[4] = {'L', 'B', 'F', 'S'};
-constexpr uint8_t kClientV6 = 1, kBackendV6 = 2;
+constexpr uint8_t kClientV6 = 1, kBackendV6 = 2, kNatSession = 4;
 constexpr size_t kRecordFixed = 12;
 
 using parse_internal::Load16;
@@ -30,6 +30,11 @@ const uint8_t* GetAddress(const uint8_t* p, bool v6, IpAddress& a) {
   return p + (v6 ? 16 : 4);
 }
 
+// A record's length: a NAT session's adds the SNAT address, of the backend's family.
+size_t LengthOf(bool client_v6, bool backend_v6, bool nat) {
+  return kRecordFixed + (client_v6 ? 32 : 8) + (backend_v6 ? 16 : 4) * (nat ? 2 : 1);
+}
+
 uint64_t Tag(const SipKey& key, const uint8_t* data, size_t len) { return SipHash<2, 4>(key, data, len); }
 
 }  // namespace
@@ -41,9 +46,7 @@ SipKey KeyFromSecret(std::string_view secret) {
           SipHash<2, 4>({kLabel1, kLabel0}, secret.data(), secret.size())};
 }
 
-size_t RecordLength(const SyncedFlow& f) {
-  return kRecordFixed + (f.key.src.IsV4() ? 8 : 32) + (f.backend.IsV4() ? 4 : 16);
-}
+size_t RecordLength(const SyncedFlow& f) { return LengthOf(!f.key.src.IsV4(), !f.backend.IsV4(), f.nat); }
 
 size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<const SyncedFlow> flows,
               std::vector<uint8_t>& out) {
@@ -58,15 +61,18 @@ size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<
     for (const SyncedFlow& f : flows) {
       if (len + RecordLength(f) + kTagLen > kMaxDatagram || count == UINT16_MAX) break;
       uint8_t* r = out.data() + len;
-      r[0] = uint8_t((f.key.src.IsV4() ? 0 : kClientV6) | (f.backend.IsV4() ? 0 : kBackendV6));
+      r[0] = uint8_t((f.key.src.IsV4() ? 0 : kClientV6) | (f.backend.IsV4() ? 0 : kBackendV6) |
+                     (f.nat ? kNatSession : 0));
       r[1] = f.key.protocol;
       r[2] = f.state;
       std::memcpy(r + 4, &f.key.src_port_be, 2);  // already in network order
       std::memcpy(r + 6, &f.key.dst_port_be, 2);
       Store16(r + 8, f.backend_port);
+      if (f.nat) Store16(r + 10, f.snat_port);
       uint8_t* a = PutAddress(r + kRecordFixed, f.key.src);
       a = PutAddress(a, f.key.dst);
       a = PutAddress(a, f.backend);
+      if (f.nat) a = PutAddress(a, f.snat);
       len = size_t(a - out.data());
       ++count;
     }
@@ -101,10 +107,11 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
   for (uint16_t i = 0; i < count; ++i) {
     if (off + kRecordFixed > body) return absl::InvalidArgumentError("record past the end");
     const uint8_t* r = d.data() + off;
-    const bool client_v6 = r[0] & kClientV6, backend_v6 = r[0] & kBackendV6;
-    const size_t len = kRecordFixed + (client_v6 ? 32 : 8) + (backend_v6 ? 16 : 4);
+    const bool client_v6 = r[0] & kClientV6, backend_v6 = r[0] & kBackendV6, nat = r[0] & kNatSession;
+    const size_t len = LengthOf(client_v6, backend_v6, nat);
     if (off + len > body) return absl::InvalidArgumentError("record past the end");
-    if ((r[0] & ~(kClientV6 | kBackendV6)) != 0 || (r[1] != IPPROTO_TCP && r[1] != IPPROTO_UDP)) {
+    if ((r[0] & ~(kClientV6 | kBackendV6 | kNatSession)) != 0 || (r[1] != IPPROTO_TCP && r[1] != IPPROTO_UDP) ||
+        (!nat && Load16(r + 10) != 0)) {
       return absl::InvalidArgumentError("malformed record");
     }
     SyncedFlow f;
@@ -115,7 +122,12 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
     f.backend_port = Load16(r + 8);
     const uint8_t* a = GetAddress(r + kRecordFixed, client_v6, f.key.src);
     a = GetAddress(a, client_v6, f.key.dst);
-    GetAddress(a, backend_v6, f.backend);
+    a = GetAddress(a, backend_v6, f.backend);
+    if (nat) {
+      f.nat = true;
+      f.snat_port = Load16(r + 10);
+      GetAddress(a, backend_v6, f.snat);
+    }
     m.flows.push_back(f);
     off += len;
   }

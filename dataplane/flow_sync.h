@@ -2,21 +2,27 @@
 // about the flows it pins, and the datagrams that carry it.
 //
 // A worker that pins a DSR flow to a backend (a new flow, a flow moved off a backend, or
-// an active flow every refresh interval) queues a SyncedFlow for the node's sync thread,
+// an active flow every refresh interval), or that carries a NAT session, queues a
+// SyncedFlow for the node's sync thread,
 // which batches them into authenticated UDP datagrams to the peer nodes. A node that
 // receives one hands it to every worker (which one the NIC's RSS or the kernel's fanout
 // gives the flow is unknowable), and each puts it in its flow table as a learned entry:
 // should ECMP move the flow here, its packets find the backend the flow began on, not the
-// one the current Maglev table gives.
+// one the current Maglev table gives. A NAT session also names its SNAT address and
+// port: a node that learns it adopts the session (nat.h, AdoptedTable), so that it can
+// translate both ways, exactly as the session's node did, should the client's packets or
+// the backend's replies come here.
 //
 // Datagram (all integers big-endian):
 //   0  "LBFS"   4  version (1)   5  type (1: flows, 2: dump request)   6  record count
 //   8  sequence number (the sender's, per datagram)
 //   12 records, then an 8-byte SipHash-2-4 tag over all before it, keyed from the
 //      cluster's flow-hash secret.
-// Record: flags (bit 0: client and VIP are IPv6; bit 1: the backend is), protocol,
-// state (FlowState), 0, client port, VIP port, backend port, 0 (2 bytes), then the
-// client, VIP and backend addresses (4 or 16 bytes each): 24 bytes for IPv4.
+// Record: flags (bit 0: client and VIP are IPv6; bit 1: the backend is; bit 2: a NAT
+// session), protocol, state (FlowState), 0, client port, VIP port, backend port, SNAT
+// port (NAT; else 0), then the client, VIP and backend addresses (4 or 16 bytes each),
+// and for NAT the SNAT address (of the backend's family): 24 bytes for IPv4, 28 for a
+// NAT session.
 //
 // Pure logic: worker lcores use SyncedFlow; the codec runs on the sync thread.
 #pragma once
@@ -40,7 +46,10 @@ struct SyncedFlow {
   IpAddress backend;
   uint16_t backend_port = 0;  // host order; 0: the VIP's port
   uint8_t state = 0;          // FlowState
-  uint8_t pad = 0;
+  bool nat = false;           // a NAT session: the backend sees it from snat:snat_port
+  IpAddress snat;             // NAT: the session's source address toward the backend
+  uint16_t snat_port = 0;     // NAT: its source port, host order
+  uint16_t pad = 0;
 
   bool operator==(const SyncedFlow&) const = default;
 };

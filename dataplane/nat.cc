@@ -102,4 +102,46 @@ uint32_t NatTable::Sweep(Millis now, uint32_t count) {
   return freed;
 }
 
+AdoptedTable::AdoptedTable(uint32_t capacity)
+    : capacity_(capacity), sessions_(std::make_unique<AdoptedSession[]>(capacity)) {
+  free_.reserve(capacity);
+  for (uint32_t i = capacity; i-- > 0;) free_.push_back(i);
+}
+
+uint32_t AdoptedTable::Take(Millis now) {
+  // When none is free, the sweep's next slice may hold expired ones.
+  if (free_.empty()) Sweep(now, std::min(capacity_, 256u));
+  if (free_.empty()) return kNone;
+  const uint32_t index = free_.back();
+  free_.pop_back();
+  sessions_[index].in_use = true;
+  ++in_use_;
+  return index;
+}
+
+void AdoptedTable::Release(uint32_t index) {
+  AdoptedSession& s = sessions_[index];
+  if (!s.in_use) return;
+  s.in_use = false;
+  s.carried = false;
+  s.generation = (s.generation + 1) & 0xffffff;
+  if (s.generation == 0) s.generation = 1;
+  s.client_entry = s.reply_entry = {};
+  --in_use_;
+  free_.push_back(index);
+}
+
+uint32_t AdoptedTable::Sweep(Millis now, uint32_t count) {
+  uint32_t freed = 0;
+  for (uint32_t i = 0; i < std::min(count, capacity_); ++i) {
+    const uint32_t index = sweep_cursor_;
+    sweep_cursor_ = sweep_cursor_ + 1 == capacity_ ? 0 : sweep_cursor_ + 1;
+    if (sessions_[index].in_use && Expired(sessions_[index].deadline, now)) {
+      Release(index);
+      ++freed;
+    }
+  }
+  return freed;
+}
+
 }  // namespace lb::dataplane

@@ -30,6 +30,8 @@ namespace lb::dataplane {
 
 // Marks a flow entry whose backend_slot is a NAT session index (FlowState fits below it).
 inline constexpr uint8_t kNatEntryFlag = 0x80;
+// With kNatEntryFlag: the session is an adopted one (AdoptedTable), not this node's own.
+inline constexpr uint8_t kAdoptedEntryFlag = 0x40;
 
 struct NatSession {
   FlowKey client;             // as the client sent it: client -> VIP
@@ -41,6 +43,7 @@ struct NatSession {
   uint8_t snat_address = 0;
   uint8_t state = 0;          // FlowState
   bool in_use = false;
+  bool announced = false;     // flow sync: the peers know it
   uint32_t generation = 1;    // 24 bits are kept in the flow entry
   uint32_t backend_slot = 0;  // the backend, as a flow entry pins it
   uint32_t backend_generation = 0;
@@ -130,6 +133,68 @@ class NatTable {
   uint32_t reclaim_budget_ = kReclaimPerBurst;
   uint32_t sweep_cursor_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> in_use_;
+};
+
+// A NAT session another LB node opened, learned through flow sync (docs/flow-sync.md):
+// should ECMP bring its client's packets here, or the ToR route its SNAT address here
+// (the backup announcement of a dead node's SNAT prefix), this node translates them
+// exactly as the session's node did, so the connection goes on. Two flow entries name
+// it: the client's 5-tuple (client -> VIP) and the reply's (backend -> SNAT:port).
+struct AdoptedSession {
+  FlowKey client;  // as the client sent it: client -> VIP
+  IpAddress snat;
+  IpAddress backend;
+  uint16_t snat_port_be = 0;
+  uint16_t backend_port_be = 0;
+  uint32_t backend_slot = 0;  // the backend in this node's snapshot
+  uint32_t backend_generation = 0;
+  uint32_t generation = 1;    // 24 bits are kept in the flow entries
+  uint8_t state = 0;          // FlowState
+  bool in_use = false;
+  bool carried = false;       // a packet of it came here: this node carries (and announces) it
+  Millis deadline = 0;
+  FlowTable::Slot client_entry, reply_entry;  // checked before use, as NatSession::entry
+
+  // The 5-tuple of the backend's replies.
+  FlowKey ReplyKey() const {
+    FlowKey k = client;
+    k.src = backend;
+    k.dst = snat;
+    k.src_port_be = backend_port_be;
+    k.dst_port_be = snat_port_be;
+    return k;
+  }
+};
+
+// One worker's adopted sessions: a fixed array with a free list. A session is free once
+// its deadline passes (Sweep, or Take when none is free); freeing bumps its generation,
+// so flow entries that still name it are recognised as stale.
+//
+// Thread model: worker lcore only.
+class AdoptedTable {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  explicit AdoptedTable(uint32_t capacity);
+
+  // A free session (marked in use, its other fields the caller's), or kNone when every
+  // one is live.
+  uint32_t Take(Millis now);
+  AdoptedSession& at(uint32_t index) { return sessions_[index]; }
+  uint32_t IndexOf(const AdoptedSession& s) const { return uint32_t(&s - sessions_.get()); }
+  uint32_t size() const { return capacity_; }
+  // Sessions in use, live or expired but not yet swept: 0 lets the hot path skip them.
+  uint32_t in_use() const { return in_use_; }
+  void Release(uint32_t index);
+  // Frees the expired sessions among the next `count` (round robin); returns how many.
+  uint32_t Sweep(Millis now, uint32_t count);
+
+ private:
+  uint32_t capacity_;
+  std::unique_ptr<AdoptedSession[]> sessions_;
+  std::vector<uint32_t> free_;
+  uint32_t in_use_ = 0;
+  uint32_t sweep_cursor_ = 0;
 };
 
 }  // namespace lb::dataplane

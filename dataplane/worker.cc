@@ -88,6 +88,7 @@ Worker::Worker(const Options& options, SnapshotStore* store)
       flows_(options.flow_capacity),
       nat_(options.nat_addresses, options.nat_port_min, options.nat_port_max, options.id, options.workers,
            options.nat_port_secret),
+      adopted_(options.nat_adopted_capacity),
       tsc_per_ms_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
 
 Millis Worker::Now() const { return Millis(rte_get_tsc_cycles() / tsc_per_ms_); }
@@ -174,6 +175,10 @@ inline void Worker::Handle(const Snapshot& snap, rte_mbuf* m, const Meta& meta, 
   // NAT replies (to an SNAT address) before the VIP table: a few compares, not a hash.
   if (p.kind != PacketKind::kNotIp && !snap.nat().addresses.empty()) {
     if (const int a = snap.SnatIndex(p.key.dst); a >= 0) return HandleSnat(snap, m, meta, uint32_t(a), now, out);
+  }
+  // Replies to another node's SNAT address, of the sessions this node adopted.
+  if (adopted_.in_use() != 0) {
+    if (AdoptedSession* a = AdoptedReply(meta, now)) return AdoptedToClient(snap, m, p, *a, now, out);
   }
   const VipRecord* vip = p.kind == PacketKind::kNotIp ? nullptr : snap.FindVip(p.key.dst);
   if (vip == nullptr) return ToKernel(&snap, m, p, now, out);
@@ -277,8 +282,7 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
     if (options_.flow_sync_announce != nullptr && hit && Announceable(state)) {
       // Once when the flow qualifies (or moved to another backend), then whenever its
       // deadline enters another refresh interval: while it is active, every interval.
-      const uint32_t r = options_.flow_sync_refresh_ms;
-      if (!announced || (extend && deadline / r != *slot.deadline / r)) Announce(p.key, *b, state);
+      if (!announced || (extend && RefreshDue(*slot.deadline, deadline))) Announce(p.key, *b, state);
       value |= kAnnouncedFlag;
     }
     if (slot.entry->state != value) slot.entry->state = value;
@@ -288,8 +292,12 @@ inline void Worker::HandleFlow(const Snapshot& snap, rte_mbuf* m, const Meta& me
 }
 
 void Worker::Announce(const FlowKey& key, const BackendRecord& b, FlowState state) {
-  SyncedFlow f{.key = key, .backend = b.address, .backend_port = b.port, .state = uint8_t(state)};
-  if (rte_ring_sp_enqueue_elem(options_.flow_sync_announce, &f, sizeof(f)) == 0) {
+  Announce(SyncedFlow{.key = key, .backend = b.address, .backend_port = b.port, .state = uint8_t(state)});
+}
+
+void Worker::Announce(const SyncedFlow& f) {
+  // The ring copies the element (its API takes no const pointer).
+  if (rte_ring_sp_enqueue_elem(options_.flow_sync_announce, const_cast<SyncedFlow*>(&f), sizeof(f)) == 0) {
     counters_.Add(Event::kFlowsAnnounced);
   } else {
     counters_.Add(Event::kFlowAnnouncesLost);
@@ -300,42 +308,118 @@ uint32_t Worker::Learn(std::span<const SyncedFlow> flows, Millis now) {
   const Snapshot* snap = store_->Acquire();
   if (snap == nullptr) return 0;
   uint32_t taken = 0;
-  for (const SyncedFlow& f : flows) {
-    const ServiceRecord* svc = snap->FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
-    uint32_t slot_id = 0;
-    const BackendRecord* b =
-        svc != nullptr && svc->mode != ForwardingMode::kNat ? svc->FindBackend(f.backend, f.backend_port, &slot_id) : nullptr;
-    if (b == nullptr) {
-      counters_.Add(Event::kFlowsLearnedUnknown);
-      continue;
-    }
-    const FlowState state = f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
-    // The peer's entry lives until the flow is idle for its timeout, and is announced
-    // again every refresh interval while active: a learned entry outlives it.
-    const Millis deadline = now + snap->Timeout(state) + options_.flow_sync_refresh_ms;
-    const FlowEntry learned{slot_id, b->generation, uint8_t(uint8_t(state) | kLearnedFlag | kAnnouncedFlag)};
-    const FlowTag tag = flows_.Tag(f.key, options_.flow_hasher.Hash(f.key));
-    if (FlowTable::Slot slot = flows_.Find(tag, now)) {
-      if (slot.entry->state & kLearnedFlag) {  // announced again: refreshed
-        *slot.entry = learned;
-        *slot.deadline = deadline;
-        ++taken;
-      }
-      continue;  // else this worker carries the flow itself
-    }
-    bool reclaimed = false;
-    FlowTable::Slot slot = flows_.Claim(tag, now, &reclaimed);
-    if (!slot) {
-      counters_.Add(Event::kFlowTableFull);
-      continue;
-    }
-    if (reclaimed) counters_.Add(Event::kFlowExpired);
-    *slot.entry = learned;
-    *slot.deadline = deadline;
-    ++taken;
-  }
+  for (const SyncedFlow& f : flows) taken += f.nat ? LearnSession(*snap, f, now) : LearnFlow(*snap, f, now);
   counters_.Add(Event::kFlowsLearned, taken);
   return taken;
+}
+
+bool Worker::LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now) {
+  const ServiceRecord* svc = snap.FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
+  uint32_t slot_id = 0;
+  const BackendRecord* b =
+      svc != nullptr && svc->mode != ForwardingMode::kNat ? svc->FindBackend(f.backend, f.backend_port, &slot_id) : nullptr;
+  if (b == nullptr) {
+    counters_.Add(Event::kFlowsLearnedUnknown);
+    return false;
+  }
+  const FlowState state = f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
+  // The peer's entry lives until the flow is idle for its timeout, and is announced
+  // again every refresh interval while active: a learned entry outlives it.
+  const Millis deadline = now + snap.Timeout(state) + options_.flow_sync_refresh_ms;
+  const FlowEntry learned{slot_id, b->generation, uint8_t(uint8_t(state) | kLearnedFlag | kAnnouncedFlag)};
+  const FlowTag tag = flows_.Tag(f.key, options_.flow_hasher.Hash(f.key));
+  FlowTable::Slot slot = flows_.Find(tag, now);
+  if (slot) {
+    // Refreshed when announced again; else this worker carries the flow itself.
+    if ((slot.entry->state & (kLearnedFlag | kNatEntryFlag)) != kLearnedFlag) return false;
+  } else {
+    bool reclaimed = false;
+    slot = flows_.Claim(tag, now, &reclaimed);
+    if (!slot) {
+      counters_.Add(Event::kFlowTableFull);
+      return false;
+    }
+    if (reclaimed) counters_.Add(Event::kFlowExpired);
+  }
+  *slot.entry = learned;
+  *slot.deadline = deadline;
+  return true;
+}
+
+bool Worker::LearnSession(const Snapshot& snap, const SyncedFlow& f, Millis now) {
+  const ServiceRecord* svc = snap.FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
+  uint32_t slot_id = 0;
+  const BackendRecord* b = nullptr;
+  if (svc != nullptr && svc->mode == ForwardingMode::kNat) {
+    b = svc->FindBackend(f.backend, f.backend_port, &slot_id);
+    // A backend without a port of its own serves on the VIP's.
+    if (b == nullptr && f.backend_port == rte_be_to_cpu_16(f.key.dst_port_be)) b = svc->FindBackend(f.backend, 0, &slot_id);
+  }
+  if (b == nullptr || f.snat.IsV4() != f.backend.IsV4()) {
+    counters_.Add(Event::kFlowsLearnedUnknown);
+    return false;
+  }
+  const FlowState state = f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
+  const Millis deadline = now + snap.Timeout(state) + options_.flow_sync_refresh_ms;  // as LearnFlow's
+  const uint8_t entry_state = uint8_t(kNatEntryFlag | kAdoptedEntryFlag | uint8_t(state));
+  const FlowTag client_tag = flows_.Tag(f.key, options_.flow_hasher.Hash(f.key));
+  FlowTable::Slot client = flows_.Find(client_tag, now);
+  AdoptedSession* a = nullptr;
+  if (client) {
+    // This worker's own flow or session, or an adopted one it carries: its own word stands.
+    a = AdoptedOf(*client.entry, now);
+    if (a == nullptr || a->carried || !(a->client == f.key)) return false;
+  } else {
+    const uint32_t index = adopted_.Take(now);
+    if (index == AdoptedTable::kNone) {
+      counters_.Add(Event::kNatAdoptedFull);
+      return false;
+    }
+    bool reclaimed = false;
+    client = flows_.Claim(client_tag, now, &reclaimed);
+    if (!client) {
+      adopted_.Release(index);
+      counters_.Add(Event::kFlowTableFull);
+      return false;
+    }
+    if (reclaimed) counters_.Add(Event::kFlowExpired);
+    a = &adopted_.at(index);
+    a->client = f.key;
+    a->client_entry = client;
+    *client.entry = FlowEntry{index, a->generation, entry_state};
+  }
+  a->snat = f.snat;
+  a->snat_port_be = rte_cpu_to_be_16(f.snat_port);
+  a->backend = f.backend;
+  a->backend_port_be = rte_cpu_to_be_16(f.backend_port);
+  a->backend_slot = slot_id;
+  a->backend_generation = b->generation;
+  a->state = uint8_t(state);
+  a->deadline = deadline;
+  *client.deadline = deadline;
+  // The reply's entry: on every worker for another node's SNAT address (the NIC's RSS or
+  // the kernel's fanout may give the replies to any), on the port's owner alone for one of
+  // this node's own (HandleSnat hands the replies to it).
+  if (snap.SnatIndex(f.snat) >= 0 && nat_.OwnerOf(f.snat_port) != options_.id) return true;
+  const FlowKey reply_key = a->ReplyKey();
+  const FlowTag reply_tag = flows_.Tag(reply_key, options_.flow_hasher.Hash(reply_key));
+  FlowTable::Slot reply = flows_.Find(reply_tag, now);
+  if (reply) {
+    const AdoptedSession* other = AdoptedOf(*reply.entry, now);
+    if (other == nullptr || (other != a && other->carried)) return true;  // held by a flow of this node's
+  } else {
+    bool reclaimed = false;
+    reply = flows_.Claim(reply_tag, now, &reclaimed);
+    if (!reply) {
+      counters_.Add(Event::kFlowTableFull);
+      return true;
+    }
+    if (reclaimed) counters_.Add(Event::kFlowExpired);
+  }
+  *reply.entry = FlowEntry{adopted_.IndexOf(*a), a->generation, entry_state};
+  *reply.deadline = deadline;
+  a->reply_entry = reply;
+  return true;
 }
 
 const BackendRecord* Worker::PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const Meta& meta,
@@ -433,11 +517,13 @@ void Worker::LookUpAhead(Meta& meta, Millis now) {
   if (meta.tag.fingerprint == 0) return;
   meta.flow = flows_.Find(meta.tag, now);
   const FlowEntry* e = meta.flow.entry;
-  if (e != nullptr && (e->state & kNatEntryFlag) && e->backend_slot < nat_.size()) nat_.Prefetch(e->backend_slot);
+  if (e != nullptr && (e->state & (kNatEntryFlag | kAdoptedEntryFlag)) == kNatEntryFlag && e->backend_slot < nat_.size()) {
+    nat_.Prefetch(e->backend_slot);
+  }
 }
 
 NatSession* Worker::SessionOf(const FlowEntry& e, const FlowKey& key, Millis now) {
-  if (!(e.state & kNatEntryFlag) || e.backend_slot >= nat_.size()) return nullptr;
+  if ((e.state & (kNatEntryFlag | kAdoptedEntryFlag)) != kNatEntryFlag || e.backend_slot >= nat_.size()) return nullptr;
   NatSession& s = nat_.at(e.backend_slot);
   if (!s.in_use || s.generation != e.backend_generation || Expired(s.deadline, now) || !(s.client == key)) {
     return nullptr;
@@ -445,10 +531,22 @@ NatSession* Worker::SessionOf(const FlowEntry& e, const FlowKey& key, Millis now
   return &s;
 }
 
-void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now) {
+void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now,
+                            bool from_client) {
   const FlowState state = NextState(FlowState(s.state), p);
   s.state = uint8_t(state);
   const Millis deadline = now + snap.Timeout(state);
+  if (options_.flow_sync_announce != nullptr && Announceable(state) &&
+      (s.announced ? RefreshDue(s.deadline, deadline) : from_client)) {
+    s.announced = true;
+    Announce(SyncedFlow{.key = s.client,
+                        .backend = s.backend,
+                        .backend_port = rte_be_to_cpu_16(s.backend_port_be),
+                        .state = uint8_t(state),
+                        .nat = true,
+                        .snat = snap.nat().addresses[s.snat_address],
+                        .snat_port = rte_be_to_cpu_16(s.snat_port_be)});
+  }
   s.deadline = deadline;
   // The client side's entry lives as long as the session, also when only replies flow.
   if (s.entry != nullptr && (s.entry->state & kNatEntryFlag) && s.entry->backend_slot == nat_.IndexOf(s) &&
@@ -464,6 +562,16 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
   const ParsedPacket& p = meta.packet;
   FlowTable::Slot slot = FindFlow(meta, now);
   counters_.Add(slot ? Event::kFlowHits : Event::kFlowMisses);
+  if (slot && (slot.entry->state & kAdoptedEntryFlag)) [[unlikely]] {
+    if (AdoptedSession* a = AdoptedOf(*slot.entry, now); a != nullptr && a->client == p.key) {
+      if (const BackendRecord* b = snap.Pinned(svc, a->backend_slot, a->backend_generation)) {
+        return AdoptedToBackend(snap, m, p, *a, *b, now, out);
+      }
+      // Its backend went away: the connection cannot go on, and the packet starts a new one.
+      adopted_.Release(adopted_.IndexOf(*a));
+      counters_.Add(Event::kFlowRepicks);
+    }
+  }
   NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
   uint32_t index = s != nullptr ? slot.entry->backend_slot : NatTable::kNone;
   const BackendRecord* b = nullptr;
@@ -500,6 +608,10 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
       }
     }
     index = nat_.Allocate(p.key.protocol, preferred, family_v4, now);
+    const uint16_t backend_port_be = b->port != 0 ? rte_cpu_to_be_16(b->port) : p.key.dst_port_be;
+    if (index != NatTable::kNone && adopted_.in_use() != 0) {
+      index = AvoidAdopted(snap, index, p.key, b->address, backend_port_be, preferred, family_v4, now);
+    }
     if (index == NatTable::kNone) return Drop(m, DropReason::kNatPortsExhausted);
     if (!slot) {
       bool reclaimed = false;
@@ -514,10 +626,11 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     s = &nat_.at(index);
     s->client = p.key;
     s->backend = b->address;
-    s->backend_port_be = b->port != 0 ? rte_cpu_to_be_16(b->port) : p.key.dst_port_be;
+    s->backend_port_be = backend_port_be;
     s->backend_slot = backend_slot;
     s->backend_generation = b->generation;
     s->state = uint8_t(InitialState(p));
+    s->announced = false;
     s->entry = slot.entry;
     s->entry_deadline = slot.deadline;
     slot.entry->backend_slot = index;
@@ -528,7 +641,7 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
     s->deadline = deadline;
     *slot.deadline = deadline;
   } else {
-    RefreshSession(snap, *s, p, now);
+    RefreshSession(snap, *s, p, now, /*from_client=*/true);
   }
   if (!b->on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
   const IpAddress& snat = snap.nat().addresses[s->snat_address];
@@ -561,6 +674,11 @@ void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uin
   }
   NatSession* s = nat_.Lookup(p.key.protocol, address, port, now);
   if (s == nullptr || !(s->backend == p.key.src) || s->backend_port_be != p.key.src_port_be) {
+    // Not a session of this node's: one it adopted from a peer (this node came back, and
+    // its SNAT address with it, while a peer carried its sessions)?
+    if (adopted_.in_use() != 0 && !error) {
+      if (AdoptedSession* a = AdoptedReply(meta, now)) return AdoptedToClient(snap, m, p, *a, now, out);
+    }
     return Drop(m, DropReason::kNatNoSession);
   }
   if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
@@ -578,9 +696,112 @@ void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uin
     counters_.Add(Event::kNatIcmpErrors);
     return;
   }
-  RefreshSession(snap, *s, p, now);
+  RefreshSession(snap, *s, p, now, /*from_client=*/false);
   const rewrite::NatEndpoints to{&s->client.dst, s->client.dst_port_be, &s->client.src, s->client.src_port_be};
   if (!rewrite::NatTranslate(m, p, to, mac, snap.next_hop())) return Drop(m, DropReason::kNoHeadroom);
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatReplies);
+}
+
+uint32_t Worker::AvoidAdopted(const Snapshot& snap, uint32_t index, const FlowKey& client, const IpAddress& backend,
+                              uint16_t backend_port_be, uint32_t preferred, const bool* family_v4, Millis now) {
+  // The backend would take a new connection from the 4-tuple of one it has: a port is
+  // held by a session this node adopted (it came back while a peer carried its sessions).
+  std::array<uint32_t, 4> skipped;
+  uint32_t num_skipped = 0;
+  while (index != NatTable::kNone) {
+    const NatSession& s = nat_.at(index);
+    const FlowKey reply{.src = backend,
+                        .dst = snap.nat().addresses[s.snat_address],
+                        .src_port_be = backend_port_be,
+                        .dst_port_be = s.snat_port_be,
+                        .protocol = client.protocol};
+    const FlowTable::Slot held = flows_.Find(flows_.Tag(reply, options_.flow_hasher.Hash(reply)), now);
+    if (!held || AdoptedOf(*held.entry, now) == nullptr) break;
+    counters_.Add(Event::kNatPortsSkipped);
+    if (num_skipped == skipped.size()) {
+      nat_.Release(index);
+      index = NatTable::kNone;
+      break;
+    }
+    skipped[num_skipped++] = index;  // kept until another is found, so that it is not given again
+    index = nat_.Allocate(client.protocol, preferred, family_v4, now);
+  }
+  for (uint32_t i = 0; i < num_skipped; ++i) nat_.Release(skipped[i]);
+  return index;
+}
+
+AdoptedSession* Worker::AdoptedOf(const FlowEntry& e, Millis now) {
+  if ((e.state & (kNatEntryFlag | kAdoptedEntryFlag)) != (kNatEntryFlag | kAdoptedEntryFlag) ||
+      e.backend_slot >= adopted_.size()) {
+    return nullptr;
+  }
+  AdoptedSession& a = adopted_.at(e.backend_slot);
+  return a.in_use && a.generation == e.backend_generation && !Expired(a.deadline, now) ? &a : nullptr;
+}
+
+AdoptedSession* Worker::AdoptedReply(const Meta& meta, Millis now) {
+  const ParsedPacket& p = meta.packet;
+  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp) || p.is_fragment) return nullptr;
+  const FlowTable::Slot slot = FindFlow(meta, now);
+  AdoptedSession* a = slot ? AdoptedOf(*slot.entry, now) : nullptr;
+  return a != nullptr && a->ReplyKey() == p.key ? a : nullptr;
+}
+
+void Worker::CarryAdopted(const Snapshot& snap, AdoptedSession& a, const ParsedPacket& p, Millis now) {
+  const FlowState state = NextState(FlowState(a.state), p);
+  a.state = uint8_t(state);
+  const Millis deadline = now + snap.Timeout(state);
+  const bool rescued = !a.carried;
+  if (rescued) {
+    // Its node is gone, or ECMP moved its packets here: this node carries it now.
+    a.carried = true;
+    counters_.Add(Event::kFlowsRescued);
+  } else if (int32_t(deadline - a.deadline) <= kDeadlineSlack) {
+    return;  // written only when the deadline moves on (HandleFlow)
+  }
+  if (options_.flow_sync_announce != nullptr && Announceable(state) && (rescued || RefreshDue(a.deadline, deadline))) {
+    Announce(SyncedFlow{.key = a.client,
+                        .backend = a.backend,
+                        .backend_port = rte_be_to_cpu_16(a.backend_port_be),
+                        .state = uint8_t(state),
+                        .nat = true,
+                        .snat = a.snat,
+                        .snat_port = rte_be_to_cpu_16(a.snat_port_be)});
+  }
+  a.deadline = deadline;
+  // Both entries live as long as the session, whichever side's packets keep it alive
+  // (each is checked to still name it: its way may have been reclaimed for another flow).
+  const uint32_t index = adopted_.IndexOf(a);
+  for (const FlowTable::Slot& e : {a.client_entry, a.reply_entry}) {
+    if (e && (e.entry->state & kAdoptedEntryFlag) && e.entry->backend_slot == index &&
+        e.entry->backend_generation == a.generation) {
+      *e.deadline = deadline;
+    }
+  }
+}
+
+void Worker::AdoptedToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a,
+                              const BackendRecord& b, Millis now, BurstOutput& out) {
+  CarryAdopted(snap, a, p, now);
+  if (!b.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
+  const rewrite::NatEndpoints to{&a.snat, a.snat_port_be, &a.backend, a.backend_port_be};
+  if (!rewrite::NatTranslate(m, p, to, b.on_link ? b.neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatForwarded);
+}
+
+void Worker::AdoptedToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a, Millis now,
+                             BurstOutput& out) {
+  if (p.ttl <= 1) return Drop(m, DropReason::kTtlExceeded);
+  CarryAdopted(snap, a, p, now);
+  if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
+  const rewrite::NatEndpoints to{&a.client.dst, a.client.dst_port_be, &a.client.src, a.client.src_port_be};
+  if (!rewrite::NatTranslate(m, p, to, snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
   out.wire[out.num_wire++] = m;
   counters_.Add(Event::kNatReplies);
 }
@@ -624,6 +845,11 @@ uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
   if (nat_.size() != 0) {
     if (const uint32_t freed = nat_.Sweep(now, options_.sweep_buckets_per_poll)) counters_.Add(Event::kNatExpired, freed);
   }
+  if (adopted_.in_use() != 0) {
+    if (const uint32_t freed = adopted_.Sweep(now, options_.sweep_buckets_per_poll)) {
+      counters_.Add(Event::kNatExpired, freed);
+    }
+  }
   return n;
 }
 
@@ -665,6 +891,8 @@ void Worker::AnswerQuery(Millis now) {
       answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
     } else if (const NatSession* s = SessionOf(*slot.entry, query_.key, now)) {
       answer = {true, s->backend_slot, s->backend_generation};
+    } else if (const AdoptedSession* a = AdoptedOf(*slot.entry, now); a != nullptr && a->client == query_.key) {
+      answer = {true, a->backend_slot, a->backend_generation};
     }
   }
   query_.answer = answer;

@@ -134,6 +134,8 @@ class Worker {
     // is still active is announced again, ms.
     rte_ring* flow_sync_announce = nullptr;
     uint32_t flow_sync_refresh_ms = 5000;
+    // Flow sync: the NAT sessions of the peer nodes this worker can adopt (AdoptedTable).
+    uint32_t nat_adopted_capacity = 0;
   };
 
   Worker(const Options& options, SnapshotStore* store);
@@ -143,9 +145,10 @@ class Worker {
   void ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out, bool handed_over = false);
 
   // Flow sync: puts flows the peer nodes pinned into the flow table as learned entries
-  // (each keeps its backend should its packets come here), or refreshes the learned
-  // entries it has; flows this worker carries itself are left alone. Returns how many it
-  // took.
+  // (each keeps its backend should its packets come here), and adopts their NAT sessions
+  // (AdoptedTable: translated both ways should their packets come here), or refreshes
+  // the learned entries and sessions it has; what this worker carries itself is left
+  // alone. Returns how many it took.
   uint32_t Learn(std::span<const SyncedFlow> flows, Millis now);
 
   // One turn of the poll loop: receive a burst from `rx`, process it, send the wire
@@ -220,15 +223,41 @@ class Worker {
                   BurstOutput& out);
   // The live session a flow entry names, or nullptr.
   NatSession* SessionOf(const FlowEntry& e, const FlowKey& key, Millis now);
-  void RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now);
+  // A packet of session `s` (`from_client`: of the client side) keeps it alive; flow sync
+  // announces it once established (on a packet of the client's), then every interval.
+  void RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now, bool from_client);
+  // Another SNAT port when the one allocated (`index`) would give the backend the 4-tuple
+  // of an adopted session; kNone when a few tries find none.
+  uint32_t AvoidAdopted(const Snapshot& snap, uint32_t index, const FlowKey& client, const IpAddress& backend,
+                        uint16_t backend_port_be, uint32_t preferred, const bool* family_v4, Millis now);
+  // Adopted NAT sessions (nat.h): the live one a flow entry names, or nullptr; the one
+  // whose reply `meta` is, or nullptr; and their translation each way.
+  AdoptedSession* AdoptedOf(const FlowEntry& e, Millis now);
+  AdoptedSession* AdoptedReply(const Meta& meta, Millis now);
+  void AdoptedToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a,
+                        const BackendRecord& b, Millis now, BurstOutput& out);
+  void AdoptedToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a, Millis now,
+                       BurstOutput& out);
+  // A packet of adopted session `a` came here: this node carries it from now on (counted
+  // as rescued, and announced), and keeps it and its entries alive.
+  void CarryAdopted(const Snapshot& snap, AdoptedSession& a, const ParsedPacket& p, Millis now);
   // Sends what the other workers handed this one (NAT replies it owns).
   uint32_t DrainInbox(rte_ring* inbox, PortQueue tx, PortQueue kernel);
   void SendBurst(BurstOutput& out, PortQueue tx, PortQueue kernel);
   [[gnu::always_inline]] void Forward(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p,
                                       const BackendRecord& backend, uint32_t hash, Millis now, BurstOutput& out);
   void AnswerEcho(rte_mbuf* m, const ParsedPacket& p, BurstOutput& out);
-  // Flow sync: tells the peers (through the sync thread) that `key` is pinned to `b`.
+  // Flow sync: tells the peers (through the sync thread) that `key` is pinned to `b`, or
+  // about a NAT session; and whether a flow whose deadline moves from `before` to `after`
+  // is due to be announced again (its deadline entered another refresh interval).
   void Announce(const FlowKey& key, const BackendRecord& b, FlowState state);
+  void Announce(const SyncedFlow& f);
+  bool RefreshDue(Millis before, Millis after) const {
+    return before / options_.flow_sync_refresh_ms != after / options_.flow_sync_refresh_ms;
+  }
+  // Learn's part for a DSR flow and for a NAT session; each says whether it took it.
+  bool LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now);
+  bool LearnSession(const Snapshot& snap, const SyncedFlow& f, Millis now);
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
   void AnswerQuery(Millis now);
@@ -249,6 +278,7 @@ class Worker {
   SnapshotStore* store_;
   FlowTable flows_;
   NatTable nat_;
+  AdoptedTable adopted_;
   std::vector<rte_ring*> nat_inboxes_;  // set by Run
   WorkerCounters counters_;
   TokenBucket too_big_limiter_;

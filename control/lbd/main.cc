@@ -85,6 +85,10 @@ DEFINE_uint32(flow_sync_port, 7300, "UDP port of flow sync, the same on every no
 DEFINE_uint32(flow_sync_refresh_ms, 5000, "Flow sync: an active flow is announced again this often. A (re)started "
                                           "node reports healthy only this long (and a second) after it starts, "
                                           "having learned the peers' active flows by then.");
+DEFINE_uint32(flow_sync_nat_sessions, 65536,
+              "Flow sync: the NAT sessions of the peer nodes each worker can adopt (about 128 bytes each, and two "
+              "flow-table entries), so that a NAT connection survives its node (docs/flow-sync.md). Size it for the "
+              "peers' live NAT sessions; what does not fit is counted as nat_adopted_full.");
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
@@ -494,6 +498,7 @@ int Main(int argc, char** argv) {
   ro.flow_sync.port = uint16_t(FLAGS_flow_sync_port);
   ro.flow_sync.key = dataplane::flow_sync::KeyFromSecret(flow_hash_secret);
   ro.flow_sync_refresh_ms = FLAGS_flow_sync_refresh_ms;
+  ro.flow_sync_nat_sessions = FLAGS_flow_sync_nat_sessions;
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -112,7 +112,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    // The af_packet port completes them itself, exactly.
                                    .complete_partial_checksums = rt->wire_->driver() == "net_af_packet",
                                    .flow_sync_announce = sync ? rt->sync_announce_[i].get() : nullptr,
-                                   .flow_sync_refresh_ms = options.flow_sync_refresh_ms},
+                                   .flow_sync_refresh_ms = options.flow_sync_refresh_ms,
+                                   .nat_adopted_capacity = sync ? options.flow_sync_nat_sessions : 0},
         store);
     slot->run.nat_inboxes = nat_inboxes;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}, rt->af_packet_ ? rt->af_packet_->pump(i) : nullptr}};

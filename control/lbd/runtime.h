@@ -56,6 +56,7 @@ struct RuntimeOptions {
   std::vector<InterfaceAddress> tap_addresses;  // given to the TAP at start (the node's own)
   FlowSyncer::Options flow_sync;  // no peers: no flow sync
   uint32_t flow_sync_refresh_ms = 5000;
+  uint32_t flow_sync_nat_sessions = 0;  // per worker, with flow sync
 };
 
 class Runtime final : public DataplaneProbe {

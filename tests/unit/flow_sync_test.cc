@@ -24,6 +24,13 @@ SyncedFlow Flow(const char* client, uint16_t cport, const char* vip, uint16_t vp
   return f;
 }
 
+SyncedFlow NatSession(SyncedFlow f, const char* snat, uint16_t snat_port) {
+  f.nat = true;
+  f.snat = *IpAddress::Parse(snat);
+  f.snat_port = snat_port;
+  return f;
+}
+
 const SipKey kKey = KeyFromSecret("a cluster's flow-hash secret, 32 bytes");
 
 TEST(FlowSyncTest, WhatOneNodeEncodesAnotherDecodes) {
@@ -40,6 +47,21 @@ TEST(FlowSyncTest, WhatOneNodeEncodesAnotherDecodes) {
   EXPECT_EQ(m->type, MessageType::kFlows);
   EXPECT_EQ(m->sequence, 77u);
   EXPECT_EQ(m->flows, flows);
+}
+
+TEST(FlowSyncTest, NatSessionsCarryTheirSnatAddressAndPort) {
+  const std::vector<SyncedFlow> sessions = {
+      NatSession(Flow("192.0.2.1", 40000, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2", 8080), "10.93.0.1", 1024),
+      NatSession(Flow("2001:db8::1", 5353, "2001:db8:100::10", 53, IPPROTO_UDP, "fd00::5", 53, 0), "fd00:93::1", 65535),
+      Flow("192.0.2.1", 40001, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2"),  // DSR between them
+  };
+  EXPECT_EQ(RecordLength(sessions[0]), 28u);
+  std::vector<uint8_t> datagram;
+  ASSERT_EQ(Encode(kKey, MessageType::kFlows, 5, sessions, datagram), sessions.size());
+  EXPECT_EQ(datagram.size(), kHeaderLen + 28 + (12 + 32 + 32) + 24 + kTagLen);
+  auto m = Decode(kKey, datagram);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->flows, sessions);
 }
 
 TEST(FlowSyncTest, AnIpv4FlowTakes24BytesAndADatagramHolds57) {
@@ -97,7 +119,9 @@ TEST(FlowSyncTest, MalformedDatagramsAreRefusedEvenWithAGoodTag) {
   EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[7] = 2; })).ok()) << "count past the end";
   EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[7] = 0; })).ok()) << "bytes after the records";
   EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[kHeaderLen + 1] = IPPROTO_ICMP; })).ok()) << "protocol";
-  EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[kHeaderLen] = 4; })).ok()) << "flags";
+  EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[kHeaderLen] = 8; })).ok()) << "flags";
+  EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[kHeaderLen + 11] = 1; })).ok()) << "an SNAT port, not NAT";
+  EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[kHeaderLen] = 4; })).ok()) << "NAT, without its address";
   EXPECT_FALSE(Decode(kKey, std::vector<uint8_t>(good.begin(), good.begin() + 10)).ok()) << "short";
 }
 
