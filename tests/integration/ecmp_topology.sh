@@ -6,7 +6,8 @@
 #                        +-- b1 .. bN: backends (dnsmasq behind user-space decapsulation)
 #
 # The LB nodes share their flows (flow sync, --flow_sync_peers; FLOW_SYNC=0: not) and one
-# flow-hash secret.
+# flow-hash secret. With ECMP_NAT=1 node N also has the SNAT address 10.93.0.N, which it
+# announces, and the other node's, which it announces as a backup (AS path prepended).
 # The LB nodes announce 10.100.0.0/24 (AS 65010) over BGP and BFD (100 ms x 3 on both
 # ends) on lbd's exception interface, so a node whose lbd dies, or whose exception path
 # stalls, loses its sessions within the BFD detection time.
@@ -30,6 +31,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs=10.100.0.0/16 \
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
     $([ "${FLOW_SYNC:-1}" = 1 ] && echo "--flow_sync_peers=10.90.0.2,10.90.0.3 --flow_sync_refresh_ms=2000") \
+    $([ "${ECMP_NAT:-0}" = 1 ] && echo "--snat_addresses=10.93.0.$n") \
     --tap_addresses="10.90.0.$((n + 1))/24"
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb$n' ip -br addr show lb0 | grep -q ' 10.90.0.$((n + 1))/24'" || return 1
   nsx "lb$n" ip route add default via 10.90.0.1 dev lb0 2>/dev/null
@@ -91,7 +93,7 @@ ecmp_up() {  # ecmp_network, both LB nodes and both backends
 router_id: 10.90.0.$((n + 1))
 local_as: 65010
 interface: lb0
-vip_prefixes: [10.100.0.0/24]
+vip_prefixes: [10.100.0.0/24$([ "${ECMP_NAT:-0}" = 1 ] && echo ", 10.93.0.$n/32, {prefix: 10.93.0.$((3 - n))/32, prepend: 2}")]
 bfd: {min_rx_ms: 100, min_tx_ms: 100, multiplier: 3}
 peers: [{name: tor, address: 10.90.0.1, as: 65000}]
 YAML

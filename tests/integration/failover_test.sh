@@ -2,9 +2,12 @@
 # Integration test: established connections survive when backends and LB nodes change
 # together (flow sync, docs/flow-sync.md). The seed's topology (ecmp_topology.sh): a BIRD
 # ToR with ECMP and BFD, two LB nodes (lbd with --flow_sync_peers, lb-bird-gen, BIRD),
-# five kernel backends of which the services start with three.
+# five kernel backends of which the services start with three. The same services run in
+# DSR on one VIP and in NAT on another: each node has an SNAT address of its own, which it
+# announces, and announces the other's as a backup (ECMP_NAT=1).
 #
-# 64 TCP connections and 32 UDP flows (each a line or a query a second) are held through:
+# On each VIP, 64 TCP connections and 32 UDP flows (each a line or a query a second) are
+# held through:
 #   1. a scale-up from 3 to 5 backends on both nodes, then lb1's uplink cut: ECMP moves
 #      lb1's flows to lb2, whose current Maglev table would send many to a new backend;
 #   2. lb1 back with a fresh lbd (its tables empty): ECMP moves some flows to it;
@@ -18,15 +21,17 @@ export LB_BUILD=$(cd "$1" && pwd)
 export TOPO="lbf$$" TOPO_DIR="/tmp/lb-failover-$$"
 source "$(dirname "$0")/topology.sh"
 source "$(dirname "$0")/ecmp_topology.sh"
-export ECMP_BACKENDS=5
+export ECMP_BACKENDS=5 ECMP_NAT=1
 TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2 b3 b4 b5)
 TCP=64
 UDP=32
+VIP_NAT=10.100.0.30
+HOLDS=(hold hold-nat)  # their logs: the DSR VIP's flows, the NAT VIP's
 
 finish() {
   if [ "$failed" -ne 0 ]; then
     for n in 1 2; do echo "--- lb$n"; lbctl_on "$n" stats 2>/dev/null | grep -E "flow|drop|midstream|rescued|learned|announce" | head -30; done
-    for f in lbd-lb1 lbd-lb2 hold; do echo "--- $f"; tail -15 "$TOPO_DIR/$f.log" 2>/dev/null; done
+    for f in lbd-lb1 lbd-lb2 "${HOLDS[@]}"; do echo "--- $f"; tail -15 "$TOPO_DIR/$f.log" 2>/dev/null; done
   fi
   topo_down
   rm -rf "$TOPO_DIR"
@@ -34,11 +39,25 @@ finish() {
 trap finish EXIT
 
 ecmp_up || exit 1
+# NAT's backends serve on their own addresses (ecmp_up's, on the DSR VIP).
+for n in $(seq 1 "$ECMP_BACKENDS"); do
+  topo_bg "nat-dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+    --bind-interfaces --listen-address="10.92.$n.2" --user=root \
+    --pid-file="$TOPO_DIR/nat-dnsmasq-b$n.pid" --host-record="whoami.test,10.200.0.$n" --log-facility=-
+  topo_bg "nat-tcp-b$n" "b$n" socat "TCP-LISTEN:80,bind=10.92.$n.2,fork,reuseaddr" "EXEC:sed -u s/.*/b$n/"
+done
+for n in $(seq 1 "$ECMP_BACKENDS"); do
+  topo_wait 10 sh -c "ip netns exec '$TOPO-b$n' ss -Hltn 'src 10.92.$n.2 and sport = :80' | grep -q ." || exit 1
+  topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@10.92.$n.2" whoami.test >/dev/null || exit 1
+done
 services() {  # services BACKEND_COUNT [DRAINED]: the services' YAML
-  local n
+  local n key mode
   echo "services:"
-  for key in "{vip: $VIP_DNS, protocol: TCP, port: 80}" "{vip: $VIP_DNS, protocol: UDP, port: 53}"; do
-    echo "  - key: $key"
+  for key in "{vip: $VIP_DNS, protocol: TCP, port: 80}/DSR_IPIP" "{vip: $VIP_DNS, protocol: UDP, port: 53}/DSR_IPIP" \
+    "{vip: $VIP_NAT, protocol: TCP, port: 80}/NAT" "{vip: $VIP_NAT, protocol: UDP, port: 53}/NAT"; do
+    mode=${key##*/}
+    echo "  - key: ${key%/*}"
+    echo "    mode: $mode"
     echo "    backends:"
     for n in $(seq 1 "$1"); do
       echo "      - {address: 10.92.$n.2$([ "${2:-0}" = "$n" ] && echo ", state: DRAINING")}"
@@ -56,9 +75,16 @@ event_on() {  # event_on NODE NAME
 }
 uplink() { nsx tor ip link set "tor-lb$1" "$2"; }  # uplink N up|down
 
+snat_via() { nsx tor ip route show "10.93.0.$1" 2>/dev/null | grep -q "via 10.90.0.$(($2 + 1))"; }  # snat_via N NODE
+snat_home() { snat_via 1 1 && snat_via 2 2; }
+check "the ToR routes each node's SNAT address to the node" topo_wait 20 snat_home
+
 # --- the held flows, spread over both nodes by the ToR's ECMP
 topo_bg hold client python3 "$TOPO_SRC/hold_flows.py" "$VIP_DNS" "$TCP" "$UDP" "$TOPO_DIR/stop"
-check "$TCP TCP connections and $UDP UDP flows answered" topo_wait 30 grep -q ready "$TOPO_DIR/hold.log"
+topo_bg hold-nat client python3 "$TOPO_SRC/hold_flows.py" "$VIP_NAT" "$TCP" "$UDP" "$TOPO_DIR/stop"
+for h in "${HOLDS[@]}"; do
+  check "$TCP TCP connections and $UDP UDP flows answered ($h)" topo_wait 30 grep -q ready "$TOPO_DIR/$h.log"
+done
 through() { echo "lb1 $(event_on 1 flow_hits), lb2 $(event_on 2 flow_hits)"; }
 sleep 3  # a few rounds: established, announced
 echo "   flow-table hits so far: $(through)"
@@ -70,6 +96,7 @@ for n in 1 2; do apply_on "$n" 5; done
 sleep 4
 uplink 1 down
 check "lb1's path is withdrawn (BFD)" topo_wait 5 has_next_hops 1
+check "lb1's SNAT address is routed to lb2 (its backup announcement)" topo_wait 5 snat_via 1 2
 sleep 6
 check "lb2 carries lb1's flows on their backends (flows_rescued $(event_on 2 flows_rescued))" \
   test "$(event_on 2 flows_rescued)" -gt 0
@@ -93,14 +120,16 @@ check "lb2's path is withdrawn" topo_wait 5 has_next_hops 1
 sleep 6
 
 touch "$TOPO_DIR/stop"
-topo_wait 20 grep -q '"broken"' "$TOPO_DIR/hold.log"
-result=$(grep '"broken"' "$TOPO_DIR/hold.log")
-echo "   $result"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1]).get('$1'))" "$result"; }
-check "no TCP connection or UDP flow broke or changed backend (broken: $(field broken), $(field why))" \
-  test "$(field broken)" = 0
-check "they were spread over the three first backends ($(field backends))" \
-  python3 -c "import json,sys; sys.exit(len(json.loads(sys.argv[1])['backends']) < 3)" "$result"
+for h in "${HOLDS[@]}"; do
+  topo_wait 20 grep -q '"broken"' "$TOPO_DIR/$h.log"
+  result=$(grep '"broken"' "$TOPO_DIR/$h.log")
+  echo "   $h: $result"
+  check "$h: no TCP connection or UDP flow broke or changed backend (broken: $(field broken), $(field why))" \
+    test "$(field broken)" = 0
+  check "$h: they were spread over the three first backends ($(field backends))" \
+    python3 -c "import json,sys; sys.exit(len(json.loads(sys.argv[1])['backends']) < 3)" "$result"
+done
 for n in 1 2; do
   echo "   lb$n: announced $(event_on "$n" flows_announced), learned $(event_on "$n" flows_learned), rescued $(event_on "$n" flows_rescued), midstream $(event_on "$n" flows_midstream)"
 done
