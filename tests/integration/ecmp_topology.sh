@@ -7,7 +7,10 @@
 #
 # The LB nodes share their flows (flow sync, --flow_sync_peers; FLOW_SYNC=0: not) and one
 # flow-hash secret. With ECMP_NAT=1 node N also has the SNAT address 10.93.0.N, which it
-# announces, and the other node's, which it announces as a backup (AS path prepended).
+# announces, and the other node's, which it announces as a backup (AS path prepended);
+# --vip_cidrs covers them all, so that a packet to the other's address that is for no
+# session it adopted is dropped, not handed to its kernel (which would route it back to
+# the ToR, and the ToR back to the node).
 # The LB nodes announce 10.100.0.0/24 (AS 65010) over BGP and BFD (100 ms x 3 on both
 # ends) on lbd's exception interface, so a node whose lbd dies, or whose exception path
 # stalls, loses its sessions within the BFD detection time.
@@ -28,7 +31,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
   topo_bg "lbd-lb$n" "lb$n" "$LB_BUILD/control/lbd/lbd" -l 0-1 --no-huge -m 256 --no-shconf --no-pci \
     --file-prefix="$TOPO-lb$n" --log-level=lib.eal:warning -- \
     --port=af_packet:wire --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
-    --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs=10.100.0.0/16 \
+    --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs="10.100.0.0/16$([ "${ECMP_NAT:-0}" = 1 ] && echo ,10.93.0.0/24)" \
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
     $([ "${FLOW_SYNC:-1}" = 1 ] && echo "--flow_sync_peers=10.90.0.2,10.90.0.3 --flow_sync_refresh_ms=2000") \
     $([ "${ECMP_NAT:-0}" = 1 ] && echo "--snat_addresses=10.93.0.$n") \
