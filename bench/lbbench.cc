@@ -467,7 +467,9 @@ int Run(int argc, char** argv) {
                         .flow_hasher = FLAGS_flow_hash == "keyed"
                                            ? FlowHasher::Keyed("lbbench's flow-hash secret")
                                            : FlowHasher{},
-                        .flow_sync_announce = core->announced ? core->announced->get() : nullptr},
+                        .flow_sync_announce = core->announced ? core->announced->get() : nullptr,
+                        // As lbd with flow sync: room for the peers' NAT sessions (none here).
+                        .nat_adopted_capacity = FLAGS_flow_sync ? 65536u : 0u},
         shared.store);
     // Established traffic: every flow passes once before the measurement, a TCP one with
     // its SYN, as a connection opens (NAT opens sessions only on a SYN).
