@@ -135,6 +135,10 @@ def main(out_dir, target="worker_fuzz"):
         "nat_v4_frag_needed": ether(ipv4("198.51.100.1", "10.254.0.1", 1,
                                          icmp(3, 4, 1400, ipv4("10.254.0.1", "192.168.2.1", 6,
                                                                tcp(1024, 8080, 0x10))[:28]))),
+        # Odd lengths: adopted sessions (AdoptSessionOf), both sides, and a peer's SNAT address.
+        "adopted_client": ether(ipv4("192.0.2.1", "10.1.0.20", 6, tcp(1234, 80, 0x10) + b"x")),
+        "adopted_reply": ether(ipv4("192.168.2.1", "10.254.0.2", 6, tcp(8080, 1100, 0x10) + b"x")),
+        "adopted_own_reply": ether(ipv4("192.168.2.2", "10.254.0.1", 17, udp(53, 1030, b"seed!"))),
         # The exception path: BGP and BFD to the node, and an unused VIP of the CIDR.
         "bgp": ether(ipv4("192.0.2.254", "192.0.2.10", 6, tcp(179, 40000, 0x10))),
         "bfd": ether(ipv4("192.0.2.254", "192.0.2.10", 17, udp(49152, 3784))),

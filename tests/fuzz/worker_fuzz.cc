@@ -6,7 +6,10 @@
 //    AddressSanitizer sees any overread; in an mbuf the buffer is larger than the frame);
 //  - packets for the kernel leave unchanged;
 //  - every packet the worker sends parses again, with IP lengths that match the frame
-//    and a valid IPv4 header checksum.
+//    and a valid IPv4 header checksum (unless the input's was not: NAT adjusts checksums
+//    incrementally, RFC 1624, which keeps an error for the receiver to find).
+// Inputs of odd length first have the worker adopt a NAT session the frame belongs to, as
+// flow sync from a peer would (AdoptSessionOf), so that the adopted sessions' paths run too.
 #include <rte_eal.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
@@ -57,6 +60,10 @@ DataplaneConfig FuzzConfig() {
   c.encap.source_v4 = *IpPrefix::Parse("10.255.0.0/24");
   c.encap.source_v6 = *IpPrefix::Parse("fd00:ff::/120");
   c.next_hop.vlan = 7;
+  // A known gateway: without it every forwarded packet stops at no_next_hop, before the
+  // rewrites this target is for.
+  c.next_hop.source_mac = {0x02, 0, 0, 0, 0, 0xaa};
+  c.next_hop.gateway_mac = {0x02, 0, 0, 0, 0, 0xbb};
   const auto ipip = ForwardingMode::kDsrIpip;
   const auto gue = ForwardingMode::kDsrGue;
   c.services = {
@@ -86,14 +93,46 @@ bool Ipv4HeaderChecksumValid(const uint8_t* ip) {
   return rte_raw_cksum(ip, len) == 0xffff;
 }
 
-void CheckSent(const rte_mbuf* m) {
+void CheckSent(const rte_mbuf* m, bool input_checksum_valid) {
   Check(m->nb_segs == 1, "a sent packet is one segment");
   const auto* data = rte_pktmbuf_mtod(m, const uint8_t*);
   ParsedPacket p;
   Check(Parse(data, m->data_len, p) == ParseStatus::kOk, "a sent packet parses");
   Check(p.kind != PacketKind::kNotIp, "a sent packet is IP");
   Check(uint32_t(p.l3_offset) + p.ip_len == m->pkt_len, "IP length matches the frame");
-  if (p.is_v4) Check(Ipv4HeaderChecksumValid(data + p.l3_offset), "IPv4 header checksum");
+  if (p.is_v4 && input_checksum_valid) Check(Ipv4HeaderChecksumValid(data + p.l3_offset), "IPv4 header checksum");
+}
+
+const IpAddress kNatVip = *IpAddress::Parse("10.1.0.20");
+const IpAddress kPeerSnat = *IpAddress::Parse("10.254.0.2");  // another node's SNAT address
+
+// A frame to the NAT VIP is the client side of a session a peer opened from kPeerSnat; a
+// frame to an SNAT address (the peer's, or this node's own: it came back) is the reply of
+// one. The worker learns that session before it sees the frame.
+void AdoptSessionOf(const ParsedPacket& p) {
+  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp) || p.is_fragment || !p.is_v4) return;
+  const bool tcp = p.key.protocol == IPPROTO_TCP;
+  SyncedFlow f{.state = uint8_t(FlowState::kTcpEstablished), .nat = true};
+  if (p.key.dst == kNatVip) {
+    f.key = p.key;
+    f.backend = *IpAddress::Parse(tcp ? "192.168.2.1" : "192.168.2.2");
+    f.backend_port = tcp ? 8080 : ntohs(p.key.dst_port_be);
+    f.snat = kPeerSnat;
+    f.snat_port = uint16_t(1024 + ntohs(p.key.src_port_be) % 256);
+  } else if (p.key.dst == kPeerSnat || p.key.dst == *IpAddress::Parse("10.254.0.1")) {
+    f.key = {.src = *IpAddress::Parse("198.51.100.1"),
+             .dst = kNatVip,
+             .src_port_be = htons(40000),
+             .dst_port_be = htons(tcp ? 80 : 53),
+             .protocol = p.key.protocol};
+    f.backend = p.key.src;
+    f.backend_port = ntohs(p.key.src_port_be);
+    f.snat = p.key.dst;
+    f.snat_port = ntohs(p.key.dst_port_be);
+  } else {
+    return;
+  }
+  g_worker->Learn({&f, 1}, g_now);
 }
 
 }  // namespace
@@ -115,18 +154,23 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** argv) {
                                         .nat_port_min = config.nat.port_min,
                                         .nat_port_max = config.nat.port_max,
                                         // as on net_af_packet ports: the completion reads every datagram
-                                        .complete_partial_checksums = true},
+                                        .complete_partial_checksums = true,
+                                        .nat_adopted_capacity = 64},  // few: a full table is reached too
                         g_store);
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 1600) return 0;
+  bool input_checksum_valid = true;
   {
     auto exact = std::make_unique<uint8_t[]>(size + (size == 0));
     std::memcpy(exact.get(), data, size);
     ParsedPacket p;
-    Parse(exact.get(), uint32_t(size), p);
+    if (Parse(exact.get(), uint32_t(size), p) == ParseStatus::kOk) {
+      input_checksum_valid = !p.is_v4 || Ipv4HeaderChecksumValid(exact.get() + p.l3_offset);
+      if (size % 2 == 1) AdoptSessionOf(p);
+    }
   }
   rte_mbuf* m = rte_pktmbuf_alloc(g_pool);
   if (m == nullptr) std::abort();
@@ -153,7 +197,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     rte_pktmbuf_free(out.kernel[i]);
   }
   for (uint16_t i = 0; i < out.num_wire; ++i) {
-    CheckSent(out.wire[i]);
+    CheckSent(out.wire[i], input_checksum_valid);
     rte_pktmbuf_free(out.wire[i]);
   }
   g_store->Quiescent(0);
