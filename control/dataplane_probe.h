@@ -36,6 +36,9 @@ struct FlowSyncView {
   uint64_t flows_received = 0;
   uint64_t datagrams_rejected = 0;  // not from a peer, bad tag, malformed
   uint64_t flows_undelivered = 0;   // a worker's learn ring was full
+  uint64_t dumps_sent = 0;          // peers' dump requests answered
+  uint64_t journal_flows = 0;       // flows the journal holds (a gauge)
+  uint64_t journal_full = 0;        // flows not kept: the journal was full
 };
 
 struct FlowLocation {

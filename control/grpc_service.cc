@@ -241,6 +241,9 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
     o->set_flows_received(s->flows_received);
     o->set_datagrams_rejected(s->datagrams_rejected);
     o->set_flows_undelivered(s->flows_undelivered);
+    o->set_dumps_sent(s->dumps_sent);
+    o->set_journal_flows(s->journal_flows);
+    o->set_journal_full(s->journal_full);
   }
   for (const Stats::SnatStats& snat : stats.snat) {
     lb::v1::SnatAddressStats* o = out->add_snat();

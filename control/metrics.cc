@@ -58,14 +58,20 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
         {"datagrams_received", "Flow sync: datagrams received."},
         {"flows_received", "Flow sync: flows received from the peers."},
         {"datagrams_rejected", "Flow sync: datagrams not from a peer, without the cluster's tag, or malformed."},
-        {"flows_undelivered", "Flow sync: received flows a worker's learn ring did not take."}};
+        {"flows_undelivered", "Flow sync: received flows a worker's learn ring did not take."},
+        {"dumps_sent", "Flow sync: dumps of the journal sent to (re)started peers that asked."},
+        {"journal_full", "Flow sync: flows not kept in the journal, which was full."}};
     const uint64_t values[] = {s->datagrams_sent, s->flows_sent, s->bytes_sent, s->send_errors,
-                               s->datagrams_received, s->flows_received, s->datagrams_rejected, s->flows_undelivered};
+                               s->datagrams_received, s->flows_received, s->datagrams_rejected, s->flows_undelivered,
+                               s->dumps_sent, s->journal_full};
     for (size_t i = 0; i < std::size(values); ++i) {
       const std::string name = absl::StrCat("lb_flow_sync_", help[i].first, "_total");
       AppendMetricHeader(out, name, "counter", help[i].second);
       absl::StrAppendFormat(&out, "%s %d\n", name, values[i]);
     }
+    AppendMetricHeader(out, "lb_flow_sync_journal_flows", "gauge",
+                       "Flow sync: live flows of the group this node remembers, for peers that restart.");
+    absl::StrAppendFormat(&out, "lb_flow_sync_journal_flows %d\n", s->journal_flows);
   }
   AppendMetricHeader(out, "lb_backend_maglev_entries", "gauge",
                      "Maglev table entries held by each backend (its share of new flows).");

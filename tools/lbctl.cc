@@ -520,11 +520,13 @@ const std::map<std::string, Verb>& Verbs() {
            std::string peers;
            for (const auto& p : s.peers()) peers += (peers.empty() ? "" : ", ") + p;
            std::printf("flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
-                       "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n",
+                       "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n"
+                       "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n",
                        peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(),
                        (unsigned long)s.bytes_sent(), (unsigned long)s.send_errors(), (unsigned long)s.flows_received(),
                        (unsigned long)s.datagrams_received(), (unsigned long)s.datagrams_rejected(),
-                       (unsigned long)s.flows_undelivered());
+                       (unsigned long)s.flows_undelivered(), (unsigned long)s.journal_flows(),
+                       (unsigned long)s.journal_full(), (unsigned long)s.dumps_sent());
          }
          if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
          for (const auto& a : out.snat()) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <glog/logging.h>
@@ -23,6 +24,16 @@ namespace fs = dataplane::flow_sync;
 // Most announcements taken from the workers' rings, and datagrams read, per wake.
 constexpr size_t kMaxPending = 4096;
 constexpr int kMaxReceive = 256;
+// A dump goes out at most this many datagrams a wake (every flush_ms): 64 every 5 ms is
+// about 730,000 IPv4 flows a second, within what a peer's workers take from their rings.
+constexpr size_t kDumpDatagramsPerWake = 64;
+// For this long after the start (or the first configuration), peers are asked for dumps.
+constexpr int64_t kDumpRequestWindowMs = 10000;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 // `a` as a socket address of the socket's family (IPv4-mapped on an IPv6 socket).
 socklen_t ToSockaddr(const IpAddress& a, uint16_t port, bool v6, sockaddr_storage& out) {
@@ -79,23 +90,78 @@ FlowSyncer::~FlowSyncer() {
   if (fd_ >= 0) close(fd_);
 }
 
-bool FlowSyncer::IsPeer(const IpAddress& a) const {
-  for (const IpAddress& p : options_.peers) {
-    if (p == a) return true;
+int FlowSyncer::PeerIndex(const IpAddress& a) const {
+  for (size_t i = 0; i < options_.peers.size(); ++i) {
+    if (options_.peers[i] == a) return int(i);
   }
-  return false;
+  return -1;
 }
 
 void FlowSyncer::Run() {
+  int64_t next_second = NowMs();
+  dump_requests_until_ms_ = next_second + kDumpRequestWindowMs;
   while (!stop_.load(std::memory_order_relaxed)) {
     pollfd pfd{fd_, POLLIN, 0};
     poll(&pfd, 1, int(options_.flush_ms));
-    ReceiveAll();
-    SendAnnounced();
+    const int64_t now = NowMs();
+    ReceiveAll(now);
+    SendAnnounced(now);
+    SendDumps();
+    if (now >= next_second) {
+      next_second = now + 1000;
+      RequestDumps(now);
+      journal_.Expire(now);
+      journal_flows_.store(journal_.size(), std::memory_order_relaxed);
+    }
   }
 }
 
-void FlowSyncer::ReceiveAll() {
+bool FlowSyncer::SendTo(size_t peer, const std::vector<uint8_t>& datagram) {
+  sockaddr_storage to;
+  const socklen_t len = ToSockaddr(options_.peers[peer], options_.port, v6_socket_, to);
+  if (sendto(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), len) < 0) {
+    Add(send_errors_, 1);
+    LOG_EVERY_N(WARNING, 100) << "flow sync: sending to " << options_.peers[peer].ToString() << ": "
+                              << std::strerror(errno);
+    return false;
+  }
+  Add(datagrams_sent_, 1);
+  Add(bytes_sent_, datagram.size());
+  return true;
+}
+
+void FlowSyncer::RequestDumps(int64_t now_ms) {
+  const uint64_t generation = options_.config_generation ? options_.config_generation() : 0;
+  if (requested_generation_ == 0 && generation != 0) dump_requests_until_ms_ = now_ms + kDumpRequestWindowMs;
+  if (now_ms >= dump_requests_until_ms_) return;
+  // Flows of services a worker does not have yet are not learned: a new configuration
+  // may let it learn more of them.
+  const bool reconfigured = generation != requested_generation_;
+  requested_generation_ = generation;
+  fs::Encode(options_.key, fs::MessageType::kDumpRequest, sequence_++, {}, datagram_);
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    if (!peers_[i].heard || reconfigured) SendTo(i, datagram_);
+  }
+}
+
+void FlowSyncer::SendDumps() {
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    Peer& peer = peers_[i];
+    for (size_t d = 0; d < kDumpDatagramsPerWake && peer.dump_sent < peer.dump.size(); ++d) {
+      const std::span<const SyncedFlow> rest = std::span<const SyncedFlow>(peer.dump).subspan(peer.dump_sent);
+      peer.dump_sent += fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram_);
+      if (!SendTo(i, datagram_)) break;  // the socket's buffer is full: the rest next wake
+    }
+    if (!peer.dump.empty() && peer.dump_sent == peer.dump.size()) {
+      LOG(INFO) << "flow sync: sent " << peer.dump.size() << " flows to " << options_.peers[i].ToString()
+                << ", which asked for them";
+      peer.dump = {};
+      peer.dump_sent = 0;
+    }
+  }
+}
+
+void FlowSyncer::ReceiveAll(int64_t now_ms) {
   std::vector<uint8_t>& buf = received_;
   for (int i = 0; i < kMaxReceive; ++i) {
     sockaddr_storage from;
@@ -104,7 +170,8 @@ void FlowSyncer::ReceiveAll() {
     if (n < 0) return;  // EAGAIN: nothing more
     Add(datagrams_received_, 1);
     const IpAddress sender = FromSockaddr(from);
-    if (!IsPeer(sender)) {
+    const int peer = PeerIndex(sender);
+    if (peer < 0) {
       Add(datagrams_rejected_, 1);
       LOG_EVERY_N(WARNING, 100) << "flow sync: a datagram from " << sender.ToString() << ", not a peer";
       continue;
@@ -115,7 +182,18 @@ void FlowSyncer::ReceiveAll() {
       LOG_EVERY_N(WARNING, 100) << "flow sync: from " << sender.ToString() << ": " << message.status();
       continue;
     }
+    peers_[peer].heard = true;
+    if (message->type == fs::MessageType::kDumpRequest) {
+      // Every live flow this node knows, the peer's own among them: it has restarted.
+      peers_[peer].dump = journal_.Live(now_ms);
+      peers_[peer].dump_sent = 0;
+      Add(dumps_sent_, 1);
+      continue;
+    }
     Add(flows_received_, message->flows.size());
+    for (const SyncedFlow& f : message->flows) {
+      if (!journal_.Record(f, now_ms)) Add(journal_full_, 1);
+    }
     Deliver(message->flows);
   }
 }
@@ -129,7 +207,7 @@ void FlowSyncer::Deliver(const std::vector<SyncedFlow>& flows) {
   }
 }
 
-void FlowSyncer::SendAnnounced() {
+void FlowSyncer::SendAnnounced(int64_t now_ms) {
   for (rte_ring* ring : announce_) {
     const size_t room = kMaxPending - pending_.size();
     if (room == 0) break;
@@ -138,22 +216,15 @@ void FlowSyncer::SendAnnounced() {
     const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, pending_.data() + old, sizeof(SyncedFlow), unsigned(room), nullptr);
     pending_.resize(old + n);
   }
+  for (const SyncedFlow& f : pending_) {
+    if (!journal_.Record(f, now_ms)) Add(journal_full_, 1);
+  }
   std::vector<uint8_t>& datagram = datagram_;
   std::span<const SyncedFlow> rest(pending_);
   while (!rest.empty()) {
     const size_t n = fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram);
     rest = rest.subspan(n);
-    for (const IpAddress& peer : options_.peers) {
-      sockaddr_storage to;
-      const socklen_t len = ToSockaddr(peer, options_.port, v6_socket_, to);
-      if (sendto(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), len) < 0) {
-        Add(send_errors_, 1);
-        LOG_EVERY_N(WARNING, 100) << "flow sync: sending to " << peer.ToString() << ": " << std::strerror(errno);
-        continue;
-      }
-      Add(datagrams_sent_, 1);
-      Add(bytes_sent_, datagram.size());
-    }
+    for (size_t i = 0; i < options_.peers.size(); ++i) SendTo(i, datagram);
     Add(flows_sent_, n);
   }
   pending_.clear();
@@ -170,6 +241,9 @@ FlowSyncView FlowSyncer::View() const {
   v.flows_received = flows_received_.load(std::memory_order_relaxed);
   v.datagrams_rejected = datagrams_rejected_.load(std::memory_order_relaxed);
   v.flows_undelivered = flows_undelivered_.load(std::memory_order_relaxed);
+  v.dumps_sent = dumps_sent_.load(std::memory_order_relaxed);
+  v.journal_flows = journal_flows_.load(std::memory_order_relaxed);
+  v.journal_full = journal_full_.load(std::memory_order_relaxed);
   return v;
 }
 

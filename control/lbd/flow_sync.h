@@ -10,6 +10,14 @@
 // An announcement waits at most `flush_ms` for others to share its datagram: that, and
 // the network, is how long a new flow is unprotected.
 //
+// It also keeps a journal of every flow sent or received (FlowJournal). When it starts,
+// it asks each peer for a dump (a kDumpRequest, again every second until the peer is
+// heard from), and asks every peer again when the node's configuration changes, since
+// the workers can only learn the flows of services they have; it does so for 10 s after
+// the start or the first configuration, whichever is later. It answers a peer's request
+// with every live flow of its journal, paced: so a (re)started node learns the idle
+// flows too, which no worker announces again.
+//
 // Thread model: Start and the destructor on the control thread; the thread it starts
 // owns the socket and is the rings' other end (consumer of the announce rings, producer
 // of the learn rings); View() from any thread.
@@ -19,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,6 +35,7 @@
 
 #include "absl/status/statusor.h"
 #include "control/dataplane_probe.h"
+#include "control/lbd/flow_journal.h"
 #include "dataplane/flow_sync.h"
 #include "dataplane/ip_address.h"
 
@@ -38,6 +48,10 @@ class FlowSyncer {
     uint16_t port = dataplane::flow_sync::kDefaultPort;
     dataplane::SipKey key;  // flow_sync::KeyFromSecret of the cluster's flow-hash secret
     uint32_t flush_ms = 5;
+    FlowJournal::Options journal;
+    // The generation of the node's configuration (SnapshotStore::published_generation;
+    // 0: none yet), read from the sync thread. May be empty.
+    std::function<uint64_t()> config_generation;
   };
 
   // Binds the UDP port and starts the thread. `announce` and `learn`: one ring of
@@ -51,22 +65,43 @@ class FlowSyncer {
   FlowSyncView View() const;
 
  private:
+  // What this node knows of each peer, in the order of Options::peers.
+  struct Peer {
+    bool heard = false;                       // a datagram came from it
+    std::vector<dataplane::SyncedFlow> dump;  // the flows of a dump it asked for, still to send
+    size_t dump_sent = 0;
+  };
+
   FlowSyncer(const Options& options, std::vector<rte_ring*> announce, std::vector<rte_ring*> learn)
-      : options_(options), announce_(std::move(announce)), learn_(std::move(learn)) {}
+      : options_(options),
+        announce_(std::move(announce)),
+        learn_(std::move(learn)),
+        peers_(options.peers.size()),
+        journal_(options.journal) {}
   void Run();
-  void ReceiveAll();
+  void ReceiveAll(int64_t now_ms);
   void Deliver(const std::vector<dataplane::SyncedFlow>& flows);
-  void SendAnnounced();
-  bool IsPeer(const dataplane::IpAddress& a) const;
+  void SendAnnounced(int64_t now_ms);
+  // Asks the peers for a dump when due (see above); called once a second.
+  void RequestDumps(int64_t now_ms);
+  // Sends the next datagrams of each dump a peer asked for.
+  void SendDumps();
+  bool SendTo(size_t peer, const std::vector<uint8_t>& datagram);
+  // The index of `a` in Options::peers, or -1.
+  int PeerIndex(const dataplane::IpAddress& a) const;
 
   static void Add(std::atomic<uint64_t>& c, uint64_t n) { c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
 
   Options options_;
   std::vector<rte_ring*> announce_;
   std::vector<rte_ring*> learn_;
+  std::vector<Peer> peers_;
+  FlowJournal journal_;
   int fd_ = -1;
   bool v6_socket_ = false;
   uint32_t sequence_ = 0;
+  int64_t dump_requests_until_ms_ = 0;  // RequestDumps asks until then
+  uint64_t requested_generation_ = 0;   // the configuration the last requests were made with
   std::vector<dataplane::SyncedFlow> pending_;
   std::vector<uint8_t> received_ = std::vector<uint8_t>(65536);  // a datagram read
   std::vector<uint8_t> datagram_;                                // a datagram to send
@@ -75,6 +110,7 @@ class FlowSyncer {
   // Written by the thread only (see WorkerCounters), read by View().
   std::atomic<uint64_t> datagrams_sent_{0}, flows_sent_{0}, bytes_sent_{0}, send_errors_{0};
   std::atomic<uint64_t> datagrams_received_{0}, flows_received_{0}, datagrams_rejected_{0}, flows_undelivered_{0};
+  std::atomic<uint64_t> dumps_sent_{0}, journal_flows_{0}, journal_full_{0};
 };
 
 }  // namespace lb::control

@@ -499,6 +499,11 @@ int Main(int argc, char** argv) {
   ro.flow_sync.key = dataplane::flow_sync::KeyFromSecret(flow_hash_secret);
   ro.flow_sync_refresh_ms = FLAGS_flow_sync_refresh_ms;
   ro.flow_sync_nat_sessions = FLAGS_flow_sync_nat_sessions;
+  // The journal keeps a flow as long as a learned entry lives (its timeout and an
+  // interval), and as many as a worker's table holds: the flows of the whole group.
+  ro.flow_sync.journal = {.tcp_ttl_ms = settings->timeouts.tcp_established + FLAGS_flow_sync_refresh_ms,
+                          .udp_ttl_ms = settings->timeouts.udp + FLAGS_flow_sync_refresh_ms,
+                          .capacity = FLAGS_flow_capacity};
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -130,7 +130,9 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
       announce.push_back(rt->sync_announce_[i].get());
       learn.push_back(rt->sync_learn_[i].get());
     }
-    auto syncer = FlowSyncer::Start(options.flow_sync, std::move(announce), std::move(learn));
+    FlowSyncer::Options sync_options = options.flow_sync;
+    sync_options.config_generation = [store] { return store->published_generation(); };
+    auto syncer = FlowSyncer::Start(sync_options, std::move(announce), std::move(learn));
     if (!syncer.ok()) return syncer.status();
     rt->syncer_ = *std::move(syncer);
     rt->syncer_started_ = rte_get_tsc_cycles();

@@ -6,11 +6,12 @@
 # DSR on one VIP and in NAT on another: each node has an SNAT address of its own, which it
 # announces, and announces the other's as a backup (ECMP_NAT=1).
 #
-# On each VIP, 64 TCP connections and 32 UDP flows (each a line or a query a second) are
-# held through:
+# On each VIP, 64 TCP connections and 32 UDP flows (each a line or a query a second), and
+# 16 idle TCP connections (a line when they open, and one at the end), are held through:
 #   1. a scale-up from 3 to 5 backends on both nodes, then lb1's uplink cut: ECMP moves
 #      lb1's flows to lb2, whose current Maglev table would send many to a new backend;
-#   2. lb1 back with a fresh lbd (its tables empty): ECMP moves some flows to it;
+#   2. lb1 back with a fresh lbd (its tables empty): ECMP moves some flows to it; it asks
+#      lb2 for every flow lb2 knows, since the idle ones are not announced again;
 #   3. a backend drained on both nodes, then lb2's uplink cut: its flows move to lb1.
 # Not one may break (reset, silence, or another backend answering).
 # FLOW_SYNC=0 runs the same without flow sync, to show what it prevents.
@@ -25,6 +26,7 @@ export ECMP_BACKENDS=5 ECMP_NAT=1
 TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2 b3 b4 b5)
 TCP=64
 UDP=32
+IDLE=16
 VIP_NAT=10.100.0.30
 HOLDS=(hold hold-nat)  # their logs: the DSR VIP's flows, the NAT VIP's
 
@@ -80,10 +82,10 @@ snat_home() { snat_via 1 1 && snat_via 2 2; }
 check "the ToR routes each node's SNAT address to the node" topo_wait 20 snat_home
 
 # --- the held flows, spread over both nodes by the ToR's ECMP
-topo_bg hold client python3 "$TOPO_SRC/hold_flows.py" "$VIP_DNS" "$TCP" "$UDP" "$TOPO_DIR/stop"
-topo_bg hold-nat client python3 "$TOPO_SRC/hold_flows.py" "$VIP_NAT" "$TCP" "$UDP" "$TOPO_DIR/stop"
+topo_bg hold client python3 "$TOPO_SRC/hold_flows.py" "$VIP_DNS" "$TCP" "$UDP" "$TOPO_DIR/stop" "$IDLE"
+topo_bg hold-nat client python3 "$TOPO_SRC/hold_flows.py" "$VIP_NAT" "$TCP" "$UDP" "$TOPO_DIR/stop" "$IDLE"
 for h in "${HOLDS[@]}"; do
-  check "$TCP TCP connections and $UDP UDP flows answered ($h)" topo_wait 30 grep -q ready "$TOPO_DIR/$h.log"
+  check "$TCP TCP connections, $IDLE idle ones and $UDP UDP flows answered ($h)" topo_wait 30 grep -q ready "$TOPO_DIR/$h.log"
 done
 through() { echo "lb1 $(event_on 1 flow_hits), lb2 $(event_on 2 flow_hits)"; }
 sleep 3  # a few rounds: established, announced
@@ -111,6 +113,11 @@ check "both next hops are back" topo_wait 40 has_next_hops 2
 sleep 6
 check "the fresh lb1 carries flows it learned from lb2 (flows_rescued $(event_on 1 flows_rescued))" \
   test "$(event_on 1 flows_rescued)" -gt 0
+sync_field() {  # sync_field NODE FIELD: a field of the node's flow-sync statistics
+  lbctl_on "$1" stats -o json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("flow_sync", {}).get(sys.argv[1], 0))' "$2"
+}
+check "lb2 sent the fresh lb1 every flow it knows, idle ones too (dumps: $(sync_field 2 dumps_sent), journal: $(sync_field 2 journal_flows))" \
+  test "$(sync_field 2 dumps_sent)" -ge 1
 
 # --- 3. drain a backend on both nodes, then cut lb2's uplink
 for n in 1 2; do apply_on "$n" 5 1; done
@@ -133,8 +140,7 @@ done
 for n in 1 2; do
   echo "   lb$n: announced $(event_on "$n" flows_announced), learned $(event_on "$n" flows_learned), rescued $(event_on "$n" flows_rescued), midstream $(event_on "$n" flows_midstream)"
 done
-sync=$(lbctl_on 2 stats -o json | python3 -c 'import json,sys; s=json.load(sys.stdin).get("flow_sync", {}); print(s.get("flows_sent", 0), s.get("bytes_sent", 0), s.get("datagrams_rejected", 0))')
-echo "   lb2's flow sync: flows sent, bytes sent, datagrams rejected: $sync"
-check "no flow-sync datagram was rejected" test "${sync##* }" = 0
+echo "   lb2's flow sync: flows sent $(sync_field 2 flows_sent), bytes sent $(sync_field 2 bytes_sent)"
+check "no flow-sync datagram was rejected" test "$(sync_field 2 datagrams_rejected)" = 0
 
 check_summary

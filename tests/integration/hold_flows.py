@@ -1,15 +1,17 @@
 """Long-lived TCP connections and active UDP flows through a VIP, each watched for breaking
 or changing backend (standard library only), for the failover test.
 
-  hold_flows.py VIP TCP_COUNT UDP_COUNT STOP_FILE
+  hold_flows.py VIP TCP_COUNT UDP_COUNT STOP_FILE [IDLE_COUNT]
       opens TCP_COUNT connections to VIP:80 (the backends' socat answers each line with
       the backend's name) and UDP_COUNT flows to VIP:53 (each from its own source port; the
       backends' dnsmasq answers whoami.test with an address of its own). Every second,
-      each connection sends a line and each flow a query. A TCP connection is broken when
-      it is reset, closed, or silent for 3 s, or answers from another backend; a UDP flow
-      when two queries in a row go unanswered, or it answers from another backend. Writes
-      "ready" to stdout once every connection and flow has answered; stops when STOP_FILE
-      exists (bounded: 300 s), and prints a JSON summary. Exit status 1 if anything broke.
+      each connection sends a line and each flow a query. IDLE_COUNT more connections send
+      a line when they open and are silent from then on. When STOP_FILE exists (bounded:
+      300 s), every connection sends one more line. A TCP connection is broken when it is
+      reset, closed, or silent for 3 s after a line, or answers from another backend; a
+      UDP flow when two queries in a row go unanswered, or it answers from another
+      backend. Writes "ready" to stdout once every connection and flow has answered, and
+      a JSON summary at the end. Exit status 1 if anything broke.
 """
 import asyncio
 import json
@@ -53,15 +55,15 @@ class Tally:
         self.broken.setdefault(name, why)
 
 
-async def hold_tcp(vip, i, tally, stop, ready):
-    name = "tcp%d" % i
+async def hold_tcp(vip, i, tally, stop, ready, idle=False):
+    name = ("idle%d" if idle else "tcp%d") % i
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(vip, 80), 5)
     except (OSError, asyncio.TimeoutError) as e:
         tally.fail(name, "connect: %s" % e)
         return
     first = True
-    while not stop.is_set():
+    while True:
         try:
             writer.write(b"who\n")
             await writer.drain()
@@ -76,7 +78,12 @@ async def hold_tcp(vip, i, tally, stop, ready):
         if first:
             ready.append(name)
             first = False
-        await asyncio.sleep(INTERVAL * (0.9 + 0.2 * random.random()))
+        if stop.is_set():
+            break
+        if idle:
+            await stop.wait()  # silent until the end
+        else:
+            await asyncio.sleep(INTERVAL * (0.9 + 0.2 * random.random()))
     writer.close()
 
 
@@ -119,16 +126,17 @@ async def hold_udp(vip, i, tally, stop, ready):
     transport.close()
 
 
-async def main(vip, tcp_count, udp_count, stop_file):
+async def main(vip, tcp_count, udp_count, stop_file, idle_count=0):
     stop = asyncio.Event()
     tally = Tally()
     ready = []
     tasks = [asyncio.create_task(hold_tcp(vip, i, tally, stop, ready)) for i in range(tcp_count)]
+    tasks += [asyncio.create_task(hold_tcp(vip, i, tally, stop, ready, idle=True)) for i in range(idle_count)]
     tasks += [asyncio.create_task(hold_udp(vip, i, tally, stop, ready)) for i in range(udp_count)]
     start = time.monotonic()
     announced = False
     while time.monotonic() - start < DEADLINE and not os.path.exists(stop_file):
-        if not announced and len(ready) + len(tally.broken) >= tcp_count + udp_count:
+        if not announced and len(ready) + len(tally.broken) >= tcp_count + idle_count + udp_count:
             print("ready", flush=True)
             announced = True
         if all(t.done() for t in tasks):
@@ -139,11 +147,12 @@ async def main(vip, tcp_count, udp_count, stop_file):
     spread = {}
     for b in tally.backends.values():
         spread[b] = spread.get(b, 0) + 1
-    print(json.dumps({"tcp": tcp_count, "udp": udp_count, "answers": tally.answers, "broken": len(tally.broken),
+    print(json.dumps({"tcp": tcp_count, "idle": idle_count, "udp": udp_count, "answers": tally.answers, "broken": len(tally.broken),
                       "why": dict(sorted(tally.broken.items())[:10]), "backends": spread,
                       "seconds": round(time.monotonic() - start, 1)}), flush=True)
     return 1 if tally.broken else 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
+    idle = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    sys.exit(asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], idle)))
