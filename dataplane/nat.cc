@@ -8,6 +8,26 @@
 #include "dataplane/hash.h"
 
 namespace lb::dataplane {
+namespace {
+
+// Frees, with `free`, the expired sessions among the next `count` of `sessions` (`size`
+// of them) from `cursor` on, round robin; returns how many.
+template <typename Session, typename FreeFn>
+uint32_t SweepExpired(const Session* sessions, uint32_t size, uint32_t& cursor, Millis now, uint32_t count,
+                      FreeFn free) {
+  uint32_t freed = 0;
+  for (uint32_t i = 0; i < std::min(count, size); ++i) {
+    const uint32_t index = cursor;
+    cursor = cursor + 1 == size ? 0 : cursor + 1;
+    if (sessions[index].in_use && Expired(sessions[index].deadline, now)) {
+      free(index);
+      ++freed;
+    }
+  }
+  return freed;
+}
+
+}  // namespace
 
 NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max, uint32_t worker,
                    uint32_t workers, uint64_t port_secret)
@@ -90,16 +110,7 @@ void NatTable::Reclaim(uint32_t range, Millis now, uint32_t count) {
 }
 
 uint32_t NatTable::Sweep(Millis now, uint32_t count) {
-  uint32_t freed = 0;
-  for (uint32_t i = 0; i < std::min(count, num_sessions_); ++i) {
-    const uint32_t index = sweep_cursor_;
-    sweep_cursor_ = sweep_cursor_ + 1 == num_sessions_ ? 0 : sweep_cursor_ + 1;
-    if (sessions_[index].in_use && Expired(sessions_[index].deadline, now)) {
-      Free(index);
-      ++freed;
-    }
-  }
-  return freed;
+  return SweepExpired(sessions_.get(), num_sessions_, sweep_cursor_, now, count, [this](uint32_t i) { Free(i); });
 }
 
 AdoptedTable::AdoptedTable(uint32_t capacity)
@@ -132,16 +143,7 @@ void AdoptedTable::Release(uint32_t index) {
 }
 
 uint32_t AdoptedTable::Sweep(Millis now, uint32_t count) {
-  uint32_t freed = 0;
-  for (uint32_t i = 0; i < std::min(count, capacity_); ++i) {
-    const uint32_t index = sweep_cursor_;
-    sweep_cursor_ = sweep_cursor_ + 1 == capacity_ ? 0 : sweep_cursor_ + 1;
-    if (sessions_[index].in_use && Expired(sessions_[index].deadline, now)) {
-      Release(index);
-      ++freed;
-    }
-  }
-  return freed;
+  return SweepExpired(sessions_.get(), capacity_, sweep_cursor_, now, count, [this](uint32_t i) { Release(i); });
 }
 
 }  // namespace lb::dataplane

@@ -313,6 +313,14 @@ uint32_t Worker::Learn(std::span<const SyncedFlow> flows, Millis now) {
   return taken;
 }
 
+FlowTable::Slot Worker::ClaimForLearned(const FlowTag& tag, Millis now) {
+  bool reclaimed = false;
+  const FlowTable::Slot slot = flows_.Claim(tag, now, &reclaimed);
+  if (!slot) counters_.Add(Event::kFlowTableFull);
+  if (reclaimed) counters_.Add(Event::kFlowExpired);
+  return slot;
+}
+
 bool Worker::LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now) {
   const ServiceRecord* svc = snap.FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
   uint32_t slot_id = 0;
@@ -332,14 +340,8 @@ bool Worker::LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now) {
   if (slot) {
     // Refreshed when announced again; else this worker carries the flow itself.
     if ((slot.entry->state & (kLearnedFlag | kNatEntryFlag)) != kLearnedFlag) return false;
-  } else {
-    bool reclaimed = false;
-    slot = flows_.Claim(tag, now, &reclaimed);
-    if (!slot) {
-      counters_.Add(Event::kFlowTableFull);
-      return false;
-    }
-    if (reclaimed) counters_.Add(Event::kFlowExpired);
+  } else if (!(slot = ClaimForLearned(tag, now))) {
+    return false;
   }
   *slot.entry = learned;
   *slot.deadline = deadline;
@@ -375,14 +377,10 @@ bool Worker::LearnSession(const Snapshot& snap, const SyncedFlow& f, Millis now)
       counters_.Add(Event::kNatAdoptedFull);
       return false;
     }
-    bool reclaimed = false;
-    client = flows_.Claim(client_tag, now, &reclaimed);
-    if (!client) {
+    if (!(client = ClaimForLearned(client_tag, now))) {
       adopted_.Release(index);
-      counters_.Add(Event::kFlowTableFull);
       return false;
     }
-    if (reclaimed) counters_.Add(Event::kFlowExpired);
     a = &adopted_.at(index);
     a->client = f.key;
     a->client_entry = client;
@@ -407,14 +405,8 @@ bool Worker::LearnSession(const Snapshot& snap, const SyncedFlow& f, Millis now)
   if (reply) {
     const AdoptedSession* other = AdoptedOf(*reply.entry, now);
     if (other == nullptr || (other != a && other->carried)) return true;  // held by a flow of this node's
-  } else {
-    bool reclaimed = false;
-    reply = flows_.Claim(reply_tag, now, &reclaimed);
-    if (!reply) {
-      counters_.Add(Event::kFlowTableFull);
-      return true;
-    }
-    if (reclaimed) counters_.Add(Event::kFlowExpired);
+  } else if (!(reply = ClaimForLearned(reply_tag, now))) {
+    return true;
   }
   *reply.entry = FlowEntry{adopted_.IndexOf(*a), a->generation, entry_state};
   *reply.deadline = deadline;

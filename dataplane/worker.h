@@ -258,6 +258,9 @@ class Worker {
   // Learn's part for a DSR flow and for a NAT session; each says whether it took it.
   bool LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now);
   bool LearnSession(const Snapshot& snap, const SyncedFlow& f, Millis now);
+  // A way for a learned entry (FlowTable::Claim), counted as flow_table_full when there is
+  // none, as flow_expired when it reclaims an expired flow's.
+  FlowTable::Slot ClaimForLearned(const FlowTag& tag, Millis now);
   void Drop(rte_mbuf* m, DropReason reason);
   void FlushDrops();
   void AnswerQuery(Millis now);
