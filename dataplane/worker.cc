@@ -766,8 +766,8 @@ void Worker::CarryAdopted(const Snapshot& snap, AdoptedSession& a, const ParsedP
   // (each is checked to still name it: its way may have been reclaimed for another flow).
   const uint32_t index = adopted_.IndexOf(a);
   for (const FlowTable::Slot& e : {a.client_entry, a.reply_entry}) {
-    if (e && (e.entry->state & kAdoptedEntryFlag) && e.entry->backend_slot == index &&
-        e.entry->backend_generation == a.generation) {
+    if (e && (e.entry->state & (kNatEntryFlag | kAdoptedEntryFlag)) == (kNatEntryFlag | kAdoptedEntryFlag) &&
+        e.entry->backend_slot == index && e.entry->backend_generation == a.generation) {
       *e.deadline = deadline;
     }
   }

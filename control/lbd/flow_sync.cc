@@ -149,8 +149,9 @@ void FlowSyncer::SendDumps() {
     Peer& peer = peers_[i];
     for (size_t d = 0; d < kDumpDatagramsPerWake && peer.dump_sent < peer.dump.size(); ++d) {
       const std::span<const SyncedFlow> rest = std::span<const SyncedFlow>(peer.dump).subspan(peer.dump_sent);
-      peer.dump_sent += fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram_);
-      if (!SendTo(i, datagram_)) break;  // the socket's buffer is full: the rest next wake
+      const size_t n = fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram_);
+      if (!SendTo(i, datagram_)) break;  // the socket's buffer is full: again next wake
+      peer.dump_sent += n;
     }
     if (!peer.dump.empty() && peer.dump_sent == peer.dump.size()) {
       LOG(INFO) << "flow sync: sent " << peer.dump.size() << " flows to " << options_.peers[i].ToString()
