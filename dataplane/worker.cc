@@ -668,29 +668,18 @@ void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uin
   if (s == nullptr || !(s->backend == p.key.src) || s->backend_port_be != p.key.src_port_be) {
     // Not a session of this node's: one it adopted from a peer (this node came back, and
     // its SNAT address with it, while a peer carried its sessions)?
-    if (adopted_.in_use() != 0 && !error) {
+    if (adopted_.in_use() != 0) {
       if (AdoptedSession* a = AdoptedReply(meta, now)) return AdoptedToClient(snap, m, p, *a, now, out);
     }
     return Drop(m, DropReason::kNatNoSession);
   }
+  if (error) return NatErrorToClient(snap, m, p, s->client, s->backend, out);
   if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
-  const MacAddress& mac = snap.next_hop().gateway_mac;
-  if (error) {
-    // From the backend itself (port unreachable...): it appears to come from the VIP.
-    const uint8_t* ip = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
-    const IpAddress outer_src = p.is_v4 ? IpAddress::FromV4Bytes(ip + 12) : IpAddress::FromV6Bytes(ip + 8);
-    const rewrite::NatEndpoints quoted{&s->client.src, s->client.src_port_be, &s->client.dst, s->client.dst_port_be};
-    if (!rewrite::NatTranslateIcmpError(m, p, outer_src == s->backend ? &s->client.dst : nullptr, s->client.src,
-                                        quoted, mac, snap.next_hop())) {
-      return Drop(m, DropReason::kNoHeadroom);
-    }
-    out.wire[out.num_wire++] = m;
-    counters_.Add(Event::kNatIcmpErrors);
-    return;
-  }
   RefreshSession(snap, *s, p, now, /*from_client=*/false);
   const rewrite::NatEndpoints to{&s->client.dst, s->client.dst_port_be, &s->client.src, s->client.src_port_be};
-  if (!rewrite::NatTranslate(m, p, to, mac, snap.next_hop())) return Drop(m, DropReason::kNoHeadroom);
+  if (!rewrite::NatTranslate(m, p, to, snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
   out.wire[out.num_wire++] = m;
   counters_.Add(Event::kNatReplies);
 }
@@ -734,7 +723,10 @@ AdoptedSession* Worker::AdoptedOf(const FlowEntry& e, Millis now) {
 
 AdoptedSession* Worker::AdoptedReply(const Meta& meta, Millis now) {
   const ParsedPacket& p = meta.packet;
-  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp) || p.is_fragment) return nullptr;
+  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp && p.kind != PacketKind::kIcmpError) ||
+      p.is_fragment) {
+    return nullptr;
+  }
   const FlowTable::Slot slot = FindFlow(meta, now);
   AdoptedSession* a = slot ? AdoptedOf(*slot.entry, now) : nullptr;
   return a != nullptr && a->ReplyKey() == p.key ? a : nullptr;
@@ -788,6 +780,7 @@ void Worker::AdoptedToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPac
 void Worker::AdoptedToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a, Millis now,
                              BurstOutput& out) {
   if (p.ttl <= 1) return Drop(m, DropReason::kTtlExceeded);
+  if (p.kind == PacketKind::kIcmpError) return NatErrorToClient(snap, m, p, a.client, a.backend, out);
   CarryAdopted(snap, a, p, now);
   if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
   const rewrite::NatEndpoints to{&a.client.dst, a.client.dst_port_be, &a.client.src, a.client.src_port_be};
@@ -806,14 +799,39 @@ void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, const ServiceReco
   // worker that holds the session can translate it.
   const ParsedPacket& p = meta.packet;
   const FlowTable::Slot slot = FindFlow(meta, now);
-  NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr;
-  if (s == nullptr) return Drop(m, DropReason::kIcmpUnmatched);
-  const BackendRecord* b = svc.Backend(s->backend_slot, s->backend_generation);
+  if (const NatSession* s = slot ? SessionOf(*slot.entry, p.key, now) : nullptr) {
+    return NatErrorToBackend(snap, m, p, svc.Backend(s->backend_slot, s->backend_generation), s->backend,
+                             s->backend_port_be, snap.nat().addresses[s->snat_address], s->snat_port_be, out);
+  }
+  if (const AdoptedSession* a = slot ? AdoptedOf(*slot.entry, now) : nullptr; a != nullptr && a->client == p.key) {
+    return NatErrorToBackend(snap, m, p, svc.Backend(a->backend_slot, a->backend_generation), a->backend,
+                             a->backend_port_be, a->snat, a->snat_port_be, out);
+  }
+  Drop(m, DropReason::kIcmpUnmatched);
+}
+
+void Worker::NatErrorToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const FlowKey& client,
+                              const IpAddress& backend, BurstOutput& out) {
+  if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
+  // From the backend itself (port unreachable...): it appears to come from the VIP.
+  const uint8_t* ip = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l3_offset);
+  const IpAddress outer_src = p.is_v4 ? IpAddress::FromV4Bytes(ip + 12) : IpAddress::FromV6Bytes(ip + 8);
+  const rewrite::NatEndpoints quoted{&client.src, client.src_port_be, &client.dst, client.dst_port_be};
+  if (!rewrite::NatTranslateIcmpError(m, p, outer_src == backend ? &client.dst : nullptr, client.src, quoted,
+                                      snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatIcmpErrors);
+}
+
+void Worker::NatErrorToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const BackendRecord* b,
+                               const IpAddress& backend, uint16_t backend_port_be, const IpAddress& snat,
+                               uint16_t snat_port_be, BurstOutput& out) {
   const bool on_link = b != nullptr && b->on_link;
   if (!on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const IpAddress& snat = snap.nat().addresses[s->snat_address];
-  const rewrite::NatEndpoints quoted{&s->backend, s->backend_port_be, &snat, s->snat_port_be};
-  if (!rewrite::NatTranslateIcmpError(m, p, nullptr, s->backend, quoted,
+  const rewrite::NatEndpoints quoted{&backend, backend_port_be, &snat, snat_port_be};
+  if (!rewrite::NatTranslateIcmpError(m, p, nullptr, backend, quoted,
                                       on_link ? b->neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
     return Drop(m, DropReason::kNoHeadroom);
   }

@@ -221,6 +221,14 @@ class Worker {
                                    const Meta& meta, Millis now, BurstOutput& out);
   void HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uint32_t address, Millis now,
                   BurstOutput& out);
+  // ICMP errors about a NAT session (own or adopted): one about what the backend sent
+  // goes to the client, quoting what the client sent; one about what the client got
+  // (from the VIP) goes to the backend `b` (nullptr: gone), quoting what it sent.
+  void NatErrorToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const FlowKey& client,
+                        const IpAddress& backend, BurstOutput& out);
+  void NatErrorToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const BackendRecord* b,
+                         const IpAddress& backend, uint16_t backend_port_be, const IpAddress& snat,
+                         uint16_t snat_port_be, BurstOutput& out);
   // The live session a flow entry names, or nullptr.
   NatSession* SessionOf(const FlowEntry& e, const FlowKey& key, Millis now);
   // A packet of session `s` (`from_client`: of the client side) keeps it alive; flow sync
@@ -231,7 +239,8 @@ class Worker {
   uint32_t AvoidAdopted(const Snapshot& snap, uint32_t index, const FlowKey& client, const IpAddress& backend,
                         uint16_t backend_port_be, uint32_t preferred, const bool* family_v4, Millis now);
   // Adopted NAT sessions (nat.h): the live one a flow entry names, or nullptr; the one
-  // whose reply `meta` is, or nullptr; and their translation each way.
+  // whose reply (or ICMP error about one) `meta` is, or nullptr; and their translation
+  // each way.
   AdoptedSession* AdoptedOf(const FlowEntry& e, Millis now);
   AdoptedSession* AdoptedReply(const Meta& meta, Millis now);
   void AdoptedToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a,

@@ -338,6 +338,35 @@ TEST(FlowSyncWorkerTest, ANodeThatCameBackTakesItsSessionsRepliesAndAvoidsTheirP
   EXPECT_EQ(fresh_a.h().Count(DropReason::kNatPortsExhausted), 1u);
 }
 
+// ICMP errors about an adopted session are translated as its own node would: the
+// backend's port unreachable reaches the client, the client's about a reply the backend.
+TEST(FlowSyncWorkerTest, IcmpErrorsAboutAnAdoptedSessionAreTranslatedBothWays) {
+  Node a(NatOptions()), b(NatOptions());
+  ASSERT_TRUE(a.h().Apply(NatNode(kSnatA, 1)));
+  ASSERT_TRUE(b.h().Apply(NatNode(kSnatB, 1)));
+  const std::vector<Bytes> at_a = OpenNat(a, 1, 1000);
+  ASSERT_EQ(at_a.size(), 1u);
+  b.h().worker().Learn(a.Announced(), 1010);
+  const std::string client = NatClient(0);
+  const char* backend = "192.168.30.1";
+  // The backend quotes the segment as it got it (from A's SNAT address and port).
+  const Bytes as_received = pb::Ipv4(kSnatA, backend, IPPROTO_TCP, pb::Tcp(kPortMin, 80, kAck, kLine), {.ttl = 63});
+  const Bytes as_sent = pb::Ipv4(client, kNatVip, IPPROTO_TCP, pb::Tcp(30000, 80, kAck, kLine), {.ttl = 63});
+  ASSERT_EQ(Bytes(at_a[0].begin() + 14, at_a[0].end()), as_received) << "the test's premise";
+  const Output to_client = b.h().Run(In4(pb::Ipv4(backend, kSnatA, IPPROTO_ICMP, pb::Icmp(3, 3, 0, as_received))), 2000);
+  ASSERT_EQ(to_client.wire.size(), 1u) << "drops: " << b.h().TotalDrops();
+  EXPECT_EQ(to_client.wire[0], Out4(pb::Ipv4(kNatVip, client, IPPROTO_ICMP, pb::Icmp(3, 3, 0, as_sent), {.ttl = 63})));
+  // The client's host quotes a reply as it got it (from the VIP).
+  const Bytes as_client_got = pb::Ipv4(kNatVip, client, IPPROTO_TCP, pb::Tcp(80, 30000, kAck, kLine), {.ttl = 63});
+  const Bytes as_backend_sent = pb::Ipv4(backend, kSnatA, IPPROTO_TCP, pb::Tcp(80, kPortMin, kAck, kLine), {.ttl = 63});
+  const Output to_backend = b.h().Run(In4(pb::Ipv4(client, kNatVip, IPPROTO_ICMP, pb::Icmp(3, 4, 1400, as_client_got))), 2001);
+  ASSERT_EQ(to_backend.wire.size(), 1u) << "drops: " << b.h().TotalDrops();
+  EXPECT_EQ(to_backend.wire[0],
+            Out4(pb::Ipv4(client, backend, IPPROTO_ICMP, pb::Icmp(3, 4, 1400, as_backend_sent), {.ttl = 63})));
+  EXPECT_EQ(b.h().Count(Event::kNatIcmpErrors), 2u);
+  EXPECT_EQ(b.h().Count(Event::kFlowsRescued), 0u) << "errors do not make the session this node's";
+}
+
 TEST(FlowSyncWorkerTest, AnAdoptedSessionEndsWithItsBackendOrItsTimeout) {
   Node a(NatOptions()), b(NatOptions());
   ASSERT_TRUE(a.h().Apply(NatNode(kSnatA, 1)));
