@@ -139,6 +139,8 @@ def main(out_dir, target="worker_fuzz"):
         "adopted_client": ether(ipv4("192.0.2.1", "10.1.0.20", 6, tcp(1234, 80, 0x10) + b"x")),
         "adopted_reply": ether(ipv4("192.168.2.1", "10.254.0.2", 6, tcp(8080, 1100, 0x10) + b"x")),
         "adopted_own_reply": ether(ipv4("192.168.2.2", "10.254.0.1", 17, udp(53, 1030, b"seed!"))),
+        "adopted_error": ether(ipv4("192.168.2.1", "10.254.0.2", 1,
+                                    icmp(3, 3, 0, ipv4("10.254.0.2", "192.168.2.1", 6, tcp(1100, 8080, 0x10))[:28] + b"x"))),
         # The exception path: BGP and BFD to the node, and an unused VIP of the CIDR.
         "bgp": ether(ipv4("192.0.2.254", "192.0.2.10", 6, tcp(179, 40000, 0x10))),
         "bfd": ether(ipv4("192.0.2.254", "192.0.2.10", 17, udp(49152, 3784))),

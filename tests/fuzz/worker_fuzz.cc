@@ -108,9 +108,11 @@ const IpAddress kPeerSnat = *IpAddress::Parse("10.254.0.2");  // another node's 
 
 // A frame to the NAT VIP is the client side of a session a peer opened from kPeerSnat; a
 // frame to an SNAT address (the peer's, or this node's own: it came back) is the reply of
-// one. The worker learns that session before it sees the frame.
+// one; an ICMP error is about the packet it quotes, either way. The worker learns that
+// session before it sees the frame.
 void AdoptSessionOf(const ParsedPacket& p) {
-  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp) || p.is_fragment || !p.is_v4) return;
+  const bool flow = p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp || p.kind == PacketKind::kIcmpError;
+  if (!flow || p.is_fragment || !p.is_v4) return;
   const bool tcp = p.key.protocol == IPPROTO_TCP;
   SyncedFlow f{.state = uint8_t(FlowState::kTcpEstablished), .nat = true};
   if (p.key.dst == kNatVip) {
