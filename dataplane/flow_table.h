@@ -53,6 +53,20 @@ struct FlowEntry {
 };
 static_assert(sizeof(FlowEntry) == 8);
 
+// What FlowEntry::state holds: the FlowState in its low bits, and which kind of entry it
+// is (the worker's; backend_slot means something else for each kind):
+//   a DSR flow:           FlowState [| kAnnouncedFlag] [| kLearnedFlag]   a backend slot
+//   a NAT session's:      kNatEntryFlag | FlowState                        a NatTable index
+//   an adopted session's: kNatEntryFlag | kLearnedFlag | FlowState         an AdoptedTable index
+inline constexpr uint8_t kStateMask = 0x1f;
+inline constexpr uint8_t kAnnouncedFlag = 0x20;  // flow sync: the peers know this flow
+inline constexpr uint8_t kLearnedFlag = 0x40;    // flow sync: a peer pinned it (no packet came here yet)
+inline constexpr uint8_t kNatEntryFlag = 0x80;
+inline constexpr uint8_t kAdoptedEntry = kNatEntryFlag | kLearnedFlag;
+inline bool IsLearnedFlowEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kLearnedFlag; }
+inline bool IsSessionEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kNatEntryFlag; }
+inline bool IsAdoptedEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kAdoptedEntry; }
+
 // Time in milliseconds on a wrapping 32-bit clock. Deadlines compare with signed
 // differences, which is correct while a flow's timeout is under 24 days.
 using Millis = uint32_t;

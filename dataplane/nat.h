@@ -28,11 +28,6 @@
 
 namespace lb::dataplane {
 
-// Marks a flow entry whose backend_slot is a NAT session index (FlowState fits below it).
-inline constexpr uint8_t kNatEntryFlag = 0x80;
-// With kNatEntryFlag: the session is an adopted one (AdoptedTable), not this node's own.
-inline constexpr uint8_t kAdoptedEntryFlag = 0x40;
-
 struct NatSession {
   FlowKey client;             // as the client sent it: client -> VIP
   IpAddress backend;

@@ -187,11 +187,7 @@ class Snapshot {
   }
   // Whether UDP from `a` to `port` is flow sync from a peer node (NodeConfig).
   bool IsFlowSync(const IpAddress& a, uint16_t port) const {
-    if (port != flow_sync_port_ || port == 0) return false;
-    for (const IpAddress& p : flow_sync_peers_) {
-      if (p == a) return true;
-    }
-    return false;
+    return port == flow_sync_port_ && port != 0 && std::ranges::find(flow_sync_peers_, a) != flow_sync_peers_.end();
   }
   // The idle timeout of a flow in state `s` (FlowTimeouts), by table lookup.
   Millis Timeout(FlowState s) const { return timeouts_[uint8_t(s) & 7]; }

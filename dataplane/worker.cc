@@ -14,16 +14,27 @@ namespace {
 // seconds long, so a flow may expire up to this much early.
 constexpr int32_t kDeadlineSlack = 250;  // ms
 
-// A DSR flow entry's state byte: the FlowState, and two flags of flow sync (a NAT entry's
-// is kNatEntryFlag | FlowState).
-constexpr uint8_t kStateMask = 0x1f;
-constexpr uint8_t kAnnouncedFlag = 0x20;  // the peers know this flow (Worker::Announce)
-constexpr uint8_t kLearnedFlag = 0x40;    // a peer pinned it (Worker::Learn); no packet came here yet
-
 // The flows worth telling the peers about: a TCP connection once established (a SYN
 // flood announces nothing), a UDP flow from its second packet on (a lone DNS query
 // neither).
 bool Announceable(FlowState s) { return s == FlowState::kTcpEstablished || s == FlowState::kUdp; }
+
+// A NAT session (own or adopted) as flow sync tells it.
+SyncedFlow SessionAnnouncement(const FlowKey& client, const IpAddress& backend, uint16_t backend_port_be,
+                               const IpAddress& snat, uint16_t snat_port_be, FlowState state) {
+  return {.key = client,
+          .backend = backend,
+          .backend_port = rte_be_to_cpu_16(backend_port_be),
+          .state = uint8_t(state),
+          .nat = true,
+          .snat = snat,
+          .snat_port = rte_be_to_cpu_16(snat_port_be)};
+}
+
+// The state a flow learned from a peer is kept in: only announceable flows are announced.
+FlowState LearnedState(const SyncedFlow& f) {
+  return f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
+}
 
 bool TakesNewFlows(const BackendRecord& b) {
   return b.state == BackendState::kActive && b.weight > 0;
@@ -330,16 +341,14 @@ bool Worker::LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now) {
     counters_.Add(Event::kFlowsLearnedUnknown);
     return false;
   }
-  const FlowState state = f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
-  // The peer's entry lives until the flow is idle for its timeout, and is announced
-  // again every refresh interval while active: a learned entry outlives it.
-  const Millis deadline = now + snap.Timeout(state) + options_.flow_sync_refresh_ms;
+  const FlowState state = LearnedState(f);
+  const Millis deadline = LearnedDeadline(snap, state, now);
   const FlowEntry learned{slot_id, b->generation, uint8_t(uint8_t(state) | kLearnedFlag | kAnnouncedFlag)};
   const FlowTag tag = flows_.Tag(f.key, options_.flow_hasher.Hash(f.key));
   FlowTable::Slot slot = flows_.Find(tag, now);
   if (slot) {
     // Refreshed when announced again; else this worker carries the flow itself.
-    if ((slot.entry->state & (kLearnedFlag | kNatEntryFlag)) != kLearnedFlag) return false;
+    if (!IsLearnedFlowEntry(*slot.entry)) return false;
   } else if (!(slot = ClaimForLearned(tag, now))) {
     return false;
   }
@@ -361,9 +370,9 @@ bool Worker::LearnSession(const Snapshot& snap, const SyncedFlow& f, Millis now)
     counters_.Add(Event::kFlowsLearnedUnknown);
     return false;
   }
-  const FlowState state = f.key.protocol == IPPROTO_UDP ? FlowState::kUdp : FlowState::kTcpEstablished;
-  const Millis deadline = now + snap.Timeout(state) + options_.flow_sync_refresh_ms;  // as LearnFlow's
-  const uint8_t entry_state = uint8_t(kNatEntryFlag | kAdoptedEntryFlag | uint8_t(state));
+  const FlowState state = LearnedState(f);
+  const Millis deadline = LearnedDeadline(snap, state, now);
+  const uint8_t entry_state = uint8_t(kAdoptedEntry | uint8_t(state));
   const FlowTag client_tag = flows_.Tag(f.key, options_.flow_hasher.Hash(f.key));
   FlowTable::Slot client = flows_.Find(client_tag, now);
   AdoptedSession* a = nullptr;
@@ -509,13 +518,11 @@ void Worker::LookUpAhead(Meta& meta, Millis now) {
   if (meta.tag.fingerprint == 0) return;
   meta.flow = flows_.Find(meta.tag, now);
   const FlowEntry* e = meta.flow.entry;
-  if (e != nullptr && (e->state & (kNatEntryFlag | kAdoptedEntryFlag)) == kNatEntryFlag && e->backend_slot < nat_.size()) {
-    nat_.Prefetch(e->backend_slot);
-  }
+  if (e != nullptr && IsSessionEntry(*e) && e->backend_slot < nat_.size()) nat_.Prefetch(e->backend_slot);
 }
 
 NatSession* Worker::SessionOf(const FlowEntry& e, const FlowKey& key, Millis now) {
-  if ((e.state & (kNatEntryFlag | kAdoptedEntryFlag)) != kNatEntryFlag || e.backend_slot >= nat_.size()) return nullptr;
+  if (!IsSessionEntry(e) || e.backend_slot >= nat_.size()) return nullptr;
   NatSession& s = nat_.at(e.backend_slot);
   if (!s.in_use || s.generation != e.backend_generation || Expired(s.deadline, now) || !(s.client == key)) {
     return nullptr;
@@ -531,17 +538,12 @@ void Worker::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPac
   if (options_.flow_sync_announce != nullptr && Announceable(state) &&
       (s.announced ? RefreshDue(s.deadline, deadline) : from_client)) {
     s.announced = true;
-    Announce(SyncedFlow{.key = s.client,
-                        .backend = s.backend,
-                        .backend_port = rte_be_to_cpu_16(s.backend_port_be),
-                        .state = uint8_t(state),
-                        .nat = true,
-                        .snat = snap.nat().addresses[s.snat_address],
-                        .snat_port = rte_be_to_cpu_16(s.snat_port_be)});
+    Announce(SessionAnnouncement(s.client, s.backend, s.backend_port_be, snap.nat().addresses[s.snat_address],
+                                 s.snat_port_be, state));
   }
   s.deadline = deadline;
   // The client side's entry lives as long as the session, also when only replies flow.
-  if (s.entry != nullptr && (s.entry->state & kNatEntryFlag) && s.entry->backend_slot == nat_.IndexOf(s) &&
+  if (s.entry != nullptr && IsSessionEntry(*s.entry) && s.entry->backend_slot == nat_.IndexOf(s) &&
       s.entry->backend_generation == s.generation) {
     const uint8_t entry_state = uint8_t(kNatEntryFlag | uint8_t(state));
     if (s.entry->state != entry_state) s.entry->state = entry_state;
@@ -554,7 +556,7 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
   const ParsedPacket& p = meta.packet;
   FlowTable::Slot slot = FindFlow(meta, now);
   counters_.Add(slot ? Event::kFlowHits : Event::kFlowMisses);
-  if (slot && (slot.entry->state & kAdoptedEntryFlag)) [[unlikely]] {
+  if (slot && IsAdoptedEntry(*slot.entry)) [[unlikely]] {
     if (AdoptedSession* a = AdoptedOf(*slot.entry, now); a != nullptr && a->client == p.key) {
       if (const BackendRecord* b = snap.Pinned(svc, a->backend_slot, a->backend_generation)) {
         return AdoptedToBackend(snap, m, p, *a, *b, now, out);
@@ -635,14 +637,29 @@ void Worker::HandleNat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, cons
   } else {
     RefreshSession(snap, *s, p, now, /*from_client=*/true);
   }
-  if (!b->on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const IpAddress& snat = snap.nat().addresses[s->snat_address];
-  const rewrite::NatEndpoints to{&snat, s->snat_port_be, &s->backend, s->backend_port_be};
-  if (!rewrite::NatTranslate(m, p, to, b->on_link ? b->neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
+  NatToBackend(snap, m, p, *b, {&snap.nat().addresses[s->snat_address], s->snat_port_be, &s->backend, s->backend_port_be},
+               out);
+}
+
+inline void Worker::NatToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const BackendRecord& b,
+                                 const rewrite::NatEndpoints& to, BurstOutput& out) {
+  if (!b.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
+  if (!rewrite::NatTranslate(m, p, to, b.on_link ? b.neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
     return Drop(m, DropReason::kNoHeadroom);
   }
   out.wire[out.num_wire++] = m;
   counters_.Add(Event::kNatForwarded);
+}
+
+inline void Worker::NatToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const FlowKey& client,
+                                BurstOutput& out) {
+  if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
+  const rewrite::NatEndpoints to{&client.dst, client.dst_port_be, &client.src, client.src_port_be};
+  if (!rewrite::NatTranslate(m, p, to, snap.next_hop().gateway_mac, snap.next_hop())) {
+    return Drop(m, DropReason::kNoHeadroom);
+  }
+  out.wire[out.num_wire++] = m;
+  counters_.Add(Event::kNatReplies);
 }
 
 void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uint32_t address, Millis now,
@@ -676,12 +693,7 @@ void Worker::HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uin
   if (error) return NatErrorToClient(snap, m, p, s->client, s->backend, out);
   if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
   RefreshSession(snap, *s, p, now, /*from_client=*/false);
-  const rewrite::NatEndpoints to{&s->client.dst, s->client.dst_port_be, &s->client.src, s->client.src_port_be};
-  if (!rewrite::NatTranslate(m, p, to, snap.next_hop().gateway_mac, snap.next_hop())) {
-    return Drop(m, DropReason::kNoHeadroom);
-  }
-  out.wire[out.num_wire++] = m;
-  counters_.Add(Event::kNatReplies);
+  NatToClient(snap, m, p, s->client, out);
 }
 
 uint32_t Worker::AvoidAdopted(const Snapshot& snap, uint32_t index, const FlowKey& client, const IpAddress& backend,
@@ -713,10 +725,7 @@ uint32_t Worker::AvoidAdopted(const Snapshot& snap, uint32_t index, const FlowKe
 }
 
 AdoptedSession* Worker::AdoptedOf(const FlowEntry& e, Millis now) {
-  if ((e.state & (kNatEntryFlag | kAdoptedEntryFlag)) != (kNatEntryFlag | kAdoptedEntryFlag) ||
-      e.backend_slot >= adopted_.size()) {
-    return nullptr;
-  }
+  if (!IsAdoptedEntry(e) || e.backend_slot >= adopted_.size()) return nullptr;
   AdoptedSession& a = adopted_.at(e.backend_slot);
   return a.in_use && a.generation == e.backend_generation && !Expired(a.deadline, now) ? &a : nullptr;
 }
@@ -745,36 +754,20 @@ void Worker::CarryAdopted(const Snapshot& snap, AdoptedSession& a, const ParsedP
     return;  // written only when the deadline moves on (HandleFlow)
   }
   if (options_.flow_sync_announce != nullptr && Announceable(state) && (rescued || RefreshDue(a.deadline, deadline))) {
-    Announce(SyncedFlow{.key = a.client,
-                        .backend = a.backend,
-                        .backend_port = rte_be_to_cpu_16(a.backend_port_be),
-                        .state = uint8_t(state),
-                        .nat = true,
-                        .snat = a.snat,
-                        .snat_port = rte_be_to_cpu_16(a.snat_port_be)});
+    Announce(SessionAnnouncement(a.client, a.backend, a.backend_port_be, a.snat, a.snat_port_be, state));
   }
   a.deadline = deadline;
   // Both entries live as long as the session, whichever side's packets keep it alive
   // (each is checked to still name it: its way may have been reclaimed for another flow).
-  const uint32_t index = adopted_.IndexOf(a);
   for (const FlowTable::Slot& e : {a.client_entry, a.reply_entry}) {
-    if (e && (e.entry->state & (kNatEntryFlag | kAdoptedEntryFlag)) == (kNatEntryFlag | kAdoptedEntryFlag) &&
-        e.entry->backend_slot == index && e.entry->backend_generation == a.generation) {
-      *e.deadline = deadline;
-    }
+    if (e && AdoptedOf(*e.entry, now) == &a) *e.deadline = deadline;
   }
 }
 
 void Worker::AdoptedToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a,
                               const BackendRecord& b, Millis now, BurstOutput& out) {
   CarryAdopted(snap, a, p, now);
-  if (!b.on_link && !snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);
-  const rewrite::NatEndpoints to{&a.snat, a.snat_port_be, &a.backend, a.backend_port_be};
-  if (!rewrite::NatTranslate(m, p, to, b.on_link ? b.neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
-    return Drop(m, DropReason::kNoHeadroom);
-  }
-  out.wire[out.num_wire++] = m;
-  counters_.Add(Event::kNatForwarded);
+  NatToBackend(snap, m, p, b, {&a.snat, a.snat_port_be, &a.backend, a.backend_port_be}, out);
 }
 
 void Worker::AdoptedToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, AdoptedSession& a, Millis now,
@@ -782,13 +775,7 @@ void Worker::AdoptedToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPack
   if (p.ttl <= 1) return Drop(m, DropReason::kTtlExceeded);
   if (p.kind == PacketKind::kIcmpError) return NatErrorToClient(snap, m, p, a.client, a.backend, out);
   CarryAdopted(snap, a, p, now);
-  if (!snap.gateway_known()) return Drop(m, DropReason::kNoNextHop);  // clients are beyond it
-  const rewrite::NatEndpoints to{&a.client.dst, a.client.dst_port_be, &a.client.src, a.client.src_port_be};
-  if (!rewrite::NatTranslate(m, p, to, snap.next_hop().gateway_mac, snap.next_hop())) {
-    return Drop(m, DropReason::kNoHeadroom);
-  }
-  out.wire[out.num_wire++] = m;
-  counters_.Add(Event::kNatReplies);
+  NatToClient(snap, m, p, a.client, out);
 }
 
 void Worker::HandleNatIcmpFromClientSide(const Snapshot& snap, const ServiceRecord& svc, rte_mbuf* m,

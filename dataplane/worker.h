@@ -31,6 +31,10 @@
 
 namespace lb::dataplane {
 
+namespace rewrite {
+struct NatEndpoints;  // rewrite.h
+}  // namespace rewrite
+
 inline constexpr uint16_t kMaxBurst = 32;
 
 struct BurstOutput {
@@ -221,6 +225,11 @@ class Worker {
                                    const Meta& meta, Millis now, BurstOutput& out);
   void HandleSnat(const Snapshot& snap, rte_mbuf* m, const Meta& meta, uint32_t address, Millis now,
                   BurstOutput& out);
+  // A NAT session's packet (own or adopted), translated: toward the backend `b` as `to`
+  // says (from the session's SNAT address and port), or toward the client from the VIP.
+  void NatToBackend(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const BackendRecord& b,
+                    const rewrite::NatEndpoints& to, BurstOutput& out);
+  void NatToClient(const Snapshot& snap, rte_mbuf* m, const ParsedPacket& p, const FlowKey& client, BurstOutput& out);
   // ICMP errors about a NAT session (own or adopted): one about what the backend sent
   // goes to the client, quoting what the client sent; one about what the client got
   // (from the VIP) goes to the backend `b` (nullptr: gone), quoting what it sent.
@@ -263,6 +272,12 @@ class Worker {
   void Announce(const SyncedFlow& f);
   bool RefreshDue(Millis before, Millis after) const {
     return before / options_.flow_sync_refresh_ms != after / options_.flow_sync_refresh_ms;
+  }
+  // Until when a flow learned at `now` is kept: the peer's entry lives until the flow is
+  // idle for its timeout, and is announced again every refresh interval while active, so
+  // a learned entry outlives it.
+  Millis LearnedDeadline(const Snapshot& snap, FlowState state, Millis now) const {
+    return now + snap.Timeout(state) + options_.flow_sync_refresh_ms;
   }
   // Learn's part for a DSR flow and for a NAT session; each says whether it took it.
   bool LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now);

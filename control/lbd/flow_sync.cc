@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -91,10 +92,8 @@ FlowSyncer::~FlowSyncer() {
 }
 
 int FlowSyncer::PeerIndex(const IpAddress& a) const {
-  for (size_t i = 0; i < options_.peers.size(); ++i) {
-    if (options_.peers[i] == a) return int(i);
-  }
-  return -1;
+  const auto it = std::ranges::find(options_.peers, a);
+  return it == options_.peers.end() ? -1 : int(it - options_.peers.begin());
 }
 
 void FlowSyncer::Run() {

@@ -13,6 +13,7 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "control/lbd/host_interface.h"
 #include "control/lbd/neighbors.h"
 
@@ -136,9 +137,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
     if (!syncer.ok()) return syncer.status();
     rt->syncer_ = *std::move(syncer);
     rt->syncer_started_ = rte_get_tsc_cycles();
-    std::string peers;
-    for (const auto& p : options.flow_sync.peers) peers += (peers.empty() ? "" : ", ") + p.ToString();
-    LOG(INFO) << "flow sync with " << peers << " on UDP port " << options.flow_sync.port << "; active flows announced every "
+    LOG(INFO) << "flow sync with " << absl::StrJoin(rt->syncer_->View().peers, ", ") << " on UDP port " << options.flow_sync.port << "; active flows announced every "
               << options.flow_sync_refresh_ms << " ms";
   }
   for (auto& slot : rt->workers_) {

@@ -130,6 +130,12 @@ inline void MakePartial(Bytes& frame, size_t l3, size_t l4, size_t field, bool v
   frame[l4 + field + 1] = uint8_t(folded);
 }
 
+// Piece `i` of `payload` cut into pieces of `size` bytes (the last may be shorter).
+inline Bytes Chunk(const Bytes& payload, size_t i, size_t size) {
+  return Bytes(payload.begin() + std::min(payload.size(), i * size),
+               payload.begin() + std::min(payload.size(), (i + 1) * size));
+}
+
 // The segments a TCP/IPv4 sender's TSO makes of `payload` (192.0.2.1 -> 10.0.0.1, DF):
 // `mss` bytes each, sequence numbers from `seq`, IPv4 IDs from `id`; FIN and PSH of
 // `flags` on the last segment only, CWR on the first only.
@@ -138,8 +144,7 @@ inline std::vector<Bytes> Tcp4Segments(uint32_t seq, uint8_t flags, const Bytes&
   std::vector<Bytes> out;
   const size_t n = std::max<size_t>(1, (payload.size() + mss - 1) / mss);
   for (size_t i = 0; i < n; ++i) {
-    const Bytes chunk(payload.begin() + std::min(payload.size(), i * mss),
-                      payload.begin() + std::min(payload.size(), (i + 1) * mss));
+    const Bytes chunk = Chunk(payload, i, mss);
     uint8_t f = uint8_t(flags & ~(kLastOnly | kFirstOnly));
     if (i + 1 == n) f |= flags & kLastOnly;
     if (i == 0) f |= flags & kFirstOnly;

@@ -114,9 +114,8 @@ TEST_F(OffloadTest, ATcp6GsoFrameBecomesSegments) {
   ASSERT_EQ(f.segments(), 3u);
   std::vector<Bytes> expected;
   for (uint32_t i = 0; i < 3; ++i) {
-    const Bytes chunk(payload.begin() + i * kMss, payload.begin() + std::min<size_t>(payload.size(), (i + 1) * kMss));
     const uint8_t flags = uint8_t(kAck | (i == 2 ? kPsh : 0));
-    expected.push_back(In6(pb::Ipv6("2001:db8::1", "fd00::1", IPPROTO_TCP, TcpSeq(1 + i * kMss, flags, chunk))));
+    expected.push_back(In6(pb::Ipv6("2001:db8::1", "fd00::1", IPPROTO_TCP, TcpSeq(1 + i * kMss, flags, Chunk(payload, i, kMss)))));
   }
   EXPECT_EQ(Unpack(f), expected);
 }
@@ -132,8 +131,8 @@ TEST_F(OffloadTest, AUdpGsoFrameBecomesDatagramsWithTheirOwnHeaders) {
   ASSERT_EQ(f.segments(), 3u);
   std::vector<Bytes> expected;
   for (uint32_t i = 0; i < 3; ++i) {
-    const Bytes chunk(payload.begin() + i * kSize, payload.begin() + std::min<size_t>(payload.size(), (i + 1) * kSize));
-    expected.push_back(In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(4433, 443, chunk), {.id = uint16_t(i)})));
+    expected.push_back(
+        In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(4433, 443, Chunk(payload, i, kSize)), {.id = uint16_t(i)})));
   }
   EXPECT_EQ(Unpack(f), expected);
 }
