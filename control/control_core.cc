@@ -1,8 +1,13 @@
 #include "control/control_core.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
@@ -383,6 +388,7 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
       state_ = std::move(same);
     }
   }
+  applied_.store(true, std::memory_order_relaxed);
   return result;
 }
 
@@ -522,7 +528,36 @@ Stats ControlCore::GetStats() const {
   return stats;
 }
 
-void ControlCore::SetDrained(bool drained) { drained_.store(drained, std::memory_order_relaxed); }
+absl::Status ControlCore::PersistDrainIn(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    drained_.store(true, std::memory_order_relaxed);
+  } else if (errno != ENOENT) {
+    return absl::FailedPreconditionError(absl::StrFormat("%s: %s", path, std::strerror(errno)));
+  }
+  drain_file_ = path;
+  return absl::OkStatus();
+}
+
+absl::Status ControlCore::SetDrained(bool drained) {
+  absl::MutexLock lock(&write_mu_);  // one writer of the file at a time
+  if (!drain_file_.empty()) {
+    // The file first: a drain that the API confirmed must be there after a restart.
+    if (drained) {
+      const int fd = open(drain_file_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fd < 0 || fsync(fd) != 0) {
+        const int err = errno;
+        if (fd >= 0) close(fd);
+        return absl::UnavailableError(absl::StrFormat("cannot record the drain in %s: %s", drain_file_, std::strerror(err)));
+      }
+      close(fd);
+    } else if (unlink(drain_file_.c_str()) != 0 && errno != ENOENT) {
+      return absl::UnavailableError(absl::StrFormat("cannot remove %s: %s", drain_file_, std::strerror(errno)));
+    }
+  }
+  drained_.store(drained, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
 
 Health ControlCore::GetHealth() const {
   Health h;
@@ -540,6 +575,9 @@ Health ControlCore::GetHealth() const {
   h.flow_hash = Current()->settings.flow_hasher.Describe();
   h.drained = drained_.load(std::memory_order_relaxed);
   if (h.drained) h.problems.push_back("drained by the operator");
+  if (await_apply_ && !applied_.load(std::memory_order_relaxed)) {
+    h.problems.push_back("no configuration yet: waiting for the first Apply (the watcher's first full sync)");
+  }
   h.healthy = h.problems.empty();
   return h;
 }

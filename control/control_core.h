@@ -150,8 +150,16 @@ class ControlCore {
       const std::vector<dataplane::IpPrefix>& prefixes, size_t limit) const;
 
   // The operator drains (or undrains) the node: it reports unhealthy while drained, so
-  // that lb-bird-gen withdraws its VIPs; forwarding is not affected.
-  void SetDrained(bool drained);
+  // that lb-bird-gen withdraws its VIPs; forwarding is not affected. With a drain file
+  // (PersistDrainIn) the drain is recorded there first, and an error leaves it unchanged.
+  absl::Status SetDrained(bool drained);
+  // Before serving (not thread-safe): the drain lives in file `path` (present: drained),
+  // so that it survives a restart of lbd; a drain recorded there applies now.
+  absl::Status PersistDrainIn(const std::string& path);
+  // Before serving (not thread-safe): the node reports unhealthy until the first Apply,
+  // the whole configuration a watcher sends once it has listed the cluster, so that a
+  // (re)started node announces nothing before it has something to serve.
+  void AwaitFirstApply() { await_apply_ = true; }
 
   Stats GetStats() const;
   Health GetHealth() const;
@@ -213,6 +221,10 @@ class ControlCore {
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const State> state_ ABSL_GUARDED_BY(state_mu_);
   std::atomic<bool> drained_{false};
+  std::string drain_file_;  // set before serving, then read only
+  bool await_apply_ = false;  // likewise
+  // An Apply has succeeded. Relaxed: a flag read for health, which orders nothing else.
+  std::atomic<bool> applied_{false};
 };
 
 }  // namespace lb::control

@@ -272,7 +272,7 @@ grpc::Status LoadBalancerService::GetHealth(grpc::ServerContext*, const lb::v1::
 
 grpc::Status LoadBalancerService::SetDrain(grpc::ServerContext* ctx, const lb::v1::SetDrainRequest* req,
                                            lb::v1::Health* out) {
-  core_->SetDrained(req->drained());
+  if (absl::Status s = core_->SetDrained(req->drained()); !s.ok()) return ToGrpcStatus(s);
   return GetHealth(ctx, nullptr, out);
 }
 

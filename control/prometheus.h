@@ -10,4 +10,8 @@ namespace lb::control {
 // Appends the "# HELP" and "# TYPE" lines of metric `name`.
 void AppendMetricHeader(std::string& out, std::string_view name, std::string_view type, std::string_view help);
 
+// Appends `lb_build_info{program="...",version="..."} 1` (the node_exporter convention of
+// a constant 1 with the build as labels), so that dashboards can compare the nodes' builds.
+void AppendBuildInfo(std::string& out, std::string_view program);
+
 }  // namespace lb::control

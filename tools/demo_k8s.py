@@ -45,7 +45,8 @@ def main():
     api = FakeApiServer(os.path.join(work, "server.crt"), os.path.join(work, "server.key"), TOKEN)
     kubeconfig = write_kubeconfig(os.path.join(work, "kubeconfig"), api.port, "ca.crt", TOKEN)
     store = api.store
-    store.create("services", service("dns", [svc_port("dns", 53, "UDP"), svc_port("http", 80, "TCP")], lb=True))
+    store.create("services", service("dns", [svc_port("dns", 53, "UDP"), svc_port("http", 80, "TCP")], lb=True,
+                                     annotations={"lbd.io/forwarding-mode": "dsr-ipip"}))  # DSR on request
     store.create("endpointslices", endpoint_slice("dns", "x7k2p", [endpoint(p) for p in PODS],
                                                   [slice_port("dns", 53), slice_port("http", 80, "TCP")]))
     watchers = []

@@ -55,7 +55,9 @@ inline constexpr char kEndpointSliceController[] = "endpointslice-controller.k8s
 
 // A Service's settings from its annotations.
 struct ServiceSettings {
-  dataplane::ForwardingMode mode = dataplane::ForwardingMode::kDsrIpip;
+  // The seed's default (SNAT): works with any CNI and any pod. DSR needs the worker
+  // nodes to decapsulate, so a Service asks for it.
+  dataplane::ForwardingMode mode = dataplane::ForwardingMode::kNat;
   uint32_t table_size = 0;  // 0: lbd sizes the table by the backend count
   friend bool operator==(const ServiceSettings&, const ServiceSettings&) = default;
 };

@@ -9,6 +9,7 @@
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
 #include <grp.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "control/control_core.h"
 #include "control/grpc_service.h"
@@ -35,6 +37,8 @@
 #include "control/lbd/neighbors.h"
 #include "control/lbd/runtime.h"
 #include "control/metrics.h"
+#include "control/prometheus.h"
+#include "control/version.h"
 #include "dataplane/dpdk/eal.h"
 #include "dataplane/flow_table.h"
 
@@ -114,7 +118,13 @@ DEFINE_bool(api_insecure_no_client_auth, false,
             "lbd. Only for a port that nothing untrusted can reach.");
 DEFINE_string(api_socket_group, "", "Group that owns --api_socket (mode 0660), e.g. the one lb-k8s-watcher "
                                     "and lb-bird-gen run in. Empty: lbd's own.");
-DEFINE_string(metrics_address, "", "host:port of the Prometheus endpoint (GET /metrics). Empty: none.");
+DEFINE_string(metrics_address, "", "host:port of GET /metrics (Prometheus) and GET /healthz (200 while healthy, "
+              "else 503 with the problems). The manifest's: the node's address, port 7310. Empty: none.");
+DEFINE_bool(await_first_apply, false, "Report unhealthy (so lb-bird-gen announces nothing) until the first Apply: "
+            "the whole configuration lb-k8s-watcher sends once it has listed the cluster. For nodes the "
+            "watcher configures; without it a (re)started node announces with no services.");
+DEFINE_string(state_dir, "", "Directory of what must survive a restart of lbd: the operator's drain (file "
+              "`drained`). Empty: nothing survives.");
 DEFINE_uint32(max_services, 4096, "Most services.");
 DEFINE_uint32(max_backends_per_service, 65535, "Most backends in one service.");
 DEFINE_uint32(max_backends_total, 1u << 20, "Most backends in all.");
@@ -284,9 +294,16 @@ int TelemetryHealth(const char*, const char*, rte_tel_data* d) {
 std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, ControlCore* core) {
   auto endpoint = HttpEndpoint::Start(address, [core](std::string_view method, std::string_view path) {
     if (method == "GET" && path == "/metrics") {
-      return HttpReply{.body = RenderPrometheus(core->GetStats(), core->GetHealth())};
+      std::string body = RenderPrometheus(core->GetStats(), core->GetHealth());
+      AppendBuildInfo(body, "lbd");
+      return HttpReply{.body = std::move(body)};
     }
-    return HttpReply{.status = 404, .body = "lbd serves GET /metrics\n"};
+    if (method == "GET" && path == "/healthz") {
+      const Health h = core->GetHealth();
+      if (h.healthy) return HttpReply{.content_type = "text/plain", .body = "ok\n"};
+      return HttpReply{.status = 503, .content_type = "text/plain", .body = absl::StrJoin(h.problems, "\n") + "\n"};
+    }
+    return HttpReply{.status = 404, .body = "lbd serves GET /metrics and GET /healthz\n"};
   });
   if (!endpoint.ok()) LOG(FATAL) << "--metrics_address: " << endpoint.status().message();
   LOG(INFO) << "metrics on http://" << address << "/metrics";
@@ -301,8 +318,10 @@ int ApiMessageLimit(const dataplane::Limits& limits) {
   return int(std::min<uint64_t>(bytes, INT32_MAX));
 }
 
-// The API socket's directory: created 0750 if missing; refused when others may write to
-// it (they could replace the socket and impersonate lbd, or remove it).
+// The API socket's directory: created 0750 if missing. Others must not write to it (they
+// could replace the socket and impersonate lbd, or remove it): a world-writable one that
+// lbd's user owns, as a kubelet makes every emptyDir volume (0777), is made 0750; one that
+// another user owns is refused.
 absl::Status CheckSocketDirectory(const std::string& dir) {
   if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return absl::InvalidArgumentError(absl::StrFormat("--api_socket: cannot create %s: %s", dir, std::strerror(errno)));
@@ -310,6 +329,14 @@ absl::Status CheckSocketDirectory(const std::string& dir) {
   struct stat st;
   if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrFormat("--api_socket: %s is not a directory", dir));
+  }
+  if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX) && st.st_uid == geteuid()) {
+    if (chmod(dir.c_str(), 0750) != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("--api_socket: chmod 0750 %s: %s", dir, std::strerror(errno)));
+    }
+    LOG(INFO) << "--api_socket: " << dir << " was writable by every user (mode " << absl::StrFormat("%o", st.st_mode & 07777)
+              << ", as a kubelet makes emptyDir volumes); made it 0750";
+    return absl::OkStatus();
   }
   if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -386,11 +413,40 @@ std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const datap
   return server;
 }
 
-bool WantsHelp(int argc, char** argv) {
+bool HasArgument(int argc, char** argv, std::initializer_list<const char*> names) {
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return true;
+    for (const char* name : names) {
+      if (!std::strcmp(argv[i], name)) return true;
+    }
   }
   return false;
+}
+
+// The CPUs this process may run on (its affinity mask: what the kubelet's CPU manager
+// gave the container), as an EAL lcore list ("2,3,5").
+std::string AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return "";
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return absl::StrJoin(cpus, ",");
+}
+
+// EAL's arguments with `-l` added when they choose no lcores: one lcore per CPU this
+// process may run on, so that lbd runs where it was placed rather than on CPUs 0..N.
+std::vector<char*> WithDefaultLcores(int argc, char** argv, std::string* storage) {
+  std::vector<char*> out(argv, argv + argc);
+  for (int i = 1; i < argc && std::strcmp(argv[i], "--") != 0; ++i) {
+    const std::string_view a = argv[i];
+    if (a.starts_with("-l") || a.starts_with("-c") || a.starts_with("--lcores")) return out;
+  }
+  *storage = AllowedCpus();
+  if (storage->empty()) return out;
+  out.insert(out.begin() + 1, {const_cast<char*>("-l"), storage->data()});
+  return out;
 }
 
 // Releases EAL and removes the directories it made, then returns `code`.
@@ -405,21 +461,33 @@ int Main(int argc, char** argv) {
       "The load balancer appliance. EAL options come first: -l LCORES (the first is the main "
       "lcore, each other one runs a worker), -a PCI_ADDRESS or --vdev DEVARGS for the port, "
       "memory (--no-huge -m MB, or hugepages). lbd options may also come from a file: "
-      "--flagfile=/etc/lbd/lbd.flags, one --flag=value a line. See docs/lbd.md.");
-  if (WantsHelp(argc, argv)) {
+      "--flagfile=/etc/lbd/lbd.flags, one --flag=value a line (several --flagfile: read in "
+      "order, a later value wins). Without -l, -c or --lcores lbd takes one lcore per CPU it "
+      "may run on (its affinity mask). See docs/lbd.md.");
+  gflags::SetVersionString(std::string(BuildVersion()));
+  if (HasArgument(argc, argv, {"--help", "-h"})) {
     gflags::ShowUsageWithFlagsRestrict(argv[0], "control/lbd/main.cc");
     return 0;
   }
-  const int eal_args = dataplane::dpdk::InitEal(argc, argv);
+  if (HasArgument(argc, argv, {"--version"})) {
+    std::printf("lbd %s\n", std::string(BuildVersion()).c_str());
+    return 0;
+  }
+  std::string lcores;
+  std::vector<char*> eal_argv = WithDefaultLcores(argc, argv, &lcores);
+  const int eal_args = dataplane::dpdk::InitEal(int(eal_argv.size()), eal_argv.data());
   if (eal_args < 0) {
     std::fprintf(stderr, "lbd: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
     return 1;
   }
-  argc -= eal_args;
-  argv += eal_args;
+  // rte_eal_init may have permuted eal_argv; what follows its arguments is lbd's.
+  argc = int(eal_argv.size()) - eal_args;
+  argv = eal_argv.data() + eal_args;
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging("lbd");
+  LOG(INFO) << "lbd " << BuildVersion()
+            << (lcores.empty() ? "" : ", lcores " + lcores + " (the CPUs it may run on; -l chooses others)");
   if (FLAGS_port.empty()) {
     LOG(ERROR) << "--port is required (after --): the EAL name of the wire port";
     return ExitAfterEal(2);
@@ -437,6 +505,14 @@ int Main(int argc, char** argv) {
   if (absl::Status s = ValidateApiFlags(); !s.ok()) {
     LOG(ERROR) << s.message();
     return ExitAfterEal(2);
+  }
+  if (!FLAGS_state_dir.empty()) {
+    struct stat st;
+    if ((mkdir(FLAGS_state_dir.c_str(), 0700) != 0 && errno != EEXIST) || stat(FLAGS_state_dir.c_str(), &st) != 0 ||
+        !S_ISDIR(st.st_mode)) {
+      LOG(ERROR) << "--state_dir: " << FLAGS_state_dir << " is not a directory lbd can make or use";
+      return ExitAfterEal(2);
+    }
   }
   RuntimeOptions ro;
   ro.port = FLAGS_port;
@@ -518,6 +594,13 @@ int Main(int argc, char** argv) {
   settings->next_hop = (*runtime)->InitialNextHop();
   ControlCore core(*settings, store->get(), runtime->get());
   if (absl::Status s = core.Start(); !s.ok()) LOG(FATAL) << "initial configuration: " << s;
+  if (FLAGS_await_first_apply) core.AwaitFirstApply();
+  if (!FLAGS_state_dir.empty()) {
+    if (absl::Status s = core.PersistDrainIn(FLAGS_state_dir + "/drained"); !s.ok()) {
+      LOG(FATAL) << "--state_dir: " << s.message();
+    }
+    if (core.GetHealth().drained) LOG(WARNING) << "drained by the operator (recorded in " << FLAGS_state_dir << ")";
+  }
   g_core.store(&core, std::memory_order_release);
   rte_telemetry_register_cmd("/lb/stats", TelemetryStats, "lbd counters summed over workers");
   rte_telemetry_register_cmd("/lb/health", TelemetryHealth, "lbd health");

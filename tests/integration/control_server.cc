@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
   lb::control::NodeSettings settings;
   settings.encap.source_v4 = *lb::dataplane::IpPrefix::Parse("10.255.0.0/24");
   settings.encap.source_v6 = *lb::dataplane::IpPrefix::Parse("fd00:ff::/120");
+  // NAT is the watcher's default mode: an SNAT address of each family, as lbd would have.
+  settings.nat.addresses = {*lb::dataplane::IpAddress::Parse("10.255.1.1"),
+                            *lb::dataplane::IpAddress::Parse("fd00:ff:1::1")};
   auto store = lb::dataplane::SnapshotStore::Create(1);
   if (!store.ok()) return 1;
   IdleDataplane dataplane;

@@ -244,7 +244,9 @@ def run(env, api, store):
     DNS_UDP, DNS_TCP = "10.1.0.1:53/udp", "10.1.0.1:53/tcp"
     dns_ports = [svc_port("dns", 53, "UDP", "dns"), svc_port("dns-tcp", 53, "TCP", "dns-tcp"),
                  svc_port("sctp", 9999, "SCTP")]
-    store.create("services", service("dns", dns_ports, external_ips=["10.1.0.1"]))
+    # DSR on request (NAT is the default): its port translation is reported below.
+    store.create("services", service("dns", dns_ports, external_ips=["10.1.0.1"],
+                                     annotations={"lbd.io/forwarding-mode": "dsr-ipip"}))
     store.create("services", service("elsewhere", [svc_port("http", 80, "TCP")], external_ips=["192.0.2.7"]))
     ports = [slice_port("dns", 5353), slice_port("dns-tcp", 5353, "TCP"), slice_port("sctp", 9999, "SCTP")]
     store.create("endpointslices", endpoint_slice("dns", "a1", [endpoint("10.244.1.5"), endpoint("10.244.2.6")], ports))

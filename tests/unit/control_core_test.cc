@@ -3,6 +3,7 @@
 #include "control/metrics.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -433,15 +434,53 @@ TEST_F(ControlCoreTest, StatsAndHealth) {
   EXPECT_EQ(s.flows, 15u);
   EXPECT_EQ(s.flow_capacity, 200u);
   EXPECT_TRUE(core_->GetHealth().healthy);
-  core_->SetDrained(true);
+  ASSERT_TRUE(core_->SetDrained(true).ok());
   EXPECT_FALSE(core_->GetHealth().healthy);
   EXPECT_TRUE(core_->GetHealth().drained);
-  core_->SetDrained(false);
+  ASSERT_TRUE(core_->SetDrained(false).ok());
   EXPECT_TRUE(core_->GetHealth().healthy);
   probe_.problems = {"port 0: link down"};
   const Health h = core_->GetHealth();
   EXPECT_FALSE(h.healthy);
   EXPECT_EQ(h.problems, probe_.problems);
+}
+
+TEST_F(ControlCoreTest, AwaitingTheFirstApplyIsUnhealthyUntilOneSucceeds) {
+  core_->AwaitFirstApply();
+  Health h = core_->GetHealth();
+  EXPECT_FALSE(h.healthy);
+  ASSERT_EQ(h.problems.size(), 1u);
+  EXPECT_THAT(h.problems[0], ::testing::HasSubstr("waiting for the first Apply"));
+  // Services made one by one are not the cluster's configuration; a failed Apply neither.
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"})).ok());
+  EXPECT_FALSE(core_->Apply(1, {Dns({"10.1.0.10"})}).ok()) << "its own VIP as a backend loops";
+  EXPECT_FALSE(core_->GetHealth().healthy);
+  // An empty cluster is a complete configuration too.
+  ASSERT_TRUE(core_->Apply(2, {}).ok());
+  EXPECT_TRUE(core_->GetHealth().healthy);
+}
+
+TEST_F(ControlCoreTest, ADrainInItsFileSurvivesARestart) {
+  const std::string file = ::testing::TempDir() + "/drained." + std::to_string(getpid());
+  unlink(file.c_str());
+  ASSERT_TRUE(core_->PersistDrainIn(file).ok());
+  EXPECT_FALSE(core_->GetHealth().drained);
+  ASSERT_TRUE(core_->SetDrained(true).ok());
+  EXPECT_EQ(access(file.c_str(), F_OK), 0) << "recorded";
+
+  // lbd restarts: a new core over the same file starts drained.
+  ControlCore restarted(Settings(), store_.get(), &probe_);
+  ASSERT_TRUE(restarted.PersistDrainIn(file).ok());
+  EXPECT_TRUE(restarted.GetHealth().drained);
+  EXPECT_FALSE(restarted.GetHealth().healthy);
+  ASSERT_TRUE(restarted.SetDrained(false).ok());
+  EXPECT_NE(access(file.c_str(), F_OK), 0) << "removed on undrain";
+
+  // A drain it cannot record is refused and changes nothing.
+  ControlCore unwritable(Settings(), store_.get(), &probe_);
+  ASSERT_TRUE(unwritable.PersistDrainIn("/nonexistent-dir/drained").ok());
+  EXPECT_EQ(unwritable.SetDrained(true).code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(unwritable.GetHealth().drained);
 }
 
 TEST_F(ControlCoreTest, PrometheusMetrics) {

@@ -238,6 +238,7 @@ TEST_F(MappingTest, PortsByNameAndProtocolOtherProtocolsSkipped) {
                            {{{"name", "udp"}, {"port", 53}, {"protocol", "UDP"}, {"targetPort", 5353}},
                             {{"name", "tcp"}, {"port", 53}, {"protocol", "TCP"}, {"targetPort", "dns-tcp"}},
                             {{"name", "sctp"}, {"port", 7777}, {"protocol", "SCTP"}}}}}));
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-ipip"}};
   AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)},
                      {{{"name", "udp"}, {"port", 5353}, {"protocol", "UDP"}},
                       {{"name", "tcp"}, {"port", 5354}, {"protocol", "TCP"}},
@@ -252,9 +253,8 @@ TEST_F(MappingTest, PortsByNameAndProtocolOtherProtocolsSkipped) {
   EXPECT_THAT(Reasons(d), ElementsAre("default/dns PortTranslationIgnored", "default/dns PortTranslationIgnored"));
 }
 
-TEST_F(MappingTest, NatModeTranslatesPortsWithoutAWarning) {
+TEST_F(MappingTest, NatIsTheDefaultAndTranslatesPortsWithoutAWarning) {
   AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
-  services_[0].annotations = {{"lbd.io/forwarding-mode", "nat"}};
   AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)}, {{{"name", "dns"}, {"port", 5353}, {"protocol", "UDP"}}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
