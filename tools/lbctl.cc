@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "control/version.h"
 #include "lb/v1/lb.grpc.pb.h"
 
 namespace lb::tools {
@@ -55,6 +56,7 @@ Global options:
   --tls-key FILE       client key
   -o table|json        output format (default table)
   --timeout SECONDS    per call (default 10)
+  --version            lbctl's build, and nothing else
 
 Exit status: 0 success; 1 unhealthy or other error; 2 usage; 3 not found; 4 invalid
 request (invalid argument, already exists, stale generation); 5 lbd unreachable;
@@ -588,6 +590,10 @@ const std::map<std::string, Verb>& Verbs() {
 
 int Main(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
+  if (words.size() == 1 && words[0] == "--version") {
+    std::printf("lbctl %s\n", std::string(control::BuildVersion()).c_str());
+    return 0;
+  }
   try {
     Args args = Parse(words);
     if (args.positional.empty()) {

@@ -19,10 +19,14 @@
 #include <glog/logging.h>
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "control/bird/announce_gate.h"
 #include "control/bird/node_config.h"
 #include "control/bird/render.h"
+#include "control/http_endpoint.h"
+#include "control/prometheus.h"
+#include "control/version.h"
 #include "lb/v1/lb.grpc.pb.h"
 
 DEFINE_string(config, "/etc/lb/bird-gen.yaml", "The node's BGP settings (YAML, see docs/bird.md).");
@@ -37,12 +41,61 @@ DEFINE_uint32(down_after, 2, "Unhealthy checks in a row before the VIPs are with
 DEFINE_string(drain_file, "", "While this file exists the node is drained (VIPs withdrawn).");
 DEFINE_bool(drain, false, "Drain the node: render with the VIPs withdrawn.");
 DEFINE_bool(dry_run, false, "Print the configuration for lbd's current health and exit.");
+DEFINE_string(listen_address, "", "host:port of GET /healthz (200 while the loop runs), GET /readyz (200 while "
+              "BIRD has the VIPs to announce) and GET /metrics. The manifest's: the node's address, port 7312. "
+              "Empty: none.");
+DEFINE_uint32(exit_reload_ms, 5000, "On SIGTERM: how long to try to reload BIRD with the VIPs withdrawn before "
+              "exiting.");
 
 namespace lb::control::bird {
 namespace {
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
+
+// What the loop last did, for the HTTP endpoint's thread. Relaxed: independent gauges.
+struct Status {
+  std::atomic<bool> announcing{false};     // BIRD runs a configuration that announces
+  std::atomic<bool> lbd_healthy{false};
+  std::atomic<int64_t> last_check_ms{0};   // steady clock, of the last health check
+  std::atomic<uint64_t> changes{0};        // announce <-> withdraw
+  std::atomic<uint64_t> reload_failures{0};
+};
+Status g_status;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+HttpReply Serve(std::string_view method, std::string_view path) {
+  if (method != "GET") return HttpReply{.status = 405, .content_type = "text/plain", .body = "GET only\n"};
+  if (path == "/healthz") {
+    // Alive while the loop checks lbd (it blocks at most a reload's time).
+    const bool alive = NowMs() - g_status.last_check_ms.load(std::memory_order_relaxed) < 10 * int64_t(FLAGS_interval_ms) + 10000;
+    return HttpReply{.status = alive ? 200 : 503, .content_type = "text/plain", .body = alive ? "ok\n" : "stalled\n"};
+  }
+  if (path == "/readyz") {
+    const bool ready = g_status.announcing.load(std::memory_order_relaxed);
+    return HttpReply{.status = ready ? 200 : 503, .content_type = "text/plain",
+                     .body = ready ? "announcing\n" : "not announcing\n"};
+  }
+  if (path == "/metrics") {
+    std::string out;
+    AppendMetricHeader(out, "lb_bird_gen_announcing", "gauge", "1 while BIRD runs a configuration that announces the VIPs.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_announcing %d\n", int(g_status.announcing.load(std::memory_order_relaxed)));
+    AppendMetricHeader(out, "lb_bird_gen_lbd_healthy", "gauge", "1 when the last health check found lbd healthy.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_lbd_healthy %d\n", int(g_status.lbd_healthy.load(std::memory_order_relaxed)));
+    AppendMetricHeader(out, "lb_bird_gen_changes_total", "counter", "Changes between announcing and withdrawing.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_changes_total %d\n", g_status.changes.load(std::memory_order_relaxed));
+    AppendMetricHeader(out, "lb_bird_gen_reload_failures_total", "counter", "birdc configure calls that failed.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_reload_failures_total %d\n",
+                          g_status.reload_failures.load(std::memory_order_relaxed));
+    AppendBuildInfo(out, "lb-bird-gen");
+    return HttpReply{.body = std::move(out)};
+  }
+  return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz, /readyz or /metrics\n"};
+}
 
 struct CommandResult {
   int status = -1;
@@ -148,8 +201,24 @@ std::pair<bool, std::string> CheckHealth(lb::v1::LoadBalancer::Stub& lbd) {
   return {true, "lbd healthy"};
 }
 
+// Installs the configuration for `announce` and reloads BIRD with it; false when either failed.
+bool InstallAndReload(const NodeConfig& config, bool announce, const std::string& why) {
+  if (absl::Status s = InstallValidated(RenderBirdConfig(config, {announce, why})); !s.ok()) {
+    LOG(ERROR) << s.message() << " (keeping " << FLAGS_output << ")";
+    return false;
+  }
+  if (absl::Status s = ReloadBird(); !s.ok()) {
+    g_status.reload_failures.fetch_add(1, std::memory_order_relaxed);
+    LOG_EVERY_N(WARNING, 10) << s.message() << " (will retry)";
+    return false;
+  }
+  return true;
+}
+
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("lb-bird-gen [options]: announce this node's VIPs over BGP (BIRD) while lbd is healthy");
+  gflags::SetUsageMessage("lb-bird-gen [options]: announce this node's VIPs over BGP (BIRD) while lbd is healthy; "
+                          "withdraw them on SIGTERM before exiting");
+  gflags::SetVersionString(std::string(BuildVersion()));
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging("lb-bird-gen");
@@ -167,37 +236,52 @@ int Main(int argc, char** argv) {
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  std::unique_ptr<HttpEndpoint> http;
+  if (!FLAGS_listen_address.empty()) {
+    auto endpoint = HttpEndpoint::Start(FLAGS_listen_address, Serve);
+    if (!endpoint.ok()) {
+      LOG(ERROR) << "--listen_address: " << endpoint.status().message();
+      return 2;
+    }
+    http = *std::move(endpoint);
+  }
   AnnounceGate gate(FLAGS_up_after, FLAGS_down_after);
-  std::optional<bool> installed;  // the announce state of the file in place
-  bool reload_pending = false;
+  std::optional<bool> installed;  // the announce state BIRD was last reloaded with
   std::string unhealthy_reason = "starting";
-  LOG(INFO) << "announcing " << config->prefixes.size() << " prefix(es) to " << config->peers.size()
-            << " peer(s) while lbd (" << FLAGS_lbd_socket << ") is healthy";
+  LOG(INFO) << "lb-bird-gen " << BuildVersion() << ": announcing " << config->prefixes.size() << " prefix(es) to "
+            << config->peers.size() << " peer(s) while lbd (" << FLAGS_lbd_socket << ") is healthy";
   while (!g_stop.load()) {
     const auto [healthy, reason] = CheckHealth(*lbd);
+    g_status.lbd_healthy.store(healthy, std::memory_order_relaxed);
+    g_status.last_check_ms.store(NowMs(), std::memory_order_relaxed);
     if (!healthy) unhealthy_reason = reason;
     const bool announce = gate.Update(healthy);
     if (installed != announce) {
       const std::string why = announce ? reason : unhealthy_reason;
-      if (absl::Status s = InstallValidated(RenderBirdConfig(*config, {announce, why})); s.ok()) {
+      // BIRD may not run yet (containers start in any order): tried again next check.
+      if (InstallAndReload(*config, announce, why)) {
         LOG(INFO) << (announce ? "announcing" : "withdrawing") << " the VIP prefixes: " << why;
+        if (installed.has_value()) g_status.changes.fetch_add(1, std::memory_order_relaxed);
         installed = announce;
-        reload_pending = true;
-      } else {
-        LOG(ERROR) << s.message() << " (keeping " << FLAGS_output << ")";
-      }
-    }
-    if (reload_pending) {
-      if (absl::Status s = ReloadBird(); s.ok()) {
-        reload_pending = false;
-      } else {
-        LOG_EVERY_N(WARNING, 10) << s.message() << " (will retry)";
+        g_status.announcing.store(announce, std::memory_order_relaxed);
       }
     }
     for (uint32_t slept = 0; slept < FLAGS_interval_ms && !g_stop.load(); slept += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
+  // The pod is going away (or lb-bird-gen alone is restarted): withdraw first, so that the
+  // ToR moves the traffic while lbd still forwards it (docs/k8s.md, Rolling updates).
+  g_status.announcing.store(false, std::memory_order_relaxed);
+  const int64_t give_up = NowMs() + FLAGS_exit_reload_ms;
+  while (!InstallAndReload(*config, false, "lb-bird-gen stopped")) {
+    if (NowMs() >= give_up) {
+      LOG(ERROR) << "stopping without having withdrawn the VIP prefixes: BIRD could not be reloaded";
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  LOG(INFO) << "stopped: the VIP prefixes are withdrawn";
   return 0;
 }
 

@@ -8,7 +8,9 @@
 #include <rte_errno.h>
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
+#include <arpa/inet.h>
 #include <grp.h>
+#include <ifaddrs.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -413,6 +415,27 @@ std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const datap
   return server;
 }
 
+// The addresses of the host's interfaces (getifaddrs), e.g. its management NIC's.
+std::vector<dataplane::IpAddress> HostAddresses() {
+  std::vector<dataplane::IpAddress> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, text, sizeof(text));
+    } else {
+      continue;
+    }
+    if (auto a = dataplane::IpAddress::Parse(text)) out.push_back(*a);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 bool HasArgument(int argc, char** argv, std::initializer_list<const char*> names) {
   for (int i = 1; i < argc; ++i) {
     for (const char* name : names) {
@@ -553,15 +576,17 @@ int Main(int argc, char** argv) {
     LOG(ERROR) << "give --gateway (resolved through the kernel) or --gateway_mac";
     return ExitAfterEal(2);
   }
-  // One list may serve every node of the group: a node skips its own addresses in it
-  // (for the sync thread and for the workers' control-traffic classification alike).
+  // One list may serve every node of the group: a node skips its own addresses in it,
+  // --tap_addresses and those of the host's interfaces (a management NIC's), for the sync
+  // thread and for the workers' control-traffic classification alike.
   const bool sync_configured = !settings->flow_sync_peers.empty();
+  const std::vector<dataplane::IpAddress> host_addresses = HostAddresses();
   std::erase_if(settings->flow_sync_peers, [&](const dataplane::IpAddress& peer) {
-    return std::any_of(ro.tap_addresses.begin(), ro.tap_addresses.end(),
-                       [&](const InterfaceAddress& a) { return a.address == peer; });
+    return std::ranges::find(host_addresses, peer) != host_addresses.end() ||
+           std::ranges::any_of(ro.tap_addresses, [&](const InterfaceAddress& a) { return a.address == peer; });
   });
   if (sync_configured && settings->flow_sync_peers.empty()) {
-    LOG(ERROR) << "--flow_sync_peers names only this node's own addresses (--tap_addresses)";
+    LOG(ERROR) << "--flow_sync_peers names only this node's own addresses (--tap_addresses, the host's interfaces)";
     return ExitAfterEal(2);
   }
   ro.flow_sync.peers = settings->flow_sync_peers;
