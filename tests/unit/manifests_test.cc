@@ -10,6 +10,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "control/bird/node_config.h"
+#include "control/node/site_config.h"
 
 namespace {
 
@@ -62,9 +63,14 @@ TEST(ManifestsTest, ContainersPassOnlyFlagsTheProgramsDefine) {
       {"/usr/local/bin/lbd", "control/lbd/main.cc"},
       {"/usr/local/bin/lb-k8s-watcher", "control/k8s/main.cc"},
       {"/usr/local/bin/lb-bird-gen", "control/bird/main.cc"},
+      {"/usr/local/bin/lb-node-config", "control/node/main.cc"},
   };
   int checked = 0;
-  for (const auto& c : Find(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"]) {
+  const YAML::Node pod = Find(docs, "DaemonSet")["spec"]["template"]["spec"];
+  std::vector<YAML::Node> containers;
+  for (const auto& c : pod["initContainers"]) containers.push_back(c);
+  for (const auto& c : pod["containers"]) containers.push_back(c);
+  for (const auto& c : containers) {
     const auto command = c["command"].as<std::vector<std::string>>();
     const auto it = sources.find(command[0]);
     if (it == sources.end()) continue;
@@ -91,10 +97,30 @@ TEST(ManifestsTest, ContainersPassOnlyFlagsTheProgramsDefine) {
   EXPECT_GT(checked, 10);
 }
 
-TEST(ManifestsTest, BirdGenConfigIsValid) {
+TEST(ManifestsTest, TheSiteConfigurationServesEveryNodeItNames) {
   const auto docs = Documents("docker/k8s/lb-node.yaml");
-  auto config = lb::control::bird::ParseNodeConfig(Find(docs, "ConfigMap")["data"]["bird-gen.yaml"].as<std::string>());
-  EXPECT_TRUE(config.ok()) << config.status();
+  const std::string site = Find(docs, "ConfigMap")["data"]["site.yaml"].as<std::string>();
+  int nodes = 0;
+  std::set<std::string> flags;
+  for (const auto& n : YAML::Load(site)["nodes"]) {
+    auto files = lb::control::node::RenderNodeFiles(site, n.first.as<std::string>());
+    ASSERT_TRUE(files.ok()) << n.first << ": " << files.status();
+    EXPECT_TRUE(lb::control::bird::ParseNodeConfig(files->at("bird-gen.yaml")).ok());
+    flags.insert(files->at("lbd.flags"));
+    ++nodes;
+  }
+  EXPECT_GE(nodes, 2) << "the example shows two racks";
+  EXPECT_EQ(flags.size(), size_t(nodes)) << "each node its own flags";
+}
+
+// Nothing in the pod template is one node's: no address, interface or PCI device literal
+// outside the ConfigMap's site.yaml.
+TEST(ManifestsTest, ThePodTemplateHasNoPerNodeLiteral) {
+  const std::string ds = Read("docker/k8s/lb-node.yaml");
+  const std::string tmpl = ds.substr(ds.find("kind: DaemonSet"));
+  static const std::regex kAddress(R"(\b\d+\.\d+\.\d+\.\d+\b|[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.\d)");
+  std::smatch m;
+  EXPECT_FALSE(std::regex_search(tmpl, m, kAddress)) << "a per-node literal in the DaemonSet: " << m.str();
 }
 
 TEST(ManifestsTest, WatcherRbacIsExactlyWhatItUses) {
