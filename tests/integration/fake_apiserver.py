@@ -39,8 +39,8 @@ RESOURCES = {
 }
 
 
-def make_certs(directory, *names):
-    """A throwaway CA (ca.crt) and a server certificate for 127.0.0.1 (server.crt/.key) in
+def make_certs(directory, *names, address="127.0.0.1"):
+    """A throwaway CA (ca.crt) and a server certificate for `address` (server.crt/.key) in
     `directory`, plus a self-signed CA per extra name (NAME.crt) that signed nothing."""
     def run(*args):
         subprocess.run(args, check=True, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,7 +52,7 @@ def make_certs(directory, *names):
     run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
         "-subj", "/CN=kube-apiserver")
     with open(os.path.join(directory, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n")
+        f.write("subjectAltName=IP:%s,DNS:kubernetes.default.svc\n" % address)
     run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
 
@@ -178,7 +178,7 @@ def status_body(code, reason, message):
 
 
 class FakeApiServer:
-    def __init__(self, cert_file, key_file, token, port=0, bookmark_seconds=1.0):
+    def __init__(self, cert_file, key_file, token, port=0, bookmark_seconds=1.0, address="127.0.0.1"):
         self.store = Store()
         self.cert_file, self.key_file, self.token = cert_file, key_file, token
         self.bookmark_seconds = bookmark_seconds
@@ -189,13 +189,14 @@ class FakeApiServer:
         self.watch_sockets = set()
         self.cut = 0  # disconnect() generation
         self.port = port
+        self.address = address
         self.httpd = None
         self.start()
 
     # ---- control from the test ----
     def start(self):
         handler = self._handler_class()
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        httpd = ThreadingHTTPServer((self.address, self.port), handler)
         httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_file, self.key_file)
