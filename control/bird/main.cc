@@ -273,8 +273,11 @@ int Main(int argc, char** argv) {
   // The pod is going away (or lb-bird-gen alone is restarted): withdraw first, so that the
   // ToR moves the traffic while lbd still forwards it (docs/k8s.md, Rolling updates).
   g_status.announcing.store(false, std::memory_order_relaxed);
+  if (installed == false) return 0;  // BIRD withdraws already
+  // A withdrawal not yet in BIRD keeps its reason.
+  const std::string why = installed.has_value() || unhealthy_reason == "starting" ? "lb-bird-gen stopped" : unhealthy_reason;
   const int64_t give_up = NowMs() + FLAGS_exit_reload_ms;
-  while (!InstallAndReload(*config, false, "lb-bird-gen stopped")) {
+  while (!InstallAndReload(*config, false, why)) {
     if (NowMs() >= give_up) {
       LOG(ERROR) << "stopping without having withdrawn the VIP prefixes: BIRD could not be reloaded";
       return 1;
