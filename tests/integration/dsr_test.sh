@@ -167,8 +167,10 @@ lbd_refuses() {  # lbd_refuses WHAT EXPECTED_MESSAGE LBD_FLAGS...
 }
 lbd_refuses "a TCP API without client certificates" "needs --tls_client_ca" --api_socket= \
   --api_address=127.0.0.1:50999 --tls_cert="$tls/server.pem" --tls_key="$tls/server.key"
-mkdir -p "$TOPO_DIR/open" && chmod 0777 "$TOPO_DIR/open"
-lbd_refuses "an API socket in a world-writable directory" "is writable by every user" \
+# (A 0777 directory that lbd's own user owns, as a kubelet makes an emptyDir, lbd makes 0750
+# instead: cluster_test runs that.)
+mkdir -p "$TOPO_DIR/open" && chmod 0777 "$TOPO_DIR/open" && chown nobody "$TOPO_DIR/open"
+lbd_refuses "an API socket in a world-writable directory another user owns" "is writable by every user" \
   --api_socket="$TOPO_DIR/open/lbd.sock"
 
 # --- DPDK telemetry serves the same counters
