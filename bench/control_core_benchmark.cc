@@ -11,13 +11,13 @@
 namespace lb::control {
 namespace {
 
-dataplane::IpAddress V4(uint32_t a) {
+IpAddress V4(uint32_t a) {
   const uint32_t be = htonl(a);
-  return dataplane::IpAddress::FromV4Bytes(&be);
+  return IpAddress::FromV4Bytes(&be);
 }
 
-std::vector<dataplane::ServiceConfig> State(uint32_t services, uint32_t backends) {
-  std::vector<dataplane::ServiceConfig> out(services);
+std::vector<ServiceConfig> State(uint32_t services, uint32_t backends) {
+  std::vector<ServiceConfig> out(services);
   for (uint32_t s = 0; s < services; ++s) {
     out[s].vip = V4((10u << 24) | (100u << 16) | s);
     out[s].protocol = IPPROTO_UDP;
@@ -30,7 +30,7 @@ std::vector<dataplane::ServiceConfig> State(uint32_t services, uint32_t backends
 struct Core {
   explicit Core(uint32_t services) {
     NodeSettings settings;
-    settings.encap.source_v4 = *dataplane::IpPrefix::Parse("10.255.0.1/32");
+    settings.encap.source_v4 = *IpPrefix::Parse("10.255.0.1/32");
     store = *dataplane::SnapshotStore::Create(1);
     core = std::make_unique<ControlCore>(settings, store.get(), nullptr);
     (void)core->Start();
@@ -39,7 +39,7 @@ struct Core {
   }
   std::unique_ptr<dataplane::SnapshotStore> store;
   std::unique_ptr<ControlCore> core;
-  std::vector<dataplane::ServiceConfig> config;
+  std::vector<ServiceConfig> config;
 };
 
 void BM_UpdateOneBackend(benchmark::State& state) {
@@ -63,7 +63,7 @@ void BM_AssembleOnly(benchmark::State& state) {
   std::vector<dataplane::ServiceRecordPtr> records;
   for (const auto& r : c.store->current()->services()) records.push_back(r);
   for (auto _ : state) {
-    benchmark::DoNotOptimize(builder.Assemble(records, dataplane::NodeConfig{}, c.store->current()));
+    benchmark::DoNotOptimize(builder.Assemble(records, NodeConfig{}, c.store->current()));
   }
 }
 BENCHMARK(BM_AssembleOnly)->Arg(256)->Arg(4096)->Unit(benchmark::kMicrosecond);

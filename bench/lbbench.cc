@@ -38,7 +38,7 @@
 #include <gflags/gflags.h>
 
 #include "absl/strings/str_format.h"
-#include "dataplane/config.h"
+#include "common/config.h"
 #include "dataplane/dpdk/eal.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/resources.h"

@@ -2,7 +2,7 @@
 // M = 655373 with 1000 backends; Envoy's maglev_lb about 2.5 ms for the first).
 #include <benchmark/benchmark.h>
 
-#include "dataplane/maglev.h"
+#include "common/maglev.h"
 
 namespace lb::dataplane {
 namespace {

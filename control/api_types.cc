@@ -23,6 +23,6 @@ std::string ServiceId::ToString() const {
                          ProtocolName(protocol));
 }
 
-ServiceId IdOf(const dataplane::ServiceConfig& s) { return {s.vip, s.protocol, s.port}; }
+ServiceId IdOf(const ServiceConfig& s) { return {s.vip, s.protocol, s.port}; }
 
 }  // namespace lb::control

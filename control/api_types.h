@@ -7,14 +7,14 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "dataplane/config.h"
-#include "dataplane/ip_address.h"
+#include "common/config.h"
+#include "common/ip_address.h"
 
 namespace lb::control {
 
 // A service's identity: its frontend.
 struct ServiceId {
-  dataplane::IpAddress vip;
+  IpAddress vip;
   uint8_t protocol = 0;
   uint16_t port = 0;
   auto operator<=>(const ServiceId&) const = default;
@@ -23,7 +23,7 @@ struct ServiceId {
 
 struct Service {
   uint64_t id = 0;  // assigned on creation, stable while the service exists
-  dataplane::ServiceConfig config;
+  ServiceConfig config;
 };
 
 // What Apply did with one service.
@@ -35,6 +35,6 @@ struct ServiceOutcome {
   absl::Status status;  // kRefused: why, with the field first ("services[3].table_size: ...")
 };
 
-ServiceId IdOf(const dataplane::ServiceConfig& s);
+ServiceId IdOf(const ServiceConfig& s);
 
 }  // namespace lb::control

@@ -12,16 +12,14 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
 namespace lb::control {
 
-using dataplane::BackendConfig;
-using dataplane::ServiceConfig;
 
 namespace {
 
-std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const dataplane::IpAddress& a,
+std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const IpAddress& a,
                                                  uint16_t port) {
   return std::find_if(s.backends.begin(), s.backends.end(),
                       [&](const BackendConfig& b) { return b.address == a && b.port == port; });
@@ -29,7 +27,7 @@ std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const datapla
 
 // A backend that is a VIP would loop (its packets come back to an LB node): refused.
 absl::Status CheckNoVipBackend(const ServiceConfig& config, const std::string& field,
-                               const absl::flat_hash_set<dataplane::IpAddress>& vips) {
+                               const absl::flat_hash_set<IpAddress>& vips) {
   for (size_t j = 0; j < config.backends.size(); ++j) {
     if (vips.contains(config.backends[j].address)) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -48,7 +46,7 @@ BackendConfig ToConfig(const dataplane::BackendRecord& r) {
 
 void ControlCore::State::Count(const ServiceConfig& c, int sign) {
   backends += uint64_t(int64_t(sign) * int64_t(c.backends.size()));
-  table_memory += uint64_t(int64_t(sign) * int64_t(dataplane::ServiceMemory(c)));
+  table_memory += uint64_t(int64_t(sign) * int64_t(ServiceMemory(c)));
 }
 
 ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store,
@@ -62,7 +60,7 @@ ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store,
 absl::Status ControlCore::Start() {
   absl::MutexLock lock(&write_mu_);
   auto next = std::make_shared<State>(*Current());
-  if (absl::Status s = dataplane::ValidateNode(next->settings); !s.ok()) return s;
+  if (absl::Status s = ValidateNode(next->settings); !s.ok()) return s;
   Commit(std::move(next));
   return absl::OkStatus();
 }
@@ -91,12 +89,12 @@ absl::StatusOr<std::shared_ptr<const ControlCore::ServiceEntry>> ControlCore::Bu
 
 absl::Status ControlCore::ValidateOne(const ServiceConfig& s, const std::string& field,
                                       const NodeSettings& settings) const {
-  return dataplane::ValidateService(s, field, settings, settings.limits);
+  return ValidateService(s, field, settings, settings.limits);
 }
 
 absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& config,
                                       const std::string& field) {
-  const dataplane::Limits& limits = next.settings.limits;
+  const Limits& limits = next.settings.limits;
   if (next.services.size() + 1 > limits.max_services) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s: lbd holds at most %d services (max_services)", field, limits.max_services));
@@ -106,7 +104,7 @@ absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& co
         "%s.backends: %d more backends would make %d, the limit is %d in all (max_backends_total)",
         field, config.backends.size(), next.backends + config.backends.size(), limits.max_backends_total));
   }
-  const uint64_t memory = dataplane::ServiceMemory(config);
+  const uint64_t memory = ServiceMemory(config);
   if (next.table_memory + memory > limits.max_table_memory) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s.table_size: its tables (%d bytes) would make %d bytes in all, the limit is %d "
@@ -117,7 +115,7 @@ absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& co
 
 absl::Status ControlCore::CheckAddressesAgainst(const State& next, const ServiceConfig& config,
                                                 const std::string& field) {
-  absl::flat_hash_set<dataplane::IpAddress> vips{config.vip};
+  absl::flat_hash_set<IpAddress> vips{config.vip};
   bool vip_is_new = true;
   for (const auto& [id, entry] : next.services) {
     vips.insert(id.vip);
@@ -245,7 +243,7 @@ absl::StatusOr<Service> ControlCore::AddBackend(const ServiceId& id, const Backe
 }
 
 absl::StatusOr<Service> ControlCore::RemoveBackend(const ServiceId& id,
-                                                   const dataplane::IpAddress& address,
+                                                   const IpAddress& address,
                                                    uint16_t port) {
   return EditService(id, [&](ServiceConfig& s) {
     auto it = FindBackend(s, address, port);
@@ -259,7 +257,7 @@ absl::StatusOr<Service> ControlCore::RemoveBackend(const ServiceId& id,
 }
 
 absl::StatusOr<Service> ControlCore::UpdateBackend(const ServiceId& id,
-                                                   const dataplane::IpAddress& address,
+                                                   const IpAddress& address,
                                                    uint16_t port, const BackendUpdate& update) {
   return EditService(id, [&](ServiceConfig& s) {
     auto it = FindBackend(s, address, port);
@@ -296,7 +294,7 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
   };
   std::vector<ToBuild> to_build;
   std::map<ServiceId, size_t> seen;
-  absl::flat_hash_set<dataplane::IpAddress> vips;  // of the whole request
+  absl::flat_hash_set<IpAddress> vips;  // of the whole request
   for (const ServiceConfig& config : services) vips.insert(config.vip);
   for (size_t i = 0; i < services.size(); ++i) {
     const ServiceConfig& config = services[i];
@@ -403,10 +401,10 @@ absl::Status ControlCore::RebuildWhere(State& next, Affected affected) {
   return absl::OkStatus();
 }
 
-absl::Status ControlCore::SetNextHop(const dataplane::NextHop& next_hop) {
+absl::Status ControlCore::SetNextHop(const NextHop& next_hop) {
   absl::MutexLock lock(&write_mu_);
   const std::shared_ptr<const State> current = Current();
-  const dataplane::NextHop& hop = current->settings.next_hop;
+  const NextHop& hop = current->settings.next_hop;
   if (hop.source_mac == next_hop.source_mac && hop.gateway_mac == next_hop.gateway_mac &&
       hop.vlan == next_hop.vlan) {
     return absl::OkStatus();
@@ -415,7 +413,7 @@ absl::Status ControlCore::SetNextHop(const dataplane::NextHop& next_hop) {
   next->settings.next_hop = next_hop;
   // Every DSR backend's prepared headers name the gateway (NAT services read it per packet).
   if (absl::Status s = RebuildWhere(*next, [](const ServiceConfig& c) {
-        return c.mode != dataplane::ForwardingMode::kNat;
+        return c.mode != ForwardingMode::kNat;
       });
       !s.ok()) {
     return s;
@@ -439,7 +437,7 @@ absl::Status ControlCore::UpdateNeighbors(const std::vector<NeighborChange>& cha
   absl::MutexLock lock(&write_mu_);
   const std::shared_ptr<const State> current = Current();
   auto next = std::make_shared<State>(*current);
-  absl::flat_hash_set<dataplane::IpAddress> changed;
+  absl::flat_hash_set<IpAddress> changed;
   for (const NeighborChange& c : changes) {
     if (!differs(*next, c)) continue;
     changed.insert(c.first);
@@ -461,16 +459,16 @@ absl::Status ControlCore::UpdateNeighbors(const std::vector<NeighborChange>& cha
   return absl::OkStatus();
 }
 
-std::vector<dataplane::IpAddress> ControlCore::UnresolvedOnLinkBackends(
-    const std::vector<dataplane::IpPrefix>& prefixes, size_t limit) const {
+std::vector<IpAddress> ControlCore::UnresolvedOnLinkBackends(
+    const std::vector<IpPrefix>& prefixes, size_t limit) const {
   const std::shared_ptr<const State> state = Current();
-  absl::flat_hash_set<dataplane::IpAddress> out;
+  absl::flat_hash_set<IpAddress> out;
   for (const auto& [id, entry] : state->services) {
     for (const BackendConfig& b : entry->service.config.backends) {
       if (out.size() >= limit) break;
       if (state->settings.neighbors.contains(b.address)) continue;
       if (std::any_of(prefixes.begin(), prefixes.end(),
-                      [&](const dataplane::IpPrefix& p) { return p.Contains(b.address); })) {
+                      [&](const IpPrefix& p) { return p.Contains(b.address); })) {
         out.insert(b.address);
       }
     }
@@ -582,7 +580,7 @@ Health ControlCore::GetHealth() const {
   return h;
 }
 
-absl::StatusOr<Explanation> ControlCore::ExplainFlow(const dataplane::FlowKey& key) {
+absl::StatusOr<Explanation> ControlCore::ExplainFlow(const FlowKey& key) {
   Explanation e;
   // The State's records are the ones the snapshot in force was assembled from, and the
   // State keeps them alive while this runs.
@@ -604,7 +602,7 @@ absl::StatusOr<Explanation> ControlCore::ExplainFlow(const dataplane::FlowKey& k
   const dataplane::ServiceRecord& rec = *it->second->record;
   // The same pick as the worker's (Snapshot::Pick).
   uint32_t slot;
-  const dataplane::FlowHasher& hasher = state->settings.flow_hasher;
+  const FlowHasher& hasher = state->settings.flow_hasher;
   const auto* b = rec.Pick(hasher.ServiceHash(key, rec.hash_fields, hasher.Hash(key)), &slot);
   if (b != nullptr) e.maglev_backend = ToConfig(*b);
   // Slots and generations are stable across snapshots while a backend exists.

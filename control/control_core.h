@@ -29,18 +29,18 @@
 #include "absl/synchronization/mutex.h"
 #include "control/api_types.h"
 #include "control/dataplane_probe.h"
-#include "dataplane/config.h"
+#include "common/config.h"
 #include "dataplane/snapshot.h"
 #include "dataplane/snapshot_store.h"
 
 namespace lb::control {
 
-// What every configuration of this node shares (dataplane::NodeConfig: fixed by lbd's
+// What every configuration of this node shares (NodeConfig: fixed by lbd's
 // flags, except the next hop and the neighbours, which neighbour resolution follows), and
 // the limits on what the API may ask for.
-struct NodeSettings : dataplane::NodeConfig {
-  dataplane::Limits limits;
-  dataplane::FlowHasher flow_hasher;  // the workers' (ExplainFlow picks as they do)
+struct NodeSettings : NodeConfig {
+  Limits limits;
+  FlowHasher flow_hasher;  // the workers' (ExplainFlow picks as they do)
 };
 
 struct ApplyResult {
@@ -51,7 +51,7 @@ struct ApplyResult {
 
 struct BackendUpdate {
   std::optional<uint32_t> weight;
-  std::optional<dataplane::BackendState> state;
+  std::optional<BackendState> state;
 };
 
 struct Stats {
@@ -61,21 +61,21 @@ struct Stats {
   uint64_t flows = 0, flow_capacity = 0;
   uint64_t generation = 0;
   uint64_t backends = 0;          // in all services
-  uint64_t table_memory = 0;      // dataplane::ServiceMemory summed over the services
+  uint64_t table_memory = 0;      // ServiceMemory summed over the services
   uint64_t table_memory_limit = 0;
   std::optional<FlowSyncView> flow_sync;
   struct BackendStats {
     uint32_t maglev_entries = 0;
-    std::optional<dataplane::MacAddress> neighbor_mac;  // set: on-link, sent to this MAC
+    std::optional<MacAddress> neighbor_mac;  // set: on-link, sent to this MAC
   };
   // Per service, per backend (configuration order).
   std::vector<std::pair<Service, std::vector<BackendStats>>> services;
   struct SnatStats {
-    dataplane::IpAddress address;
+    IpAddress address;
     uint64_t ports_in_use = 0, ports_total = 0;
   };
   std::vector<SnatStats> snat;  // NAT mode: per SNAT address
-  dataplane::MacAddress gateway_mac{};
+  MacAddress gateway_mac{};
 };
 
 struct Health {
@@ -93,8 +93,8 @@ struct Health {
 struct Explanation {
   bool vip = false;
   std::optional<ServiceId> service;
-  std::optional<dataplane::BackendConfig> backend;  // what this node would do
-  std::optional<dataplane::BackendConfig> maglev_backend;  // what Maglev alone says
+  std::optional<BackendConfig> backend;  // what this node would do
+  std::optional<BackendConfig> maglev_backend;  // what Maglev alone says
   std::string decision;
   int32_t worker = -1;
 };
@@ -108,19 +108,19 @@ class ControlCore {
   // Validates the node settings and publishes the (empty) initial configuration.
   absl::Status Start();
 
-  absl::StatusOr<Service> CreateService(const dataplane::ServiceConfig& service);
+  absl::StatusOr<Service> CreateService(const ServiceConfig& service);
   // Replaces the service's settings; its backends too unless `keep_backends`.
-  absl::StatusOr<Service> UpdateService(const dataplane::ServiceConfig& service, bool keep_backends);
+  absl::StatusOr<Service> UpdateService(const ServiceConfig& service, bool keep_backends);
   absl::Status DeleteService(const ServiceId& id);
   absl::StatusOr<Service> GetService(const ServiceId& id) const;
   std::vector<Service> ListServices() const;
 
   absl::StatusOr<Service> SetBackends(const ServiceId& id,
-                                      const std::vector<dataplane::BackendConfig>& backends);
-  absl::StatusOr<Service> AddBackend(const ServiceId& id, const dataplane::BackendConfig& backend);
-  absl::StatusOr<Service> RemoveBackend(const ServiceId& id, const dataplane::IpAddress& address,
+                                      const std::vector<BackendConfig>& backends);
+  absl::StatusOr<Service> AddBackend(const ServiceId& id, const BackendConfig& backend);
+  absl::StatusOr<Service> RemoveBackend(const ServiceId& id, const IpAddress& address,
                                         uint16_t port);
-  absl::StatusOr<Service> UpdateBackend(const ServiceId& id, const dataplane::IpAddress& address,
+  absl::StatusOr<Service> UpdateBackend(const ServiceId& id, const IpAddress& address,
                                         uint16_t port, const BackendUpdate& update);
 
   // Replaces every service by `services`. `generation` 0 skips the generation check;
@@ -133,21 +133,21 @@ class ControlCore {
   // oldest services first keeps them when the newest exceed a limit, and every node given
   // the same request accepts the same services.
   absl::StatusOr<ApplyResult> Apply(uint64_t generation,
-                                    const std::vector<dataplane::ServiceConfig>& services,
+                                    const std::vector<ServiceConfig>& services,
                                     bool partial = false);
 
   // Neighbour resolution found a (new) gateway MAC. Rebuilds every backend record (not
   // the Maglev tables); a no-op when nothing changed.
-  absl::Status SetNextHop(const dataplane::NextHop& next_hop);
+  absl::Status SetNextHop(const NextHop& next_hop);
   // The kernel's neighbour table on the exception interface changed: each address with
   // its MAC, or nullopt when it has none any more. Rebuilds only the services with a
   // backend among them; a no-op when nothing changed.
-  using NeighborChange = std::pair<dataplane::IpAddress, std::optional<dataplane::MacAddress>>;
+  using NeighborChange = std::pair<IpAddress, std::optional<MacAddress>>;
   absl::Status UpdateNeighbors(const std::vector<NeighborChange>& changes);
   // Backend addresses inside `prefixes` (the node's own segments) that have no neighbour
   // entry yet, at most `limit` of them.
-  std::vector<dataplane::IpAddress> UnresolvedOnLinkBackends(
-      const std::vector<dataplane::IpPrefix>& prefixes, size_t limit) const;
+  std::vector<IpAddress> UnresolvedOnLinkBackends(
+      const std::vector<IpPrefix>& prefixes, size_t limit) const;
 
   // The operator drains (or undrains) the node: it reports unhealthy while drained, so
   // that lb-bird-gen withdraws its VIPs; forwarding is not affected. With a drain file
@@ -163,14 +163,13 @@ class ControlCore {
 
   Stats GetStats() const;
   Health GetHealth() const;
-  absl::StatusOr<Explanation> ExplainFlow(const dataplane::FlowKey& key);
+  absl::StatusOr<Explanation> ExplainFlow(const FlowKey& key);
 
   // Frees snapshots no worker can still read. Call periodically (not from the main
   // lcore's loop: it waits for a change in progress).
   void Reclaim();
 
  private:
-  using ServiceConfig = dataplane::ServiceConfig;
   struct ServiceEntry {
     Service service;
     dataplane::ServiceRecordPtr record;
@@ -184,7 +183,7 @@ class ControlCore {
     ServiceMap services;
     uint64_t applied_generation = 0;
     uint64_t backends = 0;      // in all services
-    uint64_t table_memory = 0;  // dataplane::ServiceMemory summed
+    uint64_t table_memory = 0;  // ServiceMemory summed
     void Count(const ServiceConfig& c, int sign);  // adds (+1) or removes (-1) c's share
   };
 

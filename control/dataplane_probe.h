@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "dataplane/counters.h"
-#include "dataplane/flow_key.h"
+#include "common/flow_key.h"
 #include "dataplane/worker.h"
 
 namespace lb::control {
@@ -55,7 +55,7 @@ class DataplaneProbe {
   virtual bool LinksUp() const = 0;
   virtual uint32_t WorkersAlive() const = 0;
   // The worker whose flow table holds `key`, if any.
-  virtual std::optional<FlowLocation> FindFlow(const dataplane::FlowKey& key) = 0;
+  virtual std::optional<FlowLocation> FindFlow(const FlowKey& key) = 0;
   // Flow sync's counters; nullopt when the node has no flow-sync peers.
   virtual std::optional<FlowSyncView> FlowSync() const { return std::nullopt; }
 };

@@ -19,7 +19,7 @@ grpc::Status Reply(const absl::StatusOr<Service>& result, lb::v1::Service* out) 
 // A backend named by (service, address, port), as RemoveBackend and UpdateBackend name it.
 struct BackendRef {
   ServiceId service;
-  dataplane::IpAddress address;
+  IpAddress address;
   uint16_t port;
 };
 
@@ -102,7 +102,7 @@ grpc::Status LoadBalancerService::SetBackends(grpc::ServerContext*,
                                               lb::v1::Service* out) {
   auto id = FromProto(req->key(), "key");
   if (!id.ok()) return ToGrpcStatus(id.status());
-  std::vector<dataplane::BackendConfig> backends;
+  std::vector<BackendConfig> backends;
   for (int i = 0; i < req->backends_size(); ++i) {
     auto b = FromProto(req->backends(i), absl::StrFormat("backends[%d]", i));
     if (!b.ok()) return ToGrpcStatus(b.status());
@@ -152,7 +152,7 @@ grpc::Status LoadBalancerService::Apply(grpc::ServerContext*, const lb::v1::Appl
   // A service whose wire form does not parse is refused like one that fails validation:
   // alone when the request is partial. It is left out of what the core sees, so the
   // core's indexes are mapped back to the request's.
-  std::vector<dataplane::ServiceConfig> services;
+  std::vector<ServiceConfig> services;
   std::vector<int32_t> request_index;
   std::vector<ServiceOutcome> unparsed;
   services.reserve(req->services_size());
@@ -220,7 +220,7 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
       bs->set_port(b.port);
       bs->set_state(ToProto(b.state));
       bs->set_maglev_entries(backends[i].maglev_entries);
-      bs->set_next_hop(backends[i].neighbor_mac ? dataplane::MacToString(*backends[i].neighbor_mac)
+      bs->set_next_hop(backends[i].neighbor_mac ? MacToString(*backends[i].neighbor_mac)
                                                 : "gateway");
     }
   }
@@ -279,7 +279,7 @@ grpc::Status LoadBalancerService::SetDrain(grpc::ServerContext* ctx, const lb::v
 grpc::Status LoadBalancerService::ExplainFlow(grpc::ServerContext*,
                                               const lb::v1::ExplainFlowRequest* req,
                                               lb::v1::ExplainFlowResponse* out) {
-  dataplane::FlowKey key;
+  FlowKey key;
   if (req->protocol() != lb::v1::TCP && req->protocol() != lb::v1::UDP) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "protocol: must be TCP or UDP");
   }

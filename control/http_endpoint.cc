@@ -8,7 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 namespace lb::control {
 namespace {
@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::str
   std::string host = address.substr(0, colon);
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   uint32_t port = 0;
-  const auto ip = dataplane::IpAddress::Parse(host);
+  const auto ip = IpAddress::Parse(host);
   if (!ip || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port == 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrFormat("bad address \"%s\"", address));
   }

@@ -81,7 +81,7 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
       const auto& b = service.config.backends[i];
       absl::StrAppendFormat(
           &out, "lb_backend_maglev_entries{service=\"%s\",backend=\"%s\",port=\"%d\",state=\"%s\"} %d\n",
-          name, Label(b.address.ToString()), b.port, dataplane::ToString(b.state),
+          name, Label(b.address.ToString()), b.port, ToString(b.state),
           backends[i].maglev_entries);
     }
   }

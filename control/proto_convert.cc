@@ -4,13 +4,10 @@
 
 namespace lb::control {
 
-using dataplane::BackendState;
-using dataplane::ForwardingMode;
-using dataplane::HashFields;
 
-absl::StatusOr<dataplane::IpAddress> ParseAddress(const std::string& text,
+absl::StatusOr<IpAddress> ParseAddress(const std::string& text,
                                                   const std::string& field) {
-  auto a = dataplane::IpAddress::Parse(text);
+  auto a = IpAddress::Parse(text);
   if (!a) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: \"%s\" is not an IPv4 or IPv6 address", field, text));
@@ -48,9 +45,9 @@ absl::StatusOr<BackendState> FromProto(lb::v1::BackendState state, const std::st
   }
 }
 
-absl::StatusOr<dataplane::BackendConfig> FromProto(const lb::v1::Backend& b,
+absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& b,
                                                    const std::string& field) {
-  dataplane::BackendConfig out;
+  BackendConfig out;
   auto address = ParseAddress(b.address(), field + ".address");
   if (!address.ok()) return address.status();
   auto port = ParsePort(b.port(), field + ".port");
@@ -64,11 +61,11 @@ absl::StatusOr<dataplane::BackendConfig> FromProto(const lb::v1::Backend& b,
   return out;
 }
 
-absl::StatusOr<dataplane::ServiceConfig> FromProto(const lb::v1::Service& s,
+absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& s,
                                                    const std::string& field) {
   auto id = FromProto(s.key(), field + ".key");
   if (!id.ok()) return id.status();
-  dataplane::ServiceConfig out;
+  ServiceConfig out;
   out.vip = id->vip;
   out.protocol = id->protocol;
   out.port = id->port;
@@ -115,7 +112,7 @@ lb::v1::BackendState ToProto(BackendState state) {
   return lb::v1::BACKEND_STATE_UNSPECIFIED;
 }
 
-lb::v1::Backend ToProto(const dataplane::BackendConfig& b) {
+lb::v1::Backend ToProto(const BackendConfig& b) {
   lb::v1::Backend out;
   out.set_address(b.address.ToString());
   out.set_port(b.port);
@@ -136,7 +133,7 @@ lb::v1::Service ToProto(const Service& s) {
     case HashFields::kSourceIpDestPort: out.set_hash_fields(lb::v1::SOURCE_IP_DEST_PORT); break;
   }
   out.set_table_size(s.config.table_size);
-  out.set_effective_table_size(dataplane::EffectiveTableSize(s.config));
+  out.set_effective_table_size(EffectiveTableSize(s.config));
   for (const auto& b : s.config.backends) *out.add_backends() = ToProto(b);
   out.set_id(s.id);
   return out;
@@ -155,7 +152,7 @@ lb::v1::ServiceResult ToProto(const ServiceOutcome& o) {
   out.set_index(o.index);
   if (!o.status.ok()) {
     out.set_code(int32_t(o.status.code()));
-    // Every refusal reads "FIELD: REASON" (dataplane::ValidateService, ControlCore).
+    // Every refusal reads "FIELD: REASON" (ValidateService, ControlCore).
     const absl::string_view message = o.status.message();
     const size_t colon = message.find(": ");
     out.set_field(std::string(colon == absl::string_view::npos ? "" : message.substr(0, colon)));

@@ -14,20 +14,20 @@
 namespace lb::control {
 
 absl::StatusOr<ServiceId> FromProto(const lb::v1::ServiceKey& key, const std::string& field);
-absl::StatusOr<dataplane::ServiceConfig> FromProto(const lb::v1::Service& service,
+absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& service,
                                                    const std::string& field);
-absl::StatusOr<dataplane::BackendConfig> FromProto(const lb::v1::Backend& backend,
+absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& backend,
                                                    const std::string& field);
-absl::StatusOr<dataplane::BackendState> FromProto(lb::v1::BackendState state,
+absl::StatusOr<BackendState> FromProto(lb::v1::BackendState state,
                                                   const std::string& field);
-absl::StatusOr<dataplane::IpAddress> ParseAddress(const std::string& text,
+absl::StatusOr<IpAddress> ParseAddress(const std::string& text,
                                                   const std::string& field);
 absl::StatusOr<uint16_t> ParsePort(uint32_t port, const std::string& field);
 
 lb::v1::ServiceKey ToProto(const ServiceId& id);
-lb::v1::Backend ToProto(const dataplane::BackendConfig& backend);
+lb::v1::Backend ToProto(const BackendConfig& backend);
 lb::v1::Service ToProto(const Service& service);
-lb::v1::BackendState ToProto(dataplane::BackendState state);
+lb::v1::BackendState ToProto(BackendState state);
 lb::v1::ServiceResult ToProto(const ServiceOutcome& outcome);
 
 }  // namespace lb::control

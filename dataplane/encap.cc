@@ -8,7 +8,8 @@
 #include <cstring>
 
 #include "dataplane/parse.h"
-#include "dataplane/rewrite.h"
+#include "dataplane/checksum.h"
+#include "dataplane/ethernet.h"
 
 namespace lb::dataplane {
 
@@ -20,7 +21,7 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
   h.gue = spec.gue;
 
   uint8_t* p = h.bytes.data();
-  h.l2_len = uint8_t(rewrite::WriteEthernet(p, spec.destination_mac, spec.next_hop.source_mac, spec.next_hop.vlan,
+  h.l2_len = uint8_t(WriteEthernet(p, spec.destination_mac, spec.next_hop.source_mac, spec.next_hop.vlan,
                                             outer_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6));
   uint8_t* q = p + h.l2_len;
 
@@ -41,7 +42,7 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
     q = ip + kIpv6HeaderLen;
   }
   if (spec.gue) {
-    rewrite::Store16(q + 2, spec.gue_port);
+    Store16(q + 2, spec.gue_port);
     uint8_t* gue = q + kUdpHeaderLen;
     gue[1] = inner_proto;  // version 0, C = 0 (data), Hlen = 0, no flags
     q = gue + 4;

@@ -12,8 +12,8 @@
 #include <array>
 #include <cstdint>
 
-#include "dataplane/config.h"
-#include "dataplane/ip_address.h"
+#include "common/config.h"
+#include "common/ip_address.h"
 
 namespace lb::dataplane {
 

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
 namespace lb::dataplane {
 

@@ -5,8 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
-#include "dataplane/parse.h"
-#include "dataplane/rewrite.h"
+#include "common/bytes.h"
 
 namespace lb::dataplane::flow_sync {
 namespace {
@@ -15,10 +14,6 @@ constexpr uint8_t kMagic[4] = {'L', 'B', 'F', 'S'};
 constexpr uint8_t kClientV6 = 1, kBackendV6 = 2, kNatSession = 4;
 constexpr size_t kRecordFixed = 12;
 
-using parse_internal::Load16;
-using parse_internal::Load32;
-using rewrite::Store16;
-using rewrite::Store32;
 
 uint8_t* PutAddress(uint8_t* p, const IpAddress& a) {
   const size_t n = a.IsV4() ? 4 : 16;

@@ -33,9 +33,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataplane/flow_key.h"
-#include "dataplane/hash.h"
-#include "dataplane/ip_address.h"
+#include "common/flow_key.h"
+#include "common/hash.h"
+#include "common/ip_address.h"
 
 namespace lb::dataplane {
 

@@ -27,7 +27,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "dataplane/flow_key.h"
+#include "common/flow_key.h"
+#include "common/millis.h"
 #include "dataplane/huge_array.h"
 
 namespace lb::dataplane {
@@ -66,11 +67,6 @@ inline constexpr uint8_t kAdoptedEntry = kNatEntryFlag | kLearnedFlag;
 inline bool IsLearnedFlowEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kLearnedFlag; }
 inline bool IsSessionEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kNatEntryFlag; }
 inline bool IsAdoptedEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kAdoptedEntry; }
-
-// Time in milliseconds on a wrapping 32-bit clock. Deadlines compare with signed
-// differences, which is correct while a flow's timeout is under 24 days.
-using Millis = uint32_t;
-inline bool Expired(Millis deadline, Millis now) { return int32_t(deadline - now) <= 0; }
 
 // How the table knows a flow (FlowTable::Tag).
 struct FlowTag {

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
 namespace lb::dataplane {
 namespace {

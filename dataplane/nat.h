@@ -22,9 +22,9 @@
 #include <memory>
 #include <vector>
 
-#include "dataplane/flow_key.h"
+#include "common/flow_key.h"
 #include "dataplane/flow_table.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 namespace lb::dataplane {
 

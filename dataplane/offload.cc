@@ -12,7 +12,6 @@
 namespace lb::dataplane {
 namespace {
 
-using parse_internal::Load16;
 
 constexpr uint16_t kEthernetLen = 14;
 constexpr uint16_t kVlanLen = 4;
@@ -120,8 +119,8 @@ uint8_t* ReceivedFrame::CopyHeaders(uint8_t* to) const {
     return to + n;
   }
   std::memcpy(to, data_, 12);  // the MAC addresses, then the tag the kernel took off
-  rewrite::Store16(to + 12, vlan_->tpid);
-  rewrite::Store16(to + 14, vlan_->tci);
+  Store16(to + 12, vlan_->tpid);
+  Store16(to + 14, vlan_->tci);
   std::memcpy(to + 16, data_ + 12, n - 12);
   return to + n + kVlanLen;
 }
@@ -133,7 +132,7 @@ bool ReceivedFrame::WriteSegment(uint32_t i, rte_mbuf* m) const {
   if (!gso_) {
     if (!(vnet_.flags & VnetHeader::kNeedsChecksum)) return false;
     uint8_t* field = frame + vnet_.csum_start + vnet_.csum_offset;
-    uint16_t checksum = rewrite::FinishChecksum(rte_raw_cksum(frame + vnet_.csum_start, end_ - vnet_.csum_start));
+    uint16_t checksum = FinishChecksum(rte_raw_cksum(frame + vnet_.csum_start, end_ - vnet_.csum_start));
     if (checksum == 0 && vnet_.csum_offset == 6) checksum = 0xffff;  // UDP sends zero as all ones
     std::memcpy(field, &checksum, sizeof(checksum));
     return true;
@@ -150,21 +149,21 @@ void ReceivedFrame::FixSegmentHeaders(uint8_t* frame, uint32_t i, uint32_t paylo
   uint8_t* l4 = frame + l4_;
   if (v4_) {
     auto* h = reinterpret_cast<rte_ipv4_hdr*>(ip);
-    rewrite::Store16(ip + 2, uint16_t(headers_ - l3_ + payload));
-    rewrite::Store16(ip + 4, uint16_t(Load16(ip + 4) + i));
+    Store16(ip + 2, uint16_t(headers_ - l3_ + payload));
+    Store16(ip + 4, uint16_t(Load16(ip + 4) + i));
     h->hdr_checksum = 0;
     h->hdr_checksum = rte_ipv4_cksum(h);
   } else {
-    rewrite::Store16(ip + 4, uint16_t(headers_ - l4_ + payload));
+    Store16(ip + 4, uint16_t(headers_ - l4_ + payload));
   }
   uint8_t* field;
   if (tcp_) {
-    rewrite::Store32(l4 + 4, parse_internal::Load32(l4 + 4) + i * vnet_.gso_size);
+    Store32(l4 + 4, Load32(l4 + 4) + i * vnet_.gso_size);
     if (i + 1 < segments_) l4[13] &= uint8_t(~(kTcpFin | kTcpPsh));
     if (i > 0) l4[13] &= uint8_t(~kTcpCwr);
     field = l4 + 16;
   } else {
-    rewrite::Store16(l4 + 4, uint16_t(8 + payload));
+    Store16(l4 + 4, uint16_t(8 + payload));
     field = l4 + 6;
   }
   std::memset(field, 0, 2);

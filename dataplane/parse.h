@@ -11,7 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "dataplane/flow_key.h"
+#include "common/bytes.h"
+#include "common/flow_key.h"
 
 namespace lb::dataplane {
 
@@ -60,9 +61,6 @@ inline constexpr uint8_t kTcpRst = 0x04;
 inline constexpr uint8_t kTcpAck = 0x10;
 
 namespace parse_internal {
-
-inline uint16_t Load16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
-inline uint32_t Load32(const uint8_t* p) { return uint32_t(Load16(p)) << 16 | Load16(p + 2); }
 
 inline bool IsIcmpv4Error(uint8_t type) { return type == 3 || type == 11 || type == 12; }
 inline bool IsIcmpv6Error(uint8_t type) { return type >= 1 && type <= 4; }

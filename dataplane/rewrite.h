@@ -13,63 +13,15 @@
 #include <cstdint>
 #include <cstring>
 
-#include "dataplane/config.h"
+#include "common/config.h"
 #include "dataplane/encap.h"
+#include "dataplane/checksum.h"
+#include "dataplane/ethernet.h"
 #include "dataplane/parse.h"
 
 namespace lb::dataplane::rewrite {
 
 inline constexpr uint16_t kGueHeaderLen = 4;
-
-// Big-endian stores of host-order values (one byte swap and one store each).
-inline void Store16(uint8_t* p, uint16_t v) {
-  const uint16_t be = __builtin_bswap16(v);  // not rte_cpu_to_be_16: its asm defeats constant folding
-  std::memcpy(p, &be, 2);
-}
-inline void Store32(uint8_t* p, uint32_t v) {
-  const uint32_t be = __builtin_bswap32(v);
-  std::memcpy(p, &be, 4);
-}
-
-// Folds a 32-bit ones'-complement sum of 16-bit words to 16 bits, in the words' byte
-// order (folding does not depend on it).
-inline uint16_t Fold(uint32_t sum) {
-  sum = (sum & 0xffff) + (sum >> 16);
-  return uint16_t((sum & 0xffff) + (sum >> 16));
-}
-
-// The checksum of a sum: its fold, complemented.
-inline uint16_t FinishChecksum(uint32_t sum) { return uint16_t(~Fold(sum)); }
-
-// Stores the complement of a ones'-complement sum computed by DPDK's rte_raw_cksum*
-// (which sum native-order words, so the result is stored as it is, not byte-swapped).
-inline void StoreChecksum(uint8_t* at, uint32_t native_sum) {
-  const uint16_t c = FinishChecksum(native_sum);
-  std::memcpy(at, &c, 2);
-}
-
-// RFC 1624 eqn. 3 for any number of changed 16-bit words (big-endian): Add() each change,
-// then ApplyTo() each checksum that covers them, one fold per checksum rather than one
-// per word and checksum.
-class ChecksumDelta {
- public:
-  // An unchanged word adds 0xffff, ones'-complement minus zero: the checksum stays as it
-  // was (it could only turn 0xffff into 0x0000, which no IP or TCP/UDP header has).
-  void Add(uint16_t old_word, uint16_t new_word) { sum_ += uint32_t(uint16_t(~old_word)) + new_word; }
-  void ApplyTo(uint8_t* cksum) const {
-    Store16(cksum, FinishChecksum(uint16_t(~parse_internal::Load16(cksum)) + sum_));  // < 2^22: no overflow
-  }
-
- private:
-  uint32_t sum_ = 0;
-};
-
-// The checksum at `cksum` after one word of the data changed from `old_word` to `new_word`.
-inline void UpdateChecksum(uint8_t* cksum, uint16_t old_word, uint16_t new_word) {
-  ChecksumDelta d;
-  d.Add(old_word, new_word);
-  d.ApplyTo(cksum);
-}
 
 // Decrements the TTL / hop limit of the IP header at `ip`, fixing the IPv4 checksum: the
 // word (TTL | protocol) goes down by 0x0100 whatever it was (TTL > 0: the caller drops
@@ -90,26 +42,6 @@ inline void DecrementTtl(uint8_t* ip, bool v4) {
 inline void TrimToDatagram(rte_mbuf* m, const ParsedPacket& p) {
   const uint32_t frame_len = uint32_t(p.l3_offset) + p.ip_len;
   if (m->pkt_len > frame_len) rte_pktmbuf_trim(m, uint16_t(m->pkt_len - frame_len));
-}
-
-// Writes an Ethernet header (with an 802.1Q tag when `vlan` != 0) at `p`; returns its
-// length.
-inline uint16_t WriteEthernet(uint8_t* p, const MacAddress& dst, const MacAddress& src,
-                              uint16_t vlan, uint16_t ether_type) {
-  std::memcpy(p, dst.data(), 6);
-  std::memcpy(p + 6, src.data(), 6);
-  if (vlan == 0) {
-    Store16(p + 12, ether_type);
-    return kEthernetHeaderLen;
-  }
-  Store16(p + 12, kEtherTypeVlan);
-  Store16(p + 14, vlan & 0x0fff);
-  Store16(p + 16, ether_type);
-  return kEthernetHeaderLen + kVlanTagLen;
-}
-
-inline uint16_t EthernetLen(uint16_t vlan) {
-  return kEthernetHeaderLen + (vlan != 0 ? kVlanTagLen : 0);
 }
 
 // Encapsulates the IP datagram of `m` (described by `p`) with the backend's prepared
@@ -248,15 +180,15 @@ inline void MakeEchoReply(rte_mbuf* m, const ParsedPacket& p) {
   std::memcpy(eth + 6, mac, 6);
   uint8_t* ip = eth + p.l3_offset;
   uint8_t* icmp = eth + p.l4_offset;
-  const uint16_t old_type_word = parse_internal::Load16(icmp);
+  const uint16_t old_type_word = Load16(icmp);
   if (p.is_v4) {
     uint8_t a[4];
     std::memcpy(a, ip + 12, 4);
     std::memcpy(ip + 12, ip + 16, 4);
     std::memcpy(ip + 16, a, 4);
-    const uint16_t old_ttl_word = parse_internal::Load16(ip + 8);
+    const uint16_t old_ttl_word = Load16(ip + 8);
     ip[8] = 64;
-    UpdateChecksum(ip + 10, old_ttl_word, parse_internal::Load16(ip + 8));
+    UpdateChecksum(ip + 10, old_ttl_word, Load16(ip + 8));
     icmp[0] = 0;  // echo reply
   } else {
     uint8_t a[16];
@@ -266,7 +198,7 @@ inline void MakeEchoReply(rte_mbuf* m, const ParsedPacket& p) {
     ip[7] = 64;
     icmp[0] = 129;  // echo reply
   }
-  UpdateChecksum(icmp + 2, old_type_word, parse_internal::Load16(icmp));
+  UpdateChecksum(icmp + 2, old_type_word, Load16(icmp));
 }
 
 // Turns a packet that is too big to encapsulate into the ICMP error that tells its
@@ -330,7 +262,7 @@ inline bool MakeTooBig(rte_mbuf* m, const ParsedPacket& p, uint16_t mtu) {
 
 // Writes the big-endian 16-bit `value` at `at`, recording the change in `d`.
 inline void WriteWord(uint8_t* at, uint16_t value, ChecksumDelta& d) {
-  d.Add(parse_internal::Load16(at), value);
+  d.Add(Load16(at), value);
   Store16(at, value);
 }
 
@@ -386,7 +318,7 @@ inline bool NatTranslate(rte_mbuf* m, const ParsedPacket& p, const NatEndpoints&
   uint8_t* l4 = ip + (p.l4_offset - p.l3_offset);
   const bool udp = p.key.protocol == IPPROTO_UDP;
   uint8_t* l4_sum = l4 + (udp ? 6 : 16);
-  const bool no_udp_sum = udp && p.is_v4 && parse_internal::Load16(l4_sum) == 0;
+  const bool no_udp_sum = udp && p.is_v4 && Load16(l4_sum) == 0;
   if (no_udp_sum) l4_sum = nullptr;
   ChecksumDelta addresses;  // covered by the IPv4 header checksum and the L4 one
   WriteAddress(ip + (p.is_v4 ? 12 : 8), *to.src, p.is_v4, addresses);
@@ -396,7 +328,7 @@ inline bool NatTranslate(rte_mbuf* m, const ParsedPacket& p, const NatEndpoints&
   if (p.is_v4) addresses.ApplyTo(ip + 10);
   if (l4_sum != nullptr) {
     all.ApplyTo(l4_sum);
-    if (udp && parse_internal::Load16(l4_sum) == 0) Store16(l4_sum, 0xffff);
+    if (udp && Load16(l4_sum) == 0) Store16(l4_sum, 0xffff);
   }
   DecrementTtl(ip, p.is_v4);
   return true;
@@ -429,7 +361,7 @@ inline bool NatTranslateIcmpError(rte_mbuf* m, const ParsedPacket& p, const IpAd
   const bool udp = p.key.protocol == IPPROTO_UDP;
   const uint32_t sum_at = udp ? 6 : 16;
   uint8_t* ql4_sum = ql4_len >= sum_at + 2 ? ql4 + sum_at : nullptr;
-  if (ql4_sum != nullptr && udp && p.is_v4 && parse_internal::Load16(ql4_sum) == 0) ql4_sum = nullptr;
+  if (ql4_sum != nullptr && udp && p.is_v4 && Load16(ql4_sum) == 0) ql4_sum = nullptr;
   ChecksumDelta inner;  // the quoted TCP/UDP checksum's, when the quote holds it
   WriteAddress(q + (p.is_v4 ? 12 : 8), *quoted.src, p.is_v4, inner);
   WriteAddress(q + (p.is_v4 ? 16 : 24), *quoted.dst, p.is_v4, inner);

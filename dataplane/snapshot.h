@@ -24,10 +24,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "dataplane/config.h"
+#include "common/config.h"
 #include "dataplane/encap.h"
 #include "dataplane/flat_map.h"
-#include "dataplane/hash.h"
+#include "dataplane/flow_table.h"
+#include "common/hash.h"
 
 namespace lb::dataplane {
 

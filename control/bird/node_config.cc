@@ -43,10 +43,10 @@ absl::StatusOr<bool> AsBool(const YAML::Node& n, const std::string& field) {
   }
 }
 
-absl::StatusOr<dataplane::IpAddress> AsAddress(const YAML::Node& n, const std::string& field) {
+absl::StatusOr<IpAddress> AsAddress(const YAML::Node& n, const std::string& field) {
   auto s = Scalar<std::string>(n, field);
   if (!s.ok()) return s.status();
-  auto a = dataplane::IpAddress::Parse(*s);
+  auto a = IpAddress::Parse(*s);
   if (!a) return Invalid(field, "\"" + *s + "\" is not an IP address");
   return *a;
 }
@@ -109,7 +109,7 @@ absl::StatusOr<NodeConfig> ParseChecked(const std::string& text, const PasswordR
     AnnouncedPrefix ap;
     const YAML::Node prefix_node = p.IsMap() ? p["prefix"] : p;
     LB_TRY(s, Scalar<std::string>(prefix_node, p.IsMap() ? field + ".prefix" : field));
-    auto prefix = dataplane::IpPrefix::Parse(*s);
+    auto prefix = IpPrefix::Parse(*s);
     if (!prefix) return Invalid(field, "\"" + *s + "\" is not a CIDR prefix (host bits must be zero)");
     ap.prefix = *prefix;
     if (p.IsMap() && p["prepend"]) {

@@ -9,12 +9,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 namespace lb::control::bird {
 
 struct AnnouncedPrefix {
-  dataplane::IpPrefix prefix;
+  IpPrefix prefix;
   uint32_t prepend = 0;  // extra copies of the local AS on the path: a backup announcement
 };
 
@@ -26,16 +26,16 @@ struct BfdSettings {
 
 struct Peer {
   std::string name;  // BIRD protocol name: [a-z][a-z0-9_]*
-  dataplane::IpAddress address;
+  IpAddress address;
   uint32_t as = 0;
   std::string password;  // empty: none (TCP MD5)
   uint32_t multihop = 0;  // 0: directly connected on the interface
-  std::optional<dataplane::IpAddress> local_address;  // session source; BIRD needs it for multihop + BFD
+  std::optional<IpAddress> local_address;  // session source; BIRD needs it for multihop + BFD
   bool bfd = true;        // when the node has BFD settings
 };
 
 struct NodeConfig {
-  dataplane::IpAddress router_id;  // IPv4
+  IpAddress router_id;  // IPv4
   uint32_t local_as = 0;
   std::string interface = "lb0";  // lbd's exception interface: static routes and BFD on it
   std::vector<AnnouncedPrefix> prefixes;

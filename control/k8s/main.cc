@@ -59,11 +59,11 @@ absl::StatusOr<KubeConfig> LoadConfig() {
   return path.empty() ? InClusterConfig() : LoadKubeconfig(path, FLAGS_context);
 }
 
-absl::StatusOr<std::vector<dataplane::IpPrefix>> ParseCidrs(const std::string& text) {
-  std::vector<dataplane::IpPrefix> out;
+absl::StatusOr<std::vector<IpPrefix>> ParseCidrs(const std::string& text) {
+  std::vector<IpPrefix> out;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
-    const auto p = dataplane::IpPrefix::Parse(std::string_view(trimmed.data(), trimmed.size()));
+    const auto p = IpPrefix::Parse(std::string_view(trimmed.data(), trimmed.size()));
     if (!p) return absl::InvalidArgumentError("--vip_cidrs: \"" + std::string(part) + "\" is not a CIDR (host bits zero)");
     out.push_back(*p);
   }
@@ -123,7 +123,7 @@ int Main(int argc, char** argv) {
   options.mapping.max_table_size = FLAGS_max_table_size;
   for (absl::string_view part : absl::StrSplit(FLAGS_node_addresses, ',', absl::SkipWhitespace())) {
     const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
-    const auto a = dataplane::IpAddress::Parse(std::string_view(trimmed.data(), trimmed.size()));
+    const auto a = IpAddress::Parse(std::string_view(trimmed.data(), trimmed.size()));
     if (!a) {
       LOG(ERROR) << "--node_addresses: \"" << std::string(part) << "\" is not an IP address";
       return 2;

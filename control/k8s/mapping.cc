@@ -14,15 +14,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "control/k8s/vip_pool.h"
-#include "dataplane/maglev.h"
+#include "common/maglev.h"
 
 namespace lb::control::k8s {
 namespace {
 
-using dataplane::BackendConfig;
-using dataplane::BackendState;
-using dataplane::IpAddress;
-using dataplane::ServiceConfig;
 
 // What an endpoint's conditions make of it (EndpointSlice API: an unset `ready` is to be
 // read as ready, an unset `serving` as `ready`).
@@ -82,20 +78,20 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
     if (key.rfind(kAnnotationPrefix, 0) != 0) continue;
     if (key == kModeAnnotation) {
       if (value == "dsr-ipip") {
-        out.mode = dataplane::ForwardingMode::kDsrIpip;
+        out.mode = ForwardingMode::kDsrIpip;
       } else if (value == "dsr-gue") {
-        out.mode = dataplane::ForwardingMode::kDsrGue;
+        out.mode = ForwardingMode::kDsrGue;
       } else if (value == "nat") {
-        out.mode = dataplane::ForwardingMode::kNat;
+        out.mode = ForwardingMode::kNat;
       } else {
         return absl::InvalidArgumentError(
             absl::StrFormat("%s: \"%s\" is not a forwarding mode (dsr-ipip, dsr-gue or nat)", key, Printable(value)));
       }
     } else if (key == kTableSizeAnnotation) {
-      // One of the sizes lbd would choose itself (dataplane::MaglevTableSizeFor's rungs),
+      // One of the sizes lbd would choose itself (MaglevTableSizeFor's rungs),
       // up to the watcher's bound: a tenant cannot ask for tables beyond a budget.
       std::vector<std::string> allowed;
-      for (uint32_t size : dataplane::kMaglevTableSizes) {
+      for (uint32_t size : kMaglevTableSizes) {
         if (size <= max_table_size) allowed.push_back(std::to_string(size));
       }
       uint32_t size = 0;
@@ -153,7 +149,7 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
 
   auto announced = [&](const IpAddress& a) {
     return std::any_of(options.vip_cidrs.begin(), options.vip_cidrs.end(),
-                       [&](const dataplane::IpPrefix& p) { return p.Contains(a); });
+                       [&](const IpPrefix& p) { return p.Contains(a); });
   };
   auto node_address = [&](const IpAddress& a) {
     return std::find(options.node_addresses.begin(), options.node_addresses.end(), a) != options.node_addresses.end();
@@ -257,10 +253,10 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         c.protocol = protocol;
         c.port = uint16_t(sp.port);
         c.mode = settings.mode;
-        c.hash_fields = s->client_ip_affinity ? dataplane::HashFields::kSourceIp : dataplane::HashFields::kFiveTuple;
+        c.hash_fields = s->client_ip_affinity ? HashFields::kSourceIp : HashFields::kFiveTuple;
         c.table_size = settings.table_size;
         c.backends = BackendsOf(sp, vip.IsV4(), my_slices);
-        if (c.mode != dataplane::ForwardingMode::kNat &&
+        if (c.mode != ForwardingMode::kNat &&
             std::any_of(c.backends.begin(), c.backends.end(), [&](const BackendConfig& b) { return b.port != c.port; })) {
           out.problems.push_back(
               {s->Key(), "PortTranslationIgnored",

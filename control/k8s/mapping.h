@@ -12,7 +12,7 @@
 
 #include "control/k8s/objects.h"
 #include "control/k8s/problem.h"
-#include "dataplane/config.h"
+#include "common/config.h"
 
 namespace lb::control::k8s {
 
@@ -39,10 +39,10 @@ struct MappingOptions {
   std::string load_balancer_class = "lbd.io/dpdk-l4";
   // The CIDRs this node announces: the pool of LoadBalancer addresses; externalIPs
   // outside them cannot reach this node and are not served. Empty: nothing is served.
-  std::vector<dataplane::IpPrefix> vip_cidrs;
+  std::vector<IpPrefix> vip_cidrs;
   ExternalIpPolicy external_ips;
   // The LB nodes' own addresses: never a VIP, whatever a Service asks.
-  std::vector<dataplane::IpAddress> node_addresses;
+  std::vector<IpAddress> node_addresses;
   // EndpointSlices are followed only when the EndpointSlice controller manages them
   // (label endpointslice.kubernetes.io/managed-by), unless this is set: a tenant who
   // writes a slice by hand could otherwise point any Service at any address.
@@ -57,12 +57,12 @@ inline constexpr char kEndpointSliceController[] = "endpointslice-controller.k8s
 struct ServiceSettings {
   // The seed's default (SNAT): works with any CNI and any pod. DSR needs the worker
   // nodes to decapsulate, so a Service asks for it.
-  dataplane::ForwardingMode mode = dataplane::ForwardingMode::kNat;
+  ForwardingMode mode = ForwardingMode::kNat;
   uint32_t table_size = 0;  // 0: lbd sizes the table by the backend count
   friend bool operator==(const ServiceSettings&, const ServiceSettings&) = default;
 };
 
-// `max_table_size`: the largest lbd.io/maglev-table-size accepted (of dataplane::kMaglevTableSizes).
+// `max_table_size`: the largest lbd.io/maglev-table-size accepted (of kMaglevTableSizes).
 inline constexpr uint32_t kDefaultMaxTableSize = 262139;
 absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std::string>& annotations,
                                                  uint32_t max_table_size = kDefaultMaxTableSize);
@@ -72,11 +72,11 @@ using LastGoodSettings = std::map<std::string, ServiceSettings>;
 
 struct StatusUpdate {
   std::string service;                       // "namespace/name"
-  std::vector<dataplane::IpAddress> ingress;  // what status.loadBalancer.ingress must say
+  std::vector<IpAddress> ingress;  // what status.loadBalancer.ingress must say
 };
 
 struct DesiredState {
-  std::vector<dataplane::ServiceConfig> services;  // lbd's services, frontend order
+  std::vector<ServiceConfig> services;  // lbd's services, frontend order
   std::vector<std::string> owners;                 // the Kubernetes Service of each
   std::vector<Problem> problems;                   // to report as Events
   std::vector<std::string> notes;                  // to log only (not a fault of the Service)

@@ -9,8 +9,6 @@
 namespace lb::control::k8s {
 namespace {
 
-using dataplane::IpAddress;
-using dataplane::IpPrefix;
 
 bool IsV4Family(const std::string& family) { return family != "IPv6"; }
 

@@ -13,12 +13,12 @@
 
 #include "control/k8s/objects.h"
 #include "control/k8s/problem.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 namespace lb::control::k8s {
 
 struct VipAllocation {
-  std::map<std::string, std::vector<dataplane::IpAddress>> addresses;  // by Service key
+  std::map<std::string, std::vector<IpAddress>> addresses;  // by Service key
   std::vector<Problem> problems;
 };
 
@@ -26,10 +26,10 @@ struct VipAllocation {
 // other Services ask for (externalIPs): never handed out anew, but an address already
 // recorded in a Service's status stays with it even when an externalIP names it.
 VipAllocation AllocateVips(const std::vector<const KService*>& services,
-                           const std::vector<dataplane::IpPrefix>& pool,
-                           const std::vector<dataplane::IpAddress>& taken);
+                           const std::vector<IpPrefix>& pool,
+                           const std::vector<IpAddress>& taken);
 
 // The `index`th address of `prefix` (index below its size; at most 2^32 for IPv6).
-dataplane::IpAddress NthAddress(const dataplane::IpPrefix& prefix, uint64_t index);
+IpAddress NthAddress(const IpPrefix& prefix, uint64_t index);
 
 }  // namespace lb::control::k8s

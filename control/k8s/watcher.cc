@@ -201,7 +201,7 @@ bool Watcher::Apply(DesiredState& desired, bool force) {
     desired.problems.insert(desired.problems.end(), refused_.begin(), refused_.end());
     return true;
   }
-  const std::vector<dataplane::ServiceConfig> request_services = desired.services;
+  const std::vector<ServiceConfig> request_services = desired.services;
   std::vector<Problem> refused;
   apply_pending_ = true;
   const auto lbd_generation = PollLbd();

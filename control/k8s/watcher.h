@@ -82,7 +82,7 @@ class Watcher {
 
   // Reconcile-thread state.
   LastGoodSettings last_good_;
-  std::vector<dataplane::ServiceConfig> applied_request_;  // the desired services last applied
+  std::vector<ServiceConfig> applied_request_;  // the desired services last applied
   std::vector<Problem> refused_;                           // what lbd refused of them
   uint64_t applied_generation_ = 0;
   bool apply_pending_ = true;

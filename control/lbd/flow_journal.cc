@@ -8,7 +8,7 @@
 
 namespace lb::control {
 
-size_t FlowJournal::KeyHash::operator()(const dataplane::FlowKey& k) const {
+size_t FlowJournal::KeyHash::operator()(const FlowKey& k) const {
   // A FlowKey has no padding of undefined value (flow_key.h): its bytes are its value.
   return absl::HashOf(std::string_view(reinterpret_cast<const char*>(&k), sizeof(k)));
 }

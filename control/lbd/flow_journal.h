@@ -39,7 +39,7 @@ class FlowJournal {
 
  private:
   struct KeyHash {
-    size_t operator()(const dataplane::FlowKey& k) const;
+    size_t operator()(const FlowKey& k) const;
   };
   struct Entry {
     dataplane::SyncedFlow flow;
@@ -47,7 +47,7 @@ class FlowJournal {
   };
 
   Options options_;
-  absl::flat_hash_map<dataplane::FlowKey, Entry, KeyHash> flows_;
+  absl::flat_hash_map<FlowKey, Entry, KeyHash> flows_;
 };
 
 }  // namespace lb::control

@@ -18,7 +18,6 @@
 namespace lb::control {
 namespace {
 
-using dataplane::IpAddress;
 using dataplane::SyncedFlow;
 namespace fs = dataplane::flow_sync;
 

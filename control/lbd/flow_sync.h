@@ -37,16 +37,16 @@
 #include "control/dataplane_probe.h"
 #include "control/lbd/flow_journal.h"
 #include "dataplane/flow_sync.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 namespace lb::control {
 
 class FlowSyncer {
  public:
   struct Options {
-    std::vector<dataplane::IpAddress> peers;
+    std::vector<IpAddress> peers;
     uint16_t port = dataplane::flow_sync::kDefaultPort;
-    dataplane::SipKey key;  // flow_sync::KeyFromSecret of the cluster's flow-hash secret
+    SipKey key;  // flow_sync::KeyFromSecret of the cluster's flow-hash secret
     uint32_t flush_ms = 5;
     FlowJournal::Options journal;
     // The generation of the node's configuration (SnapshotStore::published_generation;
@@ -88,7 +88,7 @@ class FlowSyncer {
   void SendDumps();
   bool SendTo(size_t peer, const std::vector<uint8_t>& datagram);
   // The index of `a` in Options::peers, or -1.
-  int PeerIndex(const dataplane::IpAddress& a) const;
+  int PeerIndex(const IpAddress& a) const;
 
   static void Add(std::atomic<uint64_t>& c, uint64_t n) { c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
 

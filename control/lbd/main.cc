@@ -160,11 +160,11 @@ std::string ReadFile(const std::string& path) {
 
 // Trailing whitespace (a newline from `echo`) is not part of the secret, so that files
 // written either way give every node the same hash.
-absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags(std::string* secret_out) {
+absl::StatusOr<FlowHasher> FlowHasherFromFlags(std::string* secret_out) {
   if (FLAGS_flow_hash_secret_file.empty()) {
     LOG(WARNING) << "flow hash: public (crc32c): anyone can choose 5-tuples that land on one backend; give every "
                     "node of the cluster the same --flow_hash_secret_file (docs/security.md)";
-    return dataplane::FlowHasher{};
+    return FlowHasher{};
   }
   std::ifstream in(FLAGS_flow_hash_secret_file, std::ios::binary);
   if (!in) return absl::InvalidArgumentError(absl::StrFormat("--flow_hash_secret_file: cannot read %s", FLAGS_flow_hash_secret_file));
@@ -178,17 +178,17 @@ absl::StatusOr<dataplane::FlowHasher> FlowHasherFromFlags(std::string* secret_ou
   if (stat(FLAGS_flow_hash_secret_file.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0) {
     LOG(WARNING) << "--flow_hash_secret_file: " << FLAGS_flow_hash_secret_file << " is readable by every user";
   }
-  const auto hasher = dataplane::FlowHasher::Keyed(secret);
+  const auto hasher = FlowHasher::Keyed(secret);
   *secret_out = secret;
   LOG(INFO) << "flow hash: " << hasher.Describe() << " (every node of the cluster must show the same)";
   return hasher;
 }
 
 // The comma-separated IP addresses of flag `--name` (value `text`).
-absl::StatusOr<std::vector<dataplane::IpAddress>> AddressList(std::string_view name, const std::string& text) {
-  std::vector<dataplane::IpAddress> out;
+absl::StatusOr<std::vector<IpAddress>> AddressList(std::string_view name, const std::string& text) {
+  std::vector<IpAddress> out;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    const auto a = dataplane::IpAddress::Parse(std::string_view(part.data(), part.size()));
+    const auto a = IpAddress::Parse(std::string_view(part.data(), part.size()));
     if (!a) return absl::InvalidArgumentError(absl::StrFormat("--%s: \"%s\" is not an IP address", name, part));
     out.push_back(*a);
   }
@@ -198,9 +198,9 @@ absl::StatusOr<std::vector<dataplane::IpAddress>> AddressList(std::string_view n
 // `flow_hash_secret`: the secret of --flow_hash_secret_file (empty without one).
 absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   NodeSettings n;
-  auto prefix = [](const std::string& flag, const std::string& text) -> absl::StatusOr<dataplane::IpPrefix> {
-    if (text.empty()) return dataplane::IpPrefix{};
-    auto p = dataplane::IpPrefix::Parse(text.find('/') == std::string::npos
+  auto prefix = [](const std::string& flag, const std::string& text) -> absl::StatusOr<IpPrefix> {
+    if (text.empty()) return IpPrefix{};
+    auto p = IpPrefix::Parse(text.find('/') == std::string::npos
                                             ? text + (text.find(':') == std::string::npos ? "/32" : "/128")
                                             : text);
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--%s: \"%s\" is not a prefix", flag, text));
@@ -222,7 +222,7 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   if (!control_peers.ok()) return control_peers.status();
   n.control_peers = *std::move(control_peers);
   for (absl::string_view part : absl::StrSplit(FLAGS_vip_cidrs, ',', absl::SkipWhitespace())) {
-    auto p = dataplane::IpPrefix::Parse(std::string_view(part.data(), part.size()));
+    auto p = IpPrefix::Parse(std::string_view(part.data(), part.size()));
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--vip_cidrs: \"%s\" is not a CIDR prefix", part));
     n.vip_cidrs.push_back(*p);
   }
@@ -243,7 +243,7 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total,
               FLAGS_max_table_memory};
   for (absl::string_view part : absl::StrSplit(FLAGS_backend_cidrs, ',', absl::SkipWhitespace())) {
-    auto p = dataplane::IpPrefix::Parse(std::string_view(part.data(), part.size()));
+    auto p = IpPrefix::Parse(std::string_view(part.data(), part.size()));
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--backend_cidrs: \"%s\" is not a prefix", part));
     n.limits.backend_cidrs.push_back(*p);
   }
@@ -260,7 +260,7 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
     return absl::InvalidArgumentError("--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
                                       "peers' datagrams (and the nodes must agree on the flow hash anyway)");
   }
-  if (absl::Status s = dataplane::ValidateNode(n); !s.ok()) {
+  if (absl::Status s = ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
   }
   return n;
@@ -315,7 +315,7 @@ std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, ControlCo
 // The largest request the limits allow: an Apply of max_backends_total backends (an
 // address of up to 39 characters and its fields: at most 64 bytes each on the wire) over
 // max_services services (key and settings: at most 256 bytes each), and room besides.
-int ApiMessageLimit(const dataplane::Limits& limits) {
+int ApiMessageLimit(const Limits& limits) {
   const uint64_t bytes = uint64_t{limits.max_backends_total} * 64 + uint64_t{limits.max_services} * 256 + (4 << 20);
   return int(std::min<uint64_t>(bytes, INT32_MAX));
 }
@@ -371,7 +371,7 @@ absl::Status ValidateApiFlags() {
   return absl::OkStatus();
 }
 
-std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const dataplane::Limits& limits) {
+std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const Limits& limits) {
   grpc::ServerBuilder builder;
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(ApiMessageLimit(limits));
@@ -416,8 +416,8 @@ std::unique_ptr<grpc::Server> StartApi(LoadBalancerService* service, const datap
 }
 
 // The addresses of the host's interfaces (getifaddrs), e.g. its management NIC's.
-std::vector<dataplane::IpAddress> HostAddresses() {
-  std::vector<dataplane::IpAddress> out;
+std::vector<IpAddress> HostAddresses() {
+  std::vector<IpAddress> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
   for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
@@ -430,7 +430,7 @@ std::vector<dataplane::IpAddress> HostAddresses() {
     } else {
       continue;
     }
-    if (auto a = dataplane::IpAddress::Parse(text)) out.push_back(*a);
+    if (auto a = IpAddress::Parse(text)) out.push_back(*a);
   }
   freeifaddrs(list);
   return out;
@@ -559,7 +559,7 @@ int Main(int argc, char** argv) {
   ro.nat_port_max = settings->nat.port_max;
   ro.flow_hasher = settings->flow_hasher;
   if (!FLAGS_gateway.empty()) {
-    ro.gateway = dataplane::IpAddress::Parse(FLAGS_gateway);
+    ro.gateway = IpAddress::Parse(FLAGS_gateway);
     if (!ro.gateway) {
       LOG(ERROR) << "--gateway: \"" << FLAGS_gateway << "\" is not an IP address";
       return ExitAfterEal(2);
@@ -580,8 +580,8 @@ int Main(int argc, char** argv) {
   // --tap_addresses and those of the host's interfaces (a management NIC's), for the sync
   // thread and for the workers' control-traffic classification alike.
   const bool sync_configured = !settings->flow_sync_peers.empty();
-  const std::vector<dataplane::IpAddress> host_addresses = HostAddresses();
-  std::erase_if(settings->flow_sync_peers, [&](const dataplane::IpAddress& peer) {
+  const std::vector<IpAddress> host_addresses = HostAddresses();
+  std::erase_if(settings->flow_sync_peers, [&](const IpAddress& peer) {
     return std::ranges::find(host_addresses, peer) != host_addresses.end() ||
            std::ranges::any_of(ro.tap_addresses, [&](const InterfaceAddress& a) { return a.address == peer; });
   });

@@ -109,7 +109,7 @@ absl::Status NeighborMonitor::RequestDump() {
   return absl::OkStatus();
 }
 
-void NeighborMonitor::Set(const dataplane::IpAddress& a, std::optional<dataplane::MacAddress> mac,
+void NeighborMonitor::Set(const IpAddress& a, std::optional<MacAddress> mac,
                           std::vector<Change>& changes) {
   auto it = table_.find(a);
   if (mac) {
@@ -126,7 +126,7 @@ void NeighborMonitor::Set(const dataplane::IpAddress& a, std::optional<dataplane
 void NeighborMonitor::Handle(const nlmsghdr& h, std::vector<Change>& changes) {
   if (h.nlmsg_type == NLMSG_DONE && dumping_) {
     // Entries the dump did not list are gone (their removal was among the lost messages).
-    std::vector<dataplane::IpAddress> gone;
+    std::vector<IpAddress> gone;
     for (const auto& [a, mac] : table_) {
       if (!seen_in_dump_.contains(a)) gone.push_back(a);
     }
@@ -155,15 +155,15 @@ void NeighborMonitor::Handle(const nlmsghdr& h, std::vector<Change>& changes) {
       lladdr_len = RTA_PAYLOAD(a);
     }
   }
-  dataplane::IpAddress address;
+  IpAddress address;
   if (nd->ndm_family == AF_INET && dst != nullptr && dst_len == 4) {
-    address = dataplane::IpAddress::FromV4Bytes(dst);
+    address = IpAddress::FromV4Bytes(dst);
   } else if (nd->ndm_family == AF_INET6 && dst != nullptr && dst_len == 16) {
-    address = dataplane::IpAddress::FromV6Bytes(dst);
+    address = IpAddress::FromV6Bytes(dst);
   } else {
     return;
   }
-  std::optional<dataplane::MacAddress> mac;
+  std::optional<MacAddress> mac;
   if (h.nlmsg_type == RTM_NEWNEIGH && (nd->ndm_state & kUsable) && lladdr != nullptr && lladdr_len == 6) {
     mac.emplace();
     std::memcpy(mac->data(), lladdr, 6);
@@ -197,19 +197,19 @@ absl::StatusOr<std::vector<NeighborMonitor::Change>> NeighborMonitor::Poll(int t
   return changes;
 }
 
-absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::string& ifname) {
+absl::StatusOr<std::vector<IpPrefix>> InterfacePrefixes(const std::string& ifname) {
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return Errno("getifaddrs");
-  std::vector<dataplane::IpPrefix> out;
+  std::vector<IpPrefix> out;
   for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
     if (i->ifa_addr == nullptr || i->ifa_netmask == nullptr || ifname != i->ifa_name) continue;
-    dataplane::IpAddress address, mask;
+    IpAddress address, mask;
     if (i->ifa_addr->sa_family == AF_INET) {
-      address = dataplane::IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr);
-      mask = dataplane::IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(i->ifa_netmask)->sin_addr);
+      address = IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr);
+      mask = IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(i->ifa_netmask)->sin_addr);
     } else if (i->ifa_addr->sa_family == AF_INET6) {
-      address = dataplane::IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr);
-      mask = dataplane::IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(i->ifa_netmask)->sin6_addr);
+      address = IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+      mask = IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(i->ifa_netmask)->sin6_addr);
     } else {
       continue;
     }
@@ -225,7 +225,7 @@ absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::st
   return out;
 }
 
-absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddress& address) {
+absl::Status SolicitNeighbor(const std::string& ifname, const IpAddress& address) {
   const bool v4 = address.IsV4();
   Fd fd(socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) return Errno("socket(SOCK_DGRAM)");
@@ -256,7 +256,7 @@ absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddre
 std::optional<InterfaceAddress> InterfaceAddress::Parse(std::string_view text) {
   const size_t slash = text.find('/');
   if (slash == std::string_view::npos) return std::nullopt;
-  const auto address = dataplane::IpAddress::Parse(text.substr(0, slash));
+  const auto address = IpAddress::Parse(text.substr(0, slash));
   if (!address) return std::nullopt;
   const std::string length_text(text.substr(slash + 1));
   char* end = nullptr;

@@ -21,8 +21,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "dataplane/config.h"
-#include "dataplane/ip_address.h"
+#include "common/config.h"
+#include "common/ip_address.h"
 
 namespace lb::control {
 
@@ -30,7 +30,7 @@ namespace lb::control {
 // (reachable, stale, delay, probe, permanent or noarp) and has a link-layer address.
 class NeighborMonitor {
  public:
-  using Change = std::pair<dataplane::IpAddress, std::optional<dataplane::MacAddress>>;
+  using Change = std::pair<IpAddress, std::optional<MacAddress>>;
 
   // Subscribes to the notifications, then asks for a dump of the table.
   static absl::StatusOr<std::unique_ptr<NeighborMonitor>> Open(const std::string& ifname);
@@ -45,32 +45,32 @@ class NeighborMonitor {
   absl::StatusOr<std::vector<Change>> Poll(int timeout_ms);
 
   // The usable entries as last polled.
-  const absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress>& table() const { return table_; }
+  const absl::flat_hash_map<IpAddress, MacAddress>& table() const { return table_; }
 
  private:
   NeighborMonitor(int fd, unsigned ifindex) : fd_(fd), ifindex_(ifindex) {}
   absl::Status RequestDump();
   void Handle(const nlmsghdr& h, std::vector<Change>& changes);
-  void Set(const dataplane::IpAddress& a, std::optional<dataplane::MacAddress> mac,
+  void Set(const IpAddress& a, std::optional<MacAddress> mac,
            std::vector<Change>& changes);
 
   int fd_;
   unsigned ifindex_;
-  absl::flat_hash_map<dataplane::IpAddress, dataplane::MacAddress> table_;
+  absl::flat_hash_map<IpAddress, MacAddress> table_;
   bool dumping_ = false;
-  absl::flat_hash_set<dataplane::IpAddress> seen_in_dump_;
+  absl::flat_hash_set<IpAddress> seen_in_dump_;
 };
 
 // The prefixes of the addresses on interface `ifname` (its connected subnets).
-absl::StatusOr<std::vector<dataplane::IpPrefix>> InterfacePrefixes(const std::string& ifname);
+absl::StatusOr<std::vector<IpPrefix>> InterfacePrefixes(const std::string& ifname);
 
 // Makes the kernel resolve `address` on `ifname`: sends one empty UDP datagram to its
 // discard port (9) from a socket bound to the interface, which needs the neighbour first.
-absl::Status SolicitNeighbor(const std::string& ifname, const dataplane::IpAddress& address);
+absl::Status SolicitNeighbor(const std::string& ifname, const IpAddress& address);
 
 // An address of an interface with its prefix length (10.90.0.2/24: the host bits kept).
 struct InterfaceAddress {
-  dataplane::IpAddress address;
+  IpAddress address;
   uint8_t length = 0;
   static std::optional<InterfaceAddress> Parse(std::string_view text);
 };
@@ -80,7 +80,5 @@ struct InterfaceAddress {
 // way, so that a restarted lbd (whose TAP is new) needs no one else to do it.
 absl::Status ConfigureInterface(const std::string& ifname, const std::vector<InterfaceAddress>& addresses);
 
-using dataplane::MacToString;
-using dataplane::ParseMac;
 
 }  // namespace lb::control

@@ -224,8 +224,8 @@ void Runtime::StopWorkers() {
   }
 }
 
-dataplane::NextHop Runtime::InitialNextHop() const {
-  dataplane::NextHop hop;
+NextHop Runtime::InitialNextHop() const {
+  NextHop hop;
   const rte_ether_addr mac = wire_->mac();
   std::copy(std::begin(mac.addr_bytes), std::end(mac.addr_bytes), hop.source_mac.begin());
   absl::MutexLock lock(&mu_);
@@ -245,7 +245,7 @@ void Runtime::ForwardFromKernel() {
   }
 }
 
-void Runtime::OnGatewayNeighbor(ControlCore* core, std::optional<dataplane::MacAddress> mac) {
+void Runtime::OnGatewayNeighbor(ControlCore* core, std::optional<MacAddress> mac) {
   {
     absl::MutexLock lock(&mu_);
     // A gateway that loses its entry keeps its last MAC: the kernel is re-resolving it,
@@ -278,7 +278,7 @@ void Runtime::SolicitUnresolved(ControlCore* core) {
     LOG_EVERY_N(WARNING, 60) << prefixes.status();
     return;
   }
-  for (const dataplane::IpAddress& backend : core->UnresolvedOnLinkBackends(*prefixes, kSolicitPerRound)) {
+  for (const IpAddress& backend : core->UnresolvedOnLinkBackends(*prefixes, kSolicitPerRound)) {
     (void)SolicitNeighbor(options_.tap_name, backend);
   }
 }
@@ -400,7 +400,7 @@ std::optional<FlowSyncView> Runtime::FlowSync() const {
   return syncer_->View();
 }
 
-std::optional<FlowLocation> Runtime::FindFlow(const dataplane::FlowKey& key) {
+std::optional<FlowLocation> Runtime::FindFlow(const FlowKey& key) {
   absl::MutexLock lock(&query_mu_);
   for (const auto& slot : workers_) {
     auto answer = slot->worker->QueryFlow(key, /*timeout_us=*/50'000);

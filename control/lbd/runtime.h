@@ -45,14 +45,14 @@ struct RuntimeOptions {
   uint16_t tx_descriptors = 1024;
   uint32_t idle_polls = 0;          // 0: busy-poll
   uint32_t idle_sleep_us = 100;
-  std::optional<dataplane::IpAddress> gateway;       // resolved through the kernel
-  std::optional<dataplane::MacAddress> gateway_mac;  // or given
+  std::optional<IpAddress> gateway;       // resolved through the kernel
+  std::optional<MacAddress> gateway_mac;  // or given
   uint16_t vlan = 0;
   // NAT: the SNAT pool, partitioned over the workers (the same as NodeSettings::nat).
   uint32_t nat_addresses = 0;
   uint16_t nat_port_min = 1024;
   uint16_t nat_port_max = 65535;
-  dataplane::FlowHasher flow_hasher;  // the same as NodeSettings::flow_hasher
+  FlowHasher flow_hasher;  // the same as NodeSettings::flow_hasher
   std::vector<InterfaceAddress> tap_addresses;  // given to the TAP at start (the node's own)
   FlowSyncer::Options flow_sync;  // no peers: no flow sync
   uint32_t flow_sync_refresh_ms = 5000;
@@ -67,7 +67,7 @@ class Runtime final : public DataplaneProbe {
   ~Runtime() override;
 
   // The node's next hop as far as known now (source MAC = the wire port's).
-  dataplane::NextHop InitialNextHop() const;
+  NextHop InitialNextHop() const;
 
   // Main lcore: runs until `stop` is set.
   void RunMain(ControlCore* core, const std::atomic<bool>& stop);
@@ -79,7 +79,7 @@ class Runtime final : public DataplaneProbe {
   std::vector<std::string> HealthProblems() const override;
   bool LinksUp() const override;
   uint32_t WorkersAlive() const override;
-  std::optional<FlowLocation> FindFlow(const dataplane::FlowKey& key) override;
+  std::optional<FlowLocation> FindFlow(const FlowKey& key) override;
   std::optional<FlowSyncView> FlowSync() const override;
 
  private:
@@ -103,7 +103,7 @@ class Runtime final : public DataplaneProbe {
   void ForwardFromKernel();
   void SampleHeartbeats();
   void RunControl(ControlCore* core, const std::atomic<bool>& stop);
-  void OnGatewayNeighbor(ControlCore* core, std::optional<dataplane::MacAddress> mac);
+  void OnGatewayNeighbor(ControlCore* core, std::optional<MacAddress> mac);
   void SolicitUnresolved(ControlCore* core);
 
   RuntimeOptions options_;
@@ -123,7 +123,7 @@ class Runtime final : public DataplaneProbe {
   uint64_t syncer_started_ = 0;  // TSC
 
   mutable absl::Mutex mu_;
-  std::optional<dataplane::MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);
+  std::optional<MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);
   absl::Mutex query_mu_;  // serialises flow queries (one mailbox per worker)
 };
 

@@ -11,13 +11,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "control/bird/node_config.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 namespace lb::control::node {
 namespace {
 
-using dataplane::IpAddress;
-using dataplane::IpPrefix;
 
 absl::Status Invalid(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: %s", field, why));

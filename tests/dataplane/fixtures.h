@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "dataplane/config.h"
-#include "dataplane/flow_key.h"
+#include "common/config.h"
+#include "common/flow_key.h"
 #include "dataplane/parse.h"
 #include "tests/helpers/packet_builder.h"
 

@@ -57,7 +57,7 @@ class WorkerHarness {
   }
 
   // Control thread: builds and publishes `config`.
-  ::testing::AssertionResult Apply(const dataplane::DataplaneConfig& config) {
+  ::testing::AssertionResult Apply(const DataplaneConfig& config) {
     auto snap = builder_.Build(config);
     if (!snap.ok()) return ::testing::AssertionFailure() << snap.status();
     store_->Publish(*std::move(snap));
@@ -67,7 +67,7 @@ class WorkerHarness {
 
   // Worker: one burst (or several, if more than kMaxBurst frames), then a quiescent
   // state, as PollOnce does.
-  Output Run(const std::vector<Bytes>& frames, dataplane::Millis now = 1000) {
+  Output Run(const std::vector<Bytes>& frames, Millis now = 1000) {
     Output result;
     for (size_t start = 0; start < frames.size(); start += dataplane::kMaxBurst) {
       const size_t n = std::min<size_t>(dataplane::kMaxBurst, frames.size() - start);
@@ -92,7 +92,7 @@ class WorkerHarness {
     return result;
   }
 
-  Output Run(const Bytes& frame, dataplane::Millis now = 1000) {
+  Output Run(const Bytes& frame, Millis now = 1000) {
     return Run(std::vector<Bytes>{frame}, now);
   }
 

@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto s = ParseService(j); s.ok()) services.push_back(*std::move(s));
   if (auto e = ParseEndpointSlice(j); e.ok()) slices.push_back(*std::move(e));
   MappingOptions options;
-  options.vip_cidrs = {*lb::dataplane::IpPrefix::Parse("10.1.0.0/24"), *lb::dataplane::IpPrefix::Parse("fd00:10::/120")};
+  options.vip_cidrs = {*lb::IpPrefix::Parse("10.1.0.0/24"), *lb::IpPrefix::Parse("fd00:10::/120")};
   options.external_ips.mode = ExternalIpPolicy::Mode::kAll;
   options.accept_unmanaged_slices = true;
   LastGoodSettings last_good;

@@ -25,7 +25,7 @@ class IdleDataplane : public lb::control::DataplaneProbe {
   std::vector<std::string> HealthProblems() const override { return {}; }
   bool LinksUp() const override { return true; }
   uint32_t WorkersAlive() const override { return 1; }
-  std::optional<lb::control::FlowLocation> FindFlow(const lb::dataplane::FlowKey&) override { return std::nullopt; }
+  std::optional<lb::control::FlowLocation> FindFlow(const lb::FlowKey&) override { return std::nullopt; }
 
  private:
   lb::dataplane::WorkerCounters counters_;
@@ -39,11 +39,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   lb::control::NodeSettings settings;
-  settings.encap.source_v4 = *lb::dataplane::IpPrefix::Parse("10.255.0.0/24");
-  settings.encap.source_v6 = *lb::dataplane::IpPrefix::Parse("fd00:ff::/120");
+  settings.encap.source_v4 = *lb::IpPrefix::Parse("10.255.0.0/24");
+  settings.encap.source_v6 = *lb::IpPrefix::Parse("fd00:ff::/120");
   // NAT is the watcher's default mode: an SNAT address of each family, as lbd would have.
-  settings.nat.addresses = {*lb::dataplane::IpAddress::Parse("10.255.1.1"),
-                            *lb::dataplane::IpAddress::Parse("fd00:ff:1::1")};
+  settings.nat.addresses = {*lb::IpAddress::Parse("10.255.1.1"),
+                            *lb::IpAddress::Parse("fd00:ff:1::1")};
   auto store = lb::dataplane::SnapshotStore::Create(1);
   if (!store.ok()) return 1;
   IdleDataplane dataplane;

@@ -10,10 +10,6 @@
 namespace lb::control {
 namespace {
 
-using dataplane::BackendConfig;
-using dataplane::BackendState;
-using dataplane::IpAddress;
-using dataplane::ServiceConfig;
 using ::testing::HasSubstr;
 
 IpAddress Addr(const char* s) { return *IpAddress::Parse(s); }
@@ -30,7 +26,7 @@ ServiceConfig Dns(std::vector<const char*> backends, const char* vip = "10.1.0.1
 
 NodeSettings Settings() {
   NodeSettings n;
-  n.encap.source_v4 = *dataplane::IpPrefix::Parse("10.255.0.1/32");
+  n.encap.source_v4 = *IpPrefix::Parse("10.255.0.1/32");
   n.limits.max_services = 8;
   return n;
 }
@@ -43,7 +39,7 @@ class FakeProbe : public DataplaneProbe {
   std::vector<std::string> HealthProblems() const override { return problems; }
   bool LinksUp() const override { return problems.empty(); }
   uint32_t WorkersAlive() const override { return 2; }
-  std::optional<FlowLocation> FindFlow(const dataplane::FlowKey&) override { return flow; }
+  std::optional<FlowLocation> FindFlow(const FlowKey&) override { return flow; }
 
   dataplane::WorkerCounters counters;
   std::vector<std::string> problems;
@@ -156,7 +152,7 @@ TEST(ControlCoreVipCidrsTest, VipsOutsideTheAnnouncedPrefixesAreRefused) {
   auto store = dataplane::SnapshotStore::Create(1);
   ASSERT_TRUE(store.ok());
   NodeSettings settings = Settings();
-  settings.vip_cidrs = {*dataplane::IpPrefix::Parse("10.1.0.0/24")};
+  settings.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24")};
   ControlCore core(settings, store->get(), nullptr);
   ASSERT_TRUE(core.Start().ok());
   auto node = Dns({"192.168.1.1"}, "10.90.0.2");
@@ -172,7 +168,7 @@ TEST(ControlCoreVipCidrsTest, VipsOutsideTheAnnouncedPrefixesAreRefused) {
 
 TEST(ControlCoreLimitsTest, BackendsOnlyInTheAllowedPrefixes) {
   NodeSettings settings = Settings();
-  settings.limits.backend_cidrs = {*dataplane::IpPrefix::Parse("10.244.0.0/16")};
+  settings.limits.backend_cidrs = {*IpPrefix::Parse("10.244.0.0/16")};
   settings.nat.addresses = {Addr("10.254.0.1")};
   auto store = dataplane::SnapshotStore::Create(1);
   ASSERT_TRUE(store.ok());
@@ -261,7 +257,7 @@ TEST_F(ControlCoreTest, ApplyIsAllOrNothing) {
 
 TEST_F(ControlCoreTest, ExplainFlow) {
   ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
-  dataplane::FlowKey key;
+  FlowKey key;
   key.src = Addr("192.0.2.1");
   key.dst = Addr("10.9.9.9");
   key.src_port_be = htons(1000);
@@ -298,12 +294,12 @@ TEST_F(ControlCoreTest, ExplainFlow) {
 TEST_F(ControlCoreTest, NeighborsMakeBackendsOnLink) {
   ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
   ASSERT_TRUE(core_->CreateService(Dns({"192.168.7.1"}, "10.1.0.11")).ok());
-  const auto prefixes = std::vector<dataplane::IpPrefix>{*dataplane::IpPrefix::Parse("192.168.1.0/24")};
+  const auto prefixes = std::vector<IpPrefix>{*IpPrefix::Parse("192.168.1.0/24")};
   auto unresolved = core_->UnresolvedOnLinkBackends(prefixes, 10);
   std::sort(unresolved.begin(), unresolved.end());
   EXPECT_EQ(unresolved, (std::vector<IpAddress>{Addr("192.168.1.1"), Addr("192.168.1.2")}));
   const auto* other_before = store_->current()->FindService(Addr("10.1.0.11"), IPPROTO_UDP, htons(53));
-  const dataplane::MacAddress mac = {2, 0, 0, 0, 0, 7};
+  const MacAddress mac = {2, 0, 0, 0, 0, 7};
   ASSERT_TRUE(core_->UpdateNeighbors({{Addr("192.168.1.2"), mac}, {Addr("192.168.1.254"), mac}}).ok());
   const auto* rec = store_->current()->FindService(Addr("10.1.0.10"), IPPROTO_UDP, htons(53));
   const dataplane::BackendRecord& b = rec->backends[rec->backend_slots[1]];

@@ -8,7 +8,6 @@
 namespace lb::control {
 namespace {
 
-using dataplane::IpAddress;
 using dataplane::SyncedFlow;
 
 SyncedFlow Flow(uint16_t client_port, uint8_t protocol, const char* backend = "10.92.1.2") {

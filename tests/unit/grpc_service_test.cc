@@ -17,7 +17,7 @@ class GrpcServiceTest : public ::testing::Test {
     ASSERT_TRUE(store.ok());
     store_ = *std::move(store);
     NodeSettings settings;
-    settings.encap.source_v4 = *dataplane::IpPrefix::Parse("10.255.0.0/24");
+    settings.encap.source_v4 = *IpPrefix::Parse("10.255.0.0/24");
     core_ = std::make_unique<ControlCore>(settings, store_.get(), nullptr);
     ASSERT_TRUE(core_->Start().ok());
     service_ = std::make_unique<LoadBalancerService>(core_.get());
@@ -122,7 +122,7 @@ TEST_F(GrpcServiceTest, ApplyThenDrain) {
   EXPECT_EQ(stats.services(0).backends(0).maglev_entries(), 1021u);
   EXPECT_EQ(stats.generation(), 3u);
   EXPECT_EQ(stats.backends(), 2u);
-  EXPECT_EQ(stats.table_memory_bytes(), 1021u * 2 + 2 * dataplane::kBackendRecordBytes);
+  EXPECT_EQ(stats.table_memory_bytes(), 1021u * 2 + 2 * kBackendRecordBytes);
   EXPECT_GT(stats.table_memory_limit(), 0u);
   EXPECT_EQ(stats.drops_size(), int(dataplane::kNumDropReasons));
 }

@@ -1,4 +1,4 @@
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <random>
 #include <unordered_map>
 
-#include "dataplane/flow_key.h"
+#include "common/flow_key.h"
 
 namespace lb::dataplane {
 namespace {

@@ -1,4 +1,4 @@
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 #include <gtest/gtest.h>
 

@@ -14,9 +14,6 @@
 namespace lb::control::k8s {
 namespace {
 
-using dataplane::BackendState;
-using dataplane::IpAddress;
-using dataplane::IpPrefix;
 using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::Contains;
@@ -201,7 +198,7 @@ TEST_F(MappingTest, ExternalIpServiceWithNamedTargetPortAndEndpointStates) {
   EXPECT_EQ(s.vip, Ip("10.1.0.1"));
   EXPECT_EQ(s.protocol, IPPROTO_UDP);
   EXPECT_EQ(s.port, 53);
-  EXPECT_EQ(s.hash_fields, dataplane::HashFields::kFiveTuple);
+  EXPECT_EQ(s.hash_fields, HashFields::kFiveTuple);
   ASSERT_EQ(s.backends.size(), 2u);
   EXPECT_EQ(s.backends[0].address, Ip("10.244.0.1"));
   EXPECT_EQ(s.backends[0].state, BackendState::kActive);
@@ -258,7 +255,7 @@ TEST_F(MappingTest, NatIsTheDefaultAndTranslatesPortsWithoutAWarning) {
   AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)}, {{{"name", "dns"}, {"port", 5353}, {"protocol", "UDP"}}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
-  EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kNat);
+  EXPECT_EQ(d.services[0].mode, ForwardingMode::kNat);
   EXPECT_EQ(d.services[0].port, 53);
   EXPECT_EQ(d.services[0].backends.at(0).port, 5353) << "NAT delivers to the target port";
   EXPECT_THAT(d.problems, IsEmpty()) << "no PortTranslationIgnored for NAT";
@@ -283,20 +280,20 @@ TEST_F(MappingTest, SessionAffinityAndAnnotations) {
                               {"kubectl.kubernetes.io/last-applied-configuration", "{}"}};
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
-  EXPECT_EQ(d.services[0].hash_fields, dataplane::HashFields::kSourceIp);
-  EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
+  EXPECT_EQ(d.services[0].hash_fields, HashFields::kSourceIp);
+  EXPECT_EQ(d.services[0].mode, ForwardingMode::kDsrGue);
   EXPECT_EQ(d.services[0].table_size, 4093u);
 }
 
 TEST_F(MappingTest, InvalidAnnotationKeepsTheLastGoodSettings) {
   AddService(ServiceJson("web", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
   services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}};
-  ASSERT_EQ(Map().services.at(0).mode, dataplane::ForwardingMode::kDsrGue);
+  ASSERT_EQ(Map().services.at(0).mode, ForwardingMode::kDsrGue);
 
   services_[0].annotations = {{"lbd.io/forwarding-mode", "snat"}, {"lbd.io/maglev-table-size", "1021"}};
   DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
-  EXPECT_EQ(d.services[0].mode, dataplane::ForwardingMode::kDsrGue);
+  EXPECT_EQ(d.services[0].mode, ForwardingMode::kDsrGue);
   EXPECT_EQ(d.services[0].table_size, 0u) << "none of the invalid set applies (0: sized by lbd)";
   ASSERT_EQ(d.problems.size(), 1u);
   EXPECT_EQ(d.problems[0].reason, "InvalidAnnotation");

@@ -1,6 +1,6 @@
-#include "dataplane/maglev.h"
+#include "common/maglev.h"
 
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
-namespace lb::dataplane {
+namespace lb {
 namespace {
 
 uint64_t Mix64(uint64_t z) {
@@ -47,4 +47,4 @@ uint64_t StableHash64(const void* data, size_t len, uint64_t seed) {
   return Mix64(h);
 }
 
-}  // namespace lb::dataplane
+}  // namespace lb

@@ -11,10 +11,10 @@
 #include <string>
 #include <string_view>
 
-#include "dataplane/hash.h"
-#include "dataplane/ip_address.h"
+#include "common/hash.h"
+#include "common/ip_address.h"
 
-namespace lb::dataplane {
+namespace lb {
 
 struct FlowKey {
   IpAddress src;
@@ -115,4 +115,4 @@ class FlowHasher {
   uint32_t fingerprint_ = 0;
 };
 
-}  // namespace lb::dataplane
+}  // namespace lb

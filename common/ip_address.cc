@@ -1,10 +1,10 @@
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
 #include <arpa/inet.h>
 
 #include <charconv>
 
-namespace lb::dataplane {
+namespace lb {
 
 std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
   if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
@@ -91,4 +91,4 @@ std::string_view IpAddress::SpecialPurpose() const {
   return {};
 }
 
-}  // namespace lb::dataplane
+}  // namespace lb

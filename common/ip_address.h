@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace lb::dataplane {
+namespace lb {
 
 struct IpAddress {
   std::array<uint8_t, 16> bytes{};
@@ -90,4 +90,4 @@ struct IpPrefix {
   friend bool operator==(const IpPrefix&, const IpPrefix&) = default;
 };
 
-}  // namespace lb::dataplane
+}  // namespace lb

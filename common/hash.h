@@ -17,7 +17,7 @@
 #include <nmmintrin.h>
 #endif
 
-namespace lb::dataplane {
+namespace lb {
 
 inline constexpr uint32_t kFlowHashSeed = 0x9e3779b9;
 
@@ -189,4 +189,4 @@ uint32_t SecretFingerprint(std::string_view secret);
 // splitmix64's finaliser over little-endian 8-byte words. Stable across builds.
 uint64_t StableHash64(const void* data, size_t len, uint64_t seed);
 
-}  // namespace lb::dataplane
+}  // namespace lb

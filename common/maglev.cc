@@ -1,4 +1,4 @@
-#include "dataplane/maglev.h"
+#include "common/maglev.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,9 +7,9 @@
 #include <numeric>
 
 #include "absl/strings/str_format.h"
-#include "dataplane/hash.h"
+#include "common/hash.h"
 
-namespace lb::dataplane {
+namespace lb {
 namespace {
 
 constexpr uint64_t kOffsetSeed = 0x6d61676c65763031;  // "maglev01"
@@ -232,4 +232,4 @@ absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBac
   return table;
 }
 
-}  // namespace lb::dataplane
+}  // namespace lb

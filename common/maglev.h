@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataplane/ip_address.h"
+#include "common/ip_address.h"
 
-namespace lb::dataplane {
+namespace lb {
 
 inline constexpr uint32_t kMaxMaglevTableSize = 16777213;  // largest prime below 2^24
 // Table entries are 16-bit indexes into the service's backend list.
@@ -49,4 +49,4 @@ inline constexpr uint32_t kMaglevTableSizes[] = {1021, 4093, 16381, 65537, 26213
 absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBackend> backends,
                                                        uint32_t table_size);
 
-}  // namespace lb::dataplane
+}  // namespace lb

@@ -1,4 +1,4 @@
-#include "dataplane/config.h"
+#include "common/config.h"
 
 #include <algorithm>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
-namespace lb::dataplane {
+namespace lb {
 namespace {
 
 constexpr uint16_t kMinMtu = 1280;  // IPv6 minimum link MTU (RFC 8200 §5)
@@ -284,4 +284,4 @@ absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits)
   return absl::OkStatus();
 }
 
-}  // namespace lb::dataplane
+}  // namespace lb

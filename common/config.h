@@ -16,12 +16,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "dataplane/flow_key.h"
-#include "dataplane/flow_table.h"
-#include "dataplane/ip_address.h"
-#include "dataplane/maglev.h"
+#include "common/flow_key.h"
+#include "common/millis.h"
+#include "common/ip_address.h"
+#include "common/maglev.h"
 
-namespace lb::dataplane {
+namespace lb {
 
 enum class ForwardingMode : uint8_t {
   kDsrIpip,  // IPIP / IP6IP6 / 4in6 / 6in4 (RFC 2003, RFC 2473)
@@ -176,4 +176,4 @@ absl::Status ValidateNode(const NodeConfig& node);
 // "services[2].backends[0].address: 10.0.0.1 is IPv4 but no encap.source_v4 is set".
 absl::Status ValidateConfig(const DataplaneConfig& config, const Limits& limits);
 
-}  // namespace lb::dataplane
+}  // namespace lb
