@@ -127,7 +127,7 @@ struct NodeConfig {
   // control traffic; the same ports from anyone else share the other budget, so a flood
   // aimed at TCP 179 cannot crowd out the real session. Empty: by port alone.
   std::vector<IpAddress> control_peers;
-  // Flow sync (flow_sync.h): the peer LB nodes and the UDP port. Their datagrams to
+  // Flow sync (dataplane/flow_sync_wire.h): the peer LB nodes and the UDP port. Their datagrams to
   // that port are control traffic too, so that a flood to the node cannot crowd out what
   // keeps connections alive across a failover. No peers: no flow sync.
   std::vector<IpAddress> flow_sync_peers;

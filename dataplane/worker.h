@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "dataplane/counters.h"
-#include "dataplane/flow_sync.h"
+#include "dataplane/flow_sync_wire.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/nat.h"
 #include "dataplane/parse.h"
@@ -133,7 +133,7 @@ class Worker {
     // Complete TCP/UDP checksums that senders left partial (rewrite::CompletePartialChecksum):
     // for ports whose frames come from the kernel as it has them (net_af_packet).
     bool complete_partial_checksums = false;
-    // Flow sync (flow_sync.h): the ring of SyncedFlows this worker announces to the sync
+    // Flow sync (dataplane/flow_sync_wire.h): the ring of SyncedFlows this worker announces to the sync
     // thread (this worker the single producer; null: no sync), and how often a flow that
     // is still active is announced again, ms.
     rte_ring* flow_sync_announce = nullptr;

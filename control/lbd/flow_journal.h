@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "dataplane/flow_sync.h"
+#include "dataplane/flow_sync_wire.h"
 
 namespace lb::control {
 

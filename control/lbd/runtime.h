@@ -25,7 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "control/control_core.h"
 #include "control/dataplane_probe.h"
-#include "control/lbd/flow_sync.h"
+#include "control/lbd/flow_syncer.h"
 #include "control/lbd/host_interface.h"
 #include "control/lbd/neighbors.h"
 #include "dataplane/dpdk/af_packet_port.h"

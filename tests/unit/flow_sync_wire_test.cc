@@ -1,6 +1,6 @@
-// The flow-sync datagrams (dataplane/flow_sync.h): what one node encodes another decodes,
+// The flow-sync datagrams (dataplane/flow_sync_wire.h): what one node encodes another decodes,
 // only with the cluster's secret, and nothing malformed gets through.
-#include "dataplane/flow_sync.h"
+#include "dataplane/flow_sync_wire.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // FlowSyncer: lbd's flow-sync thread (docs/flow-sync.md).
 //
 // It takes the flows the workers announce from their rings, packs them into datagrams
-// (dataplane/flow_sync.h) and sends each to every peer node over UDP, on the node
+// (dataplane/flow_sync_wire.h) and sends each to every peer node over UDP, on the node
 // network, through the kernel (the exception path); and it hands the flows the peers
 // announce to every worker's learn ring, since which worker a flow's packets would reach
 // is the NIC's (or the kernel's fanout's) choice. Datagrams from an address that is not a
@@ -36,7 +36,7 @@
 #include "absl/status/statusor.h"
 #include "control/dataplane_probe.h"
 #include "control/lbd/flow_journal.h"
-#include "dataplane/flow_sync.h"
+#include "dataplane/flow_sync_wire.h"
 #include "common/ip_address.h"
 
 namespace lb::control {

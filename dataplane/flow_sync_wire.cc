@@ -1,4 +1,4 @@
-#include "dataplane/flow_sync.h"
+#include "dataplane/flow_sync_wire.h"
 
 #include <netinet/in.h>
 

@@ -1,4 +1,4 @@
-#include "control/lbd/flow_sync.h"
+#include "control/lbd/flow_syncer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "dataplane/flow_sync.h"
+#include "dataplane/flow_sync_wire.h"
 
 namespace lb::dataplane {
 namespace {

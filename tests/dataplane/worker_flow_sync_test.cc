@@ -1,4 +1,4 @@
-// Flow sync in the worker (dataplane/flow_sync.h): what a node announces, and what a node
+// Flow sync in the worker (dataplane/flow_sync_wire.h): what a node announces, and what a node
 // that learned it does when the flow's packets come to it after the backend set changed.
 #include <rte_ring.h>
 
