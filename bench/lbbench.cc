@@ -43,7 +43,7 @@
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/resources.h"
 #include "dataplane/snapshot_store.h"
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 
 DEFINE_uint32(flows, 100000, "Flows in all (split over the cores, as RSS would).");
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each core, as lbd's --flow_capacity (1 .. 268435456).");

@@ -11,7 +11,7 @@
 
 #include "dataplane/counters.h"
 #include "common/flow_key.h"
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 
 namespace lb::control {
 

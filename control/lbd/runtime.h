@@ -31,7 +31,7 @@
 #include "dataplane/dpdk/af_packet_port.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/resources.h"
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 
 namespace lb::control {
 

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 
 namespace lb::dataplane::dpdk {
 

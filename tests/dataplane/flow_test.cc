@@ -10,7 +10,7 @@
 #include <map>
 #include <thread>
 
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 #include "tests/dataplane/fixtures.h"
 #include "tests/dataplane/worker_harness.h"
 

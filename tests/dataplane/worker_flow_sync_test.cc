@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 #include "tests/dataplane/fixtures.h"
 #include "tests/dataplane/worker_harness.h"
 

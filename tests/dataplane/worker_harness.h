@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dataplane/snapshot_store.h"
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 #include "tests/helpers/packet_builder.h"
 
 namespace lb::testing {

@@ -1,7 +1,7 @@
 // Packets in -> packets out through Worker::ProcessBurst on real rte_mbufs. Expected
 // outputs are built byte by byte by tests/helpers/packet_builder (with its own
 // checksums), so these tables check the rewrites against a second implementation.
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

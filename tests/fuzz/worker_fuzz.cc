@@ -28,7 +28,7 @@
 
 #include "dataplane/dpdk/eal.h"
 #include "dataplane/snapshot_store.h"
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 #include "tests/fuzz/check.h"
 #include "tests/fuzz/fuzz_eal.h"
 

@@ -1,4 +1,4 @@
-#include "dataplane/worker.h"
+#include "dataplane/worker/worker.h"
 
 #include <rte_cycles.h>
 #include <rte_pause.h>
