@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "dataplane/worker/worker.h"
+#include "dataplane/dpdk/queue_pump.h"
 
 namespace lb::dataplane::dpdk {
 
