@@ -83,6 +83,8 @@ namespace lb::dataplane {
   X(kNatExpired, "nat_expired", "NAT sessions freed after their timeout (own and adopted)") \
   X(kNatPortsSkipped, "nat_ports_skipped",                                                      \
     "SNAT ports passed over for a new session: a session adopted from a peer gives the backend that 4-tuple") \
+  X(kHandshakesYielded, "handshakes_yielded",                                            \
+    "flow sync: own flows and NAT sessions whose handshake never completed here, replaced by the peer's established one") \
   X(kNatAdoptedFull, "nat_adopted_full",                                                        \
     "flow sync: NAT sessions of the peers not adopted, every adopted session live (--flow_sync_nat_sessions)") \
   X(kFlowsAnnounced, "flows_announced",                                                         \

@@ -4,11 +4,19 @@
 // megabytes misses the TLB on nearly every lookup; on 2 MiB pages it does not (lbbench, 1M
 // flows: +23-33% per core; neutral at 100k and 1k). The flow table is on the heap,
 // not in EAL's memory, so this holds whether or not EAL has hugepages; where THP is off it
-// is plain pages. Thread model: as the owner's.
+// is plain pages.
+//
+// The whole array is faulted in when it is made (MADV_POPULATE_WRITE): a worker must
+// never wait for the kernel to find, zero (and perhaps compact) memory when a new flow
+// first touches a page. Lazily, a burst of new flows in a fresh table took up to 200 ms
+// (a 2 MiB fault each, on a VM whose guest memory is itself faulted in), long enough for
+// BFD to declare the node down. So the memory is committed at start, and a shortfall is
+// an error at start rather than an OOM kill under load. Thread model: as the owner's.
 #pragma once
 
 #include <sys/mman.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -37,6 +45,7 @@ class HugeArray {
     const uintptr_t aligned = (reinterpret_cast<uintptr_t>(map_) + kHugePage - 1) & ~(kHugePage - 1);
     data_ = reinterpret_cast<T*>(aligned);
     madvise(data_, bytes_, MADV_HUGEPAGE);  // advice only: without THP, 4 KiB pages
+    Populate();
   }
   ~HugeArray() {
     if (map_ != nullptr) munmap(map_, map_bytes_);
@@ -48,6 +57,19 @@ class HugeArray {
   const T& operator[](size_t i) const { return data_[i]; }
 
  private:
+  void Populate() {
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(data_, bytes_, MADV_POPULATE_WRITE) == 0) return;
+    if (errno == ENOMEM) {
+      munmap(map_, map_bytes_);
+      throw std::bad_alloc();
+    }
+#endif
+    // Kernels before 5.14: write each page (zeros over zeros).
+    volatile uint8_t* bytes = reinterpret_cast<volatile uint8_t*>(data_);
+    for (size_t i = 0; i < bytes_; i += 4096) bytes[i] = 0;
+  }
+
   size_t bytes_;
   size_t map_bytes_ = 0;
   uint8_t* map_ = nullptr;

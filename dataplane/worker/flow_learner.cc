@@ -24,8 +24,14 @@ bool FlowLearner::LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis no
   const FlowTag tag = flows_.Tag(f.key, hasher_.Hash(f.key));
   FlowTable::Slot slot = flows_.Find(tag, now);
   if (slot) {
-    // Refreshed when announced again; else this worker carries the flow itself.
-    if (!IsLearnedFlowEntry(*slot.entry)) return false;
+    // Refreshed when announced again; else this worker carries the flow itself, unless its
+    // handshake never completed here: its SYN came here, and the connection went to the
+    // peer (ECMP changed before the SYN's retransmission). Left alone, the entry would
+    // expire with the handshake timeout and the connection go to the current Maglev pick.
+    const bool handshake_only = !(slot.entry->state & (kNatEntryFlag | kLearnedFlag)) &&
+                                FlowState(slot.entry->state & kStateMask) == FlowState::kTcpSynSent;
+    if (!IsLearnedFlowEntry(*slot.entry) && !handshake_only) return false;
+    if (handshake_only) counters_.Add(Event::kHandshakesYielded);
   } else if (!(slot = ClaimForLearned(flows_, counters_, tag, now))) {
     return false;
   }

@@ -36,6 +36,13 @@ inline FlowState NextState(FlowState s, const ParsedPacket& p) {
   return s;
 }
 
+// The state a reply (the backend's packet, through NAT) moves a session to: it may close
+// it, but only the client's packets open one (a SYN-ACK does not complete a handshake).
+inline FlowState NextReplyState(FlowState s, const ParsedPacket& p) {
+  if (p.key.protocol == IPPROTO_TCP && (p.tcp_flags & (kTcpFin | kTcpRst))) return FlowState::kTcpClosing;
+  return s;
+}
+
 // The flows worth telling the peers about: a TCP connection once established (a SYN
 // flood announces nothing), a UDP flow from its second packet on (a lone DNS query
 // neither).

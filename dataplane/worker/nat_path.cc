@@ -57,8 +57,12 @@ void NatPath::Sweep(Millis now, uint32_t buckets) {
 
 void NatPath::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now,
                              bool from_client) {
-  const FlowState state = NextState(FlowState(s.state), p);
+  // Only the client's ACK completes the handshake: a SYN-ACK from the backend to a SYN
+  // nobody will acknowledge (a spoofed source) keeps the handshake's short timeout.
+  const FlowState state = from_client ? NextState(FlowState(s.state), p) : NextReplyState(FlowState(s.state), p);
   s.state = uint8_t(state);
+  // Nor do the backend's SYN-ACK retransmissions keep a half-open session alive.
+  if (!from_client && state == FlowState::kTcpSynSent) return;
   const Millis deadline = now + snap.Timeout(state);
   if (announcer_.enabled() && Announceable(state) &&
       (s.announced ? announcer_.RefreshDue(s.deadline, deadline) : from_client)) {
@@ -347,6 +351,14 @@ void NatPath::AdoptedToClient(BurstContext& ctx, rte_mbuf* m, const ParsedPacket
   ToClient(ctx, m, p, a.client);
 }
 
+bool NatPath::YieldToPeer(const FlowEntry& e, const FlowKey& client, Millis now) {
+  NatSession* s = SessionOf(e, client, now);
+  if (s == nullptr || FlowState(s->state) != FlowState::kTcpSynSent) return false;
+  nat_.Release(nat_.IndexOf(*s));
+  counters_.Add(Event::kHandshakesYielded);
+  return true;
+}
+
 bool NatPath::Adopt(const Snapshot& snap, const SyncedFlow& f, Millis now) {
   const ServiceRecord* svc = snap.FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
   uint32_t slot_id = 0;
@@ -365,18 +377,22 @@ bool NatPath::Adopt(const Snapshot& snap, const SyncedFlow& f, Millis now) {
   const uint8_t entry_state = uint8_t(kAdoptedEntry | uint8_t(state));
   const FlowTag client_tag = flows_.Tag(f.key, hasher_.Hash(f.key));
   FlowTable::Slot client = flows_.Find(client_tag, now);
-  AdoptedSession* a = nullptr;
-  if (client) {
-    // This worker's own flow or session, or an adopted one it carries: its own word stands.
-    a = AdoptedOf(*client.entry, now);
-    if (a == nullptr || a->carried || !(a->client == f.key)) return false;
+  AdoptedSession* a = client ? AdoptedOf(*client.entry, now) : nullptr;
+  if (a != nullptr) {
+    // An adopted one this node carries: its own word stands.
+    if (a->carried || !(a->client == f.key)) return false;
   } else {
+    // This worker's own flow or session: its own word stands, but for a session whose
+    // handshake never completed here. Its SYN came here and the rest of the connection
+    // went to the peer (ECMP changed in between, or the SYN was retransmitted after a
+    // route change): the peer's established session is the connection.
+    if (client && !YieldToPeer(*client.entry, f.key, now)) return false;
     const uint32_t index = adopted_.Take(now);
     if (index == AdoptedTable::kNone) {
       counters_.Add(Event::kNatAdoptedFull);
       return false;
     }
-    if (!(client = ClaimForLearned(flows_, counters_, client_tag, now))) {
+    if (!client && !(client = ClaimForLearned(flows_, counters_, client_tag, now))) {
       adopted_.Release(index);
       return false;
     }

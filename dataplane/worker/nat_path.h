@@ -91,6 +91,9 @@ class NatPath {
   // A packet of session `s` (`from_client`: of the client side) keeps it alive; flow sync
   // announces it once established (on a packet of the client's), then every interval.
   void RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now, bool from_client);
+  // Adopt: whether this worker's entry `e` for `client` is its own session whose
+  // handshake never completed here, which it then ends so that the peer's is adopted.
+  bool YieldToPeer(const FlowEntry& e, const FlowKey& client, Millis now);
   // Another SNAT port when the one allocated (`index`) would give the backend the 4-tuple
   // of an adopted session; kNone when a few tries find none.
   uint32_t AvoidAdopted(const Snapshot& snap, uint32_t index, const FlowKey& client, const IpAddress& backend,

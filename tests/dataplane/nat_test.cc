@@ -132,6 +132,22 @@ TEST_F(NatTest, TcpStatesAndTimeouts) {
   EXPECT_EQ(w_.Count(Event::kNatSessions), 2u);
 }
 
+// A backend's SYN-ACK does not complete a handshake: a SYN from a source that never
+// answers (a spoofed one) holds its SNAT port for the handshake timeout only.
+TEST_F(NatTest, OnlyTheClientsAckEstablishesASession) {
+  ExpectWire(In4(pb::Ipv4(kClient, kVip, IPPROTO_TCP, pb::Tcp(40000, 80, kSyn))),
+             Out4(pb::Ipv4(kSnat, kBackend, IPPROTO_TCP, pb::Tcp(kPortMin, 80, kSyn), Ttl(63))), 1000);
+  ExpectWire(In4(pb::Ipv4(kBackend, kSnat, IPPROTO_TCP, pb::Tcp(80, kPortMin, kSyn | kAck))),
+             Out4(pb::Ipv4(kVip, kClient, IPPROTO_TCP, pb::Tcp(80, 40000, kSyn | kAck), Ttl(63))), 1100);
+  // The backend retransmits its SYN-ACK: past the SYN timeout (10 s, not the established
+  // 300 s) the session is gone.
+  ExpectWire(In4(pb::Ipv4(kBackend, kSnat, IPPROTO_TCP, pb::Tcp(80, kPortMin, kSyn | kAck))),
+             Out4(pb::Ipv4(kVip, kClient, IPPROTO_TCP, pb::Tcp(80, 40000, kSyn | kAck), Ttl(63))), 9000);
+  const Output late = w_.Run(In4(pb::Ipv4(kBackend, kSnat, IPPROTO_TCP, pb::Tcp(80, kPortMin, kSyn | kAck))), 11200);
+  EXPECT_TRUE(late.wire.empty());
+  EXPECT_EQ(w_.Count(DropReason::kNatNoSession), 1u);
+}
+
 // Only a SYN opens a TCP session: a spoofed ACK (or any non-SYN without a session) takes
 // no SNAT port.
 TEST_F(NatTest, OnlyASynOpensATcpSession) {

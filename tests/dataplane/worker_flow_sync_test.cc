@@ -171,6 +171,24 @@ TEST(FlowSyncWorkerTest, WhatANodeCarriesItselfIsNotOverwritten) {
   EXPECT_EQ(b.Backends({Client(3, kAck)}, 1030), own);
 }
 
+// A connection's SYN reached B, its retransmission A (ECMP changed in between). B's entry
+// never saw the handshake complete: A's announcement replaces it, so the connection keeps
+// A's backend at B after B's SYN timeout too.
+TEST(FlowSyncWorkerTest, AHandshakeThatCompletedOnAPeerReplacesTheEntryHere) {
+  Node a, b;
+  for (Node* n : {&a, &b}) ASSERT_TRUE(n->h().Apply(TestConfig()));
+  b.h().Run(Client(3, kSyn), 1000);
+  a.h().Run(Client(3, kSyn), 2000);
+  a.h().Run(Client(3, kAck), 2010);
+  SyncedFlow at_a = a.Announced().at(0);
+  at_a.backend = Addr(kMulti[0]) == at_a.backend ? Addr(kMulti[1]) : Addr(kMulti[0]);  // not B's pick
+  EXPECT_EQ(b.h().worker().Learn({&at_a, 1}, 2020), 1u);
+  EXPECT_EQ(b.h().Count(Event::kHandshakesYielded), 1u);
+  const Bytes a_backend = OuterDestination4(b.h().Run(Client(3, kAck), 2030).wire.at(0));
+  EXPECT_EQ(IpAddress::FromV4Bytes(a_backend.data()), at_a.backend);
+  EXPECT_EQ(b.Backends({Client(3, kAck)}, 15000), std::vector<Bytes>{a_backend}) << "past B's SYN timeout";
+}
+
 TEST(FlowSyncWorkerTest, FlowsOfUnknownServicesOrBackendsAreCountedNotLearned) {
   Node a, b;
   for (Node* n : {&a, &b}) ASSERT_TRUE(n->h().Apply(TestConfig()));
@@ -307,6 +325,36 @@ TEST(FlowSyncWorkerTest, AnAdoptedNatSessionGoesOnThroughAnotherNodeBothWays) {
   EXPECT_EQ(unsynced.h().Count(DropReason::kNatNotSyn), 1u);
   const Output reply = unsynced.h().Run(ReplyTo(at_a[0], kAck), 2001);
   EXPECT_TRUE(reply.wire.empty());
+}
+
+// A connection's SYN reached B, its retransmission A (ECMP changed in between), and A
+// completed it. B's session never completed its handshake: it yields to A's announced
+// one, so that B carries the connection on A's port should it come back to B (on B's own
+// port the backend, which never saw it, would reset it).
+TEST(FlowSyncWorkerTest, AHandshakeThatCompletedOnAPeerReplacesTheOneThatDidNotHere) {
+  Node a(NatOptions()), b(NatOptions());
+  ASSERT_TRUE(a.h().Apply(NatNode(kSnatA, 4)));
+  ASSERT_TRUE(b.h().Apply(NatNode(kSnatB, 4)));
+  ASSERT_EQ(b.h().Run(NatIn(1, kSyn), 1000).wire.size(), 1u);  // the first SYN: unanswered
+  const std::vector<Bytes> at_a = OpenNat(a, 2, 2000);           // the retransmission, at A
+  const auto announced = a.Announced();
+  ASSERT_EQ(announced.size(), 2u);
+  EXPECT_EQ(b.h().worker().Learn(announced, 2010), 2u);
+  EXPECT_EQ(b.h().Count(Event::kHandshakesYielded), 1u);
+  const Output to_backend = b.h().Run(NatIn(1, kAck, kLine), 3000);
+  ASSERT_EQ(to_backend.wire.size(), 1u);
+  EXPECT_EQ(to_backend.wire[0], at_a[1]) << "A's SNAT address and port, A's backend";
+  EXPECT_EQ(b.h().worker().nat().in_use(0), 0u) << "B's own port is free again";
+
+  // An established session of B's own stands: the peer's word does not replace it.
+  Node c(NatOptions());
+  ASSERT_TRUE(c.h().Apply(NatNode(kSnatB, 4)));
+  const std::vector<Bytes> at_c = OpenNat(c, 2, 1000);
+  EXPECT_EQ(c.h().worker().Learn(announced, 2010), 0u);
+  EXPECT_EQ(c.h().Count(Event::kHandshakesYielded), 0u);
+  const Output own = c.h().Run(NatIn(1, kAck, kLine), 3000);
+  ASSERT_EQ(own.wire.size(), 1u);
+  EXPECT_EQ(own.wire[0], at_c[1]);
 }
 
 // Node A comes back with empty tables while B carries A's sessions; the ToR routes A's

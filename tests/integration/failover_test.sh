@@ -32,7 +32,7 @@ HOLDS=(hold hold-nat)  # their logs: the DSR VIP's flows, the NAT VIP's
 
 finish() {
   if [ "$failed" -ne 0 ]; then
-    for n in 1 2; do echo "--- lb$n"; lbctl_on "$n" stats 2>/dev/null | grep -E "flow|drop|midstream|rescued|learned|announce" | head -30; done
+    for n in 1 2; do echo "--- lb$n"; lbctl_on "$n" stats 2>/dev/null | grep -v " 0$" | sed '/^Maglev/,$d'; done
     for f in lbd-lb1 lbd-lb2 "${HOLDS[@]}"; do echo "--- $f"; tail -15 "$TOPO_DIR/$f.log" 2>/dev/null; done
   fi
   topo_down
@@ -93,9 +93,12 @@ echo "   flow-table hits so far: $(through)"
 check "both nodes carry some of them, and announced them" \
   sh -c "[ $(event_on 1 flows_announced) -gt 0 ] && [ $(event_on 2 flows_announced) -gt 0 ]"
 
+phase() { echo "   $(date +%T.%N | cut -c1-10) $*"; }
+phase "holding since $(date -r "$TOPO_DIR/hold.log" +%T)"
 # --- 1. scale up to five backends on both nodes, then cut lb1's uplink
 for n in 1 2; do apply_on "$n" 5; done
 sleep 4
+phase "lb1's uplink down"
 uplink 1 down
 check "lb1's path is withdrawn (BFD)" topo_wait 5 has_next_hops 1
 check "lb1's SNAT address is routed to lb2 (its backup announcement)" topo_wait 5 snat_via 1 2
@@ -104,6 +107,7 @@ check "lb2 carries lb1's flows on their backends (flows_rescued $(event_on 2 flo
   test "$(event_on 2 flows_rescued)" -gt 0
 
 # --- 2. lb1 comes back with a fresh lbd (its tables empty)
+phase "lb1's lbd stopped"
 kill -TERM "$(pgrep -f -- "--file-prefix=$TOPO-lb1 ")"
 topo_wait 10 sh -c "! pgrep -f -- '--file-prefix=$TOPO-lb1 ' >/dev/null"
 uplink 1 up
@@ -122,6 +126,7 @@ check "lb2 sent the fresh lb1 every flow it knows, idle ones too (dumps: $(sync_
 # --- 3. drain a backend on both nodes, then cut lb2's uplink
 for n in 1 2; do apply_on "$n" 5 1; done
 sleep 4
+phase "lb2's uplink down"
 uplink 2 down
 check "lb2's path is withdrawn" topo_wait 5 has_next_hops 1
 sleep 6

@@ -10,8 +10,8 @@ or changing backend (standard library only), for the failover test.
       300 s), every connection sends one more line. A TCP connection is broken when it is
       reset, closed, or silent for 3 s after a line, or answers from another backend; a
       UDP flow when two queries in a row go unanswered, or it answers from another
-      backend. Writes "ready" to stdout once every connection and flow has answered, and
-      a JSON summary at the end. Exit status 1 if anything broke.
+      backend. Writes "ready" to stdout once every connection and flow has answered (or
+      how many broke before answering), and a JSON summary at the end. Exit status 1 if anything broke.
 """
 import asyncio
 import json
@@ -41,6 +41,7 @@ def dns_answer(data, qid):
 
 class Tally:
     def __init__(self):
+        self.start = time.monotonic()
         self.backends = {}  # flow name -> first backend
         self.broken = {}    # flow name -> why
         self.answers = 0
@@ -52,7 +53,7 @@ class Tally:
             self.broken[name] = "moved from %s to %s" % (first, backend)
 
     def fail(self, name, why):
-        self.broken.setdefault(name, why)
+        self.broken.setdefault(name, "%s (at %.1f s)" % (why, time.monotonic() - self.start))
 
 
 async def hold_tcp(vip, i, tally, stop, ready, idle=False):
@@ -137,7 +138,8 @@ async def main(vip, tcp_count, udp_count, stop_file, idle_count=0):
     announced = False
     while time.monotonic() - start < DEADLINE and not os.path.exists(stop_file):
         if not announced and len(ready) + len(tally.broken) >= tcp_count + idle_count + udp_count:
-            print("ready", flush=True)
+            # "ready" only when every one answered: one that broke first is a failure.
+            print("ready" if not tally.broken else "%d broke before answering" % len(tally.broken), flush=True)
             announced = True
         if all(t.done() for t in tasks):
             break
