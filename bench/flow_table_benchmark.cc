@@ -1,5 +1,5 @@
 // Flow-table lookup and insert rates at 1M flows, in the access pattern of a worker: a
-// burst of 32 keys hashed and prefetched first, then looked up (DESIGN.md §3).
+// burst of 32 keys hashed and prefetched first, then looked up (docs/design.md, the dataplane).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
