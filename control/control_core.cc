@@ -87,14 +87,11 @@ absl::StatusOr<std::shared_ptr<const ControlCore::ServiceEntry>> ControlCore::Bu
   return std::make_shared<const ServiceEntry>(ServiceEntry{Service{id, config}, *std::move(record)});
 }
 
-absl::Status ControlCore::ValidateOne(const ServiceConfig& s, const std::string& field,
-                                      const NodeSettings& settings) const {
-  return ValidateService(s, field, settings, settings.limits);
-}
-
-absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& config,
-                                      const std::string& field) {
+absl::Status ControlCore::Admit(const State& next, const ServiceConfig& config, const std::string& field,
+                                const absl::flat_hash_set<IpAddress>& vips) const {
   const Limits& limits = next.settings.limits;
+  if (absl::Status s = ValidateService(config, field, next.settings, limits); !s.ok()) return s;
+  if (absl::Status s = CheckNoVipBackend(config, field, vips); !s.ok()) return s;
   if (next.services.size() + 1 > limits.max_services) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s: lbd holds at most %d services (max_services)", field, limits.max_services));
@@ -113,45 +110,45 @@ absl::Status ControlCore::CheckLimits(const State& next, const ServiceConfig& co
   return absl::OkStatus();
 }
 
-absl::Status ControlCore::CheckAddressesAgainst(const State& next, const ServiceConfig& config,
-                                                const std::string& field) {
+absl::StatusOr<Service> ControlCore::Write(State& next, const ServiceConfig& config, const ServiceEntry* previous,
+                                           uint64_t id) {
   absl::flat_hash_set<IpAddress> vips{config.vip};
   bool vip_is_new = true;
-  for (const auto& [id, entry] : next.services) {
-    vips.insert(id.vip);
-    vip_is_new &= id.vip != config.vip;
+  for (const auto& [key, entry] : next.services) {
+    vips.insert(key.vip);
+    vip_is_new &= key.vip != config.vip;
   }
-  if (absl::Status s = CheckNoVipBackend(config, field, vips); !s.ok()) return s;
-  if (!vip_is_new) return absl::OkStatus();
-  // A new VIP must not be another service's backend either (it would loop the same way).
-  for (const auto& [id, entry] : next.services) {
-    for (const BackendConfig& b : entry->service.config.backends) {
-      if (b.address == config.vip) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s.vip: %s is a backend of service %s (a loop)", field, config.vip.ToString(), id.ToString()));
+  if (absl::Status s = Admit(next, config, "service", vips); !s.ok()) return s;
+  if (vip_is_new) {
+    // A new VIP must not be another service's backend either (it would loop the same way).
+    for (const auto& [key, entry] : next.services) {
+      for (const BackendConfig& b : entry->service.config.backends) {
+        if (b.address == config.vip) {
+          return absl::InvalidArgumentError(absl::StrFormat("service.vip: %s is a backend of service %s (a loop)",
+                                                            config.vip.ToString(), key.ToString()));
+        }
       }
     }
   }
-  return absl::OkStatus();
+  auto entry = BuildEntry(id, config, previous, next.settings);
+  if (!entry.ok()) return entry.status();
+  const Service written = (*entry)->service;
+  next.services.emplace(IdOf(config), *std::move(entry));
+  next.Count(config, +1);
+  return written;
 }
 
 absl::StatusOr<Service> ControlCore::CreateService(const ServiceConfig& config) {
   absl::MutexLock lock(&write_mu_);
   auto next = std::make_shared<State>(*Current());
-  if (absl::Status s = ValidateOne(config, "service", next->settings); !s.ok()) return s;
   const ServiceId id = IdOf(config);
   if (auto it = next->services.find(id); it != next->services.end()) {
     return absl::AlreadyExistsError(absl::StrFormat("service %s already exists (id %d)",
                                                     id.ToString(), it->second->service.id));
   }
-  if (absl::Status s = CheckLimits(*next, config, "service"); !s.ok()) return s;
-  if (absl::Status s = CheckAddressesAgainst(*next, config, "service"); !s.ok()) return s;
-  auto entry = BuildEntry(next_id_, config, nullptr, next->settings);
-  if (!entry.ok()) return entry.status();
+  auto created = Write(*next, config, nullptr, next_id_);
+  if (!created.ok()) return created.status();
   ++next_id_;
-  const Service created = (*entry)->service;
-  next->services.emplace(id, *std::move(entry));
-  next->Count(config, +1);
   Commit(std::move(next));
   return created;
 }
@@ -208,18 +205,12 @@ absl::StatusOr<Service> ControlCore::EditService(const ServiceId& id, Edit edit)
   const std::shared_ptr<const ServiceEntry> previous = it->second;
   ServiceConfig config = previous->service.config;
   if (absl::Status s = edit(config); !s.ok()) return s;
-  if (absl::Status s = ValidateOne(config, "service", next->settings); !s.ok()) return s;
   next->services.erase(it);
   next->Count(previous->service.config, -1);
-  if (absl::Status s = CheckLimits(*next, config, "service"); !s.ok()) return s;
-  if (absl::Status s = CheckAddressesAgainst(*next, config, "service"); !s.ok()) return s;
-  auto entry = BuildEntry(previous->service.id, config, previous.get(), next->settings);
-  if (!entry.ok()) return entry.status();
-  const Service result = (*entry)->service;
-  next->services.emplace(id, *std::move(entry));
-  next->Count(config, +1);
+  auto edited = Write(*next, config, previous.get(), previous->service.id);
+  if (!edited.ok()) return edited.status();
   Commit(std::move(next));
-  return result;
+  return edited;
 }
 
 absl::StatusOr<Service> ControlCore::SetBackends(const ServiceId& id,
@@ -300,15 +291,13 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
     const ServiceConfig& config = services[i];
     const std::string field = absl::StrFormat("services[%d]", i);
     const ServiceId id = IdOf(config);
-    absl::Status status = ValidateOne(config, field, next->settings);
+    absl::Status status = Admit(*next, config, field, vips);
     if (status.ok()) {
       if (auto [it, inserted] = seen.emplace(id, i); !inserted) {
         status = absl::InvalidArgumentError(absl::StrFormat(
             "%s: same VIP, protocol and port as services[%d] (%s)", field, it->second, id.ToString()));
       }
     }
-    if (status.ok()) status = CheckNoVipBackend(config, field, vips);
-    if (status.ok()) status = CheckLimits(*next, config, field);
     if (!status.ok()) {
       if (!partial) return status;
       result.outcomes.push_back({ServiceOutcome::Kind::kRefused, id, int32_t(i), std::move(status)});

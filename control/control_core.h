@@ -25,6 +25,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "control/api_types.h"
@@ -198,14 +199,17 @@ class ControlCore {
   // Rebuilds the records of the services `affected` selects, for `next`'s settings.
   template <typename Affected>
   absl::Status RebuildWhere(State& next, Affected affected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  absl::Status ValidateOne(const ServiceConfig& s, const std::string& field,
-                           const NodeSettings& settings) const;
-  // Whether `config`'s backends include a VIP of `next` (or its own), or its VIP is new
-  // and a backend of another service of `next`: either would loop.
-  static absl::Status CheckAddressesAgainst(const State& next, const ServiceConfig& config,
-                                            const std::string& field);
-  // Whether `next` would exceed a limit once `config` joins it (`field` names it).
-  static absl::Status CheckLimits(const State& next, const ServiceConfig& config, const std::string& field);
+  // The one admission check of every write (create, edit, apply): whether `config` may
+  // join `next`, which holds the services admitted so far. It must be valid, within the
+  // limits, and none of its backends may be a VIP of `vips` (those `next` will hold, its
+  // own included): that would loop. `field` names it in the error.
+  absl::Status Admit(const State& next, const ServiceConfig& config, const std::string& field,
+                     const absl::flat_hash_set<IpAddress>& vips) const;
+  // The single-service write path (create and edit): admits `config` into `next` (which
+  // lacks it), refuses a new VIP that is a backend of another service, builds its entry
+  // (from `previous` when it replaces one) as service `id`, and puts it in `next`.
+  absl::StatusOr<Service> Write(State& next, const ServiceConfig& config, const ServiceEntry* previous, uint64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Modifies a copy of service `id` with `edit` and commits it.
   template <typename Edit>
   absl::StatusOr<Service> EditService(const ServiceId& id, Edit edit) ABSL_LOCKS_EXCLUDED(write_mu_);
