@@ -1,5 +1,8 @@
 #include "control/lbd/host_interface.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -77,5 +80,26 @@ int KernelStackGuard::Enforce() {
   }
   return written;
 }
+
+std::vector<IpAddress> HostAddresses() {
+  std::vector<IpAddress> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, text, sizeof(text));
+    } else {
+      continue;
+    }
+    if (auto a = IpAddress::Parse(text)) out.push_back(*a);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 
 }  // namespace lb::control

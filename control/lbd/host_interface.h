@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/ip_address.h"
 
 namespace lb::control {
 
@@ -50,5 +51,8 @@ class KernelStackGuard {
   std::string interface_;
   std::vector<Setting> settings_;
 };
+
+// The addresses of the host's interfaces (getifaddrs), e.g. its management NIC's.
+std::vector<IpAddress> HostAddresses();
 
 }  // namespace lb::control

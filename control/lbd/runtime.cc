@@ -1,10 +1,5 @@
 #include "control/lbd/runtime.h"
 
-#include <rte_cycles.h>
-#include <rte_lcore.h>
-#include <rte_mbuf.h>
-#include <rte_random.h>
-#include <rte_ring.h>
 
 #include <net/if.h>
 
@@ -16,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "control/lbd/host_interface.h"
 #include "control/lbd/neighbors.h"
+#include "dataplane/dpdk/services.h"
 
 namespace lb::control {
 
@@ -107,8 +103,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    .nat_addresses = options.nat_addresses,
                                    .nat_port_min = options.nat_port_min,
                                    .nat_port_max = options.nat_port_max,
-                                   // rte_rand is seeded from the CPU's entropy at EAL init.
-                                   .nat_port_secret = rte_rand() | 1,
+                                   // Random64 is seeded from the CPU's entropy at EAL init.
+                                   .nat_port_secret = dataplane::dpdk::Random64() | 1,
                                    .flow_hasher = options.flow_hasher,
                                    // The af_packet port completes them itself, exactly.
                                    .complete_partial_checksums = rt->wire_->driver() == "net_af_packet",
@@ -136,7 +132,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
     auto syncer = FlowSyncer::Start(sync_options, std::move(announce), std::move(learn));
     if (!syncer.ok()) return syncer.status();
     rt->syncer_ = *std::move(syncer);
-    rt->syncer_started_ = rte_get_tsc_cycles();
+    rt->syncer_started_ = dataplane::dpdk::Cycles();
     LOG(INFO) << "flow sync with " << absl::StrJoin(rt->syncer_->View().peers, ", ") << " on UDP port " << options.flow_sync.port << "; active flows announced every "
               << options.flow_sync_refresh_ms << " ms";
   }
@@ -235,14 +231,7 @@ NextHop Runtime::InitialNextHop() const {
 }
 
 void Runtime::ForwardFromKernel() {
-  rte_mbuf* pkts[dataplane::kMaxBurst];
-  for (uint16_t q = 0; q < workers_.size(); ++q) {
-    const uint16_t n = rte_eth_rx_burst(tap_->id(), q, pkts, dataplane::kMaxBurst);
-    if (n == 0) continue;
-    const unsigned queued =
-        rte_ring_sp_enqueue_burst(from_kernel_->get(), reinterpret_cast<void**>(pkts), n, nullptr);
-    if (queued < n) rte_pktmbuf_free_bulk(pkts + queued, n - queued);
-  }
+  dataplane::dpdk::ReceiveInto(*tap_, uint16_t(workers_.size()), *from_kernel_);
 }
 
 void Runtime::OnGatewayNeighbor(ControlCore* core, std::optional<MacAddress> mac) {
@@ -289,7 +278,7 @@ void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
     LOG(ERROR) << "neighbour resolution is off: " << monitor.status();
   }
   uint64_t next_solicit = 0;
-  const uint64_t hz = rte_get_tsc_hz();
+  const uint64_t hz = dataplane::dpdk::CyclesPerSecond();
   while (!stop.load(std::memory_order_relaxed)) {
     if (monitor.ok()) {
       auto changes = (*monitor)->Poll(/*timeout_ms=*/100);
@@ -307,9 +296,9 @@ void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
         }
       }
     } else {
-      rte_delay_us_sleep(100'000);
+      dataplane::dpdk::SleepMicros(100'000);
     }
-    const uint64_t now = rte_get_tsc_cycles();
+    const uint64_t now = dataplane::dpdk::Cycles();
     if (now >= next_solicit) {
       next_solicit = now + hz;
       SolicitUnresolved(core);
@@ -320,8 +309,8 @@ void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
 }
 
 void Runtime::SampleHeartbeats() {
-  const uint64_t now = rte_get_tsc_cycles();
-  const uint64_t limit = 2 * rte_get_tsc_hz();  // two seconds without a poll loop
+  const uint64_t now = dataplane::dpdk::Cycles();
+  const uint64_t limit = 2 * dataplane::dpdk::CyclesPerSecond();  // two seconds without a poll loop
   for (auto& slot : workers_) {
     const uint64_t loops = slot->worker->loops();
     if (loops != slot->last_loops || slot->last_change == 0) {
@@ -336,16 +325,16 @@ void Runtime::RunMain(ControlCore* core, const std::atomic<bool>& stop) {
   // Control work (neighbours, next hop, reclaiming snapshots) waits for changes in
   // progress; it runs on its own thread, so that the exception path below never does.
   std::thread control([&] { RunControl(core, stop); });
-  const uint64_t hz = rte_get_tsc_hz();
+  const uint64_t hz = dataplane::dpdk::CyclesPerSecond();
   uint64_t next_sample = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     ForwardFromKernel();
-    const uint64_t now = rte_get_tsc_cycles();
+    const uint64_t now = dataplane::dpdk::Cycles();
     if (now >= next_sample) {
       next_sample = now + hz / 4;
       SampleHeartbeats();
     }
-    rte_delay_us_sleep(200);  // the exception path is control traffic: no need to spin
+    dataplane::dpdk::SleepMicros(200);  // the exception path is control traffic: no need to spin
   }
   control.join();
 }
@@ -379,10 +368,10 @@ std::vector<std::string> Runtime::HealthProblems() const {
   if (syncer_ != nullptr) {
     // A (re)started node learns the peers' active flows within a refresh interval: until
     // then ECMP must not move flows to it (lb-bird-gen announces it once healthy).
-    const uint64_t warm = syncer_started_ + (options_.flow_sync_refresh_ms + 1000) * (rte_get_tsc_hz() / 1000);
-    if (const uint64_t now = rte_get_tsc_cycles(); now < warm) {
+    const uint64_t warm = syncer_started_ + (options_.flow_sync_refresh_ms + 1000) * (dataplane::dpdk::CyclesPerSecond() / 1000);
+    if (const uint64_t now = dataplane::dpdk::Cycles(); now < warm) {
       problems.push_back(absl::StrFormat("flow sync: learning the peers' active flows (%d ms more)",
-                                         (warm - now) / (rte_get_tsc_hz() / 1000)));
+                                         (warm - now) / (dataplane::dpdk::CyclesPerSecond() / 1000)));
     }
   }
   absl::MutexLock lock(&mu_);

@@ -60,7 +60,7 @@ std::vector<std::string> FlagsUsed(const std::vector<std::string>& args) {
 TEST(ManifestsTest, ContainersPassOnlyFlagsTheProgramsDefine) {
   const auto docs = Documents("docker/k8s/lb-node.yaml");
   const std::map<std::string, std::string> sources = {
-      {"/usr/local/bin/lbd", "control/lbd/main.cc"},
+      {"/usr/local/bin/lbd", "control/lbd/flags.cc"},
       {"/usr/local/bin/lb-k8s-watcher", "control/k8s/main.cc"},
       {"/usr/local/bin/lb-bird-gen", "control/bird/main.cc"},
       {"/usr/local/bin/lb-node-config", "control/node/main.cc"},
@@ -86,7 +86,7 @@ TEST(ManifestsTest, ContainersPassOnlyFlagsTheProgramsDefine) {
   }
   // lbd's flag file, from the ConfigMap.
   std::istringstream flagfile(Find(docs, "ConfigMap")["data"]["lbd.flags"].as<std::string>());
-  const auto lbd_flags = Flags("control/lbd/main.cc");
+  const auto lbd_flags = Flags("control/lbd/flags.cc");
   for (std::string line; std::getline(flagfile, line);) {
     if (line.empty()) continue;
     for (const std::string& flag : FlagsUsed({line})) {
