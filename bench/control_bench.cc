@@ -95,8 +95,8 @@ bool Load(LbClient& lbd, const std::string& socket) {
     return false;
   }
   std::printf("%s: Apply of %u services x %u backends (%zu bytes): %.0f ms (%u created, %u updated, %u unchanged)\n",
-              socket.c_str(), FLAGS_services, FLAGS_backends, req.ByteSizeLong(), ms, out.created(),
-              out.updated(), out.unchanged());
+              socket.c_str(), FLAGS_services, FLAGS_backends, req.ByteSizeLong(), ms, out.created(), out.updated(),
+              out.unchanged());
   if (FLAGS_json) {
     std::printf("{\"socket\": \"%s\", \"apply_ms\": %.1f, \"services\": %u, \"backends\": %u}\n", socket.c_str(), ms,
                 FLAGS_services, FLAGS_backends);
@@ -169,8 +169,8 @@ int main(int argc, char** argv) {
   const auto start = Clock::now();
   for (uint32_t k = 0; k < count; ++k) {
     if (FLAGS_rate > 0) {
-      std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
-                                                std::chrono::duration<double>(k / FLAGS_rate)));
+      std::this_thread::sleep_until(
+          start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(k / FLAGS_rate)));
     }
     for (auto& lbd : clients) failures += !Change(*lbd, k, rpc_ms, visible_ms);
   }
@@ -183,9 +183,10 @@ int main(int argc, char** argv) {
                 visible.max);
   }
   if (FLAGS_json) {
-    std::printf("{\"changes\": %u, \"failed\": %u, \"rpc_p50_ms\": %.3f, \"rpc_p99_ms\": %.3f, \"visible_p50_ms\": %.3f, "
-                "\"visible_p99_ms\": %.3f, \"visible_max_ms\": %.3f}\n",
-                count, failures, rpc.p50, rpc.p99, visible.p50, visible.p99, visible.max);
+    std::printf(
+        "{\"changes\": %u, \"failed\": %u, \"rpc_p50_ms\": %.3f, \"rpc_p99_ms\": %.3f, \"visible_p50_ms\": %.3f, "
+        "\"visible_p99_ms\": %.3f, \"visible_max_ms\": %.3f}\n",
+        count, failures, rpc.p50, rpc.p99, visible.p50, visible.p99, visible.max);
   }
   return failures == 0 ? 0 : 1;
 }

@@ -22,7 +22,8 @@ std::vector<ServiceConfig> State(uint32_t services, uint32_t backends) {
     out[s].vip = V4((10u << 24) | (100u << 16) | s);
     out[s].protocol = IPPROTO_UDP;
     out[s].port = 53;
-    for (uint32_t b = 0; b < backends; ++b) out[s].backends.push_back({V4((10u << 24) | (200u << 16) | (s * 7 + b * 131) % 65536)});
+    for (uint32_t b = 0; b < backends; ++b)
+      out[s].backends.push_back({V4((10u << 24) | (200u << 16) | (s * 7 + b * 131) % 65536)});
   }
   return out;
 }

@@ -47,8 +47,9 @@
 
 DEFINE_uint32(flows, 100000, "Flows in all (split over the cores, as RSS would).");
 DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each core, as lbd's --flow_capacity (1 .. 268435456).");
-DEFINE_string(traffic, "established", "established: every flow seen before the measurement "
-                                      "(flow-table hits); syn: every packet a new TCP flow.");
+DEFINE_string(traffic, "established",
+              "established: every flow seen before the measurement "
+              "(flow-table hits); syn: every packet a new TCP flow.");
 DEFINE_string(proto, "udp", "udp or tcp (syn traffic is always tcp).");
 DEFINE_uint32(family, 4, "4 or 6: the client and VIP address family.");
 DEFINE_uint32(packet_size, 64, "Frame size in bytes, without CRC (>= the headers).");
@@ -56,15 +57,18 @@ DEFINE_uint32(services, 1, "Services (VIPs); flows are spread over them.");
 DEFINE_uint32(backends, 16, "Backends per service.");
 DEFINE_string(mode, "dsr-ipip", "dsr-ipip, dsr-gue or nat.");
 DEFINE_uint32(snat_addresses, 16, "nat: SNAT addresses (each has 64512 ports per protocol, shared by the cores).");
-DEFINE_string(flow_hash, "crc32c", "crc32c (lbd's default) or keyed (lbd --flow_hash_secret_file; a fixed "
+DEFINE_string(flow_hash, "crc32c",
+              "crc32c (lbd's default) or keyed (lbd --flow_hash_secret_file; a fixed "
               "secret here).");
-DEFINE_bool(flow_sync, false, "Flow sync on (lbd --flow_sync_peers): the workers announce their flows into a ring, "
-                               "which the bench core empties after each burst, as lbd's sync thread would elsewhere.");
+DEFINE_bool(flow_sync, false,
+            "Flow sync on (lbd --flow_sync_peers): the workers announce their flows into a ring, "
+            "which the bench core empties after each burst, as lbd's sync thread would elsewhere.");
 DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
 DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
 // Exit status: 0; 1 setup failed; 2 bad options; 3 established traffic saw drops.
 DEFINE_bool(json, false, "Print JSON instead of a table.");
-DEFINE_string(live_port, "", "Live mode: the EAL port (e.g. net_af_packet0 of --vdev) wired to a running lbd or "
+DEFINE_string(live_port, "",
+              "Live mode: the EAL port (e.g. net_af_packet0 of --vdev) wired to a running lbd or "
               "another forwarder. Frames go out of it for --seconds; what comes back is counted.");
 DEFINE_string(live_dst_mac, "", "Live mode: destination MAC of the frames (the device under test's port).");
 DEFINE_uint32(live_drain_ms, 300, "Live mode: time to keep receiving after the last frame is sent.");
@@ -108,7 +112,7 @@ struct Core {
   uint32_t index;
   std::unique_ptr<Worker> worker;
   std::optional<dpdk::ElemRing> announced;  // --flow_sync
-  std::vector<Frame> templates;  // by service
+  std::vector<Frame> templates;             // by service
   uint32_t first_flow = 0;
   uint32_t flows = 0;
   CoreResult result;
@@ -137,7 +141,10 @@ struct Shared {
 };
 Shared* g_shared;
 
-void PutU16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
+void PutU16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
+}
 
 IpAddress VipOf(uint32_t s) {
   if (FLAGS_family == 4) return IpAddress::FromV4(0x0a010000u + s);  // 10.1.x.y
@@ -386,16 +393,17 @@ int LiveMain(unsigned lcore, bool tcp) {
   const double tx = double(job.sent) / secs / 1e6, rx = double(job.received) / secs / 1e6;
   const double loss = job.sent ? 100.0 * (1.0 - double(job.received) / double(job.sent)) : 0;
   if (FLAGS_json) {
-    std::printf("{\"live_port\":\"%s\",\"flows\":%d,\"seconds\":%.2f,\"sent\":%lu,\"received\":%lu,"
-                "\"encapsulated\":%lu,\"tx_mpps\":%.4f,\"rx_mpps\":%.4f,\"loss_percent\":%.2f}\n",
-                FLAGS_live_port.c_str(), FLAGS_flows, secs, (unsigned long)job.sent, (unsigned long)job.received,
-                (unsigned long)job.encapsulated, tx, rx, loss);
+    std::printf(
+        "{\"live_port\":\"%s\",\"flows\":%d,\"seconds\":%.2f,\"sent\":%lu,\"received\":%lu,"
+        "\"encapsulated\":%lu,\"tx_mpps\":%.4f,\"rx_mpps\":%.4f,\"loss_percent\":%.2f}\n",
+        FLAGS_live_port.c_str(), FLAGS_flows, secs, (unsigned long)job.sent, (unsigned long)job.received,
+        (unsigned long)job.encapsulated, tx, rx, loss);
   } else {
     std::printf("lbbench live: %s -> %s, %d flows, %.1f s\n\n%-10s %-10s %-10s %-12s %8s %8s %7s\n",
                 FLAGS_live_port.c_str(), FLAGS_live_dst_mac.c_str(), FLAGS_flows, secs, "sent", "received",
                 "encapsulated", "", "tx-Mpps", "rx-Mpps", "loss%");
-    std::printf("%-10lu %-10lu %-10lu %-12s %8.3f %8.3f %7.2f\n", (unsigned long)job.sent,
-                (unsigned long)job.received, (unsigned long)job.encapsulated, "", tx, rx, loss);
+    std::printf("%-10lu %-10lu %-10lu %-12s %8.3f %8.3f %7.2f\n", (unsigned long)job.sent, (unsigned long)job.received,
+                (unsigned long)job.encapsulated, "", tx, rx, loss);
   }
   port->reset();
   return 0;
@@ -407,8 +415,8 @@ int Run(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if ((FLAGS_family != 4 && FLAGS_family != 6) || (FLAGS_traffic != "established" && FLAGS_traffic != "syn") ||
       (FLAGS_proto != "udp" && FLAGS_proto != "tcp") || FLAGS_packet_size > 256 || FLAGS_flows == 0 ||
-      (FLAGS_flow_hash != "crc32c" && FLAGS_flow_hash != "keyed") ||
-      FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > FlowTable::kMaxCapacity) {
+      (FLAGS_flow_hash != "crc32c" && FLAGS_flow_hash != "keyed") || FLAGS_flow_capacity == 0 ||
+      FLAGS_flow_capacity > FlowTable::kMaxCapacity) {
     std::fprintf(stderr, "lbbench: bad options (see --help)\n");
     return 2;
   }
@@ -423,8 +431,8 @@ int Run(int argc, char** argv) {
   g_shared = &shared;
   shared.syn = FLAGS_traffic == "syn";
   shared.duration_cycles = uint64_t(FLAGS_seconds * double(rte_get_tsc_hz()));
-  shared.pool = rte_pktmbuf_pool_create("lbbench", 8191 * uint32_t(lcores.size()), 256, 0,
-                                        RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  shared.pool = rte_pktmbuf_pool_create("lbbench", 8191 * uint32_t(lcores.size()), 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                        SOCKET_ID_ANY);
   auto store = SnapshotStore::Create(uint32_t(lcores.size()));
   if (shared.pool == nullptr || !store.ok()) {
     std::fprintf(stderr, "lbbench: no memory for the pool (EAL -m)\n");
@@ -460,16 +468,15 @@ int Run(int argc, char** argv) {
       core->announced.emplace(*std::move(ring));
     }
     core->worker = std::make_unique<Worker>(
-        Worker::Options{.id = i,
-                        .flow_capacity = FLAGS_flow_capacity,
-                        .workers = uint32_t(lcores.size()),
-                        .nat_addresses = nat ? FLAGS_snat_addresses : 0,
-                        .flow_hasher = FLAGS_flow_hash == "keyed"
-                                           ? FlowHasher::Keyed("lbbench's flow-hash secret")
-                                           : FlowHasher{},
-                        .flow_sync_announce = core->announced ? core->announced->get() : nullptr,
-                        // As lbd with flow sync: room for the peers' NAT sessions (none here).
-                        .nat_adopted_capacity = FLAGS_flow_sync ? 65536u : 0u},
+        Worker::Options{
+            .id = i,
+            .flow_capacity = FLAGS_flow_capacity,
+            .workers = uint32_t(lcores.size()),
+            .nat_addresses = nat ? FLAGS_snat_addresses : 0,
+            .flow_hasher = FLAGS_flow_hash == "keyed" ? FlowHasher::Keyed("lbbench's flow-hash secret") : FlowHasher{},
+            .flow_sync_announce = core->announced ? core->announced->get() : nullptr,
+            // As lbd with flow sync: room for the peers' NAT sessions (none here).
+            .nat_adopted_capacity = FLAGS_flow_sync ? 65536u : 0u},
         shared.store);
     // Established traffic: every flow passes once before the measurement, a TCP one with
     // its SYN, as a connection opens (NAT opens sessions only on a SYN).
@@ -556,19 +563,18 @@ int Run(int argc, char** argv) {
         r.announced);
   }
   const std::string what = absl::StrFormat(
-      "%d core(s), IPv%d %s %s, %d flows, %d services x %d backends, %d-byte frames, %s%s, %.1f s",
-      cores.size(), FLAGS_family, shared.syn ? "TCP" : (tcp ? "TCP" : "UDP"), FLAGS_traffic, FLAGS_flows,
-      FLAGS_services, FLAGS_backends, FLAGS_packet_size, FLAGS_mode, FLAGS_flow_sync ? ", flow sync" : "",
-      FLAGS_seconds);
+      "%d core(s), IPv%d %s %s, %d flows, %d services x %d backends, %d-byte frames, %s%s, %.1f s", cores.size(),
+      FLAGS_family, shared.syn ? "TCP" : (tcp ? "TCP" : "UDP"), FLAGS_traffic, FLAGS_flows, FLAGS_services,
+      FLAGS_backends, FLAGS_packet_size, FLAGS_mode, FLAGS_flow_sync ? ", flow sync" : "", FLAGS_seconds);
   if (FLAGS_json) {
-    std::printf("{\"run\":\"%s\",\"tsc_ghz\":%.3f,\"cores\":[%s],\"total_mpps\":%.3f,"
-                "\"total_reference_mpps\":%.3f,\"ratio\":%.3f,\"config_updates\":%lu}\n",
-                what.c_str(), ghz, json_cores.c_str(), total_mpps, total_ref, total_mpps / total_ref,
-                (unsigned long)updates);
+    std::printf(
+        "{\"run\":\"%s\",\"tsc_ghz\":%.3f,\"cores\":[%s],\"total_mpps\":%.3f,"
+        "\"total_reference_mpps\":%.3f,\"ratio\":%.3f,\"config_updates\":%lu}\n",
+        what.c_str(), ghz, json_cores.c_str(), total_mpps, total_ref, total_mpps / total_ref, (unsigned long)updates);
   } else {
     std::printf("lbbench: %s\n\n", what.c_str());
-    std::printf("%-5s %-6s %7s %8s %11s %11s %9s %10s %14s %6s\n", "core", "lcore", "Mpps", "ns/pkt",
-                "cycles/pkt", "pipeline-ns", "drops", "flow-hit", "reference-Mpps", "ratio");
+    std::printf("%-5s %-6s %7s %8s %11s %11s %9s %10s %14s %6s\n", "core", "lcore", "Mpps", "ns/pkt", "cycles/pkt",
+                "pipeline-ns", "drops", "flow-hit", "reference-Mpps", "ratio");
     std::printf("%s", rows.c_str());
     std::printf("%-12s %7.2f %63.2f %6.2f\n", "total", total_mpps, total_ref, total_mpps / total_ref);
     if (FLAGS_updates_per_second > 0) {
@@ -578,7 +584,8 @@ int Run(int argc, char** argv) {
   // Established flows of a configured service must all be forwarded (configuration
   // updates included): a drop is a failure, also for the bench suite's smoke run.
   const int rc = !shared.syn && total_drops > 0 ? 3 : 0;
-  if (rc != 0) std::fprintf(stderr, "lbbench: %lu packets of established flows were dropped\n", (unsigned long)total_drops);
+  if (rc != 0)
+    std::fprintf(stderr, "lbbench: %lu packets of established flows were dropped\n", (unsigned long)total_drops);
   for (auto& c : cores) c->worker.reset();
   rte_mempool_free(shared.pool);
   return rc;

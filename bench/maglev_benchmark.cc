@@ -22,11 +22,7 @@ void BM_MaglevBuild(benchmark::State& state) {
   }
   state.counters["entries"] = m;
 }
-BENCHMARK(BM_MaglevBuild)
-    ->Args({1000, 65537})
-    ->Args({1000, 655373})
-    ->Args({100, 65537})
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MaglevBuild)->Args({1000, 65537})->Args({1000, 655373})->Args({100, 65537})->Unit(benchmark::kMillisecond);
 
 // Weighted backends: one heavy backend among light ones is the slow case of the weighted
 // fill (most rounds skip the light backends).

@@ -41,9 +41,9 @@ std::string_view ToString(BackendState s);
 
 struct BackendConfig {
   IpAddress address;
-  uint16_t port = 0;     // part of the backend's identity; DSR delivers to the VIP's port,
-                         // NAT to this one (0: the VIP's)
-  uint32_t weight = 1;   // relative share of new flows; 0 behaves as draining
+  uint16_t port = 0;    // part of the backend's identity; DSR delivers to the VIP's port,
+                        // NAT to this one (0: the VIP's)
+  uint32_t weight = 1;  // relative share of new flows; 0 behaves as draining
   BackendState state = BackendState::kActive;
   friend bool operator==(const BackendConfig&, const BackendConfig&) = default;
 };
@@ -91,14 +91,14 @@ struct FlowTimeouts {
 };
 
 using MacAddress = std::array<uint8_t, 6>;
-std::string MacToString(const MacAddress& mac);                // "02:00:00:00:00:01"
-std::optional<MacAddress> ParseMac(const std::string& text);  // nullopt unless 6 hex bytes with ':' 
+std::string MacToString(const MacAddress& mac);               // "02:00:00:00:00:01"
+std::optional<MacAddress> ParseMac(const std::string& text);  // nullopt unless 6 hex bytes with ':'
 
 // Where encapsulated packets go on the wire: the gateway toward the backends.
 struct NextHop {
   MacAddress source_mac{};
   MacAddress gateway_mac{};  // all zero: not known yet (packets are dropped: no_next_hop)
-  uint16_t vlan = 0;  // 802.1Q VLAN ID of the egress; 0: untagged
+  uint16_t vlan = 0;         // 802.1Q VLAN ID of the egress; 0: untagged
 };
 
 // What every service of a node shares: fixed by lbd's flags, except the next hop and the
@@ -110,8 +110,8 @@ struct NodeConfig {
   // MACs the kernel knows on the exception interface: backends among them are on the
   // node's own segment, and their packets skip the gateway.
   absl::flat_hash_map<IpAddress, MacAddress> neighbors;
-  uint16_t mtu = 1500;                      // IP MTU of the egress link
-  uint32_t icmp_too_big_per_second = 100;   // per worker; 0 disables the ICMP errors
+  uint16_t mtu = 1500;                     // IP MTU of the egress link
+  uint32_t icmp_too_big_per_second = 100;  // per worker; 0 disables the ICMP errors
   FlowTimeouts timeouts;
   // The CIDRs this node announces. A packet to one of them that matches no VIP is not the
   // kernel's (the node's own addresses are outside them): it is dropped (no_vip), so a

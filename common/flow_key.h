@@ -23,8 +23,8 @@ struct FlowKey {
   // hosts of either endianness. 0 for protocols without ports and for fragments.
   uint16_t src_port_be = 0;
   uint16_t dst_port_be = 0;
-  uint8_t protocol = 0;   // IPPROTO_*
-  uint8_t pad[3] = {};    // always zero, so that byte comparison is value comparison
+  uint8_t protocol = 0;  // IPPROTO_*
+  uint8_t pad[3] = {};   // always zero, so that byte comparison is value comparison
 
   bool operator==(const FlowKey& o) const { return std::memcmp(this, &o, sizeof(*this)) == 0; }
 
@@ -38,9 +38,8 @@ struct FlowKey {
                   offsetof(FlowKey, protocol) == 36);
     uint32_t wire;
     std::memcpy(&wire, ports, sizeof(wire));
-    const uint64_t tail = std::endian::native == std::endian::little
-                              ? uint64_t(wire) | uint64_t(proto) << 32
-                              : uint64_t(wire) << 32 | uint64_t(proto) << 24;
+    const uint64_t tail = std::endian::native == std::endian::little ? uint64_t(wire) | uint64_t(proto) << 32
+                                                                     : uint64_t(wire) << 32 | uint64_t(proto) << 24;
     std::memcpy(reinterpret_cast<uint8_t*>(this) + offsetof(FlowKey, src_port_be), &tail, sizeof(tail));
   }
 };

@@ -75,15 +75,11 @@ inline uint32_t Fmix32(uint32_t h) {
 }
 
 // The hash that selects flow-table buckets and Maglev entries.
-inline uint32_t FlowHash(const void* data, size_t len) {
-  return Fmix32(Crc32c(data, len, kFlowHashSeed));
-}
+inline uint32_t FlowHash(const void* data, size_t len) { return Fmix32(Crc32c(data, len, kFlowHashSeed)); }
 
 // Maps a uniform 32-bit hash onto [0, range) without a division (Lemire, "A fast
 // alternative to the modulo reduction", 2016).
-inline uint32_t ReduceToRange(uint32_t hash, uint32_t range) {
-  return uint32_t((uint64_t(hash) * range) >> 32);
-}
+inline uint32_t ReduceToRange(uint32_t hash, uint32_t range) { return uint32_t((uint64_t(hash) * range) >> 32); }
 
 // A keyed 64-bit hash of five 64-bit words (a FlowKey), for flow-table fingerprints.
 // Unlike FlowHash it is no contract: each table draws its own secret, so that nobody
@@ -170,8 +166,8 @@ struct SipState {
 template <int C, int D>
 inline uint64_t SipHash(const SipKey& key, const void* data, size_t len) {
   const auto* p = static_cast<const uint8_t*>(data);
-  internal::SipState s{key.k0 ^ 0x736f6d6570736575ull, key.k1 ^ 0x646f72616e646f6dull,
-                       key.k0 ^ 0x6c7967656e657261ull, key.k1 ^ 0x7465646279746573ull};
+  internal::SipState s{key.k0 ^ 0x736f6d6570736575ull, key.k1 ^ 0x646f72616e646f6dull, key.k0 ^ 0x6c7967656e657261ull,
+                       key.k1 ^ 0x7465646279746573ull};
   uint64_t last = uint64_t(len) << 56;
   for (; len >= 8; len -= 8, p += 8) s.Absorb<C>(internal::LoadLittleEndian64(p));
   for (size_t i = 0; i < len; ++i) last |= uint64_t(p[i]) << (8 * i);

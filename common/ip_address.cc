@@ -34,9 +34,7 @@ namespace {
 // Bit index in `bytes` where a prefix of `a`'s family starts.
 int FamilyOffsetBits(const IpAddress& a) { return a.IsV4() ? 96 : 0; }
 
-bool BitSet(const IpAddress& a, int bit) {
-  return (a.bytes[bit / 8] >> (7 - bit % 8)) & 1;
-}
+bool BitSet(const IpAddress& a, int bit) { return (a.bytes[bit / 8] >> (7 - bit % 8)) & 1; }
 
 }  // namespace
 
@@ -69,23 +67,21 @@ bool IpPrefix::Contains(const IpAddress& a) const {
   return true;
 }
 
-std::string IpPrefix::ToString() const {
-  return address.ToString() + "/" + std::to_string(length);
-}
+std::string IpPrefix::ToString() const { return address.ToString() + "/" + std::to_string(length); }
 
 std::string_view IpAddress::SpecialPurpose() const {
   if (IsZero()) return "unspecified";
   if (IsV4()) {
     const uint32_t a = V4HostOrder();
-    if ((a >> 24) == 127) return "loopback";             // 127.0.0.0/8
-    if ((a >> 28) == 0xe) return "multicast";             // 224.0.0.0/4
-    if (a == 0xffffffffu) return "broadcast";             // 255.255.255.255
-    if ((a >> 16) == 0xa9fe) return "link-local";         // 169.254.0.0/16
-    if ((a >> 24) == 0) return "unspecified";             // 0.0.0.0/8 ("this network")
+    if ((a >> 24) == 127) return "loopback";       // 127.0.0.0/8
+    if ((a >> 28) == 0xe) return "multicast";      // 224.0.0.0/4
+    if (a == 0xffffffffu) return "broadcast";      // 255.255.255.255
+    if ((a >> 16) == 0xa9fe) return "link-local";  // 169.254.0.0/16
+    if ((a >> 24) == 0) return "unspecified";      // 0.0.0.0/8 ("this network")
     return {};
   }
   static constexpr uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  if (std::memcmp(bytes.data(), kLoopback, 16) == 0) return "loopback";  // ::1
+  if (std::memcmp(bytes.data(), kLoopback, 16) == 0) return "loopback";    // ::1
   if (bytes[0] == 0xff) return "multicast";                                // ff00::/8
   if (bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80) return "link-local";  // fe80::/10
   return {};

@@ -28,8 +28,8 @@ struct IpAddress {
   }
   // `host_order` as in 0x0a000001 for 10.0.0.1.
   static IpAddress FromV4(uint32_t host_order) {
-    const uint8_t o[4] = {uint8_t(host_order >> 24), uint8_t(host_order >> 16),
-                          uint8_t(host_order >> 8), uint8_t(host_order)};
+    const uint8_t o[4] = {uint8_t(host_order >> 24), uint8_t(host_order >> 16), uint8_t(host_order >> 8),
+                          uint8_t(host_order)};
     return FromV4Bytes(o);
   }
   // `octets` points at 16 bytes in network order.
@@ -48,8 +48,7 @@ struct IpAddress {
   bool IsZero() const { return *this == IpAddress{} || *this == FromV4(0); }
   const uint8_t* V4Bytes() const { return &bytes[12]; }
   uint32_t V4HostOrder() const {
-    return uint32_t(bytes[12]) << 24 | uint32_t(bytes[13]) << 16 | uint32_t(bytes[14]) << 8 |
-           bytes[15];
+    return uint32_t(bytes[12]) << 24 | uint32_t(bytes[13]) << 16 | uint32_t(bytes[14]) << 8 | bytes[15];
   }
   std::string ToString() const;
 

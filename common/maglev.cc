@@ -22,7 +22,7 @@ struct Filler {
   uint32_t input_index;
   uint32_t position;  // permutation[next], kept incrementally instead of recomputed
   uint32_t skip;
-  uint32_t skip2;     // 2 * skip mod M
+  uint32_t skip2;  // 2 * skip mod M
 };
 
 // Per-backend weight accounting, consulted only when weights differ.
@@ -37,9 +37,7 @@ inline uint32_t Advance(uint32_t pos, uint32_t skip, uint32_t m) {
   return pos >= m ? pos - m : pos;
 }
 
-inline uint32_t IsFree(const uint64_t* taken, uint32_t pos) {
-  return uint32_t(~taken[pos >> 6] >> (pos & 63)) & 1u;
-}
+inline uint32_t IsFree(const uint64_t* taken, uint32_t pos) { return uint32_t(~taken[pos >> 6] >> (pos & 63)) & 1u; }
 
 // The first free entry of `f`'s permutation from f.position on. Sequential probing, two
 // positions per iteration: both come from the same base (pos + skip, pos + 2 skip), so
@@ -128,15 +126,14 @@ uint32_t MaglevTableSizeFor(size_t backends) {
   return kMaxMaglevTableSize;
 }
 
-absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBackend> backends,
-                                                       uint32_t table_size) {
+absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBackend> backends, uint32_t table_size) {
   if (!IsPrime(table_size) || table_size > kMaxMaglevTableSize) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "table_size: %d must be a prime no larger than %d", table_size, kMaxMaglevTableSize));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("table_size: %d must be a prime no larger than %d", table_size, kMaxMaglevTableSize));
   }
   if (backends.size() > kMaxMaglevBackends) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "backends: %d backends, at most %d per service", backends.size(), kMaxMaglevBackends));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("backends: %d backends, at most %d per service", backends.size(), kMaxMaglevBackends));
   }
 
   // Canonical order: by (address, port). This is what makes the result independent of
@@ -146,9 +143,7 @@ absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBac
   struct Canonical {
     uint64_t high, low;
     uint32_t port, index;
-    bool SameBackend(const Canonical& o) const {
-      return high == o.high && low == o.low && port == o.port;
-    }
+    bool SameBackend(const Canonical& o) const { return high == o.high && low == o.low && port == o.port; }
     bool operator<(const Canonical& o) const {
       return high != o.high ? high < o.high : low != o.low ? low < o.low : port < o.port;
     }
@@ -169,9 +164,8 @@ absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBac
     if (order[i - 1].SameBackend(order[i])) {
       const uint32_t a = std::min(order[i - 1].index, order[i].index);
       const uint32_t b = std::max(order[i - 1].index, order[i].index);
-      return absl::InvalidArgumentError(
-          absl::StrFormat("backends[%d]: duplicate of backends[%d] (%s port %d)", b, a,
-                          backends[a].address.ToString(), backends[a].port));
+      return absl::InvalidArgumentError(absl::StrFormat("backends[%d]: duplicate of backends[%d] (%s port %d)", b, a,
+                                                        backends[a].address.ToString(), backends[a].port));
     }
   }
 
@@ -188,8 +182,7 @@ absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBac
     name[17] = uint8_t(b.port);
     // §3.4: offset = h1(name) mod M, skip = h2(name) mod (M - 1) + 1, with the modulo done
     // by multiply-shift on the hashes' high 32 bits (no division).
-    const uint32_t offset =
-        ReduceToRange(uint32_t(StableHash64(name, sizeof(name), kOffsetSeed) >> 32), table_size);
+    const uint32_t offset = ReduceToRange(uint32_t(StableHash64(name, sizeof(name), kOffsetSeed) >> 32), table_size);
     const uint32_t skip =
         ReduceToRange(uint32_t(StableHash64(name, sizeof(name), kSkipSeed) >> 32), table_size - 1) + 1;
     fillers.push_back({index, offset, skip, Advance(skip, skip, table_size)});
@@ -198,8 +191,8 @@ absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBac
   }
   if (fillers.empty()) return std::vector<uint16_t>{};
   if (fillers.size() > table_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "table_size: %d entries cannot hold %d weighted backends", table_size, fillers.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("table_size: %d entries cannot hold %d weighted backends", table_size, fillers.size()));
   }
 
   // Occupancy as a bitmap: 8 KiB for M = 65537, so the probing of §3.4's "Populate"
@@ -210,8 +203,7 @@ absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBac
   // Weighted turns (as Envoy's maglev_lb.cc does it): in round r a backend of weight w takes
   // a turn when r * w >= (turns taken so far) * max_weight, so over R rounds it takes about
   // R * w / max_weight turns; a backend of the largest weight takes one every round.
-  const bool uniform = std::all_of(turns.begin(), turns.end(),
-                                   [&](const Turns& t) { return t.weight == max_weight; });
+  const bool uniform = std::all_of(turns.begin(), turns.end(), [&](const Turns& t) { return t.weight == max_weight; });
   const uint32_t tail_start = table_size - std::min(table_size, TailFiller::Threshold(table_size));
   std::optional<TailFiller> tail;
   for (uint64_t round = 1; filled < table_size; ++round) {

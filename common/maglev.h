@@ -37,8 +37,8 @@ bool IsPrime(uint32_t n);
 // every node computes the same size from the same input. Growing past a rung rebuilds
 // the table at the next size, which moves most flows that no flow table holds.
 uint32_t MaglevTableSizeFor(size_t backends);
-inline constexpr uint32_t kMaglevTableSizes[] = {1021, 4093, 16381, 65537, 262139, 1048573, 4194301,
-                                                 kMaxMaglevTableSize};
+inline constexpr uint32_t kMaglevTableSizes[] = {1021,   4093,    16381,   65537,
+                                                 262139, 1048573, 4194301, kMaxMaglevTableSize};
 
 // Returns a table of `table_size` entries, each an index into `backends` (as given).
 // Backends with weight 0 get no entries; with no weighted backend the table is empty.
@@ -46,7 +46,6 @@ inline constexpr uint32_t kMaglevTableSizes[] = {1021, 4093, 16381, 65537, 26213
 // counts differ by at most one. Errors: table_size not prime or above
 // kMaxMaglevTableSize, more than kMaxMaglevBackends backends, more weighted backends than
 // entries, or two backends with the same (address, port).
-absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBackend> backends,
-                                                       uint32_t table_size);
+absl::StatusOr<std::vector<uint16_t>> BuildMaglevTable(std::span<const MaglevBackend> backends, uint32_t table_size);
 
 }  // namespace lb

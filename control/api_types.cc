@@ -9,9 +9,12 @@ namespace {
 
 std::string ProtocolName(uint8_t protocol) {
   switch (protocol) {
-    case IPPROTO_TCP: return "tcp";
-    case IPPROTO_UDP: return "udp";
-    default: return std::to_string(protocol);
+    case IPPROTO_TCP:
+      return "tcp";
+    case IPPROTO_UDP:
+      return "udp";
+    default:
+      return std::to_string(protocol);
   }
 }
 
@@ -19,8 +22,7 @@ std::string ProtocolName(uint8_t protocol) {
 
 std::string ServiceId::ToString() const {
   const std::string address = vip.IsV4() ? vip.ToString() : "[" + vip.ToString() + "]";
-  return absl::StrFormat("%s:%s/%s", address, port == 0 ? "*" : std::to_string(port),
-                         ProtocolName(protocol));
+  return absl::StrFormat("%s:%s/%s", address, port == 0 ? "*" : std::to_string(port), ProtocolName(protocol));
 }
 
 ServiceId IdOf(const ServiceConfig& s) { return {s.vip, s.protocol, s.port}; }

@@ -16,11 +16,9 @@
 
 namespace lb::control {
 
-
 namespace {
 
-std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const IpAddress& a,
-                                                 uint16_t port) {
+std::vector<BackendConfig>::iterator FindBackend(ServiceConfig& s, const IpAddress& a, uint16_t port) {
   return std::find_if(s.backends.begin(), s.backends.end(),
                       [&](const BackendConfig& b) { return b.address == a && b.port == port; });
 }
@@ -30,17 +28,14 @@ absl::Status CheckNoVipBackend(const ServiceConfig& config, const std::string& f
                                const absl::flat_hash_set<IpAddress>& vips) {
   for (size_t j = 0; j < config.backends.size(); ++j) {
     if (vips.contains(config.backends[j].address)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s.backends[%d].address: %s is a VIP of this node (a loop)", field, j,
-          config.backends[j].address.ToString()));
+      return absl::InvalidArgumentError(absl::StrFormat("%s.backends[%d].address: %s is a VIP of this node (a loop)",
+                                                        field, j, config.backends[j].address.ToString()));
     }
   }
   return absl::OkStatus();
 }
 
-BackendConfig ToConfig(const dataplane::BackendRecord& r) {
-  return {r.address, r.port, r.weight, r.state};
-}
+BackendConfig ToConfig(const dataplane::BackendRecord& r) { return {r.address, r.port, r.weight, r.state}; }
 
 }  // namespace
 
@@ -49,8 +44,7 @@ void ControlCore::State::Count(const ServiceConfig& c, int sign) {
   table_memory += uint64_t(int64_t(sign) * int64_t(ServiceMemory(c)));
 }
 
-ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store,
-                         DataplaneProbe* probe)
+ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store, DataplaneProbe* probe)
     : store_(store), probe_(probe), builder_(settings.limits) {
   auto initial = std::make_shared<State>();
   initial->settings = std::move(settings);
@@ -80,8 +74,10 @@ void ControlCore::Commit(std::shared_ptr<State> next) {
   state_ = std::move(next);
 }
 
-absl::StatusOr<std::shared_ptr<const ControlCore::ServiceEntry>> ControlCore::BuildEntry(
-    uint64_t id, const ServiceConfig& config, const ServiceEntry* previous, const NodeSettings& settings) {
+absl::StatusOr<std::shared_ptr<const ControlCore::ServiceEntry>> ControlCore::BuildEntry(uint64_t id,
+                                                                                         const ServiceConfig& config,
+                                                                                         const ServiceEntry* previous,
+                                                                                         const NodeSettings& settings) {
   auto record = builder_.BuildService(config, previous == nullptr ? nullptr : previous->record.get(), settings);
   if (!record.ok()) return record.status();
   return std::make_shared<const ServiceEntry>(ServiceEntry{Service{id, config}, *std::move(record)});
@@ -93,19 +89,20 @@ absl::Status ControlCore::Admit(const State& next, const ServiceConfig& config, 
   if (absl::Status s = ValidateService(config, field, next.settings, limits); !s.ok()) return s;
   if (absl::Status s = CheckNoVipBackend(config, field, vips); !s.ok()) return s;
   if (next.services.size() + 1 > limits.max_services) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: lbd holds at most %d services (max_services)", field, limits.max_services));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: lbd holds at most %d services (max_services)", field, limits.max_services));
   }
   if (next.backends + config.backends.size() > limits.max_backends_total) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s.backends: %d more backends would make %d, the limit is %d in all (max_backends_total)",
-        field, config.backends.size(), next.backends + config.backends.size(), limits.max_backends_total));
+        "%s.backends: %d more backends would make %d, the limit is %d in all (max_backends_total)", field,
+        config.backends.size(), next.backends + config.backends.size(), limits.max_backends_total));
   }
   const uint64_t memory = ServiceMemory(config);
   if (next.table_memory + memory > limits.max_table_memory) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s.table_size: its tables (%d bytes) would make %d bytes in all, the limit is %d "
-        "(max_table_memory)", field, memory, next.table_memory + memory, limits.max_table_memory));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s.table_size: its tables (%d bytes) would make %d bytes in all, the limit is %d "
+                        "(max_table_memory)",
+                        field, memory, next.table_memory + memory, limits.max_table_memory));
   }
   return absl::OkStatus();
 }
@@ -143,8 +140,8 @@ absl::StatusOr<Service> ControlCore::CreateService(const ServiceConfig& config) 
   auto next = std::make_shared<State>(*Current());
   const ServiceId id = IdOf(config);
   if (auto it = next->services.find(id); it != next->services.end()) {
-    return absl::AlreadyExistsError(absl::StrFormat("service %s already exists (id %d)",
-                                                    id.ToString(), it->second->service.id));
+    return absl::AlreadyExistsError(
+        absl::StrFormat("service %s already exists (id %d)", id.ToString(), it->second->service.id));
   }
   auto created = Write(*next, config, nullptr, next_id_);
   if (!created.ok()) return created.status();
@@ -153,8 +150,7 @@ absl::StatusOr<Service> ControlCore::CreateService(const ServiceConfig& config) 
   return created;
 }
 
-absl::StatusOr<Service> ControlCore::UpdateService(const ServiceConfig& config,
-                                                   bool keep_backends) {
+absl::StatusOr<Service> ControlCore::UpdateService(const ServiceConfig& config, bool keep_backends) {
   return EditService(IdOf(config), [&](ServiceConfig& s) {
     std::vector<BackendConfig> backends = std::move(s.backends);
     s = config;
@@ -213,8 +209,7 @@ absl::StatusOr<Service> ControlCore::EditService(const ServiceId& id, Edit edit)
   return edited;
 }
 
-absl::StatusOr<Service> ControlCore::SetBackends(const ServiceId& id,
-                                                 const std::vector<BackendConfig>& backends) {
+absl::StatusOr<Service> ControlCore::SetBackends(const ServiceId& id, const std::vector<BackendConfig>& backends) {
   return EditService(id, [&](ServiceConfig& s) {
     s.backends = backends;
     return absl::OkStatus();
@@ -224,37 +219,33 @@ absl::StatusOr<Service> ControlCore::SetBackends(const ServiceId& id,
 absl::StatusOr<Service> ControlCore::AddBackend(const ServiceId& id, const BackendConfig& backend) {
   return EditService(id, [&](ServiceConfig& s) {
     if (FindBackend(s, backend.address, backend.port) != s.backends.end()) {
-      return absl::AlreadyExistsError(
-          absl::StrFormat("backend %s port %d is already in service %s",
-                          backend.address.ToString(), backend.port, id.ToString()));
+      return absl::AlreadyExistsError(absl::StrFormat("backend %s port %d is already in service %s",
+                                                      backend.address.ToString(), backend.port, id.ToString()));
     }
     s.backends.push_back(backend);
     return absl::OkStatus();
   });
 }
 
-absl::StatusOr<Service> ControlCore::RemoveBackend(const ServiceId& id,
-                                                   const IpAddress& address,
-                                                   uint16_t port) {
+absl::StatusOr<Service> ControlCore::RemoveBackend(const ServiceId& id, const IpAddress& address, uint16_t port) {
   return EditService(id, [&](ServiceConfig& s) {
     auto it = FindBackend(s, address, port);
     if (it == s.backends.end()) {
-      return absl::NotFoundError(absl::StrFormat("backend %s port %d is not in service %s",
-                                                 address.ToString(), port, id.ToString()));
+      return absl::NotFoundError(
+          absl::StrFormat("backend %s port %d is not in service %s", address.ToString(), port, id.ToString()));
     }
     s.backends.erase(it);
     return absl::OkStatus();
   });
 }
 
-absl::StatusOr<Service> ControlCore::UpdateBackend(const ServiceId& id,
-                                                   const IpAddress& address,
-                                                   uint16_t port, const BackendUpdate& update) {
+absl::StatusOr<Service> ControlCore::UpdateBackend(const ServiceId& id, const IpAddress& address, uint16_t port,
+                                                   const BackendUpdate& update) {
   return EditService(id, [&](ServiceConfig& s) {
     auto it = FindBackend(s, address, port);
     if (it == s.backends.end()) {
-      return absl::NotFoundError(absl::StrFormat("backend %s port %d is not in service %s",
-                                                 address.ToString(), port, id.ToString()));
+      return absl::NotFoundError(
+          absl::StrFormat("backend %s port %d is not in service %s", address.ToString(), port, id.ToString()));
     }
     if (update.weight) it->weight = *update.weight;
     if (update.state) it->state = *update.state;
@@ -262,15 +253,13 @@ absl::StatusOr<Service> ControlCore::UpdateBackend(const ServiceId& id,
   });
 }
 
-absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
-                                               const std::vector<ServiceConfig>& services,
+absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation, const std::vector<ServiceConfig>& services,
                                                bool partial) {
   absl::MutexLock lock(&write_mu_);
   const std::shared_ptr<const State> current = Current();
   if (generation != 0 && generation < current->applied_generation) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("generation: %d is older than the applied generation %d", generation,
-                        current->applied_generation));
+    return absl::FailedPreconditionError(absl::StrFormat("generation: %d is older than the applied generation %d",
+                                                         generation, current->applied_generation));
   }
   auto next = std::make_shared<State>();
   next->settings = current->settings;
@@ -294,8 +283,8 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
     absl::Status status = Admit(*next, config, field, vips);
     if (status.ok()) {
       if (auto [it, inserted] = seen.emplace(id, i); !inserted) {
-        status = absl::InvalidArgumentError(absl::StrFormat(
-            "%s: same VIP, protocol and port as services[%d] (%s)", field, it->second, id.ToString()));
+        status = absl::InvalidArgumentError(
+            absl::StrFormat("%s: same VIP, protocol and port as services[%d] (%s)", field, it->second, id.ToString()));
       }
     }
     if (!status.ok()) {
@@ -320,8 +309,8 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
   uint64_t next_id = next_id_;
   for (const auto& [i, previous, outcome] : to_build) {
     const ServiceId id = IdOf(services[i]);
-    auto entry = BuildEntry(previous != nullptr ? previous->service.id : next_id, services[i], previous,
-                            next->settings);
+    auto entry =
+        BuildEntry(previous != nullptr ? previous->service.id : next_id, services[i], previous, next->settings);
     if (!entry.ok()) {
       const absl::Status status(entry.status().code(),
                                 absl::StrFormat("services[%d]: %s", i, entry.status().message()));
@@ -337,11 +326,21 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
   std::set<ServiceId> refused;
   for (const ServiceOutcome& o : result.outcomes) {
     switch (o.kind) {
-      case ServiceOutcome::Kind::kCreated: ++result.created; break;
-      case ServiceOutcome::Kind::kUpdated: ++result.updated; break;
-      case ServiceOutcome::Kind::kUnchanged: ++result.unchanged; break;
-      case ServiceOutcome::Kind::kRefused: ++result.refused; refused.insert(o.id); break;
-      case ServiceOutcome::Kind::kDeleted: break;  // none yet
+      case ServiceOutcome::Kind::kCreated:
+        ++result.created;
+        break;
+      case ServiceOutcome::Kind::kUpdated:
+        ++result.updated;
+        break;
+      case ServiceOutcome::Kind::kUnchanged:
+        ++result.unchanged;
+        break;
+      case ServiceOutcome::Kind::kRefused:
+        ++result.refused;
+        refused.insert(o.id);
+        break;
+      case ServiceOutcome::Kind::kDeleted:
+        break;  // none yet
     }
   }
   // A service in force that is not in `next` is deleted, or, when the request refused
@@ -358,8 +357,8 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation,
   }
   const bool changes = result.created + result.updated + result.deleted > 0 || refused_existing;
   if (generation != 0 && generation == current->applied_generation && changes) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "generation: %d was applied already, with other services", generation));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("generation: %d was applied already, with other services", generation));
   }
   next->applied_generation = std::max(current->applied_generation, generation);
   result.generation = next->applied_generation;
@@ -394,16 +393,13 @@ absl::Status ControlCore::SetNextHop(const NextHop& next_hop) {
   absl::MutexLock lock(&write_mu_);
   const std::shared_ptr<const State> current = Current();
   const NextHop& hop = current->settings.next_hop;
-  if (hop.source_mac == next_hop.source_mac && hop.gateway_mac == next_hop.gateway_mac &&
-      hop.vlan == next_hop.vlan) {
+  if (hop.source_mac == next_hop.source_mac && hop.gateway_mac == next_hop.gateway_mac && hop.vlan == next_hop.vlan) {
     return absl::OkStatus();
   }
   auto next = std::make_shared<State>(*current);
   next->settings.next_hop = next_hop;
   // Every DSR backend's prepared headers name the gateway (NAT services read it per packet).
-  if (absl::Status s = RebuildWhere(*next, [](const ServiceConfig& c) {
-        return c.mode != ForwardingMode::kNat;
-      });
+  if (absl::Status s = RebuildWhere(*next, [](const ServiceConfig& c) { return c.mode != ForwardingMode::kNat; });
       !s.ok()) {
     return s;
   }
@@ -437,10 +433,12 @@ absl::Status ControlCore::UpdateNeighbors(const std::vector<NeighborChange>& cha
     }
   }
   if (changed.empty()) return absl::OkStatus();
-  if (absl::Status s = RebuildWhere(*next, [&](const ServiceConfig& c) {
-        return std::any_of(c.backends.begin(), c.backends.end(),
-                           [&](const BackendConfig& b) { return changed.contains(b.address); });
-      });
+  if (absl::Status s = RebuildWhere(*next,
+                                    [&](const ServiceConfig& c) {
+                                      return std::any_of(
+                                          c.backends.begin(), c.backends.end(),
+                                          [&](const BackendConfig& b) { return changed.contains(b.address); });
+                                    });
       !s.ok()) {
     return s;
   }
@@ -448,16 +446,15 @@ absl::Status ControlCore::UpdateNeighbors(const std::vector<NeighborChange>& cha
   return absl::OkStatus();
 }
 
-std::vector<IpAddress> ControlCore::UnresolvedOnLinkBackends(
-    const std::vector<IpPrefix>& prefixes, size_t limit) const {
+std::vector<IpAddress> ControlCore::UnresolvedOnLinkBackends(const std::vector<IpPrefix>& prefixes,
+                                                             size_t limit) const {
   const std::shared_ptr<const State> state = Current();
   absl::flat_hash_set<IpAddress> out;
   for (const auto& [id, entry] : state->services) {
     for (const BackendConfig& b : entry->service.config.backends) {
       if (out.size() >= limit) break;
       if (state->settings.neighbors.contains(b.address)) continue;
-      if (std::any_of(prefixes.begin(), prefixes.end(),
-                      [&](const IpPrefix& p) { return p.Contains(b.address); })) {
+      if (std::any_of(prefixes.begin(), prefixes.end(), [&](const IpPrefix& p) { return p.Contains(b.address); })) {
         out.insert(b.address);
       }
     }
@@ -535,7 +532,8 @@ absl::Status ControlCore::SetDrained(bool drained) {
       if (fd < 0 || fsync(fd) != 0) {
         const int err = errno;
         if (fd >= 0) close(fd);
-        return absl::UnavailableError(absl::StrFormat("cannot record the drain in %s: %s", drain_file_, std::strerror(err)));
+        return absl::UnavailableError(
+            absl::StrFormat("cannot record the drain in %s: %s", drain_file_, std::strerror(err)));
       }
       close(fd);
     } else if (unlink(drain_file_.c_str()) != 0 && errno != ENOENT) {
@@ -595,8 +593,7 @@ absl::StatusOr<Explanation> ControlCore::ExplainFlow(const FlowKey& key) {
   const auto* b = rec.Pick(hasher.ServiceHash(key, rec.hash_fields, hasher.Hash(key)), &slot);
   if (b != nullptr) e.maglev_backend = ToConfig(*b);
   // Slots and generations are stable across snapshots while a backend exists.
-  const FlowLocation flow =
-      probe_ != nullptr ? probe_->FindFlow(key).value_or(FlowLocation{}) : FlowLocation{};
+  const FlowLocation flow = probe_ != nullptr ? probe_->FindFlow(key).value_or(FlowLocation{}) : FlowLocation{};
   if (flow.answer.found) {
     e.worker = int32_t(flow.worker);
     if (const auto* pinned = rec.Pinned(flow.answer.backend_slot, flow.answer.backend_generation)) {
@@ -607,8 +604,8 @@ absl::StatusOr<Explanation> ControlCore::ExplainFlow(const FlowKey& key) {
   }
   if (e.maglev_backend) {
     e.backend = e.maglev_backend;
-    e.decision = e.worker >= 0 ? "maglev: the flow's backend is gone, a new one is picked"
-                               : "maglev: no worker holds this flow";
+    e.decision =
+        e.worker >= 0 ? "maglev: the flow's backend is gone, a new one is picked" : "maglev: no worker holds this flow";
   } else {
     e.decision = "no active backend: dropped (no_backend)";
   }

@@ -61,8 +61,8 @@ struct Stats {
   std::array<uint64_t, dataplane::kNumDropReasons> drops{};
   uint64_t flows = 0, flow_capacity = 0;
   uint64_t generation = 0;
-  uint64_t backends = 0;          // in all services
-  uint64_t table_memory = 0;      // ServiceMemory summed over the services
+  uint64_t backends = 0;      // in all services
+  uint64_t table_memory = 0;  // ServiceMemory summed over the services
   uint64_t table_memory_limit = 0;
   std::optional<FlowSyncView> flow_sync;
   struct BackendStats {
@@ -94,7 +94,7 @@ struct Health {
 struct Explanation {
   bool vip = false;
   std::optional<ServiceId> service;
-  std::optional<BackendConfig> backend;  // what this node would do
+  std::optional<BackendConfig> backend;         // what this node would do
   std::optional<BackendConfig> maglev_backend;  // what Maglev alone says
   std::string decision;
   int32_t worker = -1;
@@ -116,13 +116,11 @@ class ControlCore {
   absl::StatusOr<Service> GetService(const ServiceId& id) const;
   std::vector<Service> ListServices() const;
 
-  absl::StatusOr<Service> SetBackends(const ServiceId& id,
-                                      const std::vector<BackendConfig>& backends);
+  absl::StatusOr<Service> SetBackends(const ServiceId& id, const std::vector<BackendConfig>& backends);
   absl::StatusOr<Service> AddBackend(const ServiceId& id, const BackendConfig& backend);
-  absl::StatusOr<Service> RemoveBackend(const ServiceId& id, const IpAddress& address,
-                                        uint16_t port);
-  absl::StatusOr<Service> UpdateBackend(const ServiceId& id, const IpAddress& address,
-                                        uint16_t port, const BackendUpdate& update);
+  absl::StatusOr<Service> RemoveBackend(const ServiceId& id, const IpAddress& address, uint16_t port);
+  absl::StatusOr<Service> UpdateBackend(const ServiceId& id, const IpAddress& address, uint16_t port,
+                                        const BackendUpdate& update);
 
   // Replaces every service by `services`. `generation` 0 skips the generation check;
   // otherwise it must not be below the last one applied, and an equal one must come with
@@ -133,8 +131,7 @@ class ControlCore {
   // others are applied. Limits are counted in request order, so a caller that lists its
   // oldest services first keeps them when the newest exceed a limit, and every node given
   // the same request accepts the same services.
-  absl::StatusOr<ApplyResult> Apply(uint64_t generation,
-                                    const std::vector<ServiceConfig>& services,
+  absl::StatusOr<ApplyResult> Apply(uint64_t generation, const std::vector<ServiceConfig>& services,
                                     bool partial = false);
 
   // Neighbour resolution found a (new) gateway MAC. Rebuilds every backend record (not
@@ -147,8 +144,7 @@ class ControlCore {
   absl::Status UpdateNeighbors(const std::vector<NeighborChange>& changes);
   // Backend addresses inside `prefixes` (the node's own segments) that have no neighbour
   // entry yet, at most `limit` of them.
-  std::vector<IpAddress> UnresolvedOnLinkBackends(
-      const std::vector<IpPrefix>& prefixes, size_t limit) const;
+  std::vector<IpAddress> UnresolvedOnLinkBackends(const std::vector<IpPrefix>& prefixes, size_t limit) const;
 
   // The operator drains (or undrains) the node: it reports unhealthy while drained, so
   // that lb-bird-gen withdraws its VIPs; forwarding is not affected. With a drain file
@@ -183,8 +179,8 @@ class ControlCore {
     NodeSettings settings;
     ServiceMap services;
     uint64_t applied_generation = 0;
-    uint64_t backends = 0;      // in all services
-    uint64_t table_memory = 0;  // ServiceMemory summed
+    uint64_t backends = 0;                         // in all services
+    uint64_t table_memory = 0;                     // ServiceMemory summed
     void Count(const ServiceConfig& c, int sign);  // adds (+1) or removes (-1) c's share
   };
 
@@ -224,7 +220,7 @@ class ControlCore {
   mutable absl::Mutex state_mu_;
   std::shared_ptr<const State> state_ ABSL_GUARDED_BY(state_mu_);
   std::atomic<bool> drained_{false};
-  std::string drain_file_;  // set before serving, then read only
+  std::string drain_file_;    // set before serving, then read only
   bool await_apply_ = false;  // likewise
   // An Apply has succeeded. Relaxed: a flag read for health, which orders nothing else.
   std::atomic<bool> applied_{false};

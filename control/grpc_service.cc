@@ -23,8 +23,7 @@ struct BackendRef {
   uint16_t port;
 };
 
-absl::StatusOr<BackendRef> ParseBackendRef(const lb::v1::ServiceKey& key,
-                                           const std::string& address, uint32_t port) {
+absl::StatusOr<BackendRef> ParseBackendRef(const lb::v1::ServiceKey& key, const std::string& address, uint32_t port) {
   auto id = FromProto(key, "key");
   if (!id.ok()) return id.status();
   auto a = ParseAddress(address, "address");
@@ -34,8 +33,7 @@ absl::StatusOr<BackendRef> ParseBackendRef(const lb::v1::ServiceKey& key,
   return BackendRef{*id, *a, *p};
 }
 
-void AddCounter(google::protobuf::RepeatedPtrField<lb::v1::Counter>* list, std::string_view name,
-                uint64_t value) {
+void AddCounter(google::protobuf::RepeatedPtrField<lb::v1::Counter>* list, std::string_view name, uint64_t value) {
   lb::v1::Counter* c = list->Add();
   c->set_name(std::string(name));
   c->set_value(value);
@@ -45,8 +43,7 @@ void AddCounter(google::protobuf::RepeatedPtrField<lb::v1::Counter>* list, std::
 absl::Status RenumberField(const absl::Status& status, int32_t from, int32_t to) {
   const std::string prefix = absl::StrFormat("services[%d]", from);
   if (from == to || !absl::StartsWith(status.message(), prefix)) return status;
-  return absl::Status(status.code(), absl::StrFormat("services[%d]%s", to,
-                                                     status.message().substr(prefix.size())));
+  return absl::Status(status.code(), absl::StrFormat("services[%d]%s", to, status.message().substr(prefix.size())));
 }
 
 }  // namespace
@@ -57,48 +54,41 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(grpc::StatusCode(int(status.code())), std::string(status.message()));
 }
 
-grpc::Status LoadBalancerService::CreateService(grpc::ServerContext*,
-                                                const lb::v1::CreateServiceRequest* req,
+grpc::Status LoadBalancerService::CreateService(grpc::ServerContext*, const lb::v1::CreateServiceRequest* req,
                                                 lb::v1::Service* out) {
   auto config = FromProto(req->service(), "service");
   if (!config.ok()) return ToGrpcStatus(config.status());
   return Reply(core_->CreateService(*config), out);
 }
 
-grpc::Status LoadBalancerService::UpdateService(grpc::ServerContext*,
-                                                const lb::v1::UpdateServiceRequest* req,
+grpc::Status LoadBalancerService::UpdateService(grpc::ServerContext*, const lb::v1::UpdateServiceRequest* req,
                                                 lb::v1::Service* out) {
   auto config = FromProto(req->service(), "service");
   if (!config.ok()) return ToGrpcStatus(config.status());
-  return Reply(core_->UpdateService(*config, /*keep_backends=*/req->service().backends().empty()),
-               out);
+  return Reply(core_->UpdateService(*config, /*keep_backends=*/req->service().backends().empty()), out);
 }
 
-grpc::Status LoadBalancerService::DeleteService(grpc::ServerContext*,
-                                                const lb::v1::DeleteServiceRequest* req,
+grpc::Status LoadBalancerService::DeleteService(grpc::ServerContext*, const lb::v1::DeleteServiceRequest* req,
                                                 lb::v1::DeleteServiceResponse*) {
   auto id = FromProto(req->key(), "key");
   if (!id.ok()) return ToGrpcStatus(id.status());
   return ToGrpcStatus(core_->DeleteService(*id));
 }
 
-grpc::Status LoadBalancerService::GetService(grpc::ServerContext*,
-                                             const lb::v1::GetServiceRequest* req,
+grpc::Status LoadBalancerService::GetService(grpc::ServerContext*, const lb::v1::GetServiceRequest* req,
                                              lb::v1::Service* out) {
   auto id = FromProto(req->key(), "key");
   if (!id.ok()) return ToGrpcStatus(id.status());
   return Reply(core_->GetService(*id), out);
 }
 
-grpc::Status LoadBalancerService::ListServices(grpc::ServerContext*,
-                                               const lb::v1::ListServicesRequest*,
+grpc::Status LoadBalancerService::ListServices(grpc::ServerContext*, const lb::v1::ListServicesRequest*,
                                                lb::v1::ListServicesResponse* out) {
   for (const control::Service& s : core_->ListServices()) *out->add_services() = ToProto(s);
   return grpc::Status::OK;
 }
 
-grpc::Status LoadBalancerService::SetBackends(grpc::ServerContext*,
-                                              const lb::v1::SetBackendsRequest* req,
+grpc::Status LoadBalancerService::SetBackends(grpc::ServerContext*, const lb::v1::SetBackendsRequest* req,
                                               lb::v1::Service* out) {
   auto id = FromProto(req->key(), "key");
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -111,8 +101,7 @@ grpc::Status LoadBalancerService::SetBackends(grpc::ServerContext*,
   return Reply(core_->SetBackends(*id, backends), out);
 }
 
-grpc::Status LoadBalancerService::AddBackend(grpc::ServerContext*,
-                                             const lb::v1::AddBackendRequest* req,
+grpc::Status LoadBalancerService::AddBackend(grpc::ServerContext*, const lb::v1::AddBackendRequest* req,
                                              lb::v1::Service* out) {
   auto id = FromProto(req->key(), "key");
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -121,16 +110,14 @@ grpc::Status LoadBalancerService::AddBackend(grpc::ServerContext*,
   return Reply(core_->AddBackend(*id, *b), out);
 }
 
-grpc::Status LoadBalancerService::RemoveBackend(grpc::ServerContext*,
-                                                const lb::v1::RemoveBackendRequest* req,
+grpc::Status LoadBalancerService::RemoveBackend(grpc::ServerContext*, const lb::v1::RemoveBackendRequest* req,
                                                 lb::v1::Service* out) {
   auto ref = ParseBackendRef(req->key(), req->address(), req->port());
   if (!ref.ok()) return ToGrpcStatus(ref.status());
   return Reply(core_->RemoveBackend(ref->service, ref->address, ref->port), out);
 }
 
-grpc::Status LoadBalancerService::UpdateBackend(grpc::ServerContext*,
-                                                const lb::v1::UpdateBackendRequest* req,
+grpc::Status LoadBalancerService::UpdateBackend(grpc::ServerContext*, const lb::v1::UpdateBackendRequest* req,
                                                 lb::v1::Service* out) {
   auto ref = ParseBackendRef(req->key(), req->address(), req->port());
   if (!ref.ok()) return ToGrpcStatus(ref.status());
@@ -186,8 +173,7 @@ grpc::Status LoadBalancerService::Apply(grpc::ServerContext*, const lb::v1::Appl
   return grpc::Status::OK;
 }
 
-grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest*,
-                                           lb::v1::Stats* out) {
+grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest*, lb::v1::Stats* out) {
   const Stats stats = core_->GetStats();
   for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
     AddCounter(out->mutable_events(), dataplane::kEventInfo[i].name, stats.events[i]);
@@ -202,12 +188,10 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
     ws->set_flows(w.flows);
     ws->set_flow_capacity(w.flow_capacity);
     for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
-      AddCounter(ws->mutable_events(), dataplane::kEventInfo[i].name,
-                 w.counters->Get(dataplane::Event(i)));
+      AddCounter(ws->mutable_events(), dataplane::kEventInfo[i].name, w.counters->Get(dataplane::Event(i)));
     }
     for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
-      AddCounter(ws->mutable_drops(), dataplane::kDropReasonInfo[i].name,
-                 w.counters->Get(dataplane::DropReason(i)));
+      AddCounter(ws->mutable_drops(), dataplane::kDropReasonInfo[i].name, w.counters->Get(dataplane::DropReason(i)));
     }
   }
   for (const auto& [service, backends] : stats.services) {
@@ -220,8 +204,7 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
       bs->set_port(b.port);
       bs->set_state(ToProto(b.state));
       bs->set_maglev_entries(backends[i].maglev_entries);
-      bs->set_next_hop(backends[i].neighbor_mac ? MacToString(*backends[i].neighbor_mac)
-                                                : "gateway");
+      bs->set_next_hop(backends[i].neighbor_mac ? MacToString(*backends[i].neighbor_mac) : "gateway");
     }
   }
   out->set_flows(stats.flows);
@@ -276,8 +259,7 @@ grpc::Status LoadBalancerService::SetDrain(grpc::ServerContext* ctx, const lb::v
   return GetHealth(ctx, nullptr, out);
 }
 
-grpc::Status LoadBalancerService::ExplainFlow(grpc::ServerContext*,
-                                              const lb::v1::ExplainFlowRequest* req,
+grpc::Status LoadBalancerService::ExplainFlow(grpc::ServerContext*, const lb::v1::ExplainFlowRequest* req,
                                               lb::v1::ExplainFlowResponse* out) {
   FlowKey key;
   if (req->protocol() != lb::v1::TCP && req->protocol() != lb::v1::UDP) {
@@ -288,8 +270,7 @@ grpc::Status LoadBalancerService::ExplainFlow(grpc::ServerContext*,
   auto dst = ParseAddress(req->destination(), "destination");
   if (!dst.ok()) return ToGrpcStatus(dst.status());
   if (src->IsV4() != dst->IsV4()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "source, destination: must be of the same address family");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "source, destination: must be of the same address family");
   }
   auto sport = ParsePort(req->source_port(), "source_port");
   if (!sport.ok()) return ToGrpcStatus(sport.status());

@@ -19,9 +19,11 @@ class LoadBalancerService final : public lb::v1::LoadBalancer::Service {
 
   grpc::Status CreateService(grpc::ServerContext*, const lb::v1::CreateServiceRequest*, lb::v1::Service*) override;
   grpc::Status UpdateService(grpc::ServerContext*, const lb::v1::UpdateServiceRequest*, lb::v1::Service*) override;
-  grpc::Status DeleteService(grpc::ServerContext*, const lb::v1::DeleteServiceRequest*, lb::v1::DeleteServiceResponse*) override;
+  grpc::Status DeleteService(grpc::ServerContext*, const lb::v1::DeleteServiceRequest*,
+                             lb::v1::DeleteServiceResponse*) override;
   grpc::Status GetService(grpc::ServerContext*, const lb::v1::GetServiceRequest*, lb::v1::Service*) override;
-  grpc::Status ListServices(grpc::ServerContext*, const lb::v1::ListServicesRequest*, lb::v1::ListServicesResponse*) override;
+  grpc::Status ListServices(grpc::ServerContext*, const lb::v1::ListServicesRequest*,
+                            lb::v1::ListServicesResponse*) override;
   grpc::Status SetBackends(grpc::ServerContext*, const lb::v1::SetBackendsRequest*, lb::v1::Service*) override;
   grpc::Status AddBackend(grpc::ServerContext*, const lb::v1::AddBackendRequest*, lb::v1::Service*) override;
   grpc::Status RemoveBackend(grpc::ServerContext*, const lb::v1::RemoveBackendRequest*, lb::v1::Service*) override;
@@ -30,7 +32,8 @@ class LoadBalancerService final : public lb::v1::LoadBalancer::Service {
   grpc::Status GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest*, lb::v1::Stats*) override;
   grpc::Status GetHealth(grpc::ServerContext*, const lb::v1::GetHealthRequest*, lb::v1::Health*) override;
   grpc::Status SetDrain(grpc::ServerContext*, const lb::v1::SetDrainRequest*, lb::v1::Health*) override;
-  grpc::Status ExplainFlow(grpc::ServerContext*, const lb::v1::ExplainFlowRequest*, lb::v1::ExplainFlowResponse*) override;
+  grpc::Status ExplainFlow(grpc::ServerContext*, const lb::v1::ExplainFlowRequest*,
+                           lb::v1::ExplainFlowResponse*) override;
 
  private:
   ControlCore* core_;

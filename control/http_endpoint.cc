@@ -13,12 +13,12 @@
 namespace lb::control {
 namespace {
 
-MHD_Result Dispatch(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                    const char*, const char*, size_t*, void**) {
+MHD_Result Dispatch(void* cls, MHD_Connection* connection, const char* url, const char* method, const char*,
+                    const char*, size_t*, void**) {
   auto* on_request = static_cast<HttpHandler*>(cls);
   const HttpReply reply = (*on_request)(method, url);
-  MHD_Response* response = MHD_create_response_from_buffer(
-      reply.body.size(), const_cast<char*>(reply.body.data()), MHD_RESPMEM_MUST_COPY);
+  MHD_Response* response =
+      MHD_create_response_from_buffer(reply.body.size(), const_cast<char*>(reply.body.data()), MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(response, "Content-Type", reply.content_type.c_str());
   const MHD_Result r = MHD_queue_response(connection, unsigned(reply.status), response);
   MHD_destroy_response(response);
@@ -27,8 +27,7 @@ MHD_Result Dispatch(void* cls, MHD_Connection* connection, const char* url, cons
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& address,
-                                                                  HttpHandler on_request) {
+absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& address, HttpHandler on_request) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrFormat("want host:port, got \"%s\"", address));
@@ -55,8 +54,8 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::str
     flags |= MHD_USE_IPv6;
   }
   std::unique_ptr<HttpEndpoint> endpoint(new HttpEndpoint(std::move(on_request)));
-  endpoint->daemon_ = MHD_start_daemon(flags, uint16_t(port), nullptr, nullptr, &Dispatch,
-                                       &endpoint->handler_, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_END);
+  endpoint->daemon_ = MHD_start_daemon(flags, uint16_t(port), nullptr, nullptr, &Dispatch, &endpoint->handler_,
+                                       MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_END);
   if (endpoint->daemon_ == nullptr) {
     return absl::UnavailableError(absl::StrFormat("cannot listen on %s: %s", address, std::strerror(errno)));
   }

@@ -27,8 +27,7 @@ using HttpHandler = std::function<HttpReply(std::string_view method, std::string
 class HttpEndpoint {
  public:
   // Listens on `address` ("127.0.0.1:9100", "[::]:9100").
-  static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(const std::string& address,
-                                                             HttpHandler on_request);
+  static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Start(const std::string& address, HttpHandler on_request);
   ~HttpEndpoint();
   HttpEndpoint(const HttpEndpoint&) = delete;
   HttpEndpoint& operator=(const HttpEndpoint&) = delete;

@@ -15,8 +15,7 @@ std::string Label(std::string_view value) {
 
 std::string RenderPrometheus(const Stats& stats, const Health& health) {
   std::string out;
-  AppendMetricHeader(out, "lb_events_total", "counter",
-                     "Worker events by name (see docs/dataplane.md, Counters).");
+  AppendMetricHeader(out, "lb_events_total", "counter", "Worker events by name (see docs/dataplane.md, Counters).");
   for (const WorkerView& w : stats.workers) {
     for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
       absl::StrAppendFormat(&out, "lb_events_total{worker=\"%d\",event=\"%s\"} %d\n", w.id,
@@ -28,8 +27,7 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
   for (const WorkerView& w : stats.workers) {
     for (size_t i = 0; i < dataplane::kNumDropReasons; ++i) {
       absl::StrAppendFormat(&out, "lb_drops_total{worker=\"%d\",reason=\"%s\"} %d\n", w.id,
-                            dataplane::kDropReasonInfo[i].name,
-                            w.counters->Get(dataplane::DropReason(i)));
+                            dataplane::kDropReasonInfo[i].name, w.counters->Get(dataplane::DropReason(i)));
     }
   }
   AppendMetricHeader(out, "lb_flows", "gauge", "Flow-table slots in use, per worker.");
@@ -61,9 +59,9 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
         {"flows_undelivered", "Flow sync: received flows a worker's learn ring did not take."},
         {"dumps_sent", "Flow sync: dumps of the journal sent to (re)started peers that asked."},
         {"journal_full", "Flow sync: flows not kept in the journal, which was full."}};
-    const uint64_t values[] = {s->datagrams_sent, s->flows_sent, s->bytes_sent, s->send_errors,
+    const uint64_t values[] = {s->datagrams_sent,     s->flows_sent,     s->bytes_sent,         s->send_errors,
                                s->datagrams_received, s->flows_received, s->datagrams_rejected, s->flows_undelivered,
-                               s->dumps_sent, s->journal_full};
+                               s->dumps_sent,         s->journal_full};
     for (size_t i = 0; i < std::size(values); ++i) {
       const std::string name = absl::StrCat("lb_flow_sync_", help[i].first, "_total");
       AppendMetricHeader(out, name, "counter", help[i].second);
@@ -79,14 +77,14 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     const std::string name = Label(IdOf(service.config).ToString());
     for (size_t i = 0; i < service.config.backends.size(); ++i) {
       const auto& b = service.config.backends[i];
-      absl::StrAppendFormat(
-          &out, "lb_backend_maglev_entries{service=\"%s\",backend=\"%s\",port=\"%d\",state=\"%s\"} %d\n",
-          name, Label(b.address.ToString()), b.port, ToString(b.state),
-          backends[i].maglev_entries);
+      absl::StrAppendFormat(&out,
+                            "lb_backend_maglev_entries{service=\"%s\",backend=\"%s\",port=\"%d\",state=\"%s\"} %d\n",
+                            name, Label(b.address.ToString()), b.port, ToString(b.state), backends[i].maglev_entries);
     }
   }
   if (!stats.snat.empty()) {
-    AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge", "NAT sessions (TCP and UDP ports) in use, per SNAT address.");
+    AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge",
+                       "NAT sessions (TCP and UDP ports) in use, per SNAT address.");
     for (const auto& s : stats.snat) {
       absl::StrAppendFormat(&out, "lb_snat_ports_in_use{address=\"%s\"} %d\n", s.address.ToString(), s.ports_in_use);
     }

@@ -4,13 +4,10 @@
 
 namespace lb::control {
 
-
-absl::StatusOr<IpAddress> ParseAddress(const std::string& text,
-                                                  const std::string& field) {
+absl::StatusOr<IpAddress> ParseAddress(const std::string& text, const std::string& field) {
   auto a = IpAddress::Parse(text);
   if (!a) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: \"%s\" is not an IPv4 or IPv6 address", field, text));
+    return absl::InvalidArgumentError(absl::StrFormat("%s: \"%s\" is not an IPv4 or IPv6 address", field, text));
   }
   return *a;
 }
@@ -26,8 +23,7 @@ absl::StatusOr<ServiceId> FromProto(const lb::v1::ServiceKey& key, const std::st
   auto vip = ParseAddress(key.vip(), field + ".vip");
   if (!vip.ok()) return vip.status();
   if (key.protocol() != lb::v1::TCP && key.protocol() != lb::v1::UDP) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s.protocol: must be TCP or UDP", field));
+    return absl::InvalidArgumentError(absl::StrFormat("%s.protocol: must be TCP or UDP", field));
   }
   auto port = ParsePort(key.port(), field + ".port");
   if (!port.ok()) return port.status();
@@ -37,16 +33,18 @@ absl::StatusOr<ServiceId> FromProto(const lb::v1::ServiceKey& key, const std::st
 absl::StatusOr<BackendState> FromProto(lb::v1::BackendState state, const std::string& field) {
   switch (state) {
     case lb::v1::BACKEND_STATE_UNSPECIFIED:
-    case lb::v1::ACTIVE: return BackendState::kActive;
-    case lb::v1::DRAINING: return BackendState::kDraining;
-    case lb::v1::DOWN: return BackendState::kDown;
+    case lb::v1::ACTIVE:
+      return BackendState::kActive;
+    case lb::v1::DRAINING:
+      return BackendState::kDraining;
+    case lb::v1::DOWN:
+      return BackendState::kDown;
     default:
       return absl::InvalidArgumentError(absl::StrFormat("%s: unknown state %d", field, int(state)));
   }
 }
 
-absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& b,
-                                                   const std::string& field) {
+absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& b, const std::string& field) {
   BackendConfig out;
   auto address = ParseAddress(b.address(), field + ".address");
   if (!address.ok()) return address.status();
@@ -61,8 +59,7 @@ absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& b,
   return out;
 }
 
-absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& s,
-                                                   const std::string& field) {
+absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& s, const std::string& field) {
   auto id = FromProto(s.key(), field + ".key");
   if (!id.ok()) return id.status();
   ServiceConfig out;
@@ -71,17 +68,29 @@ absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& s,
   out.port = id->port;
   switch (s.mode()) {
     case lb::v1::FORWARDING_MODE_UNSPECIFIED:
-    case lb::v1::DSR_IPIP: out.mode = ForwardingMode::kDsrIpip; break;
-    case lb::v1::DSR_GUE: out.mode = ForwardingMode::kDsrGue; break;
-    case lb::v1::NAT: out.mode = ForwardingMode::kNat; break;
+    case lb::v1::DSR_IPIP:
+      out.mode = ForwardingMode::kDsrIpip;
+      break;
+    case lb::v1::DSR_GUE:
+      out.mode = ForwardingMode::kDsrGue;
+      break;
+    case lb::v1::NAT:
+      out.mode = ForwardingMode::kNat;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrFormat("%s.mode: unknown mode %d", field, int(s.mode())));
   }
   switch (s.hash_fields()) {
     case lb::v1::HASH_FIELDS_UNSPECIFIED:
-    case lb::v1::FIVE_TUPLE: out.hash_fields = HashFields::kFiveTuple; break;
-    case lb::v1::SOURCE_IP: out.hash_fields = HashFields::kSourceIp; break;
-    case lb::v1::SOURCE_IP_DEST_PORT: out.hash_fields = HashFields::kSourceIpDestPort; break;
+    case lb::v1::FIVE_TUPLE:
+      out.hash_fields = HashFields::kFiveTuple;
+      break;
+    case lb::v1::SOURCE_IP:
+      out.hash_fields = HashFields::kSourceIp;
+      break;
+    case lb::v1::SOURCE_IP_DEST_PORT:
+      out.hash_fields = HashFields::kSourceIpDestPort;
+      break;
     default:
       return absl::InvalidArgumentError(
           absl::StrFormat("%s.hash_fields: unknown value %d", field, int(s.hash_fields())));
@@ -105,9 +114,12 @@ lb::v1::ServiceKey ToProto(const ServiceId& id) {
 
 lb::v1::BackendState ToProto(BackendState state) {
   switch (state) {
-    case BackendState::kActive: return lb::v1::ACTIVE;
-    case BackendState::kDraining: return lb::v1::DRAINING;
-    case BackendState::kDown: return lb::v1::DOWN;
+    case BackendState::kActive:
+      return lb::v1::ACTIVE;
+    case BackendState::kDraining:
+      return lb::v1::DRAINING;
+    case BackendState::kDown:
+      return lb::v1::DOWN;
   }
   return lb::v1::BACKEND_STATE_UNSPECIFIED;
 }
@@ -128,9 +140,15 @@ lb::v1::Service ToProto(const Service& s) {
                : s.config.mode == ForwardingMode::kNat  ? lb::v1::NAT
                                                         : lb::v1::DSR_IPIP);
   switch (s.config.hash_fields) {
-    case HashFields::kFiveTuple: out.set_hash_fields(lb::v1::FIVE_TUPLE); break;
-    case HashFields::kSourceIp: out.set_hash_fields(lb::v1::SOURCE_IP); break;
-    case HashFields::kSourceIpDestPort: out.set_hash_fields(lb::v1::SOURCE_IP_DEST_PORT); break;
+    case HashFields::kFiveTuple:
+      out.set_hash_fields(lb::v1::FIVE_TUPLE);
+      break;
+    case HashFields::kSourceIp:
+      out.set_hash_fields(lb::v1::SOURCE_IP);
+      break;
+    case HashFields::kSourceIpDestPort:
+      out.set_hash_fields(lb::v1::SOURCE_IP_DEST_PORT);
+      break;
   }
   out.set_table_size(s.config.table_size);
   out.set_effective_table_size(EffectiveTableSize(s.config));
@@ -143,11 +161,21 @@ lb::v1::ServiceResult ToProto(const ServiceOutcome& o) {
   lb::v1::ServiceResult out;
   *out.mutable_key() = ToProto(o.id);
   switch (o.kind) {
-    case ServiceOutcome::Kind::kCreated: out.set_outcome(lb::v1::CREATED); break;
-    case ServiceOutcome::Kind::kUpdated: out.set_outcome(lb::v1::UPDATED); break;
-    case ServiceOutcome::Kind::kUnchanged: out.set_outcome(lb::v1::UNCHANGED); break;
-    case ServiceOutcome::Kind::kDeleted: out.set_outcome(lb::v1::DELETED); break;
-    case ServiceOutcome::Kind::kRefused: out.set_outcome(lb::v1::REFUSED); break;
+    case ServiceOutcome::Kind::kCreated:
+      out.set_outcome(lb::v1::CREATED);
+      break;
+    case ServiceOutcome::Kind::kUpdated:
+      out.set_outcome(lb::v1::UPDATED);
+      break;
+    case ServiceOutcome::Kind::kUnchanged:
+      out.set_outcome(lb::v1::UNCHANGED);
+      break;
+    case ServiceOutcome::Kind::kDeleted:
+      out.set_outcome(lb::v1::DELETED);
+      break;
+    case ServiceOutcome::Kind::kRefused:
+      out.set_outcome(lb::v1::REFUSED);
+      break;
   }
   out.set_index(o.index);
   if (!o.status.ok()) {

@@ -14,14 +14,10 @@
 namespace lb::control {
 
 absl::StatusOr<ServiceId> FromProto(const lb::v1::ServiceKey& key, const std::string& field);
-absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& service,
-                                                   const std::string& field);
-absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& backend,
-                                                   const std::string& field);
-absl::StatusOr<BackendState> FromProto(lb::v1::BackendState state,
-                                                  const std::string& field);
-absl::StatusOr<IpAddress> ParseAddress(const std::string& text,
-                                                  const std::string& field);
+absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& service, const std::string& field);
+absl::StatusOr<BackendConfig> FromProto(const lb::v1::Backend& backend, const std::string& field);
+absl::StatusOr<BackendState> FromProto(lb::v1::BackendState state, const std::string& field);
+absl::StatusOr<IpAddress> ParseAddress(const std::string& text, const std::string& field);
 absl::StatusOr<uint16_t> ParsePort(uint32_t port, const std::string& field);
 
 lb::v1::ServiceKey ToProto(const ServiceId& id);

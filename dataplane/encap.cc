@@ -22,7 +22,7 @@ EncapHeader BuildEncapHeader(const EncapHeaderSpec& spec) {
 
   uint8_t* p = h.bytes.data();
   h.l2_len = uint8_t(WriteEthernet(p, spec.destination_mac, spec.next_hop.source_mac, spec.next_hop.vlan,
-                                            outer_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6));
+                                   outer_v4 ? kEtherTypeIpv4 : kEtherTypeIpv6));
   uint8_t* q = p + h.l2_len;
 
   const uint8_t inner_proto = spec.inner_v4 ? IPPROTO_IPIP : IPPROTO_IPV6;

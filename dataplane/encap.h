@@ -21,8 +21,8 @@ struct EncapHeader {
   static constexpr uint32_t kMaxLen = 18 + 40 + 8 + 4;  // VLAN-tagged L2, IPv6, UDP, GUE
 
   std::array<uint8_t, kMaxLen> bytes{};
-  uint8_t len = 0;     // all of it; 0: no header (no outer source for the backend's family)
-  uint8_t l2_len = 0;  // 14, or 18 with a VLAN tag
+  uint8_t len = 0;        // all of it; 0: no header (no outer source for the backend's family)
+  uint8_t l2_len = 0;     // 14, or 18 with a VLAN tag
   bool outer_v4 = false;  // which Encapsulate<> variant the header is for
   bool gue = false;
   // The low 32 bits of the outer source (host order), of which the `source_mask` bits are
@@ -37,14 +37,14 @@ struct EncapHeader {
 };
 
 struct EncapHeaderSpec {
-  IpAddress destination;          // the backend
-  IpPrefix source;                // encap.source_v4 or source_v6, of the backend's family
-  bool gue = false;               // GUE over UDP, else IP in IP
-  bool inner_v4 = true;           // the VIP's family: IPIP (4) or IPv6 (41) inside
-  uint16_t gue_port = 0;          // host order
+  IpAddress destination;  // the backend
+  IpPrefix source;        // encap.source_v4 or source_v6, of the backend's family
+  bool gue = false;       // GUE over UDP, else IP in IP
+  bool inner_v4 = true;   // the VIP's family: IPIP (4) or IPv6 (41) inside
+  uint16_t gue_port = 0;  // host order
   uint8_t ttl = 64;
-  MacAddress destination_mac{};   // the gateway's, or an on-link backend's
-  NextHop next_hop;               // source MAC and VLAN
+  MacAddress destination_mac{};  // the gateway's, or an on-link backend's
+  NextHop next_hop;              // source MAC and VLAN
 };
 
 // The header for `spec`; len 0 when `spec.source` is unset (no outer source address).

@@ -13,8 +13,8 @@ namespace lb::dataplane {
 
 // Writes an Ethernet header (with an 802.1Q tag when `vlan` != 0) at `p`; returns its
 // length.
-inline uint16_t WriteEthernet(uint8_t* p, const MacAddress& dst, const MacAddress& src,
-                              uint16_t vlan, uint16_t ether_type) {
+inline uint16_t WriteEthernet(uint8_t* p, const MacAddress& dst, const MacAddress& src, uint16_t vlan,
+                              uint16_t ether_type) {
   std::memcpy(p, dst.data(), 6);
   std::memcpy(p + 6, src.data(), 6);
   if (vlan == 0) {
@@ -27,8 +27,6 @@ inline uint16_t WriteEthernet(uint8_t* p, const MacAddress& dst, const MacAddres
   return kEthernetHeaderLen + kVlanTagLen;
 }
 
-inline uint16_t EthernetLen(uint16_t vlan) {
-  return kEthernetHeaderLen + (vlan != 0 ? kVlanTagLen : 0);
-}
+inline uint16_t EthernetLen(uint16_t vlan) { return kEthernetHeaderLen + (vlan != 0 ? kVlanTagLen : 0); }
 
 }  // namespace lb::dataplane

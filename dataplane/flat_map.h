@@ -20,8 +20,7 @@ namespace lb::dataplane {
 
 template <typename Key, typename Value>
 class FlatMap {
-  static_assert(std::has_unique_object_representations_v<Key>,
-                "FlatMap keys are hashed as bytes: no implicit padding");
+  static_assert(std::has_unique_object_representations_v<Key>, "FlatMap keys are hashed as bytes: no implicit padding");
 
  public:
   FlatMap() : slots_(1), mask_(0) {}

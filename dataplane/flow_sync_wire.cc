@@ -14,7 +14,6 @@ constexpr uint8_t kMagic[4] = {'L', 'B', 'F', 'S'};
 constexpr uint8_t kClientV6 = 1, kBackendV6 = 2, kNatSession = 4;
 constexpr size_t kRecordFixed = 12;
 
-
 uint8_t* PutAddress(uint8_t* p, const IpAddress& a) {
   const size_t n = a.IsV4() ? 4 : 16;
   std::memcpy(p, a.bytes.data() + (16 - n), n);
@@ -56,8 +55,8 @@ size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<
     for (const SyncedFlow& f : flows) {
       if (len + RecordLength(f) + kTagLen > kMaxDatagram || count == UINT16_MAX) break;
       uint8_t* r = out.data() + len;
-      r[0] = uint8_t((f.key.src.IsV4() ? 0 : kClientV6) | (f.backend.IsV4() ? 0 : kBackendV6) |
-                     (f.nat ? kNatSession : 0));
+      r[0] =
+          uint8_t((f.key.src.IsV4() ? 0 : kClientV6) | (f.backend.IsV4() ? 0 : kBackendV6) | (f.nat ? kNatSession : 0));
       r[1] = f.key.protocol;
       r[2] = f.state;
       std::memcpy(r + 4, &f.key.src_port_be, 2);  // already in network order

@@ -42,7 +42,7 @@ namespace lb::dataplane {
 // A flow and the backend it is pinned to (an rte_ring element between workers and the
 // sync thread).
 struct SyncedFlow {
-  FlowKey key;            // client -> VIP, ports in network order
+  FlowKey key;  // client -> VIP, ports in network order
   IpAddress backend;
   uint16_t backend_port = 0;  // host order; 0: the VIP's port
   uint8_t state = 0;          // FlowState

@@ -29,8 +29,8 @@ uint32_t SweepExpired(const Session* sessions, uint32_t size, uint32_t& cursor, 
 
 }  // namespace
 
-NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max, uint32_t worker,
-                   uint32_t workers, uint64_t port_secret)
+NatTable::NatTable(uint32_t num_addresses, uint16_t port_min, uint16_t port_max, uint32_t worker, uint32_t workers,
+                   uint64_t port_secret)
     : num_addresses_(num_addresses),
       worker_(worker),
       workers_(std::max(1u, workers)),

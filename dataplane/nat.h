@@ -29,14 +29,14 @@
 namespace lb::dataplane {
 
 struct NatSession {
-  FlowKey client;             // as the client sent it: client -> VIP
+  FlowKey client;  // as the client sent it: client -> VIP
   IpAddress backend;
   uint16_t backend_port_be = 0;
   // This session's SNAT port and address index, set by Allocate. They follow from the
   // session's index (NatTable::PortOf, AddressOf), but that costs divisions a packet.
   uint16_t snat_port_be = 0;
   uint8_t snat_address = 0;
-  uint8_t state = 0;          // FlowState
+  uint8_t state = 0;  // FlowState
   bool in_use = false;
   bool announced = false;     // flow sync: the peers know it
   uint32_t generation = 1;    // 24 bits are kept in the flow entry
@@ -106,9 +106,7 @@ class NatTable {
 
  private:
   uint32_t AddressOf(uint32_t index) const { return (index / per_address_) % num_addresses_; }
-  uint16_t PortOf(uint32_t index) const {
-    return uint16_t(port_min_ + worker_ + (index % per_address_) * workers_);
-  }
+  uint16_t PortOf(uint32_t index) const { return uint16_t(port_min_ + worker_ + (index % per_address_) * workers_); }
   uint32_t Index(uint8_t protocol, uint32_t address, uint32_t slot) const {
     return ((protocol == IPPROTO_TCP ? 0 : 1) * num_addresses_ + address) * per_address_ + slot;
   }
@@ -143,10 +141,10 @@ struct AdoptedSession {
   uint16_t backend_port_be = 0;
   uint32_t backend_slot = 0;  // the backend in this node's snapshot
   uint32_t backend_generation = 0;
-  uint32_t generation = 1;    // 24 bits are kept in the flow entries
-  uint8_t state = 0;          // FlowState
+  uint32_t generation = 1;  // 24 bits are kept in the flow entries
+  uint8_t state = 0;        // FlowState
   bool in_use = false;
-  bool carried = false;       // a packet of it came here: this node carries (and announces) it
+  bool carried = false;  // a packet of it came here: this node carries (and announces) it
   Millis deadline = 0;
   FlowTable::Slot client_entry, reply_entry;  // checked before use, as NatSession::entry
 

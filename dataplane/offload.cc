@@ -12,7 +12,6 @@
 namespace lb::dataplane {
 namespace {
 
-
 constexpr uint16_t kEthernetLen = 14;
 constexpr uint16_t kVlanLen = 4;
 constexpr uint8_t kTcpPsh = 0x08, kTcpCwr = 0x80;

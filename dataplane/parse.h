@@ -26,7 +26,7 @@ inline constexpr uint16_t kIpv6HeaderLen = 40;
 inline constexpr uint16_t kUdpHeaderLen = 8;
 
 enum class PacketKind : uint8_t {
-  kNotIp,      // ARP, LLDP, a second VLAN tag...: the kernel's business
+  kNotIp,  // ARP, LLDP, a second VLAN tag...: the kernel's business
   kTcp,
   kUdp,
   kIcmpEcho,   // ICMP echo request / ICMPv6 echo request
@@ -48,7 +48,7 @@ struct ParsedPacket {
   bool is_first_fragment = false;  // a fragment with offset 0 (it carries the L4 header)
   bool dont_fragment = false;      // IPv4 DF; always true for IPv6 (routers never fragment)
   uint8_t tcp_flags = 0;
-  uint8_t ttl = 0;         // TTL / hop limit
+  uint8_t ttl = 0;  // TTL / hop limit
   uint8_t icmp_type = 0;
   uint16_t l3_offset = 0;  // bytes of Ethernet (+ VLAN) header before the IP header
   uint16_t l4_offset = 0;  // start of the L4 header (for ICMP errors, of the ICMP header)
@@ -68,8 +68,8 @@ inline bool IsIcmpv6Error(uint8_t type) { return type >= 1 && type <= 4; }
 // Walks IPv6 extension headers starting with `next` at `off`. On return `next` is the
 // upper-layer protocol and `off` its offset. Fragment info is reported for the fragment
 // header. Returns kTruncated when the chain runs past `len`.
-inline ParseStatus WalkIpv6Extensions(const uint8_t* p, uint32_t len, uint8_t& next,
-                                      uint32_t& off, bool& fragment, bool& first_fragment) {
+inline ParseStatus WalkIpv6Extensions(const uint8_t* p, uint32_t len, uint8_t& next, uint32_t& off, bool& fragment,
+                                      bool& first_fragment) {
   constexpr int kMaxExtensionHeaders = 8;
   for (int i = 0; i < kMaxExtensionHeaders; ++i) {
     switch (next) {
@@ -291,8 +291,7 @@ inline ParseStatus ParseGeneral(const uint8_t* data, uint32_t len, ParsedPacket&
     out.key.dst = IpAddress::FromV6Bytes(ip + 24);
     proto = ip[6];
     l4 = kIpv6HeaderLen;
-    const ParseStatus s =
-        WalkIpv6Extensions(ip, total, proto, l4, out.is_fragment, out.is_first_fragment);
+    const ParseStatus s = WalkIpv6Extensions(ip, total, proto, l4, out.is_fragment, out.is_first_fragment);
     if (s != ParseStatus::kOk) return s;
   } else {
     out.kind = PacketKind::kNotIp;
@@ -302,9 +301,7 @@ inline ParseStatus ParseGeneral(const uint8_t* data, uint32_t len, ParsedPacket&
   out.l4_offset = uint16_t(off + l4);
   if (out.is_fragment && !out.is_first_fragment) {
     // No L4 header here: the protocol alone decides the kind, and there are no ports.
-    out.kind = proto == IPPROTO_TCP   ? PacketKind::kTcp
-               : proto == IPPROTO_UDP ? PacketKind::kUdp
-                                      : PacketKind::kOtherIp;
+    out.kind = proto == IPPROTO_TCP ? PacketKind::kTcp : proto == IPPROTO_UDP ? PacketKind::kUdp : PacketKind::kOtherIp;
     return ParseStatus::kOk;
   }
   // Parse L4 within the IP datagram (not the frame), so padding is never read as data.

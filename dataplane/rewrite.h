@@ -54,8 +54,8 @@ inline void TrimToDatagram(rte_mbuf* m, const ParsedPacket& p) {
 // (RFC 6438, RFC 8086 §3.2), so that ECMP and RSS on the way spread flows. `ip_id` is the
 // outer IPv4 identification when DF is clear.
 template <bool kOuterV4, bool kGue>
-[[gnu::always_inline]] inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapHeader& h, uint32_t flow_hash,
-                        uint16_t ip_id) {
+[[gnu::always_inline]] inline bool Encapsulate(rte_mbuf* m, const ParsedPacket& p, const EncapHeader& h,
+                                               uint32_t flow_hash, uint16_t ip_id) {
   constexpr uint16_t kOuterLen = kOuterV4 ? kIpv4HeaderLen : kIpv6HeaderLen;
   constexpr uint16_t kHeadersLen = kOuterLen + (kGue ? kUdpHeaderLen + kGueHeaderLen : 0);
   TrimToDatagram(m, p);
@@ -84,8 +84,8 @@ template <bool kOuterV4, bool kGue>
     Store16(ip + 4, id);
     Store16(ip + 6, flags);
     Store32(ip + 12, source_low);
-    Store16(ip + 10, FinishChecksum(h.ipv4_partial_sum + tos + total + id + flags + (source_low >> 16) +
-                                    (source_low & 0xffff)));
+    Store16(ip + 10,
+            FinishChecksum(h.ipv4_partial_sum + tos + total + id + flags + (source_low >> 16) + (source_low & 0xffff)));
   } else {
     Store32(ip, 6u << 28 | uint32_t(tos) << 20 | (flow_hash & 0xfffff));
     Store16(ip + 4, kGue ? udp_len : p.ip_len);
@@ -99,8 +99,7 @@ template <bool kOuterV4, bool kGue>
     if constexpr (!kOuterV4) {
       uint16_t payload_sum = 0;
       rte_raw_cksum_mbuf(m, uint32_t(h.l2_len + kOuterLen), udp_len, &payload_sum);
-      uint32_t sum = uint32_t(rte_ipv6_phdr_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), 0)) +
-                     payload_sum;
+      uint32_t sum = uint32_t(rte_ipv6_phdr_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), 0)) + payload_sum;
       sum = (sum & 0xffff) + (sum >> 16);
       sum = (sum & 0xffff) + (sum >> 16);
       StoreChecksum(udp + 6, sum == 0xffff ? 0 : sum);  // a zero result is sent as 0xffff
@@ -161,7 +160,7 @@ inline bool CompletePartialChecksum(rte_mbuf* m, const ParsedPacket& p) {
                                   : rte_ipv6_phdr_cksum(reinterpret_cast<const rte_ipv6_hdr*>(ip), 0);
   if (stored != pseudo) return false;
   const uint32_t segment = rte_raw_cksum(l4, l4_len);  // holds the pseudo-header sum in the field
-  if (Fold(pseudo + segment) == 0xffff) return false;   // a complete checksum after all
+  if (Fold(pseudo + segment) == 0xffff) return false;  // a complete checksum after all
   uint16_t checksum = FinishChecksum(segment);
   if (!tcp && checksum == 0) checksum = 0xffff;  // UDP sends zero as all ones
   std::memcpy(field, &checksum, sizeof(checksum));
@@ -341,8 +340,8 @@ inline bool NatTranslate(rte_mbuf* m, const ParsedPacket& p, const NatEndpoints&
 // when the quote holds it. False without headroom, or for a quote this cannot rewrite
 // (IPv6 extension headers).
 inline bool NatTranslateIcmpError(rte_mbuf* m, const ParsedPacket& p, const IpAddress* outer_src,
-                                  const IpAddress& outer_dst, const NatEndpoints& quoted,
-                                  const MacAddress& dst_mac, const NextHop& hop) {
+                                  const IpAddress& outer_dst, const NatEndpoints& quoted, const MacAddress& dst_mac,
+                                  const NextHop& hop) {
   const uint16_t icmp_off = uint16_t(p.l4_offset - p.l3_offset);
   if (!p.is_v4 && icmp_off != kIpv6HeaderLen) return false;
   uint8_t* ip = Reframe(m, p, dst_mac, hop);

@@ -11,8 +11,7 @@ namespace {
 
 constexpr uint32_t kGenerationMask = (1u << 24) - 1;  // FlowEntry::backend_generation
 
-EncapHeaderSpec EncapSpecFor(const NodeConfig& node, const ServiceConfig& service,
-                             const BackendRecord& b) {
+EncapHeaderSpec EncapSpecFor(const NodeConfig& node, const ServiceConfig& service, const BackendRecord& b) {
   const bool v4 = b.address.IsV4();
   return {.destination = b.address,
           .source = v4 ? node.encap.source_v4 : node.encap.source_v6,
@@ -25,9 +24,7 @@ EncapHeaderSpec EncapSpecFor(const NodeConfig& node, const ServiceConfig& servic
 }
 
 // The share of new flows a backend takes: its weight while active, else none.
-uint32_t MaglevWeight(const BackendRecord& b) {
-  return b.in_use && b.state == BackendState::kActive ? b.weight : 0;
-}
+uint32_t MaglevWeight(const BackendRecord& b) { return b.in_use && b.state == BackendState::kActive ? b.weight : 0; }
 
 // Whether `a` and `b` (backends by slot) give the same Maglev table at one size: every
 // slot takes the same share, and every slot with a share holds the same backend.
@@ -55,8 +52,7 @@ void AddFragmentService(uint32_t& slot, uint32_t service, bool all_ports, bool& 
 }  // namespace
 
 absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConfig& config,
-                                                               const ServiceRecord* previous,
-                                                               const NodeConfig& node) {
+                                                               const ServiceRecord* previous, const NodeConfig& node) {
   auto rec = std::make_shared<ServiceRecord>();
   rec->key = ServiceKey{config.vip, htons(config.port), config.protocol};
   rec->mode = config.mode;
@@ -93,8 +89,7 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
   size_t slots = 0;
   for (int64_t s : slot_of) slots = std::max<size_t>(slots, size_t(s) + 1);
   if (slots > kMaxMaglevBackends) {
-    return absl::ResourceExhaustedError(absl::StrFormat("%d backend slots, at most %d", slots,
-                                                        kMaxMaglevBackends));
+    return absl::ResourceExhaustedError(absl::StrFormat("%d backend slots, at most %d", slots, kMaxMaglevBackends));
   }
 
   rec->backends.resize(slots);
@@ -171,8 +166,8 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
       by_key.emplace_back(key, i);
       auto& [vip, has_all_ports] = vips[key.vip];
       const bool tcp = key.protocol == IPPROTO_TCP;
-      AddFragmentService(tcp ? vip.fragment_service_tcp : vip.fragment_service_udp, i,
-                         key.port_be == 0, has_all_ports[tcp ? 0 : 1]);
+      AddFragmentService(tcp ? vip.fragment_service_tcp : vip.fragment_service_udp, i, key.port_be == 0,
+                         has_all_ports[tcp ? 0 : 1]);
     }
     index->services = FlatMap<ServiceKey, uint32_t>(by_key);
     std::vector<std::pair<IpAddress, VipRecord>> vip_items;
@@ -207,8 +202,7 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
   return snap;
 }
 
-absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(
-    const DataplaneConfig& config) {
+absl::StatusOr<std::unique_ptr<const Snapshot>> SnapshotBuilder::Build(const DataplaneConfig& config) {
   if (absl::Status s = ValidateConfig(config, limits_); !s.ok()) return s;
   const uint32_t generation_before = next_backend_generation_;
   std::vector<ServiceRecordPtr> records;

@@ -60,12 +60,12 @@ struct BackendRecord {
   IpAddress address;
   uint16_t port = 0;
   BackendState state = BackendState::kDown;
-  bool in_use = false;         // false: a free slot
+  bool in_use = false;  // false: a free slot
   uint32_t weight = 0;
-  uint32_t generation = 0;     // 24 bits, as stored in FlowEntry
-  bool on_link = false;        // on the node's segment: sent to neighbor_mac, not the gateway
+  uint32_t generation = 0;  // 24 bits, as stored in FlowEntry
+  bool on_link = false;     // on the node's segment: sent to neighbor_mac, not the gateway
   MacAddress neighbor_mac{};
-  EncapHeader encap;           // DSR services: the headers its packets get
+  EncapHeader encap;  // DSR services: the headers its packets get
 };
 
 // One service as workers read it. Immutable once built; shared by every snapshot in which
@@ -75,9 +75,9 @@ class ServiceRecord {
   ServiceKey key;
   ForwardingMode mode = ForwardingMode::kDsrIpip;
   HashFields hash_fields = HashFields::kFiveTuple;
-  uint32_t table_size = 0;              // M of the Maglev table in use
-  std::vector<BackendRecord> backends;  // by slot
-  std::vector<uint16_t> backend_slots;  // in configuration order
+  uint32_t table_size = 0;                 // M of the Maglev table in use
+  std::vector<BackendRecord> backends;     // by slot
+  std::vector<uint16_t> backend_slots;     // in configuration order
   std::vector<uint16_t> slots_by_address;  // the slots in use, by (address, port)
 
   // The Maglev table: a backend slot per entry; empty when no backend takes new flows.
@@ -137,8 +137,7 @@ class Snapshot {
 
   const VipRecord* FindVip(const IpAddress& address) const { return index_->vips.Find(address); }
   // The service for (vip, protocol, port): an exact match first, then the all-ports one.
-  const ServiceRecord* FindService(const IpAddress& vip, uint8_t protocol,
-                                   uint16_t port_be) const {
+  const ServiceRecord* FindService(const IpAddress& vip, uint8_t protocol, uint16_t port_be) const {
     const uint32_t* i = index_->services.Find(ServiceKey{vip, port_be, protocol});
     if (i == nullptr && port_be != 0) i = index_->services.Find(ServiceKey{vip, 0, protocol});
     return i == nullptr ? nullptr : records_[*i];
@@ -232,16 +231,15 @@ class SnapshotBuilder {
   // service: a backend it had keeps its slot and generation, and its Maglev table is
   // shared when the table's inputs (size, and the address, port and share of each
   // backend taking new flows) are the same. Otherwise a new table is computed.
-  absl::StatusOr<ServiceRecordPtr> BuildService(const ServiceConfig& config,
-                                                const ServiceRecord* previous,
+  absl::StatusOr<ServiceRecordPtr> BuildService(const ServiceConfig& config, const ServiceRecord* previous,
                                                 const NodeConfig& node);
 
   // A snapshot of `services` (distinct keys) with `node`'s settings and the next
   // snapshot generation. Never rebuilds a record; the VIP and service indexes are shared
   // with `previous` (the snapshot in force, or null) when its services have the same keys
   // in the same order, else built anew: O(services) pointer copies for a backend change.
-  std::unique_ptr<const Snapshot> Assemble(std::vector<ServiceRecordPtr> services,
-                                           const NodeConfig& node, const Snapshot* previous = nullptr);
+  std::unique_ptr<const Snapshot> Assemble(std::vector<ServiceRecordPtr> services, const NodeConfig& node,
+                                           const Snapshot* previous = nullptr);
 
   // Convenience for tests and benchmarks: validates `config` and builds its whole
   // snapshot, each service's record from the one the last successful Build() made for the

@@ -20,8 +20,7 @@ absl::StatusOr<std::unique_ptr<SnapshotStore>> SnapshotStore::Create(uint32_t ma
   if (qsbr == nullptr) return absl::ResourceExhaustedError("rte_rcu_qsbr: out of memory");
   if (rte_rcu_qsbr_init(qsbr, max_workers) != 0) {
     std::free(qsbr);
-    return absl::InternalError(
-        absl::StrFormat("rte_rcu_qsbr_init(%d): %s", max_workers, rte_strerror(rte_errno)));
+    return absl::InternalError(absl::StrFormat("rte_rcu_qsbr_init(%d): %s", max_workers, rte_strerror(rte_errno)));
   }
   return std::unique_ptr<SnapshotStore>(new SnapshotStore(qsbr));
 }
@@ -35,8 +34,8 @@ SnapshotStore::~SnapshotStore() {
 
 absl::Status SnapshotStore::RegisterWorker(uint32_t worker_id) {
   if (rte_rcu_qsbr_thread_register(qsbr_, worker_id) != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat("rte_rcu_qsbr_thread_register(%d): %s",
-                                                      worker_id, rte_strerror(rte_errno)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("rte_rcu_qsbr_thread_register(%d): %s", worker_id, rte_strerror(rte_errno)));
   }
   rte_rcu_qsbr_thread_online(qsbr_, worker_id);
   return absl::OkStatus();

@@ -144,9 +144,10 @@ lb::v1::ServiceKey ParseService(const std::string& text) {
 
 std::string ServiceName(const lb::v1::ServiceKey& k) {
   const bool v6 = k.vip().find(':') != std::string::npos;
-  return (v6 ? "[" + k.vip() + "]" : k.vip()) + ":" +
-         (k.port() == 0 ? "*" : std::to_string(k.port())) + "/" +
-         (k.protocol() == lb::v1::TCP ? "tcp" : k.protocol() == lb::v1::UDP ? "udp" : "?");
+  return (v6 ? "[" + k.vip() + "]" : k.vip()) + ":" + (k.port() == 0 ? "*" : std::to_string(k.port())) + "/" +
+         (k.protocol() == lb::v1::TCP   ? "tcp"
+          : k.protocol() == lb::v1::UDP ? "udp"
+                                        : "?");
 }
 
 std::string ModeName(lb::v1::ForwardingMode m) {
@@ -155,17 +156,23 @@ std::string ModeName(lb::v1::ForwardingMode m) {
 
 std::string HashName(lb::v1::HashFields h) {
   switch (h) {
-    case lb::v1::SOURCE_IP: return "source-ip";
-    case lb::v1::SOURCE_IP_DEST_PORT: return "source-ip+dest-port";
-    default: return "5-tuple";
+    case lb::v1::SOURCE_IP:
+      return "source-ip";
+    case lb::v1::SOURCE_IP_DEST_PORT:
+      return "source-ip+dest-port";
+    default:
+      return "5-tuple";
   }
 }
 
 std::string StateName(lb::v1::BackendState s) {
   switch (s) {
-    case lb::v1::DRAINING: return "draining";
-    case lb::v1::DOWN: return "down";
-    default: return "active";
+    case lb::v1::DRAINING:
+      return "draining";
+    case lb::v1::DOWN:
+      return "down";
+    default:
+      return "active";
   }
 }
 
@@ -178,16 +185,24 @@ lb::v1::BackendState ParseState(const std::string& s) {
 
 void ApplyServiceOptions(const Args& a, lb::v1::Service& s) {
   if (auto m = a.Get("mode")) {
-    if (*m == "dsr-ipip") s.set_mode(lb::v1::DSR_IPIP);
-    else if (*m == "dsr-gue") s.set_mode(lb::v1::DSR_GUE);
-    else if (*m == "nat") s.set_mode(lb::v1::NAT);
-    else throw UsageError{"--mode: \"" + *m + "\" is not dsr-ipip, dsr-gue or nat"};
+    if (*m == "dsr-ipip")
+      s.set_mode(lb::v1::DSR_IPIP);
+    else if (*m == "dsr-gue")
+      s.set_mode(lb::v1::DSR_GUE);
+    else if (*m == "nat")
+      s.set_mode(lb::v1::NAT);
+    else
+      throw UsageError{"--mode: \"" + *m + "\" is not dsr-ipip, dsr-gue or nat"};
   }
   if (auto h = a.Get("hash")) {
-    if (*h == "5-tuple") s.set_hash_fields(lb::v1::FIVE_TUPLE);
-    else if (*h == "source-ip") s.set_hash_fields(lb::v1::SOURCE_IP);
-    else if (*h == "source-ip+dest-port") s.set_hash_fields(lb::v1::SOURCE_IP_DEST_PORT);
-    else throw UsageError{"--hash: \"" + *h + "\" is not 5-tuple, source-ip or source-ip+dest-port"};
+    if (*h == "5-tuple")
+      s.set_hash_fields(lb::v1::FIVE_TUPLE);
+    else if (*h == "source-ip")
+      s.set_hash_fields(lb::v1::SOURCE_IP);
+    else if (*h == "source-ip+dest-port")
+      s.set_hash_fields(lb::v1::SOURCE_IP_DEST_PORT);
+    else
+      throw UsageError{"--hash: \"" + *h + "\" is not 5-tuple, source-ip or source-ip+dest-port"};
   }
   if (auto t = a.Get("table-size")) s.set_table_size(ParseNumber(*t, "--table-size", 16777213));
   if (auto it = a.options.find("backend"); it != a.options.end()) {
@@ -211,8 +226,7 @@ void PrintServices(const google::protobuf::RepeatedPtrField<lb::v1::Service>& se
       const auto& b = s.backends(i);
       char line[160];
       std::snprintf(line, sizeof(line), "%d => %s%s (%s, weight %u)", i + 1, b.address().c_str(),
-                    b.port() ? (":" + std::to_string(b.port())).c_str() : "",
-                    StateName(b.state()).c_str(), b.weight());
+                    b.port() ? (":" + std::to_string(b.port())).c_str() : "", StateName(b.state()).c_str(), b.weight());
       (i == 0 ? first : rest.emplace_back()) = line;
     }
     std::printf("%-5lu %-28s %-9s %-20s %-8u %s\n", (unsigned long)s.id(), ServiceName(s.key()).c_str(),
@@ -305,24 +319,28 @@ class Client {
 
   // Runs one RPC; on failure prints the error and returns its exit status.
   template <typename Req, typename Resp>
-  int Call(grpc::Status (lb::v1::LoadBalancer::Stub::*rpc)(grpc::ClientContext*, const Req&, Resp*),
-           const Req& req, Resp* resp) {
+  int Call(grpc::Status (lb::v1::LoadBalancer::Stub::*rpc)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
+           Resp* resp) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_));
     const grpc::Status s = (stub_.get()->*rpc)(&ctx, req, resp);
     if (s.ok()) return 0;
     std::fprintf(stderr, "lbctl: %s\n", s.error_message().c_str());
     switch (s.error_code()) {
-      case grpc::StatusCode::NOT_FOUND: return 3;
+      case grpc::StatusCode::NOT_FOUND:
+        return 3;
       case grpc::StatusCode::INVALID_ARGUMENT:
       case grpc::StatusCode::ALREADY_EXISTS:
-      case grpc::StatusCode::FAILED_PRECONDITION: return 4;
+      case grpc::StatusCode::FAILED_PRECONDITION:
+        return 4;
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::DEADLINE_EXCEEDED:
         std::fprintf(stderr, "lbctl: is lbd running? (tried %s)\n", target_.c_str());
         return 5;
-      case grpc::StatusCode::RESOURCE_EXHAUSTED: return 6;
-      default: return 1;
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        return 6;
+      default:
+        return 1;
     }
   }
 
@@ -384,22 +402,27 @@ int SetDrain(Client& c, bool json, bool drained) {
 const std::map<std::string, Verb>& Verbs() {
   using Stub = lb::v1::LoadBalancer::Stub;
   static const std::map<std::string, Verb> verbs = {
-      {"service list", {"lbctl service list [-o json]", 0, [](Client& c, const Args&, bool json) {
-         lb::v1::ListServicesResponse out;
-         const int rc = c.Call(&Stub::ListServices, lb::v1::ListServicesRequest{}, &out);
-         if (rc == 0) json ? (void)std::printf("%s", ToJson(out).c_str()) : PrintServices(out.services());
-         return rc;
-       }}},
-      {"service get", {"lbctl service get SERVICE", 1, [](Client& c, const Args& a, bool json) {
-         lb::v1::GetServiceRequest req;
-         *req.mutable_key() = ParseService(a.positional[0]);
-         lb::v1::Service out;
-         return PrintService(c.Call(&Stub::GetService, req, &out), out, json);
-       }}},
+      {"service list",
+       {"lbctl service list [-o json]", 0,
+        [](Client& c, const Args&, bool json) {
+          lb::v1::ListServicesResponse out;
+          const int rc = c.Call(&Stub::ListServices, lb::v1::ListServicesRequest{}, &out);
+          if (rc == 0) json ? (void)std::printf("%s", ToJson(out).c_str()) : PrintServices(out.services());
+          return rc;
+        }}},
+      {"service get",
+       {"lbctl service get SERVICE", 1,
+        [](Client& c, const Args& a, bool json) {
+          lb::v1::GetServiceRequest req;
+          *req.mutable_key() = ParseService(a.positional[0]);
+          lb::v1::Service out;
+          return PrintService(c.Call(&Stub::GetService, req, &out), out, json);
+        }}},
       {"service add",
        {"lbctl service add SERVICE [--mode dsr-ipip|dsr-gue|nat] [--hash 5-tuple|source-ip|source-ip+dest-port]\n"
         "                  [--table-size PRIME] [--backend ADDRESS[@WEIGHT]]...",
-        1, [](Client& c, const Args& a, bool json) {
+        1,
+        [](Client& c, const Args& a, bool json) {
           lb::v1::CreateServiceRequest req;
           *req.mutable_service()->mutable_key() = ParseService(a.positional[0]);
           ApplyServiceOptions(a, *req.mutable_service());
@@ -420,170 +443,184 @@ const std::map<std::string, Verb>& Verbs() {
           lb::v1::Service out;
           return PrintService(c.Call(&Stub::UpdateService, req, &out), out, json);
         }}},
-      {"service delete", {"lbctl service delete SERVICE", 1, [](Client& c, const Args& a, bool) {
-         lb::v1::DeleteServiceRequest req;
-         *req.mutable_key() = ParseService(a.positional[0]);
-         lb::v1::DeleteServiceResponse out;
-         return c.Call(&Stub::DeleteService, req, &out);
-       }}},
-      {"backend add", {"lbctl backend add SERVICE ADDRESS [--port N] [--weight N]", 2,
-                       [](Client& c, const Args& a, bool json) {
-                         lb::v1::AddBackendRequest req;
-                         *req.mutable_key() = ParseService(a.positional[0]);
-                         req.mutable_backend()->set_address(a.positional[1]);
-                         req.mutable_backend()->set_port(PortOption(a));
-                         if (auto w = a.Get("weight")) req.mutable_backend()->set_weight(ParseNumber(*w, "--weight", 65535));
-                         lb::v1::Service out;
-                         return PrintService(c.Call(&Stub::AddBackend, req, &out), out, json);
-                       }}},
-      {"backend remove", {"lbctl backend remove SERVICE ADDRESS [--port N]", 2,
-                          [](Client& c, const Args& a, bool json) {
-                            lb::v1::RemoveBackendRequest req;
-                            *req.mutable_key() = ParseService(a.positional[0]);
-                            req.set_address(a.positional[1]);
-                            req.set_port(PortOption(a));
-                            lb::v1::Service out;
-                            return PrintService(c.Call(&Stub::RemoveBackend, req, &out), out, json);
-                          }}},
-      {"backend set-weight", {"lbctl backend set-weight SERVICE ADDRESS WEIGHT [--port N]", 3,
-                              [](Client& c, const Args& a, bool json) {
-                                lb::v1::UpdateBackendRequest req;
-                                *req.mutable_key() = ParseService(a.positional[0]);
-                                req.set_address(a.positional[1]);
-                                req.set_port(PortOption(a));
-                                req.set_weight(ParseNumber(a.positional[2], "WEIGHT", 65535));
-                                lb::v1::Service out;
-                                return PrintService(c.Call(&Stub::UpdateBackend, req, &out), out, json);
-                              }}},
-      {"backend drain", {"lbctl backend drain SERVICE ADDRESS [--port N]", 2,
-                         [](Client& c, const Args& a, bool json) { return SetState(c, a, json, lb::v1::DRAINING); }}},
-      {"backend set-state", {"lbctl backend set-state SERVICE ADDRESS active|draining|down [--port N]", 3,
-                             [](Client& c, const Args& a, bool json) {
-                               return SetState(c, a, json, ParseState(a.positional[2]));
-                             }}},
-      {"apply", {"lbctl apply -f FILE [--generation N] [--partial]   FILE: YAML or JSON, the ApplyRequest of proto/lb/v1/lb.proto;\n"
-                 "      all or nothing unless --partial (then each bad service is refused alone and listed)", 0,
-                 [](Client& c, const Args& a, bool json) {
-                   auto file = a.Get("file");
-                   if (!file) throw UsageError{"apply needs -f FILE"};
-                   YAML::Node doc;
-                   try {
-                     doc = YAML::Load(Client::Read(*file));
-                   } catch (const YAML::Exception& e) {
-                     throw UsageError{*file + ": " + e.what()};
-                   }
-                   std::ostringstream js;
-                   YamlToJson(doc, js);
-                   lb::v1::ApplyRequest req;
-                   const auto parsed = google::protobuf::util::JsonStringToMessage(js.str(), &req);
-                   if (!parsed.ok()) throw UsageError{*file + ": " + std::string(parsed.message())};
-                   if (auto g = a.Get("generation")) req.set_generation(ParseNumber(*g, "--generation", UINT32_MAX));
-                   if (a.Get("partial")) req.set_partial(true);
-                   lb::v1::ApplyResponse out;
-                   const int rc = c.Call(&Stub::Apply, req, &out);
-                   if (rc != 0) return rc;
-                   if (json) {
-                     std::printf("%s", ToJson(out).c_str());
-                   } else {
-                     std::printf("generation %lu: %u created, %u updated, %u deleted, %u unchanged, %u refused\n",
-                                 (unsigned long)out.generation(), out.created(), out.updated(),
-                                 out.deleted(), out.unchanged(), out.refused());
-                     for (const auto& r : out.results()) {
-                       if (r.outcome() != lb::v1::REFUSED) continue;
-                       std::printf("  refused %s: %s: %s\n", ServiceName(r.key()).c_str(), r.field().c_str(),
-                                   r.reason().c_str());
-                     }
-                   }
-                   return out.refused() > 0 ? 1 : 0;
-                 }}},
-      {"stats", {"lbctl stats [-o json]", 0, [](Client& c, const Args&, bool json) {
-         lb::v1::Stats out;
-         const int rc = c.Call(&Stub::GetStats, lb::v1::GetStatsRequest{}, &out);
-         if (rc != 0) return rc;
-         if (json) {
-           std::printf("%s", ToJson(out).c_str());
-           return 0;
-         }
-         std::printf("generation %lu, flows %lu of %lu\n", (unsigned long)out.generation(),
-                     (unsigned long)out.flows(), (unsigned long)out.flow_capacity());
-         std::printf("services %d, backends %lu, table memory %.1f of %.1f MiB\n\nevents (all workers):\n",
-                     out.services_size(), (unsigned long)out.backends(), double(out.table_memory_bytes()) / (1 << 20),
-                     double(out.table_memory_limit()) / (1 << 20));
-         for (const auto& e : out.events()) std::printf("  %-24s %lu\n", e.name().c_str(), (unsigned long)e.value());
-         std::printf("drops (all workers):\n");
-         for (const auto& d : out.drops()) std::printf("  %-24s %lu\n", d.name().c_str(), (unsigned long)d.value());
-         std::printf("workers:\n");
-         for (const auto& w : out.workers()) {
-           std::printf("  worker %u on lcore %u: %lu flows of %lu\n", w.worker(), w.lcore(),
-                       (unsigned long)w.flows(), (unsigned long)w.flow_capacity());
-         }
-         if (out.has_flow_sync()) {
-           const auto& s = out.flow_sync();
-           std::string peers;
-           for (const auto& p : s.peers()) peers += (peers.empty() ? "" : ", ") + p;
-           std::printf("flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
-                       "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n"
-                       "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n",
-                       peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(),
-                       (unsigned long)s.bytes_sent(), (unsigned long)s.send_errors(), (unsigned long)s.flows_received(),
-                       (unsigned long)s.datagrams_received(), (unsigned long)s.datagrams_rejected(),
-                       (unsigned long)s.flows_undelivered(), (unsigned long)s.journal_flows(),
-                       (unsigned long)s.journal_full(), (unsigned long)s.dumps_sent());
-         }
-         if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
-         for (const auto& a : out.snat()) {
-           std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),
-                       (unsigned long)a.ports_total());
-         }
-         std::printf("Maglev shares:\n");
-         for (const auto& s : out.services()) {
-           for (const auto& b : s.backends()) {
-             std::printf("  %-28s %-24s %-9s %u entries\n", ServiceName(s.key()).c_str(), b.address().c_str(),
-                         StateName(b.state()).c_str(), b.maglev_entries());
-           }
-         }
-         return 0;
-       }}},
-      {"health", {"lbctl health [-o json]   (exit 0 when healthy, 1 when not)", 0,
-                  [](Client& c, const Args&, bool json) {
-                    lb::v1::Health out;
-                    const int rc = c.Call(&Stub::GetHealth, lb::v1::GetHealthRequest{}, &out);
-                    if (rc != 0) return rc;
-                    if (json) {
-                      std::printf("%s", ToJson(out).c_str());
-                    } else {
-                      std::printf("%s: %u of %u workers alive, links %s, generation %lu, flow hash %s\n",
-                                  out.healthy() ? "healthy" : "UNHEALTHY", out.workers_alive(), out.workers(),
-                                  out.links_up() ? "up" : "down", (unsigned long)out.generation(),
-                                  out.flow_hash().c_str());
-                      for (const auto& p : out.problems()) std::printf("  - %s\n", p.c_str());
-                    }
-                    return out.healthy() ? 0 : 1;
-                  }}},
-      {"node drain", {"lbctl node drain   (lb-bird-gen withdraws the node's VIPs; forwarding goes on)", 0,
-                      [](Client& c, const Args&, bool json) { return SetDrain(c, json, true); }}},
-      {"node undrain", {"lbctl node undrain", 0,
-                        [](Client& c, const Args&, bool json) { return SetDrain(c, json, false); }}},
-      {"explain", {"lbctl explain tcp|udp SRC SPORT DST DPORT", 5, [](Client& c, const Args& a, bool json) {
-         lb::v1::ExplainFlowRequest req;
-         req.set_protocol(ParseProtocol(a.positional[0]));
-         req.set_source(a.positional[1]);
-         req.set_source_port(ParseNumber(a.positional[2], "SPORT", 65535));
-         req.set_destination(a.positional[3]);
-         req.set_destination_port(ParseNumber(a.positional[4], "DPORT", 65535));
-         lb::v1::ExplainFlowResponse out;
-         const int rc = c.Call(&Stub::ExplainFlow, req, &out);
-         if (rc != 0) return rc;
-         if (json) {
-           std::printf("%s", ToJson(out).c_str());
-           return 0;
-         }
-         std::printf("service:  %s\n", out.has_service() ? ServiceName(out.service()).c_str() : "(none)");
-         std::printf("backend:  %s\n", out.has_backend() ? out.backend().address().c_str() : "(none)");
-         std::printf("decision: %s\n", out.decision().c_str());
-         if (out.has_maglev_backend()) std::printf("maglev:   %s\n", out.maglev_backend().address().c_str());
-         return 0;
-       }}},
+      {"service delete",
+       {"lbctl service delete SERVICE", 1,
+        [](Client& c, const Args& a, bool) {
+          lb::v1::DeleteServiceRequest req;
+          *req.mutable_key() = ParseService(a.positional[0]);
+          lb::v1::DeleteServiceResponse out;
+          return c.Call(&Stub::DeleteService, req, &out);
+        }}},
+      {"backend add",
+       {"lbctl backend add SERVICE ADDRESS [--port N] [--weight N]", 2,
+        [](Client& c, const Args& a, bool json) {
+          lb::v1::AddBackendRequest req;
+          *req.mutable_key() = ParseService(a.positional[0]);
+          req.mutable_backend()->set_address(a.positional[1]);
+          req.mutable_backend()->set_port(PortOption(a));
+          if (auto w = a.Get("weight")) req.mutable_backend()->set_weight(ParseNumber(*w, "--weight", 65535));
+          lb::v1::Service out;
+          return PrintService(c.Call(&Stub::AddBackend, req, &out), out, json);
+        }}},
+      {"backend remove",
+       {"lbctl backend remove SERVICE ADDRESS [--port N]", 2,
+        [](Client& c, const Args& a, bool json) {
+          lb::v1::RemoveBackendRequest req;
+          *req.mutable_key() = ParseService(a.positional[0]);
+          req.set_address(a.positional[1]);
+          req.set_port(PortOption(a));
+          lb::v1::Service out;
+          return PrintService(c.Call(&Stub::RemoveBackend, req, &out), out, json);
+        }}},
+      {"backend set-weight",
+       {"lbctl backend set-weight SERVICE ADDRESS WEIGHT [--port N]", 3,
+        [](Client& c, const Args& a, bool json) {
+          lb::v1::UpdateBackendRequest req;
+          *req.mutable_key() = ParseService(a.positional[0]);
+          req.set_address(a.positional[1]);
+          req.set_port(PortOption(a));
+          req.set_weight(ParseNumber(a.positional[2], "WEIGHT", 65535));
+          lb::v1::Service out;
+          return PrintService(c.Call(&Stub::UpdateBackend, req, &out), out, json);
+        }}},
+      {"backend drain",
+       {"lbctl backend drain SERVICE ADDRESS [--port N]", 2,
+        [](Client& c, const Args& a, bool json) { return SetState(c, a, json, lb::v1::DRAINING); }}},
+      {"backend set-state",
+       {"lbctl backend set-state SERVICE ADDRESS active|draining|down [--port N]", 3,
+        [](Client& c, const Args& a, bool json) { return SetState(c, a, json, ParseState(a.positional[2])); }}},
+      {"apply",
+       {"lbctl apply -f FILE [--generation N] [--partial]   FILE: YAML or JSON, the ApplyRequest of "
+        "proto/lb/v1/lb.proto;\n"
+        "      all or nothing unless --partial (then each bad service is refused alone and listed)",
+        0,
+        [](Client& c, const Args& a, bool json) {
+          auto file = a.Get("file");
+          if (!file) throw UsageError{"apply needs -f FILE"};
+          YAML::Node doc;
+          try {
+            doc = YAML::Load(Client::Read(*file));
+          } catch (const YAML::Exception& e) {
+            throw UsageError{*file + ": " + e.what()};
+          }
+          std::ostringstream js;
+          YamlToJson(doc, js);
+          lb::v1::ApplyRequest req;
+          const auto parsed = google::protobuf::util::JsonStringToMessage(js.str(), &req);
+          if (!parsed.ok()) throw UsageError{*file + ": " + std::string(parsed.message())};
+          if (auto g = a.Get("generation")) req.set_generation(ParseNumber(*g, "--generation", UINT32_MAX));
+          if (a.Get("partial")) req.set_partial(true);
+          lb::v1::ApplyResponse out;
+          const int rc = c.Call(&Stub::Apply, req, &out);
+          if (rc != 0) return rc;
+          if (json) {
+            std::printf("%s", ToJson(out).c_str());
+          } else {
+            std::printf("generation %lu: %u created, %u updated, %u deleted, %u unchanged, %u refused\n",
+                        (unsigned long)out.generation(), out.created(), out.updated(), out.deleted(), out.unchanged(),
+                        out.refused());
+            for (const auto& r : out.results()) {
+              if (r.outcome() != lb::v1::REFUSED) continue;
+              std::printf("  refused %s: %s: %s\n", ServiceName(r.key()).c_str(), r.field().c_str(),
+                          r.reason().c_str());
+            }
+          }
+          return out.refused() > 0 ? 1 : 0;
+        }}},
+      {"stats",
+       {"lbctl stats [-o json]", 0,
+        [](Client& c, const Args&, bool json) {
+          lb::v1::Stats out;
+          const int rc = c.Call(&Stub::GetStats, lb::v1::GetStatsRequest{}, &out);
+          if (rc != 0) return rc;
+          if (json) {
+            std::printf("%s", ToJson(out).c_str());
+            return 0;
+          }
+          std::printf("generation %lu, flows %lu of %lu\n", (unsigned long)out.generation(), (unsigned long)out.flows(),
+                      (unsigned long)out.flow_capacity());
+          std::printf("services %d, backends %lu, table memory %.1f of %.1f MiB\n\nevents (all workers):\n",
+                      out.services_size(), (unsigned long)out.backends(), double(out.table_memory_bytes()) / (1 << 20),
+                      double(out.table_memory_limit()) / (1 << 20));
+          for (const auto& e : out.events()) std::printf("  %-24s %lu\n", e.name().c_str(), (unsigned long)e.value());
+          std::printf("drops (all workers):\n");
+          for (const auto& d : out.drops()) std::printf("  %-24s %lu\n", d.name().c_str(), (unsigned long)d.value());
+          std::printf("workers:\n");
+          for (const auto& w : out.workers()) {
+            std::printf("  worker %u on lcore %u: %lu flows of %lu\n", w.worker(), w.lcore(), (unsigned long)w.flows(),
+                        (unsigned long)w.flow_capacity());
+          }
+          if (out.has_flow_sync()) {
+            const auto& s = out.flow_sync();
+            std::string peers;
+            for (const auto& p : s.peers()) peers += (peers.empty() ? "" : ", ") + p;
+            std::printf(
+                "flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
+                "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n"
+                "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n",
+                peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(),
+                (unsigned long)s.bytes_sent(), (unsigned long)s.send_errors(), (unsigned long)s.flows_received(),
+                (unsigned long)s.datagrams_received(), (unsigned long)s.datagrams_rejected(),
+                (unsigned long)s.flows_undelivered(), (unsigned long)s.journal_flows(), (unsigned long)s.journal_full(),
+                (unsigned long)s.dumps_sent());
+          }
+          if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
+          for (const auto& a : out.snat()) {
+            std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),
+                        (unsigned long)a.ports_total());
+          }
+          std::printf("Maglev shares:\n");
+          for (const auto& s : out.services()) {
+            for (const auto& b : s.backends()) {
+              std::printf("  %-28s %-24s %-9s %u entries\n", ServiceName(s.key()).c_str(), b.address().c_str(),
+                          StateName(b.state()).c_str(), b.maglev_entries());
+            }
+          }
+          return 0;
+        }}},
+      {"health",
+       {"lbctl health [-o json]   (exit 0 when healthy, 1 when not)", 0,
+        [](Client& c, const Args&, bool json) {
+          lb::v1::Health out;
+          const int rc = c.Call(&Stub::GetHealth, lb::v1::GetHealthRequest{}, &out);
+          if (rc != 0) return rc;
+          if (json) {
+            std::printf("%s", ToJson(out).c_str());
+          } else {
+            std::printf("%s: %u of %u workers alive, links %s, generation %lu, flow hash %s\n",
+                        out.healthy() ? "healthy" : "UNHEALTHY", out.workers_alive(), out.workers(),
+                        out.links_up() ? "up" : "down", (unsigned long)out.generation(), out.flow_hash().c_str());
+            for (const auto& p : out.problems()) std::printf("  - %s\n", p.c_str());
+          }
+          return out.healthy() ? 0 : 1;
+        }}},
+      {"node drain",
+       {"lbctl node drain   (lb-bird-gen withdraws the node's VIPs; forwarding goes on)", 0,
+        [](Client& c, const Args&, bool json) { return SetDrain(c, json, true); }}},
+      {"node undrain",
+       {"lbctl node undrain", 0, [](Client& c, const Args&, bool json) { return SetDrain(c, json, false); }}},
+      {"explain",
+       {"lbctl explain tcp|udp SRC SPORT DST DPORT", 5,
+        [](Client& c, const Args& a, bool json) {
+          lb::v1::ExplainFlowRequest req;
+          req.set_protocol(ParseProtocol(a.positional[0]));
+          req.set_source(a.positional[1]);
+          req.set_source_port(ParseNumber(a.positional[2], "SPORT", 65535));
+          req.set_destination(a.positional[3]);
+          req.set_destination_port(ParseNumber(a.positional[4], "DPORT", 65535));
+          lb::v1::ExplainFlowResponse out;
+          const int rc = c.Call(&Stub::ExplainFlow, req, &out);
+          if (rc != 0) return rc;
+          if (json) {
+            std::printf("%s", ToJson(out).c_str());
+            return 0;
+          }
+          std::printf("service:  %s\n", out.has_service() ? ServiceName(out.service()).c_str() : "(none)");
+          std::printf("backend:  %s\n", out.has_backend() ? out.backend().address().c_str() : "(none)");
+          std::printf("decision: %s\n", out.decision().c_str());
+          if (out.has_maglev_backend()) std::printf("maglev:   %s\n", out.maglev_backend().address().c_str());
+          return 0;
+        }}},
   };
   return verbs;
 }

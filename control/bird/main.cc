@@ -41,10 +41,12 @@ DEFINE_uint32(down_after, 2, "Unhealthy checks in a row before the VIPs are with
 DEFINE_string(drain_file, "", "While this file exists the node is drained (VIPs withdrawn).");
 DEFINE_bool(drain, false, "Drain the node: render with the VIPs withdrawn.");
 DEFINE_bool(dry_run, false, "Print the configuration for lbd's current health and exit.");
-DEFINE_string(listen_address, "", "host:port of GET /healthz (200 while the loop runs), GET /readyz (200 while "
+DEFINE_string(listen_address, "",
+              "host:port of GET /healthz (200 while the loop runs), GET /readyz (200 while "
               "BIRD has the VIPs to announce) and GET /metrics. The manifest's: the node's address, port 7312. "
               "Empty: none.");
-DEFINE_uint32(exit_reload_ms, 5000, "On SIGTERM: how long to try to reload BIRD with the VIPs withdrawn before "
+DEFINE_uint32(exit_reload_ms, 5000,
+              "On SIGTERM: how long to try to reload BIRD with the VIPs withdrawn before "
               "exiting.");
 
 namespace lb::control::bird {
@@ -55,10 +57,10 @@ void OnSignal(int) { g_stop.store(true); }
 
 // What the loop last did, for the HTTP endpoint's thread. Relaxed: independent gauges.
 struct Status {
-  std::atomic<bool> announcing{false};     // BIRD runs a configuration that announces
+  std::atomic<bool> announcing{false};  // BIRD runs a configuration that announces
   std::atomic<bool> lbd_healthy{false};
-  std::atomic<int64_t> last_check_ms{0};   // steady clock, of the last health check
-  std::atomic<uint64_t> changes{0};        // announce <-> withdraw
+  std::atomic<int64_t> last_check_ms{0};  // steady clock, of the last health check
+  std::atomic<uint64_t> changes{0};       // announce <-> withdraw
   std::atomic<uint64_t> reload_failures{0};
 };
 Status g_status;
@@ -72,20 +74,24 @@ HttpReply Serve(std::string_view method, std::string_view path) {
   if (method != "GET") return HttpReply{.status = 405, .content_type = "text/plain", .body = "GET only\n"};
   if (path == "/healthz") {
     // Alive while the loop checks lbd (it blocks at most a reload's time).
-    const bool alive = NowMs() - g_status.last_check_ms.load(std::memory_order_relaxed) < 10 * int64_t(FLAGS_interval_ms) + 10000;
+    const bool alive =
+        NowMs() - g_status.last_check_ms.load(std::memory_order_relaxed) < 10 * int64_t(FLAGS_interval_ms) + 10000;
     return HttpReply{.status = alive ? 200 : 503, .content_type = "text/plain", .body = alive ? "ok\n" : "stalled\n"};
   }
   if (path == "/readyz") {
     const bool ready = g_status.announcing.load(std::memory_order_relaxed);
-    return HttpReply{.status = ready ? 200 : 503, .content_type = "text/plain",
-                     .body = ready ? "announcing\n" : "not announcing\n"};
+    return HttpReply{
+        .status = ready ? 200 : 503, .content_type = "text/plain", .body = ready ? "announcing\n" : "not announcing\n"};
   }
   if (path == "/metrics") {
     std::string out;
-    AppendMetricHeader(out, "lb_bird_gen_announcing", "gauge", "1 while BIRD runs a configuration that announces the VIPs.");
-    absl::StrAppendFormat(&out, "lb_bird_gen_announcing %d\n", int(g_status.announcing.load(std::memory_order_relaxed)));
+    AppendMetricHeader(out, "lb_bird_gen_announcing", "gauge",
+                       "1 while BIRD runs a configuration that announces the VIPs.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_announcing %d\n",
+                          int(g_status.announcing.load(std::memory_order_relaxed)));
     AppendMetricHeader(out, "lb_bird_gen_lbd_healthy", "gauge", "1 when the last health check found lbd healthy.");
-    absl::StrAppendFormat(&out, "lb_bird_gen_lbd_healthy %d\n", int(g_status.lbd_healthy.load(std::memory_order_relaxed)));
+    absl::StrAppendFormat(&out, "lb_bird_gen_lbd_healthy %d\n",
+                          int(g_status.lbd_healthy.load(std::memory_order_relaxed)));
     AppendMetricHeader(out, "lb_bird_gen_changes_total", "counter", "Changes between announcing and withdrawing.");
     absl::StrAppendFormat(&out, "lb_bird_gen_changes_total %d\n", g_status.changes.load(std::memory_order_relaxed));
     AppendMetricHeader(out, "lb_bird_gen_reload_failures_total", "counter", "birdc configure calls that failed.");
@@ -216,8 +222,9 @@ bool InstallAndReload(const NodeConfig& config, bool announce, const std::string
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("lb-bird-gen [options]: announce this node's VIPs over BGP (BIRD) while lbd is healthy; "
-                          "withdraw them on SIGTERM before exiting");
+  gflags::SetUsageMessage(
+      "lb-bird-gen [options]: announce this node's VIPs over BGP (BIRD) while lbd is healthy; "
+      "withdraw them on SIGTERM before exiting");
   gflags::SetVersionString(std::string(BuildVersion()));
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
@@ -275,7 +282,8 @@ int Main(int argc, char** argv) {
   g_status.announcing.store(false, std::memory_order_relaxed);
   if (installed == false) return 0;  // BIRD withdraws already
   // A withdrawal not yet in BIRD keeps its reason.
-  const std::string why = installed.has_value() || unhealthy_reason == "starting" ? "lb-bird-gen stopped" : unhealthy_reason;
+  const std::string why =
+      installed.has_value() || unhealthy_reason == "starting" ? "lb-bird-gen stopped" : unhealthy_reason;
   const int64_t give_up = NowMs() + FLAGS_exit_reload_ms;
   while (!InstallAndReload(*config, false, why)) {
     if (NowMs() >= give_up) {

@@ -23,8 +23,8 @@ absl::StatusOr<T> Scalar(const YAML::Node& n, const std::string& field) {
   try {
     return n.as<T>();
   } catch (const YAML::Exception&) {
-    return Invalid(field, "\"" + (n.IsScalar() ? n.Scalar() : std::string("(not a scalar)")) +
-                              "\" is not " + (std::is_same_v<T, std::string> ? "a string" : "a number"));
+    return Invalid(field, "\"" + (n.IsScalar() ? n.Scalar() : std::string("(not a scalar)")) + "\" is not " +
+                              (std::is_same_v<T, std::string> ? "a string" : "a number"));
   }
 }
 
@@ -56,15 +56,16 @@ bool ValidAs(uint32_t as) { return as != 0 && as != 23456 && as != 4294967295u; 
 bool ValidName(const std::string& n) {
   if (n.empty() || n.size() > 32 || !std::islower(static_cast<unsigned char>(n[0]))) return false;
   for (char c : n) {
-    if (!std::islower(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c)) && c != '_') return false;
+    if (!std::islower(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c)) && c != '_')
+      return false;
   }
   return true;
 }
 
 }  // namespace
 
-#define LB_TRY(var, expr)          \
-  auto var = (expr);               \
+#define LB_TRY(var, expr) \
+  auto var = (expr);      \
   if (!var.ok()) return var.status()
 
 namespace {
@@ -77,9 +78,9 @@ absl::StatusOr<NodeConfig> ParseChecked(const std::string& text, const PasswordR
     return absl::InvalidArgumentError(absl::StrFormat("not YAML: %s", e.what()));
   }
   if (!root.IsMap()) return absl::InvalidArgumentError("the node config must be a YAML mapping");
-  static const std::set<std::string> kKeys = {"router_id", "local_as", "interface", "vip_prefixes",
-                                              "communities", "local_pref", "graceful_restart",
-                                              "bfd", "peers"};
+  static const std::set<std::string> kKeys = {"router_id",        "local_as",    "interface",
+                                              "vip_prefixes",     "communities", "local_pref",
+                                              "graceful_restart", "bfd",         "peers"};
   for (const auto& kv : root) {
     if (!kKeys.contains(kv.first.Scalar())) return Invalid(kv.first.Scalar(), "unknown setting");
   }
@@ -221,8 +222,8 @@ absl::StatusOr<NodeConfig> ParseChecked(const std::string& text, const PasswordR
     const bool peer_v4 = c.peers[i].address.IsV4();
     if ((peer_v4 && !v4) || (!peer_v4 && !v6)) {
       return Invalid(absl::StrFormat("peers[%d].address", i),
-                     absl::StrFormat("an IPv%d peer, but no IPv%d VIP prefix to announce to it",
-                                     peer_v4 ? 4 : 6, peer_v4 ? 4 : 6));
+                     absl::StrFormat("an IPv%d peer, but no IPv%d VIP prefix to announce to it", peer_v4 ? 4 : 6,
+                                     peer_v4 ? 4 : 6));
     }
   }
   return c;

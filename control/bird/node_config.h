@@ -28,10 +28,10 @@ struct Peer {
   std::string name;  // BIRD protocol name: [a-z][a-z0-9_]*
   IpAddress address;
   uint32_t as = 0;
-  std::string password;  // empty: none (TCP MD5)
-  uint32_t multihop = 0;  // 0: directly connected on the interface
+  std::string password;                    // empty: none (TCP MD5)
+  uint32_t multihop = 0;                   // 0: directly connected on the interface
   std::optional<IpAddress> local_address;  // session source; BIRD needs it for multihop + BFD
-  bool bfd = true;        // when the node has BFD settings
+  bool bfd = true;                         // when the node has BFD settings
 };
 
 struct NodeConfig {

@@ -17,8 +17,7 @@ std::string KeyOf(const json& object) {
   return absl::StrFormat("%s/%s", StringField(meta, "namespace"), StringField(meta, "name"));
 }
 
-Informer::Informer(KubeClient* client, std::string path, std::function<void()> on_change,
-                   InformerOptions options)
+Informer::Informer(KubeClient* client, std::string path, std::function<void()> on_change, InformerOptions options)
     : client_(client), path_(std::move(path)), on_change_(std::move(on_change)), options_(options) {}
 
 std::vector<Object> Informer::Objects() const {
@@ -70,8 +69,8 @@ void Informer::Run(const Stopper& stop) {
       case WatchEnd::kError: {
         count_error();
         const auto delay = backoff.Next();
-        LOG(WARNING) << "watch " << path_ << " from version " << version_ << " failed; again in "
-                     << delay.count() << " ms";
+        LOG(WARNING) << "watch " << path_ << " from version " << version_ << " failed; again in " << delay.count()
+                     << " ms";
         if (stop.SleepFor(delay)) return;
         break;
       }
@@ -119,11 +118,10 @@ absl::Status Informer::List(const Stopper& stop) {
 Informer::WatchEnd Informer::Watch(const Stopper& stop) {
   // Spread the watches' ends so that a fleet of watchers does not reconnect in step.
   static thread_local std::minstd_rand rng{std::random_device{}()};
-  const int timeout = options_.watch_timeout_seconds +
-                      std::uniform_int_distribution<int>(0, options_.watch_timeout_seconds / 5)(rng);
-  const std::string query =
-      absl::StrFormat("%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d", path_,
-                      QueryEscape(version_), timeout);
+  const int timeout =
+      options_.watch_timeout_seconds + std::uniform_int_distribution<int>(0, options_.watch_timeout_seconds / 5)(rng);
+  const std::string query = absl::StrFormat("%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
+                                            path_, QueryEscape(version_), timeout);
   {
     absl::MutexLock lock(&mu_);
     ++stats_.watches;

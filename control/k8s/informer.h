@@ -48,8 +48,7 @@ struct InformerOptions {
 class Informer {
  public:
   // `path` is the collection ("/api/v1/services").
-  Informer(KubeClient* client, std::string path, std::function<void()> on_change,
-           InformerOptions options = {});
+  Informer(KubeClient* client, std::string path, std::function<void()> on_change, InformerOptions options = {});
 
   void Run(const Stopper& stop);
 

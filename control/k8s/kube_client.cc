@@ -74,9 +74,8 @@ KubeClient::KubeClient(KubeConfig config) : config_(std::move(config)) {
 
 namespace {
 
-absl::StatusOr<HttpResponse> Perform(const KubeConfig& config, std::string_view method,
-                                     const std::string& path, const std::string& body,
-                                     absl::FunctionRef<void(std::string_view)>* on_line,
+absl::StatusOr<HttpResponse> Perform(const KubeConfig& config, std::string_view method, const std::string& path,
+                                     const std::string& body, absl::FunctionRef<void(std::string_view)>* on_line,
                                      const std::function<bool()>* should_stop, long timeout_seconds) {
   CurlHandle handle(curl_easy_init());
   if (!handle) return absl::InternalError("curl_easy_init failed");

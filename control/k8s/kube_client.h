@@ -26,15 +26,13 @@ class KubeClient {
   // One request; `path` starts at the API root ("/api/v1/services?limit=500"). JSON body.
   // An error only when no response came (connection, TLS, timeout); any HTTP status is a
   // response.
-  absl::StatusOr<HttpResponse> Request(std::string_view method, const std::string& path,
-                                       const std::string& body = "");
+  absl::StatusOr<HttpResponse> Request(std::string_view method, const std::string& path, const std::string& body = "");
 
   // A streaming GET (a watch): calls `on_line` for every complete line of a 2xx body as it
   // arrives. Returns when the server ends the response (its status, and its body when not
   // 2xx), when `should_stop` says so (Cancelled, checked at least once a second), or when
   // `max_seconds` pass (a dead connection must not hang a watch forever).
-  absl::StatusOr<HttpResponse> Stream(const std::string& path,
-                                      absl::FunctionRef<void(std::string_view line)> on_line,
+  absl::StatusOr<HttpResponse> Stream(const std::string& path, absl::FunctionRef<void(std::string_view line)> on_line,
                                       const std::function<bool()>& should_stop, int max_seconds);
 
  private:

@@ -52,8 +52,7 @@ absl::StatusOr<KubeConfig> InClusterConfig(const std::string& secrets_dir) {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
   if (host == nullptr || port == nullptr || *host == '\0' || *port == '\0') {
-    return absl::FailedPreconditionError(
-        "not in a cluster: KUBERNETES_SERVICE_HOST/PORT unset (give --kubeconfig)");
+    return absl::FailedPreconditionError("not in a cluster: KUBERNETES_SERVICE_HOST/PORT unset (give --kubeconfig)");
   }
   KubeConfig c;
   const std::string h = host;
@@ -94,8 +93,8 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, const std::st
     out.server = cl["server"].as<std::string>("");
     if (out.server.empty()) return fail(absl::InvalidArgumentError("the cluster has no server"));
     if (cl["insecure-skip-tls-verify"] && cl["insecure-skip-tls-verify"].as<bool>()) {
-      return fail(absl::InvalidArgumentError(
-          "insecure-skip-tls-verify is set: lb-k8s-watcher always verifies the API server"));
+      return fail(
+          absl::InvalidArgumentError("insecure-skip-tls-verify is set: lb-k8s-watcher always verifies the API server"));
     }
     auto ca = Pem(cl, "certificate-authority", dir);
     if (!ca.ok()) return fail(ca.status());

@@ -14,9 +14,9 @@ struct KubeConfig {
   std::string ca_pem;           // the API server's CA; empty: the system's trust store
   std::string client_cert_pem;  // client certificate authentication, with the key
   std::string client_key_pem;
-  std::string token;            // bearer token, or
-  std::string token_file;       // a file holding it, read again for every request (tokens rotate)
-  std::string source;           // where this came from, for logs
+  std::string token;       // bearer token, or
+  std::string token_file;  // a file holding it, read again for every request (tokens rotate)
+  std::string source;      // where this came from, for logs
 };
 
 // The in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT and the service account's

@@ -64,7 +64,8 @@ absl::StatusOr<std::vector<IpPrefix>> ParseCidrs(const std::string& text) {
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
     const auto p = IpPrefix::Parse(std::string_view(trimmed.data(), trimmed.size()));
-    if (!p) return absl::InvalidArgumentError("--vip_cidrs: \"" + std::string(part) + "\" is not a CIDR (host bits zero)");
+    if (!p)
+      return absl::InvalidArgumentError("--vip_cidrs: \"" + std::string(part) + "\" is not a CIDR (host bits zero)");
     out.push_back(*p);
   }
   return out;
@@ -79,7 +80,8 @@ std::string NodeName() {
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("lb-k8s-watcher [options]: keep lbd's services equal to the cluster's Services and EndpointSlices");
+  gflags::SetUsageMessage(
+      "lb-k8s-watcher [options]: keep lbd's services equal to the cluster's Services and EndpointSlices");
   gflags::SetVersionString(std::string(BuildVersion()));
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;

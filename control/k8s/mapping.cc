@@ -19,7 +19,6 @@
 namespace lb::control::k8s {
 namespace {
 
-
 // What an endpoint's conditions make of it (EndpointSlice API: an unset `ready` is to be
 // read as ready, an unset `serving` as `ready`).
 std::optional<BackendState> StateOf(const Endpoint& e) {
@@ -96,14 +95,14 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
       }
       uint32_t size = 0;
       if (std::find(allowed.begin(), allowed.end(), value) == allowed.end() || !absl::SimpleAtoi(value, &size)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: \"%s\" is not one of %s (the larger sizes are not available to Services here)", key,
-            Printable(value), absl::StrJoin(allowed, ", ")));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: \"%s\" is not one of %s (the larger sizes are not available to Services here)", key,
+                            Printable(value), absl::StrJoin(allowed, ", ")));
       }
       out.table_size = size;
     } else {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "unknown annotation %s (known: %s, %s)", Printable(key), kModeAnnotation, kTableSizeAnnotation));
+      return absl::InvalidArgumentError(absl::StrFormat("unknown annotation %s (known: %s, %s)", Printable(key),
+                                                        kModeAnnotation, kTableSizeAnnotation));
     }
   }
   return out;
@@ -139,9 +138,10 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
   for (const KEndpointSlice& e : slices) {
     if (e.service_name.empty()) continue;
     if (e.managed_by != kEndpointSliceController && !options.accept_unmanaged_slices) {
-      out.notes.push_back(absl::StrFormat("EndpointSlice %s/%s skipped: managed by \"%s\", not the EndpointSlice "
-                                          "controller (--accept_unmanaged_endpointslices)",
-                                          e.ns, e.name, e.managed_by));
+      out.notes.push_back(
+          absl::StrFormat("EndpointSlice %s/%s skipped: managed by \"%s\", not the EndpointSlice "
+                          "controller (--accept_unmanaged_endpointslices)",
+                          e.ns, e.name, e.managed_by));
       continue;
     }
     slices_of[{e.ns, e.service_name}].push_back(&e);
@@ -184,16 +184,18 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
       if (!ip) {
         out.problems.push_back({s->Key(), "InvalidExternalIP", absl::StrFormat("\"%s\" is not an IP address", text)});
       } else if (allocated.contains(*ip)) {
-        out.problems.push_back({s->Key(), "AddressConflict",
-                                absl::StrFormat("externalIP %s is the load-balancer address of another Service: not served",
-                                                ip->ToString())});
+        out.problems.push_back(
+            {s->Key(), "AddressConflict",
+             absl::StrFormat("externalIP %s is the load-balancer address of another Service: not served",
+                             ip->ToString())});
       } else if (node_address(*ip) || !ip->SpecialPurpose().empty()) {
-        out.problems.push_back({s->Key(), "InvalidExternalIP",
-                                absl::StrFormat("externalIP %s is a node's own or a special-purpose address: not served",
-                                                ip->ToString())});
+        out.problems.push_back(
+            {s->Key(), "InvalidExternalIP",
+             absl::StrFormat("externalIP %s is a node's own or a special-purpose address: not served",
+                             ip->ToString())});
       } else if (!announced(*ip)) {
-        out.notes.push_back(absl::StrFormat("%s: externalIP %s is outside the announced VIP CIDRs: not served",
-                                            s->Key(), text));
+        out.notes.push_back(
+            absl::StrFormat("%s: externalIP %s is outside the announced VIP CIDRs: not served", s->Key(), text));
       } else {
         frontends.push_back(*ip);
       }
@@ -218,9 +220,9 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
       out.problems.push_back({s->Key(), "InvalidAnnotation",
                               absl::StrFormat("%s; keeping the last good settings", parsed.status().message())});
     } else {
-      out.problems.push_back({s->Key(), "InvalidAnnotation",
-                              absl::StrFormat("%s; the Service is not served until it is fixed",
-                                              parsed.status().message())});
+      out.problems.push_back(
+          {s->Key(), "InvalidAnnotation",
+           absl::StrFormat("%s; the Service is not served until it is fixed", parsed.status().message())});
       continue;
     }
 
@@ -232,8 +234,8 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
       } else if (sp.protocol == "UDP") {
         protocol = IPPROTO_UDP;
       } else {
-        out.notes.push_back(absl::StrFormat("%s: port %d/%s skipped: lbd balances TCP and UDP only", s->Key(),
-                                            sp.port, sp.protocol));
+        out.notes.push_back(
+            absl::StrFormat("%s: port %d/%s skipped: lbd balances TCP and UDP only", s->Key(), sp.port, sp.protocol));
         continue;
       }
       for (const IpAddress& vip : frontends) {
@@ -241,11 +243,10 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         if (auto [it, fresh] = claimed.emplace(key, s->Key()); !fresh) {
           // Another namespace's Service is not named: its existence is not this tenant's to learn.
           const bool same_namespace = it->second.rfind(s->ns + "/", 0) == 0;
-          out.problems.push_back({s->Key(), "AddressConflict",
-                                  absl::StrFormat("%s port %d/%s is already served for %s", vip.ToString(), sp.port,
-                                                  sp.protocol,
-                                                  same_namespace ? "the older Service " + it->second
-                                                                 : std::string("an older Service")) });
+          out.problems.push_back(
+              {s->Key(), "AddressConflict",
+               absl::StrFormat("%s port %d/%s is already served for %s", vip.ToString(), sp.port, sp.protocol,
+                               same_namespace ? "the older Service " + it->second : std::string("an older Service"))});
           continue;
         }
         ServiceConfig c;
@@ -256,8 +257,8 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         c.hash_fields = s->client_ip_affinity ? HashFields::kSourceIp : HashFields::kFiveTuple;
         c.table_size = settings.table_size;
         c.backends = BackendsOf(sp, vip.IsV4(), my_slices);
-        if (c.mode != ForwardingMode::kNat &&
-            std::any_of(c.backends.begin(), c.backends.end(), [&](const BackendConfig& b) { return b.port != c.port; })) {
+        if (c.mode != ForwardingMode::kNat && std::any_of(c.backends.begin(), c.backends.end(),
+                                                          [&](const BackendConfig& b) { return b.port != c.port; })) {
           out.problems.push_back(
               {s->Key(), "PortTranslationIgnored",
                absl::StrFormat("port %d/%s targets %s: DSR delivers packets to the service port %d, so the "

@@ -71,15 +71,15 @@ absl::StatusOr<ServiceSettings> ParseAnnotations(const std::map<std::string, std
 using LastGoodSettings = std::map<std::string, ServiceSettings>;
 
 struct StatusUpdate {
-  std::string service;                       // "namespace/name"
+  std::string service;             // "namespace/name"
   std::vector<IpAddress> ingress;  // what status.loadBalancer.ingress must say
 };
 
 struct DesiredState {
   std::vector<ServiceConfig> services;  // lbd's services, frontend order
-  std::vector<std::string> owners;                 // the Kubernetes Service of each
-  std::vector<Problem> problems;                   // to report as Events
-  std::vector<std::string> notes;                  // to log only (not a fault of the Service)
+  std::vector<std::string> owners;      // the Kubernetes Service of each
+  std::vector<Problem> problems;        // to report as Events
+  std::vector<std::string> notes;       // to log only (not a fault of the Service)
   std::vector<StatusUpdate> status_updates;
   size_t pool_addresses_used = 0;
 };

@@ -27,12 +27,12 @@ struct KService {
   std::string type;  // ClusterIP, NodePort, LoadBalancer, ExternalName
   std::vector<std::string> external_ips;
   std::optional<std::string> load_balancer_class;
-  std::string load_balancer_ip;            // spec.loadBalancerIP: a requested address
-  std::vector<std::string> ip_families;    // "IPv4", "IPv6"
-  bool client_ip_affinity = false;         // sessionAffinity: ClientIP
+  std::string load_balancer_ip;          // spec.loadBalancerIP: a requested address
+  std::vector<std::string> ip_families;  // "IPv4", "IPv6"
+  bool client_ip_affinity = false;       // sessionAffinity: ClientIP
   std::vector<ServicePort> ports;
   std::map<std::string, std::string> annotations;
-  std::vector<std::string> ingress_ips;    // status.loadBalancer.ingress[].ip
+  std::vector<std::string> ingress_ips;  // status.loadBalancer.ingress[].ip
   std::string Key() const { return ns + "/" + name; }
 };
 

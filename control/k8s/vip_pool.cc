@@ -9,7 +9,6 @@
 namespace lb::control::k8s {
 namespace {
 
-
 bool IsV4Family(const std::string& family) { return family != "IPv6"; }
 
 // The indexes of a prefix's assignable addresses, [first, end): not the IPv4 network and
@@ -64,10 +63,10 @@ VipAllocation AllocateVips(const std::vector<const KService*>& services, const s
     for (const std::string& text : s->ingress_ips) {
       const auto ip = IpAddress::Parse(text);
       if (!ip) continue;
-      const bool family_wanted = std::any_of(wanted.begin(), wanted.end(),
-                                             [&](const std::string& f) { return IsV4Family(f) == ip->IsV4(); });
-      const bool family_done = std::any_of(mine.begin(), mine.end(),
-                                           [&](const IpAddress& a) { return a.IsV4() == ip->IsV4(); });
+      const bool family_wanted =
+          std::any_of(wanted.begin(), wanted.end(), [&](const std::string& f) { return IsV4Family(f) == ip->IsV4(); });
+      const bool family_done =
+          std::any_of(mine.begin(), mine.end(), [&](const IpAddress& a) { return a.IsV4() == ip->IsV4(); });
       if (!family_wanted || family_done) continue;
       if (requested && requested->IsV4() == ip->IsV4() && *requested != *ip) continue;  // asked for another
       if (!in_pool(*ip)) {
@@ -123,7 +122,8 @@ VipAllocation AllocateVips(const std::vector<const KService*>& services, const s
         if (found) break;
       }
       if (!found) {
-        problem(*s, "PoolExhausted", absl::StrFormat("no free %s address in the VIP pool (%s)", family, PoolText(pool)));
+        problem(*s, "PoolExhausted",
+                absl::StrFormat("no free %s address in the VIP pool (%s)", family, PoolText(pool)));
       }
     }
     if (!any_pool) {

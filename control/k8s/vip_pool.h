@@ -25,8 +25,7 @@ struct VipAllocation {
 // `services`: the LoadBalancer Services of our class, oldest first. `taken`: addresses
 // other Services ask for (externalIPs): never handed out anew, but an address already
 // recorded in a Service's status stays with it even when an externalIP names it.
-VipAllocation AllocateVips(const std::vector<const KService*>& services,
-                           const std::vector<IpPrefix>& pool,
+VipAllocation AllocateVips(const std::vector<const KService*>& services, const std::vector<IpPrefix>& pool,
                            const std::vector<IpAddress>& taken);
 
 // The `index`th address of `prefix` (index below its size; at most 2^32 for IPv6).

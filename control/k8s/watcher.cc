@@ -47,8 +47,10 @@ Watcher::Watcher(KubeClient* kube, lb::v1::LoadBalancer::StubInterface* lbd, Wat
     : kube_(kube),
       lbd_(lbd),
       options_(std::move(options)),
-      services_(kube, "/api/v1/services", [this] { OnChange(); }, options_.informer),
-      slices_(kube, "/apis/discovery.k8s.io/v1/endpointslices", [this] { OnChange(); }, options_.informer) {}
+      services_(
+          kube, "/api/v1/services", [this] { OnChange(); }, options_.informer),
+      slices_(
+          kube, "/apis/discovery.k8s.io/v1/endpointslices", [this] { OnChange(); }, options_.informer) {}
 
 void Watcher::OnChange() {
   std::lock_guard<std::mutex> lock(change_mu_);
@@ -166,8 +168,8 @@ void Watcher::Reconcile(bool force_apply) {
     identity.uid = StringField(meta, "uid");
     identity.resource_version = StringField(meta, "resourceVersion");
     if (identity.ns.empty() || identity.name.empty()) continue;
-    desired.problems.push_back({identity.Key(), "InvalidObject",
-                                "not served: " + Printable(std::string(status.message()), 200)});
+    desired.problems.push_back(
+        {identity.Key(), "InvalidObject", "not served: " + Printable(std::string(status.message()), 200)});
     unreadable.push_back(std::move(identity));
   }
   std::set<std::string> notes(desired.notes.begin(), desired.notes.end());
@@ -274,8 +276,8 @@ void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std:
     }
     // One attempt per version of the Service: a refusal is retried when it changes (or at resync).
     const json& version = object["metadata"]["resourceVersion"];
-    const std::string attempt = (version.is_string() ? version.get<std::string>() : std::string()) + " " +
-                                absl::StrJoin(ips, ",");
+    const std::string attempt =
+        (version.is_string() ? version.get<std::string>() : std::string()) + " " + absl::StrJoin(ips, ",");
     if (status_attempted_[u.service] == attempt) continue;
     status_attempted_[u.service] = attempt;
     object["status"]["loadBalancer"]["ingress"] = ingress;
@@ -284,8 +286,8 @@ void Watcher::WriteStatuses(const std::vector<StatusUpdate>& updates, const std:
     // The key is "namespace/name", from the parsed Service (both checked strings).
     const std::string ns = u.service.substr(0, u.service.find('/'));
     const std::string name = u.service.substr(u.service.find('/') + 1);
-    auto response = kube_->Request(
-        "PUT", absl::StrFormat("/api/v1/namespaces/%s/services/%s/status", ns, name), object.dump());
+    auto response =
+        kube_->Request("PUT", absl::StrFormat("/api/v1/namespaces/%s/services/%s/status", ns, name), object.dump());
     absl::MutexLock lock(&mu_);
     if (response.ok() && response->status == 200) {
       LOG(INFO) << "Service " << u.service << ": status.loadBalancer.ingress = " << absl::StrJoin(ips, ", ");
@@ -314,7 +316,11 @@ void Watcher::ReportProblems(const std::vector<Problem>& problems, const std::ma
         {"kind", "Event"},
         {"metadata", {{"generateName", s.name + "."}, {"namespace", s.ns}}},
         {"involvedObject",
-         {{"apiVersion", "v1"}, {"kind", "Service"}, {"namespace", s.ns}, {"name", s.name}, {"uid", s.uid},
+         {{"apiVersion", "v1"},
+          {"kind", "Service"},
+          {"namespace", s.ns},
+          {"name", s.name},
+          {"uid", s.uid},
           {"resourceVersion", s.resource_version}}},
         {"reason", p.reason},
         {"message", p.message},
@@ -365,12 +371,14 @@ std::string Watcher::RenderMetrics() const {
   };
   informer("lb_watcher_lists_total", "Full lists of the resource.", [](const InformerStats& s) { return s.lists; });
   informer("lb_watcher_watches_total", "Watch requests started.", [](const InformerStats& s) { return s.watches; });
-  informer("lb_watcher_relists_gone_total", "Lists forced by 410 Gone.", [](const InformerStats& s) { return s.relists_gone; });
+  informer("lb_watcher_relists_gone_total", "Lists forced by 410 Gone.",
+           [](const InformerStats& s) { return s.relists_gone; });
   informer("lb_watcher_api_errors_total", "Failed lists and watches.", [](const InformerStats& s) { return s.errors; });
-  informer("lb_watcher_watch_events_total", "ADDED/MODIFIED/DELETED events.", [](const InformerStats& s) { return s.events; });
+  informer("lb_watcher_watch_events_total", "ADDED/MODIFIED/DELETED events.",
+           [](const InformerStats& s) { return s.events; });
   informer("lb_watcher_bookmarks_total", "BOOKMARK events.", [](const InformerStats& s) { return s.bookmarks; });
-  informer("lb_watcher_objects", "Objects in the local copy.", [](const InformerStats& s) { return s.objects; },
-           "gauge");
+  informer(
+      "lb_watcher_objects", "Objects in the local copy.", [](const InformerStats& s) { return s.objects; }, "gauge");
   absl::MutexLock lock(&mu_);
   const Metrics& m = metrics_;
   metric("lb_watcher_reconciles_total", "counter", "Reconcile passes.", m.reconciles);

@@ -31,11 +31,11 @@ namespace lb::control::k8s {
 struct WatcherOptions {
   MappingOptions mapping;
   InformerOptions informer;
-  std::chrono::milliseconds debounce{100};           // quiet time after a change before acting
-  std::chrono::milliseconds max_delay{1000};         // act at the latest this long after a change
-  std::chrono::milliseconds lbd_poll{1000};          // lbd health / generation check
+  std::chrono::milliseconds debounce{100};                    // quiet time after a change before acting
+  std::chrono::milliseconds max_delay{1000};                  // act at the latest this long after a change
+  std::chrono::milliseconds lbd_poll{1000};                   // lbd health / generation check
   std::chrono::milliseconds resync{std::chrono::minutes(5)};  // apply everything again regardless
-  std::string node_name;                             // the Events' source host
+  std::string node_name;                                      // the Events' source host
 };
 
 class Watcher {
@@ -83,7 +83,7 @@ class Watcher {
   // Reconcile-thread state.
   LastGoodSettings last_good_;
   std::vector<ServiceConfig> applied_request_;  // the desired services last applied
-  std::vector<Problem> refused_;                           // what lbd refused of them
+  std::vector<Problem> refused_;                // what lbd refused of them
   uint64_t applied_generation_ = 0;
   bool apply_pending_ = true;
   std::set<Problem> reported_;

@@ -49,14 +49,15 @@ absl::Status CheckSocketDirectory(const std::string& dir) {
     if (chmod(dir.c_str(), 0750) != 0) {
       return absl::InvalidArgumentError(absl::StrFormat("--api_socket: chmod 0750 %s: %s", dir, std::strerror(errno)));
     }
-    LOG(INFO) << "--api_socket: " << dir << " was writable by every user (mode " << absl::StrFormat("%o", st.st_mode & 07777)
-              << ", as a kubelet makes emptyDir volumes); made it 0750";
+    LOG(INFO) << "--api_socket: " << dir << " was writable by every user (mode "
+              << absl::StrFormat("%o", st.st_mode & 07777) << ", as a kubelet makes emptyDir volumes); made it 0750";
     return absl::OkStatus();
   }
   if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--api_socket: %s is writable by every user (mode %o): anyone could replace the socket; use a "
-        "directory only lbd's user (and group) may write to", dir, st.st_mode & 07777));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--api_socket: %s is writable by every user (mode %o): anyone could replace the socket; use a "
+                        "directory only lbd's user (and group) may write to",
+                        dir, st.st_mode & 07777));
   }
   return absl::OkStatus();
 }
@@ -99,9 +100,9 @@ std::unique_ptr<grpc::Server> StartApiServer(const ApiServerOptions& o, LoadBala
       LOG(WARNING) << "INSECURE: the API on " << o.address << " does not authenticate its clients "
                    << "(--api_insecure_no_client_auth): anyone who reaches it administers lbd";
     }
-    grpc::SslServerCredentialsOptions tls(
-        o.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                    : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions tls(o.tls_client_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     if (!o.tls_client_ca.empty()) tls.pem_root_certs = ReadFile(o.tls_client_ca);
     tls.pem_key_cert_pairs.push_back({ReadFile(o.tls_key), ReadFile(o.tls_cert)});
     builder.AddListeningPort(o.address, grpc::SslServerCredentials(tls));

@@ -16,9 +16,9 @@
 namespace lb::control {
 
 struct ApiServerOptions {
-  std::string socket;        // the Unix socket's path; empty: none
-  std::string socket_group;  // its group; empty: lbd's
-  std::string address;       // host:port of TCP with TLS; empty: none
+  std::string socket;                            // the Unix socket's path; empty: none
+  std::string socket_group;                      // its group; empty: lbd's
+  std::string address;                           // host:port of TCP with TLS; empty: none
   std::string tls_cert, tls_key, tls_client_ca;  // PEM files
   bool insecure_no_client_auth = false;          // TCP without client certificates
 };

@@ -20,43 +20,53 @@
 #include "dataplane/flow_sync_wire.h"
 #include "dataplane/flow_table.h"
 
-DEFINE_string(port, "", "The wire port: af_packet:IFACE (lbd's own AF_PACKET port on kernel interface IFACE, "
-                        "for nodes without a DPDK NIC: VMs, veth), or the EAL name of a DPDK port: a PCI "
-                        "address (0000:3b:00.0, bound to vfio-pci and allowed with -a) or a virtual device "
-                        "from --vdev. Required.");
-DEFINE_uint32(af_packet_frames, 512, "af_packet port: RX ring frames per worker, 64 kB each (a GSO frame "
-                                     "of the kernel's fits one): 512 frames take 32 MB a worker.");
-DEFINE_string(tap, "lb0", "Kernel interface of the exception path (ARP/ND, BGP, BFD, ICMP to "
-                          "the node, all traffic not for a VIP). Give it the node's addresses.");
-DEFINE_string(tap_addresses, "", "Comma-separated ADDRESS/LENGTH (10.90.0.2/24) lbd gives --tap at start, and sets "
-                                 "it up: the node's addresses on the wire's network (BGP, BFD, ARP), again after "
-                                 "every restart. Empty: the operator configures the interface.");
-DEFINE_string(gateway, "", "IPv4 or IPv6 address of the next hop toward the backends. Its MAC "
-                           "is read from the kernel's neighbour table on --tap.");
+DEFINE_string(port, "",
+              "The wire port: af_packet:IFACE (lbd's own AF_PACKET port on kernel interface IFACE, "
+              "for nodes without a DPDK NIC: VMs, veth), or the EAL name of a DPDK port: a PCI "
+              "address (0000:3b:00.0, bound to vfio-pci and allowed with -a) or a virtual device "
+              "from --vdev. Required.");
+DEFINE_uint32(af_packet_frames, 512,
+              "af_packet port: RX ring frames per worker, 64 kB each (a GSO frame "
+              "of the kernel's fits one): 512 frames take 32 MB a worker.");
+DEFINE_string(tap, "lb0",
+              "Kernel interface of the exception path (ARP/ND, BGP, BFD, ICMP to "
+              "the node, all traffic not for a VIP). Give it the node's addresses.");
+DEFINE_string(tap_addresses, "",
+              "Comma-separated ADDRESS/LENGTH (10.90.0.2/24) lbd gives --tap at start, and sets "
+              "it up: the node's addresses on the wire's network (BGP, BFD, ARP), again after "
+              "every restart. Empty: the operator configures the interface.");
+DEFINE_string(gateway, "",
+              "IPv4 or IPv6 address of the next hop toward the backends. Its MAC "
+              "is read from the kernel's neighbour table on --tap.");
 DEFINE_string(gateway_mac, "", "MAC of the next hop, instead of resolving --gateway.");
 DEFINE_uint32(vlan, 0, "802.1Q VLAN ID for encapsulated packets (0: untagged).");
-DEFINE_string(encap_source_v4, "", "Outer IPv4 source addresses, as a prefix whose host bits "
-                                   "vary per flow (10.255.0.0/24), or one address (/32).");
+DEFINE_string(encap_source_v4, "",
+              "Outer IPv4 source addresses, as a prefix whose host bits "
+              "vary per flow (10.255.0.0/24), or one address (/32).");
 DEFINE_string(encap_source_v6, "", "Outer IPv6 source addresses, as --encap_source_v4.");
 DEFINE_uint32(gue_port, 6080, "UDP destination port of GUE encapsulation.");
 DEFINE_uint32(mtu, 1500, "IP MTU toward the backends.");
 DEFINE_uint32(icmp_too_big_per_second, 100, "ICMP too-big errors a worker may send a second.");
-DEFINE_string(vip_cidrs, "", "Comma-separated CIDRs this node announces (lb-bird-gen's vip_prefixes). A packet to "
-                             "one of them that matches no VIP is dropped (no_vip) instead of reaching the kernel; "
-                             "the node's own addresses must be outside them. Empty: none.");
-DEFINE_uint32(exception_pps, 10000, "Packets a worker hands to the kernel a second, control traffic aside "
-                                    "(ICMP to the node, SSH, ...). 0: no limit.");
-DEFINE_uint32(exception_control_pps, 100000, "Control packets (ARP, ND, BGP, BFD, flow sync) a worker hands to the kernel a "
-                                             "second, from a budget of their own. 0: no limit.");
+DEFINE_string(vip_cidrs, "",
+              "Comma-separated CIDRs this node announces (lb-bird-gen's vip_prefixes). A packet to "
+              "one of them that matches no VIP is dropped (no_vip) instead of reaching the kernel; "
+              "the node's own addresses must be outside them. Empty: none.");
+DEFINE_uint32(exception_pps, 10000,
+              "Packets a worker hands to the kernel a second, control traffic aside "
+              "(ICMP to the node, SSH, ...). 0: no limit.");
+DEFINE_uint32(exception_control_pps, 100000,
+              "Control packets (ARP, ND, BGP, BFD, flow sync) a worker hands to the kernel a "
+              "second, from a budget of their own. 0: no limit.");
 DEFINE_string(flow_hash_secret_file, "",
               "File holding the cluster's flow-hash secret (at least 16 bytes; trailing whitespace is ignored). "
               "Every LB node of a cluster must read the same secret. With it, the flow hash is keyed by the "
               "secret, so nobody outside can choose 5-tuples that land on one backend; without it, it is the "
               "public CRC32C hash. Changing it moves flows as a change of every backend set would.");
-DEFINE_string(control_peers, "", "Comma-separated addresses of the node's BGP and BFD peers (lb-bird-gen's peers). "
-                                 "With them, only their BGP and BFD takes the control budget "
-                                 "(--exception_control_pps); those ports from anyone else share --exception_pps. "
-                                 "Empty: by port alone.");
+DEFINE_string(control_peers, "",
+              "Comma-separated addresses of the node's BGP and BFD peers (lb-bird-gen's peers). "
+              "With them, only their BGP and BFD takes the control budget "
+              "(--exception_control_pps); those ports from anyone else share --exception_pps. "
+              "Empty: by port alone.");
 DEFINE_string(flow_sync_peers, "",
               "Comma-separated addresses of the LB nodes of this node's ECMP group (its own, from --tap_addresses, "
               "are skipped, so one list serves every node). lbd tells them the flows it "
@@ -64,49 +74,60 @@ DEFINE_string(flow_sync_peers, "",
               "--flow_hash_secret_file secret, which it then needs), so that a connection ECMP moves to another node "
               "keeps its backend, also after the backend set changed (docs/flow-sync.md). Empty: no flow sync.");
 DEFINE_uint32(flow_sync_port, 7300, "UDP port of flow sync, the same on every node.");
-DEFINE_uint32(flow_sync_refresh_ms, 5000, "Flow sync: an active flow is announced again this often. A (re)started "
-                                          "node reports healthy only this long (and a second) after it starts, "
-                                          "having learned the peers' active flows by then.");
+DEFINE_uint32(flow_sync_refresh_ms, 5000,
+              "Flow sync: an active flow is announced again this often. A (re)started "
+              "node reports healthy only this long (and a second) after it starts, "
+              "having learned the peers' active flows by then.");
 DEFINE_uint32(flow_sync_nat_sessions, 65536,
               "Flow sync: the NAT sessions of the peer nodes each worker can adopt (about 128 bytes each, and two "
               "flow-table entries), so that a NAT connection survives its node (docs/flow-sync.md). Size it for the "
               "peers' live NAT sessions; what does not fit is counted as nat_adopted_full.");
-DEFINE_uint32(flow_capacity, 1u << 20, "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
+DEFINE_uint32(flow_capacity, 1u << 20,
+              "Flow-table capacity of each worker (64 bytes a flow; rounded up to a power of two).");
 DEFINE_uint32(tcp_established_timeout, 300, "Idle timeout of established TCP flows, seconds.");
 DEFINE_uint32(udp_timeout, 30, "Idle timeout of UDP flows, seconds.");
 DEFINE_uint32(tcp_syn_timeout, 10, "Idle timeout of TCP flows that have seen only a SYN, seconds.");
 DEFINE_uint32(tcp_closing_timeout, 10, "Idle timeout of TCP flows after a FIN or RST, seconds.");
-DEFINE_string(snat_addresses, "", "NAT mode: comma-separated source addresses (IPv4 and/or IPv6, at most 16) "
+DEFINE_string(snat_addresses, "",
+              "NAT mode: comma-separated source addresses (IPv4 and/or IPv6, at most 16) "
               "that connections to backends come from; route them to this node. Empty: no NAT services.");
-DEFINE_string(snat_ports, "1024-65535", "NAT mode: the source ports of each SNAT address, shared out over the "
+DEFINE_string(snat_ports, "1024-65535",
+              "NAT mode: the source ports of each SNAT address, shared out over the "
               "workers (port p to worker (p - first) % workers).");
-DEFINE_uint32(idle_polls, 0, "Idle back-off: after this many empty polls a worker sleeps "
-                             "--idle_sleep_us between polls until traffic returns. 0 busy-polls "
-                             "(production); tests and demos use e.g. 100.");
+DEFINE_uint32(idle_polls, 0,
+              "Idle back-off: after this many empty polls a worker sleeps "
+              "--idle_sleep_us between polls until traffic returns. 0 busy-polls "
+              "(production); tests and demos use e.g. 100.");
 DEFINE_uint32(idle_sleep_us, 100, "Sleep between polls of an idle worker, microseconds.");
 DEFINE_uint32(mbufs, 16383, "Packet buffers in the pool.");
 DEFINE_string(api_socket, "/run/lbd/lbd.sock", "Unix socket of the gRPC API, mode 0660. Empty: none.");
 DEFINE_string(api_address, "", "host:port of the gRPC API over TCP with TLS. Empty: none.");
 DEFINE_string(tls_cert, "", "PEM certificate chain for --api_address.");
 DEFINE_string(tls_key, "", "PEM private key for --api_address.");
-DEFINE_string(tls_client_ca, "", "PEM CA bundle: API clients over TCP must present a certificate it "
-                                 "signed. Required with --api_address unless --api_insecure_no_client_auth.");
+DEFINE_string(tls_client_ca, "",
+              "PEM CA bundle: API clients over TCP must present a certificate it "
+              "signed. Required with --api_address unless --api_insecure_no_client_auth.");
 DEFINE_bool(api_insecure_no_client_auth, false,
             "Serve --api_address without client certificates: anyone who reaches the port administers "
             "lbd. Only for a port that nothing untrusted can reach.");
-DEFINE_string(api_socket_group, "", "Group that owns --api_socket (mode 0660), e.g. the one lb-k8s-watcher "
-                                    "and lb-bird-gen run in. Empty: lbd's own.");
-DEFINE_string(metrics_address, "", "host:port of GET /metrics (Prometheus) and GET /healthz (200 while healthy, "
+DEFINE_string(api_socket_group, "",
+              "Group that owns --api_socket (mode 0660), e.g. the one lb-k8s-watcher "
+              "and lb-bird-gen run in. Empty: lbd's own.");
+DEFINE_string(metrics_address, "",
+              "host:port of GET /metrics (Prometheus) and GET /healthz (200 while healthy, "
               "else 503 with the problems). The manifest's: the node's address, port 7310. Empty: none.");
-DEFINE_bool(await_first_apply, false, "Report unhealthy (so lb-bird-gen announces nothing) until the first Apply: "
+DEFINE_bool(await_first_apply, false,
+            "Report unhealthy (so lb-bird-gen announces nothing) until the first Apply: "
             "the whole configuration lb-k8s-watcher sends once it has listed the cluster. For nodes the "
             "watcher configures; without it a (re)started node announces with no services.");
-DEFINE_string(state_dir, "", "Directory of what must survive a restart of lbd: the operator's drain (file "
+DEFINE_string(state_dir, "",
+              "Directory of what must survive a restart of lbd: the operator's drain (file "
               "`drained`). Empty: nothing survives.");
 DEFINE_uint32(max_services, 4096, "Most services.");
 DEFINE_uint32(max_backends_per_service, 65535, "Most backends in one service.");
 DEFINE_uint32(max_backends_total, 1u << 20, "Most backends in all.");
-DEFINE_string(backend_cidrs, "", "Comma-separated prefixes backends must be in (e.g. the cluster's pod and "
+DEFINE_string(backend_cidrs, "",
+              "Comma-separated prefixes backends must be in (e.g. the cluster's pod and "
               "node CIDRs). Empty: any unicast address that is not a VIP or one of this node's.");
 DEFINE_uint64(max_table_memory, uint64_t{1} << 30,
               "Most bytes of Maglev tables and backend records of all services together (a "
@@ -127,12 +148,15 @@ absl::StatusOr<FlowHasher> FlowHasherFromFlags(std::string* secret_out) {
     return FlowHasher{};
   }
   std::ifstream in(FLAGS_flow_hash_secret_file, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrFormat("--flow_hash_secret_file: cannot read %s", FLAGS_flow_hash_secret_file));
+  if (!in)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--flow_hash_secret_file: cannot read %s", FLAGS_flow_hash_secret_file));
   std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   while (!secret.empty() && absl::ascii_isspace(static_cast<unsigned char>(secret.back()))) secret.pop_back();
   if (secret.size() < kMinFlowHashSecret) {
-    return absl::InvalidArgumentError(absl::StrFormat("--flow_hash_secret_file: %s holds %d bytes; the secret needs at least %d",
-                                                      FLAGS_flow_hash_secret_file, secret.size(), kMinFlowHashSecret));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--flow_hash_secret_file: %s holds %d bytes; the secret needs at least %d",
+                        FLAGS_flow_hash_secret_file, secret.size(), kMinFlowHashSecret));
   }
   struct stat st;
   if (stat(FLAGS_flow_hash_secret_file.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0) {
@@ -160,9 +184,8 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   NodeSettings n;
   auto prefix = [](const std::string& flag, const std::string& text) -> absl::StatusOr<IpPrefix> {
     if (text.empty()) return IpPrefix{};
-    auto p = IpPrefix::Parse(text.find('/') == std::string::npos
-                                            ? text + (text.find(':') == std::string::npos ? "/32" : "/128")
-                                            : text);
+    auto p = IpPrefix::Parse(
+        text.find('/') == std::string::npos ? text + (text.find(':') == std::string::npos ? "/32" : "/128") : text);
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--%s: \"%s\" is not a prefix", flag, text));
     return *p;
   };
@@ -196,12 +219,12 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   unsigned lo = 0, hi = 0;
   char extra;
   if (std::sscanf(FLAGS_snat_ports.c_str(), "%u-%u%c", &lo, &hi, &extra) != 2 || lo == 0 || hi > 65535 || lo > hi) {
-    return absl::InvalidArgumentError(absl::StrFormat("--snat_ports: \"%s\" is not FIRST-LAST within 1-65535", FLAGS_snat_ports));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--snat_ports: \"%s\" is not FIRST-LAST within 1-65535", FLAGS_snat_ports));
   }
   n.nat.port_min = uint16_t(lo);
   n.nat.port_max = uint16_t(hi);
-  n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total,
-              FLAGS_max_table_memory};
+  n.limits = {FLAGS_max_services, FLAGS_max_backends_per_service, FLAGS_max_backends_total, FLAGS_max_table_memory};
   for (absl::string_view part : absl::StrSplit(FLAGS_backend_cidrs, ',', absl::SkipWhitespace())) {
     auto p = IpPrefix::Parse(std::string_view(part.data(), part.size()));
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--backend_cidrs: \"%s\" is not a prefix", part));
@@ -214,11 +237,13 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   auto sync_peers = AddressList("flow_sync_peers", FLAGS_flow_sync_peers);
   if (!sync_peers.ok()) return sync_peers.status();
   n.flow_sync_peers = *std::move(sync_peers);
-  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535) return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
+  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535)
+    return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
   if (!n.flow_sync_peers.empty()) n.flow_sync_port = uint16_t(FLAGS_flow_sync_port);
   if (!n.flow_sync_peers.empty() && flow_hash_secret->empty()) {
-    return absl::InvalidArgumentError("--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
-                                      "peers' datagrams (and the nodes must agree on the flow hash anyway)");
+    return absl::InvalidArgumentError(
+        "--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
+        "peers' datagrams (and the nodes must agree on the flow hash anyway)");
   }
   if (absl::Status s = ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
@@ -226,12 +251,12 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   return n;
 }
 
-
 absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, const std::string& flow_hash_secret) {
-  if (FLAGS_port.empty()) return absl::InvalidArgumentError("--port is required (after --): the EAL name of the wire port");
+  if (FLAGS_port.empty())
+    return absl::InvalidArgumentError("--port is required (after --): the EAL name of the wire port");
   if (FLAGS_flow_capacity == 0 || FLAGS_flow_capacity > dataplane::FlowTable::kMaxCapacity) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--flow_capacity=%d: must be 1 .. %d", FLAGS_flow_capacity, dataplane::FlowTable::kMaxCapacity));
+    return absl::InvalidArgumentError(absl::StrFormat("--flow_capacity=%d: must be 1 .. %d", FLAGS_flow_capacity,
+                                                      dataplane::FlowTable::kMaxCapacity));
   }
   RuntimeOptions ro;
   ro.port = FLAGS_port;
@@ -256,12 +281,14 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
   ro.flow_hasher = settings.flow_hasher;
   if (!FLAGS_gateway.empty()) {
     ro.gateway = IpAddress::Parse(FLAGS_gateway);
-    if (!ro.gateway) return absl::InvalidArgumentError(absl::StrFormat("--gateway: \"%s\" is not an IP address", FLAGS_gateway));
+    if (!ro.gateway)
+      return absl::InvalidArgumentError(absl::StrFormat("--gateway: \"%s\" is not an IP address", FLAGS_gateway));
   }
   if (!FLAGS_gateway_mac.empty()) {
     ro.gateway_mac = ParseMac(FLAGS_gateway_mac);
     if (!ro.gateway_mac) {
-      return absl::InvalidArgumentError(absl::StrFormat("--gateway_mac: \"%s\" is not a MAC address", FLAGS_gateway_mac));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--gateway_mac: \"%s\" is not a MAC address", FLAGS_gateway_mac));
     }
   }
   if (!ro.gateway && !ro.gateway_mac) {
@@ -283,8 +310,9 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
   ro.flow_sync.peers = settings.flow_sync_peers;
   const uint32_t shortest_timeout = std::min(settings.timeouts.udp, settings.timeouts.tcp_established);
   if (FLAGS_flow_sync_refresh_ms < 100 || FLAGS_flow_sync_refresh_ms >= shortest_timeout) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--flow_sync_refresh_ms: from 100 to less than the UDP and established TCP timeouts (%d ms)", shortest_timeout));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--flow_sync_refresh_ms: from 100 to less than the UDP and established TCP timeouts (%d ms)",
+                        shortest_timeout));
   }
   ro.flow_sync.port = uint16_t(FLAGS_flow_sync_port);
   ro.flow_sync.key = dataplane::flow_sync::KeyFromSecret(flow_hash_secret);
@@ -324,8 +352,8 @@ absl::StatusOr<LbdConfig> ConfigFromFlags() {
     struct stat st;
     if ((mkdir(c.state_dir.c_str(), 0700) != 0 && errno != EEXIST) || stat(c.state_dir.c_str(), &st) != 0 ||
         !S_ISDIR(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrFormat("--state_dir: %s is not a directory lbd can make or use",
-                                                        c.state_dir));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--state_dir: %s is not a directory lbd can make or use", c.state_dir));
     }
   }
   return c;

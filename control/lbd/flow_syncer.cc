@@ -165,7 +165,8 @@ void FlowSyncer::ReceiveAll(int64_t now_ms) {
   for (int i = 0; i < kMaxReceive; ++i) {
     sockaddr_storage from;
     socklen_t from_len = sizeof(from);
-    const ssize_t n = recvfrom(fd_, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &from_len);
+    const ssize_t n =
+        recvfrom(fd_, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &from_len);
     if (n < 0) return;  // EAGAIN: nothing more
     Add(datagrams_received_, 1);
     const IpAddress sender = FromSockaddr(from);
@@ -200,8 +201,8 @@ void FlowSyncer::ReceiveAll(int64_t now_ms) {
 void FlowSyncer::Deliver(const std::vector<SyncedFlow>& flows) {
   if (flows.empty()) return;
   for (rte_ring* ring : learn_) {
-    const unsigned queued = rte_ring_sp_enqueue_burst_elem(ring, flows.data(), sizeof(SyncedFlow),
-                                                           unsigned(flows.size()), nullptr);
+    const unsigned queued =
+        rte_ring_sp_enqueue_burst_elem(ring, flows.data(), sizeof(SyncedFlow), unsigned(flows.size()), nullptr);
     Add(flows_undelivered_, flows.size() - queued);
   }
 }
@@ -212,7 +213,8 @@ void FlowSyncer::SendAnnounced(int64_t now_ms) {
     if (room == 0) break;
     const size_t old = pending_.size();
     pending_.resize(old + room);
-    const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, pending_.data() + old, sizeof(SyncedFlow), unsigned(room), nullptr);
+    const unsigned n =
+        rte_ring_sc_dequeue_burst_elem(ring, pending_.data() + old, sizeof(SyncedFlow), unsigned(room), nullptr);
     pending_.resize(old + n);
   }
   for (const SyncedFlow& f : pending_) {

@@ -90,7 +90,9 @@ class FlowSyncer {
   // The index of `a` in Options::peers, or -1.
   int PeerIndex(const IpAddress& a) const;
 
-  static void Add(std::atomic<uint64_t>& c, uint64_t n) { c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  static void Add(std::atomic<uint64_t>& c, uint64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
 
   Options options_;
   std::vector<rte_ring*> announce_;

@@ -54,8 +54,8 @@ absl::StatusOr<std::unique_ptr<KernelStackGuard>> KernelStackGuard::Take(const s
   for (const Setting& s : guard->settings_) {
     if (absl::Status st = WriteValue(s.path, s.wanted); !st.ok()) return st;
   }
-  LOG(INFO) << "kernel IP stack kept off " << interface
-            << ": forwarding=0, arp_ignore=8, rp_filter=1, disable_ipv6=1 (restored at exit)";
+  LOG(INFO) << "kernel IP stack kept off "
+            << interface << ": forwarding=0, arp_ignore=8, rp_filter=1, disable_ipv6=1 (restored at exit)";
   return guard;
 }
 
@@ -100,6 +100,5 @@ std::vector<IpAddress> HostAddresses() {
   freeifaddrs(list);
   return out;
 }
-
 
 }  // namespace lb::control

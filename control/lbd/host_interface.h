@@ -26,7 +26,6 @@
 
 namespace lb::control {
 
-
 class KernelStackGuard {
  public:
   // Reads and saves the settings of `interface`, then writes lbd's. `sysctl_root` is

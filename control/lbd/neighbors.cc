@@ -68,8 +68,7 @@ struct NetlinkRequest {
   }
 };
 
-constexpr uint16_t kUsable =
-    NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
 
 }  // namespace
 
@@ -109,8 +108,7 @@ absl::Status NeighborMonitor::RequestDump() {
   return absl::OkStatus();
 }
 
-void NeighborMonitor::Set(const IpAddress& a, std::optional<MacAddress> mac,
-                          std::vector<Change>& changes) {
+void NeighborMonitor::Set(const IpAddress& a, std::optional<MacAddress> mac, std::vector<Change>& changes) {
   auto it = table_.find(a);
   if (mac) {
     if (dumping_) seen_in_dump_.insert(a);
@@ -144,8 +142,7 @@ void NeighborMonitor::Handle(const nlmsghdr& h, std::vector<Change>& changes) {
   const uint8_t* dst = nullptr;
   const uint8_t* lladdr = nullptr;
   size_t dst_len = 0, lladdr_len = 0;
-  const auto* first = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nd) +
-                                                      NLMSG_ALIGN(sizeof(ndmsg)));
+  const auto* first = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nd) + NLMSG_ALIGN(sizeof(ndmsg)));
   for (auto* a = first; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
     if (a->rta_type == NDA_DST) {
       dst = static_cast<const uint8_t*>(RTA_DATA(a));

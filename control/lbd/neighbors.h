@@ -51,8 +51,7 @@ class NeighborMonitor {
   NeighborMonitor(int fd, unsigned ifindex) : fd_(fd), ifindex_(ifindex) {}
   absl::Status RequestDump();
   void Handle(const nlmsghdr& h, std::vector<Change>& changes);
-  void Set(const IpAddress& a, std::optional<MacAddress> mac,
-           std::vector<Change>& changes);
+  void Set(const IpAddress& a, std::optional<MacAddress> mac, std::vector<Change>& changes);
 
   int fd_;
   unsigned ifindex_;
@@ -79,6 +78,5 @@ struct InterfaceAddress {
 // it up, through rtnetlink. lbd gives its exception interface the node's addresses this
 // way, so that a restarted lbd (whose TAP is new) needs no one else to do it.
 absl::Status ConfigureInterface(const std::string& ifname, const std::vector<InterfaceAddress>& addresses);
-
 
 }  // namespace lb::control

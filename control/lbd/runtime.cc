@@ -1,6 +1,5 @@
 #include "control/lbd/runtime.h"
 
-
 #include <net/if.h>
 
 #include <thread>
@@ -34,9 +33,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
   auto from_kernel = dataplane::dpdk::MbufRing::Create("lbd_from_kernel", 1024, RING_F_SP_ENQ | RING_F_SC_DEQ);
   if (!from_kernel.ok()) return from_kernel.status();
   rt->from_kernel_.emplace(*std::move(from_kernel));
-  LOG(INFO) << "port " << rt->wire_->name() << " (" << rt->wire_->driver() << "), MAC "
-            << rt->wire_->MacString() << ", " << workers << " RX queue(s)"
-            << (rt->wire_->fast_free() ? ", TX mbuf fast free" : "");
+  LOG(INFO) << "port " << rt->wire_->name() << " (" << rt->wire_->driver() << "), MAC " << rt->wire_->MacString()
+            << ", " << workers << " RX queue(s)" << (rt->wire_->fast_free() ? ", TX mbuf fast free" : "");
   if (rt->af_packet_ != nullptr) {
     LOG(INFO) << "port " << options.port << ": " << workers << " AF_PACKET socket(s) on " << rt->af_packet_->iface()
               << ", " << options.af_packet_frames << " RX frames of "
@@ -52,17 +50,19 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
               << ": the PMD accepts rte_flow rules, but lbd classifies control traffic in "
                  "software on every port in this version";
   } else {
-    LOG(INFO) << "port " << rt->wire_->name() << ": no rte_flow support in "
-              << rt->wire_->driver() << ": control traffic is classified in software";
+    LOG(INFO) << "port " << rt->wire_->name() << ": no rte_flow support in " << rt->wire_->driver()
+              << ": control traffic is classified in software";
   }
   // The exception path: a TAP with the wire port's MAC, so that the kernel answers ARP
   // and ND for the node's addresses as the port.
   auto tap = dataplane::dpdk::Port::Create(
-      absl::StrFormat("net_tap_%s,iface=%s,mac=%s", options.tap_name, options.tap_name,
-                      rt->wire_->MacString()),
+      absl::StrFormat("net_tap_%s,iface=%s,mac=%s", options.tap_name, options.tap_name, rt->wire_->MacString()),
       // net_tap needs as many RX as TX queues; the kernel spreads its packets over the
       // RX queues, and the main lcore polls them all.
-      {.rx_queues = workers, .tx_queues = workers, .rx_descriptors = 512, .tx_descriptors = 512,
+      {.rx_queues = workers,
+       .tx_queues = workers,
+       .rx_descriptors = 512,
+       .tx_descriptors = 512,
        .pool = rt->pool_->get()});
   if (!tap.ok()) return tap.status();
   rt->tap_ = *std::move(tap);
@@ -86,8 +86,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
     constexpr uint32_t kSyncRing = 16384;  // flows; a ring per worker and direction
     for (auto* rings : {&rt->sync_announce_, &rt->sync_learn_}) {
       auto ring = dataplane::dpdk::ElemRing::Create(
-          absl::StrFormat("lbd_sync_%s_%d", rings == &rt->sync_announce_ ? "out" : "in", i), sizeof(dataplane::SyncedFlow),
-          kSyncRing, RING_F_SP_ENQ | RING_F_SC_DEQ);
+          absl::StrFormat("lbd_sync_%s_%d", rings == &rt->sync_announce_ ? "out" : "in", i),
+          sizeof(dataplane::SyncedFlow), kSyncRing, RING_F_SP_ENQ | RING_F_SC_DEQ);
       if (!ring.ok()) return ring.status();
       rings->push_back(*std::move(ring));
     }
@@ -133,21 +133,20 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
     if (!syncer.ok()) return syncer.status();
     rt->syncer_ = *std::move(syncer);
     rt->syncer_started_ = dataplane::dpdk::Cycles();
-    LOG(INFO) << "flow sync with " << absl::StrJoin(rt->syncer_->View().peers, ", ") << " on UDP port " << options.flow_sync.port << "; active flows announced every "
-              << options.flow_sync_refresh_ms << " ms";
+    LOG(INFO) << "flow sync with " << absl::StrJoin(rt->syncer_->View().peers, ", ") << " on UDP port "
+              << options.flow_sync.port << "; active flows announced every " << options.flow_sync_refresh_ms << " ms";
   }
   for (auto& slot : rt->workers_) {
     WorkerSlot* w = slot.get();
-    auto task = dataplane::dpdk::LcoreTask::Launch(
-        w->lcore, [w, stop = &rt->stop_workers_] { w->worker->Run(w->run, *stop); });
+    auto task =
+        dataplane::dpdk::LcoreTask::Launch(w->lcore, [w, stop = &rt->stop_workers_] { w->worker->Run(w->run, *stop); });
     if (!task.ok()) {
       rt->StopWorkers();
       return task.status();
     }
     w->task = *std::move(task);
     LOG(INFO) << "worker " << w->worker->id() << " on lcore " << w->lcore
-              << (options.idle_polls ? absl::StrFormat(", idle back-off after %d empty polls",
-                                                       options.idle_polls)
+              << (options.idle_polls ? absl::StrFormat(", idle back-off after %d empty polls", options.idle_polls)
                                      : ", busy-polling");
   }
   return rt;
@@ -167,22 +166,24 @@ absl::Status Runtime::OpenWire(uint16_t workers) {
     mac = af_packet_->mac();
   }
   // One RX and one TX queue per worker.
-  auto wire = dataplane::dpdk::Port::Open(
-      ethdev, {.rx_queues = workers, .tx_queues = workers,
-               .rx_descriptors = options_.rx_descriptors,
-               .tx_descriptors = options_.tx_descriptors, .pool = pool_->get(),
-               // Everything the wire port sends is from pool_ with a reference count
-               // of 1: workers rewrite packets in place and never clone them, and
-               // the kernel's packets come from the TAP's queues, filled from pool_.
-               .fast_free = true,
-               .mac = mac});
+  auto wire =
+      dataplane::dpdk::Port::Open(ethdev, {.rx_queues = workers,
+                                           .tx_queues = workers,
+                                           .rx_descriptors = options_.rx_descriptors,
+                                           .tx_descriptors = options_.tx_descriptors,
+                                           .pool = pool_->get(),
+                                           // Everything the wire port sends is from pool_ with a reference count
+                                           // of 1: workers rewrite packets in place and never clone them, and
+                                           // the kernel's packets come from the TAP's queues, filled from pool_.
+                                           .fast_free = true,
+                                           .mac = mac});
   if (!wire.ok()) return wire.status();
   wire_ = *std::move(wire);
   if (wire_->driver() == "net_af_packet" && wire_->kernel_if_index() != 0) {
     char name[IF_NAMESIZE];
     if (if_indextoname(wire_->kernel_if_index(), name) == nullptr) {
-      return absl::InternalError(absl::StrFormat("port %s: no kernel interface %d", wire_->name(),
-                                                 wire_->kernel_if_index()));
+      return absl::InternalError(
+          absl::StrFormat("port %s: no kernel interface %d", wire_->name(), wire_->kernel_if_index()));
     }
     iface = name;
   }
@@ -230,9 +231,7 @@ NextHop Runtime::InitialNextHop() const {
   return hop;
 }
 
-void Runtime::ForwardFromKernel() {
-  dataplane::dpdk::ReceiveInto(*tap_, uint16_t(workers_.size()), *from_kernel_);
-}
+void Runtime::ForwardFromKernel() { dataplane::dpdk::ReceiveInto(*tap_, uint16_t(workers_.size()), *from_kernel_); }
 
 void Runtime::OnGatewayNeighbor(ControlCore* core, std::optional<MacAddress> mac) {
   {
@@ -342,8 +341,8 @@ void Runtime::RunMain(ControlCore* core, const std::atomic<bool>& stop) {
 std::vector<WorkerView> Runtime::Workers() const {
   std::vector<WorkerView> out;
   for (const auto& slot : workers_) {
-    out.push_back({slot->worker->id(), slot->lcore, &slot->worker->counters(),
-                   slot->worker->flows().occupied(), slot->worker->flows().capacity(), &slot->worker->nat()});
+    out.push_back({slot->worker->id(), slot->lcore, &slot->worker->counters(), slot->worker->flows().occupied(),
+                   slot->worker->flows().capacity(), &slot->worker->nat()});
   }
   return out;
 }
@@ -361,14 +360,14 @@ std::vector<std::string> Runtime::HealthProblems() const {
   if (!LinksUp()) problems.push_back(absl::StrFormat("port %s: link down", options_.port));
   for (const auto& slot : workers_) {
     if (!slot->alive.load(std::memory_order_relaxed)) {
-      problems.push_back(absl::StrFormat("worker %d (lcore %d): not polling", slot->worker->id(),
-                                         slot->lcore));
+      problems.push_back(absl::StrFormat("worker %d (lcore %d): not polling", slot->worker->id(), slot->lcore));
     }
   }
   if (syncer_ != nullptr) {
     // A (re)started node learns the peers' active flows within a refresh interval: until
     // then ECMP must not move flows to it (lb-bird-gen announces it once healthy).
-    const uint64_t warm = syncer_started_ + (options_.flow_sync_refresh_ms + 1000) * (dataplane::dpdk::CyclesPerSecond() / 1000);
+    const uint64_t warm =
+        syncer_started_ + (options_.flow_sync_refresh_ms + 1000) * (dataplane::dpdk::CyclesPerSecond() / 1000);
     if (const uint64_t now = dataplane::dpdk::Cycles(); now < warm) {
       problems.push_back(absl::StrFormat("flow sync: learning the peers' active flows (%d ms more)",
                                          (warm - now) / (dataplane::dpdk::CyclesPerSecond() / 1000)));
@@ -376,10 +375,9 @@ std::vector<std::string> Runtime::HealthProblems() const {
   }
   absl::MutexLock lock(&mu_);
   if (!gateway_mac_) {
-    problems.push_back(options_.gateway
-                           ? absl::StrFormat("gateway %s: no neighbour entry on %s yet",
-                                             options_.gateway->ToString(), options_.tap_name)
-                           : "no gateway: give --gateway or --gateway_mac");
+    problems.push_back(options_.gateway ? absl::StrFormat("gateway %s: no neighbour entry on %s yet",
+                                                          options_.gateway->ToString(), options_.tap_name)
+                                        : "no gateway: give --gateway or --gateway_mac");
   }
   return problems;
 }

@@ -36,14 +36,14 @@
 namespace lb::control {
 
 struct RuntimeOptions {
-  std::string port;                 // the wire port: af_packet:IFACE, or an EAL name
-  uint32_t af_packet_frames = 512;  // af_packet port: RX ring frames per queue
-  std::string tap_name = "lb0";     // the kernel interface of the exception path
+  std::string port;                   // the wire port: af_packet:IFACE, or an EAL name
+  uint32_t af_packet_frames = 512;    // af_packet port: RX ring frames per queue
+  std::string tap_name = "lb0";       // the kernel interface of the exception path
   uint32_t flow_capacity = 1u << 20;  // per worker
   uint32_t mbufs = 16383;
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
-  uint32_t idle_polls = 0;          // 0: busy-poll
+  uint32_t idle_polls = 0;  // 0: busy-poll
   uint32_t idle_sleep_us = 100;
   std::optional<IpAddress> gateway;       // resolved through the kernel
   std::optional<MacAddress> gateway_mac;  // or given
@@ -52,9 +52,9 @@ struct RuntimeOptions {
   uint32_t nat_addresses = 0;
   uint16_t nat_port_min = 1024;
   uint16_t nat_port_max = 65535;
-  FlowHasher flow_hasher;  // the same as NodeSettings::flow_hasher
+  FlowHasher flow_hasher;                       // the same as NodeSettings::flow_hasher
   std::vector<InterfaceAddress> tap_addresses;  // given to the TAP at start (the node's own)
-  FlowSyncer::Options flow_sync;  // no peers: no flow sync
+  FlowSyncer::Options flow_sync;                // no peers: no flow sync
   uint32_t flow_sync_refresh_ms = 5000;
   uint32_t flow_sync_nat_sessions = 0;  // per worker, with flow sync
 };
@@ -62,8 +62,7 @@ struct RuntimeOptions {
 class Runtime final : public DataplaneProbe {
  public:
   // Sets up pool, ports and workers, and launches the workers on their lcores.
-  static absl::StatusOr<std::unique_ptr<Runtime>> Start(const RuntimeOptions& options,
-                                                        dataplane::SnapshotStore* store);
+  static absl::StatusOr<std::unique_ptr<Runtime>> Start(const RuntimeOptions& options, dataplane::SnapshotStore* store);
   ~Runtime() override;
 
   // The node's next hop as far as known now (source MAC = the wire port's).
@@ -116,7 +115,7 @@ class Runtime final : public DataplaneProbe {
   std::vector<std::unique_ptr<WorkerSlot>> workers_;
   std::atomic<bool> stop_workers_{false};
   std::optional<dataplane::dpdk::MbufRing> from_kernel_;  // main lcore -> worker 0
-  std::vector<dataplane::dpdk::MbufRing> nat_inboxes_;     // NAT replies for worker i, from the others
+  std::vector<dataplane::dpdk::MbufRing> nat_inboxes_;    // NAT replies for worker i, from the others
   // Flow sync: per worker, its announcements and the peers' flows for it; the thread.
   std::vector<dataplane::dpdk::ElemRing> sync_announce_, sync_learn_;
   std::unique_ptr<FlowSyncer> syncer_;

@@ -32,8 +32,9 @@ bool WriteAtomically(const std::string& path, const std::string& text) {
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("lb-node-config [options]: render this LB node's lbd, lb-bird-gen and lb-k8s-watcher "
-                          "settings from the site configuration");
+  gflags::SetUsageMessage(
+      "lb-node-config [options]: render this LB node's lbd, lb-bird-gen and lb-k8s-watcher "
+      "settings from the site configuration");
   gflags::SetVersionString(std::string(BuildVersion()));
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   std::string node = FLAGS_node_name;
@@ -62,7 +63,9 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
-  if (!FLAGS_print) std::fprintf(stderr, "lb-node-config: node %s: wrote %zu files to %s\n", node.c_str(), files->size(), FLAGS_output_dir.c_str());
+  if (!FLAGS_print)
+    std::fprintf(stderr, "lb-node-config: node %s: wrote %zu files to %s\n", node.c_str(), files->size(),
+                 FLAGS_output_dir.c_str());
   return 0;
 }
 

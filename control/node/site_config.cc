@@ -16,13 +16,12 @@
 namespace lb::control::node {
 namespace {
 
-
 absl::Status Invalid(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: %s", field, why));
 }
 
-#define LB_TRY(var, expr)          \
-  auto var = (expr);               \
+#define LB_TRY(var, expr) \
+  auto var = (expr);      \
   if (!var.ok()) return var.status()
 
 absl::StatusOr<std::string> AsString(const YAML::Node& n, const std::string& field) {
@@ -87,7 +86,8 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
     vip_cidrs.push_back(*s);
   }
   const YAML::Node bgp = root["bgp"];
-  if (!bgp || !bgp.IsMap()) return Invalid("bgp", "required: lb-bird-gen's settings every node shares (local_as, bfd, ...)");
+  if (!bgp || !bgp.IsMap())
+    return Invalid("bgp", "required: lb-bird-gen's settings every node shares (local_as, bfd, ...)");
   for (const char* derived : {"router_id", "vip_prefixes", "peers"}) {
     if (bgp[derived]) return Invalid(std::string("bgp.") + derived, "comes from the node and its rack; not set here");
   }
@@ -111,7 +111,8 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   for (const auto& kv : nodes) {
     Node n{.name = kv.first.Scalar()};
     const std::string field = "nodes." + n.name;
-    if (absl::Status s = OnlyKeys(kv.second, field, {"rack", "address", "snat_address", "management", "port"}); !s.ok()) {
+    if (absl::Status s = OnlyKeys(kv.second, field, {"rack", "address", "snat_address", "management", "port"});
+        !s.ok()) {
       return s;
     }
     LB_TRY(rack, AsString(kv.second["rack"], field + ".rack"));
@@ -138,8 +139,8 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   }
   const auto self = std::find_if(all.begin(), all.end(), [&](const Node& n) { return n.name == node_name; });
   if (self == all.end()) {
-    return absl::NotFoundError(absl::StrFormat("node \"%s\" is not under nodes (the site configuration names %d node(s))",
-                                               node_name, all.size()));
+    return absl::NotFoundError(absl::StrFormat(
+        "node \"%s\" is not under nodes (the site configuration names %d node(s))", node_name, all.size()));
   }
   const YAML::Node rack = racks[self->rack];
 
@@ -164,8 +165,8 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   const bool pci = self->port.find(':') != std::string::npos && !self->port.starts_with("af_packet:");
   files["lbd.eal"] = pci ? "-a " + self->port + "\n" : "\n";
   std::string lbd = absl::StrFormat("--port=%s\n--tap_addresses=%s/%d\n--gateway=%s\n--control_peers=%s\n", self->port,
-                                    self->uplink.address.ToString(), self->uplink.length,
-                                    rack["gateway"].Scalar(), absl::StrJoin(peer_addresses, ","));
+                                    self->uplink.address.ToString(), self->uplink.length, rack["gateway"].Scalar(),
+                                    absl::StrJoin(peer_addresses, ","));
   absl::StrAppend(&lbd, "--encap_source_v4=", Host(self->uplink.address), "\n");
   // Every node's SNAT address is in every node's --vip_cidrs: a packet to a peer's is for
   // a session adopted from it, or dropped (never routed back to the ToR).

@@ -43,7 +43,8 @@ absl::Status Errno(const std::string& what) {
 
 template <typename T>
 absl::Status SetOption(int fd, int option, const T& value, const char* name) {
-  if (setsockopt(fd, SOL_PACKET, option, &value, sizeof(value)) != 0) return Errno(absl::StrCat("setsockopt(", name, ")"));
+  if (setsockopt(fd, SOL_PACKET, option, &value, sizeof(value)) != 0)
+    return Errno(absl::StrCat("setsockopt(", name, ")"));
   return absl::OkStatus();
 }
 
@@ -98,7 +99,7 @@ class AfPacketPort::Queue final : public QueuePump {
   uint32_t rx_frames_ = 0;
   uint32_t tx_frames_ = 0;
   rte_mempool* pool_ = nullptr;
-  uint32_t max_packet_ = 0;  // bytes a packet buffer of pool_ holds past its headroom
+  uint32_t max_packet_ = 0;          // bytes a packet buffer of pool_ holds past its headroom
   std::optional<MbufRing> rx_ring_;  // socket -> ethdev RX queue
   std::optional<MbufRing> tx_ring_;  // ethdev TX queue -> socket
   // Worker lcore state: the next RX frame, and of a GSO frame not all put in the ring
@@ -127,13 +128,13 @@ absl::StatusOr<std::unique_ptr<AfPacketPort::Queue>> AfPacketPort::Queue::Open(u
   constexpr uint32_t kRxBlock = 2 * kFrameSize;
   const uint32_t rx_blocks = (o.rx_frames + 1) / 2;
   q->rx_frames_ = 2 * rx_blocks;
-  tpacket_req rx{.tp_block_size = kRxBlock, .tp_block_nr = rx_blocks, .tp_frame_size = kFrameSize,
-                 .tp_frame_nr = q->rx_frames_};
+  tpacket_req rx{
+      .tp_block_size = kRxBlock, .tp_block_nr = rx_blocks, .tp_frame_size = kFrameSize, .tp_frame_nr = q->rx_frames_};
   constexpr uint32_t kTxBlock = 16 * kPageSize;
   const uint32_t tx_blocks = (o.tx_frames * kTxFrameSize + kTxBlock - 1) / kTxBlock;
   q->tx_frames_ = tx_blocks * (kTxBlock / kTxFrameSize);
-  tpacket_req tx{.tp_block_size = kTxBlock, .tp_block_nr = tx_blocks, .tp_frame_size = kTxFrameSize,
-                 .tp_frame_nr = q->tx_frames_};
+  tpacket_req tx{
+      .tp_block_size = kTxBlock, .tp_block_nr = tx_blocks, .tp_frame_size = kTxFrameSize, .tp_frame_nr = q->tx_frames_};
   if (auto s = SetOption(q->fd_, PACKET_RX_RING, rx, "PACKET_RX_RING"); !s.ok()) return s;
   if (auto s = SetOption(q->fd_, PACKET_TX_RING, tx, "PACKET_TX_RING"); !s.ok()) return s;
   q->map_size_ = size_t(q->rx_frames_) * kFrameSize + size_t(q->tx_frames_) * kTxFrameSize;
@@ -292,7 +293,8 @@ absl::StatusOr<std::unique_ptr<AfPacketPort>> AfPacketPort::Open(const std::stri
   port->iface_ = iface;
   port->if_index_ = if_nametoindex(iface.c_str());
   if (port->if_index_ == 0) {
-    return absl::NotFoundError(absl::StrFormat("af_packet port: no kernel interface %s in this network namespace", iface));
+    return absl::NotFoundError(
+        absl::StrFormat("af_packet port: no kernel interface %s in this network namespace", iface));
   }
   if (options.queues == 0 || options.pool == nullptr || options.rx_frames == 0 || options.tx_frames == 0) {
     return absl::InvalidArgumentError("af_packet port: queues, frames and a pool are needed");
@@ -301,13 +303,16 @@ absl::StatusOr<std::unique_ptr<AfPacketPort>> AfPacketPort::Open(const std::stri
   std::vector<rte_ring*> rx, tx;
   for (uint16_t i = 0; i < options.queues; ++i) {
     auto q = Queue::Open(port->if_index_, options, i, options.queues > 1 ? &fanout_group : nullptr);
-    if (!q.ok()) return absl::Status(q.status().code(), absl::StrFormat("af_packet port on %s, queue %d: %s", iface, i, q.status().message()));
+    if (!q.ok())
+      return absl::Status(q.status().code(),
+                          absl::StrFormat("af_packet port on %s, queue %d: %s", iface, i, q.status().message()));
     rx.push_back((*q)->rx_ring());
     tx.push_back((*q)->tx_ring());
     port->queues_.push_back(*std::move(q));
   }
   ifreq req;
-  if (!InterfaceIoctl(port->queues_[0]->fd(), iface, SIOCGIFHWADDR, req)) return Errno(absl::StrCat("SIOCGIFHWADDR ", iface));
+  if (!InterfaceIoctl(port->queues_[0]->fd(), iface, SIOCGIFHWADDR, req))
+    return Errno(absl::StrCat("SIOCGIFHWADDR ", iface));
   std::memcpy(port->mac_.addr_bytes, req.ifr_hwaddr.sa_data, RTE_ETHER_ADDR_LEN);
   // rte_eth_from_rings names the ethdev net_ring_<name>.
   const int id = rte_eth_from_rings(iface.c_str(), rx.data(), options.queues, tx.data(), options.queues, SOCKET_ID_ANY);

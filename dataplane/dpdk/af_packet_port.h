@@ -45,7 +45,7 @@ class AfPacketPort {
     // RX ring frames per queue, kFrameSize bytes each (512: 32 MB a queue); rounded up
     // to a whole number of kernel blocks (two frames each).
     uint32_t rx_frames = 512;
-    uint32_t tx_frames = 1024;  // TX ring frames per queue, 4 kB each
+    uint32_t tx_frames = 1024;    // TX ring frames per queue, 4 kB each
     rte_mempool* pool = nullptr;  // for received frames
   };
   // The RX frame size. The kernel's GSO and GRO frames stay below 64 kB (gso_max_size

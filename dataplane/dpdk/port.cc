@@ -25,17 +25,17 @@ absl::StatusOr<std::unique_ptr<Port>> Port::Open(const std::string& name, const 
       char n[RTE_ETH_NAME_MAX_LEN];
       if (rte_eth_dev_get_name_by_port(p, n) == 0) known += (known.empty() ? "" : ", ") + std::string(n);
     }
-    return absl::NotFoundError(absl::StrFormat(
-        "no DPDK port named %s (ports EAL found: %s). A NIC must be bound to vfio-pci and "
-        "allowed with -a; a virtual device needs --vdev", name, known.empty() ? "none" : known));
+    return absl::NotFoundError(
+        absl::StrFormat("no DPDK port named %s (ports EAL found: %s). A NIC must be bound to vfio-pci and "
+                        "allowed with -a; a virtual device needs --vdev",
+                        name, known.empty() ? "none" : known));
   }
   std::unique_ptr<Port> port(new Port(id, name, /*created=*/false));
   if (absl::Status s = port->Start(options); !s.ok()) return s;
   return port;
 }
 
-absl::StatusOr<std::unique_ptr<Port>> Port::Create(const std::string& devargs,
-                                                   const Options& options) {
+absl::StatusOr<std::unique_ptr<Port>> Port::Create(const std::string& devargs, const Options& options) {
   if (int rc = rte_dev_probe(devargs.c_str()); rc != 0) {
     return DpdkError(absl::StrFormat("rte_dev_probe(%s)", devargs), rc);
   }
@@ -57,11 +57,11 @@ absl::Status Port::Start(const Options& o) {
   driver_ = info.driver_name != nullptr ? info.driver_name : "?";
   if_index_ = info.if_index;
   if (o.rx_queues > info.max_rx_queues || o.tx_queues > info.max_tx_queues) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "port %s (%s) offers %d RX and %d TX queues; %d RX and %d TX are needed (one of each "
-        "per worker lcore). Use fewer worker lcores (-l), or give the device more queues "
-        "(net_af_packet: qpairs=N)",
-        name_, driver_, info.max_rx_queues, info.max_tx_queues, o.rx_queues, o.tx_queues));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("port %s (%s) offers %d RX and %d TX queues; %d RX and %d TX are needed (one of each "
+                        "per worker lcore). Use fewer worker lcores (-l), or give the device more queues "
+                        "(net_af_packet: qpairs=N)",
+                        name_, driver_, info.max_rx_queues, info.max_tx_queues, o.rx_queues, o.tx_queues));
   }
   rte_eth_conf conf{};
   if (o.rx_queues > 1 && info.flow_type_rss_offloads != 0) {

@@ -38,8 +38,7 @@ class Port {
   // than one RX queue, RSS spreads flows over them by IP addresses and ports.
   static absl::StatusOr<std::unique_ptr<Port>> Open(const std::string& name, const Options& options);
   // Creates a virtual device from `devargs` (e.g. "net_tap0,iface=lb0") and opens it.
-  static absl::StatusOr<std::unique_ptr<Port>> Create(const std::string& devargs,
-                                                      const Options& options);
+  static absl::StatusOr<std::unique_ptr<Port>> Create(const std::string& devargs, const Options& options);
   ~Port();
   Port(const Port&) = delete;
   Port& operator=(const Port&) = delete;

@@ -8,14 +8,13 @@
 
 namespace lb::dataplane::dpdk {
 
-absl::StatusOr<MbufPool> MbufPool::Create(const std::string& name, uint32_t mbufs, uint16_t cache,
-                                          uint16_t data_room) {
+absl::StatusOr<MbufPool> MbufPool::Create(const std::string& name, uint32_t mbufs, uint16_t cache, uint16_t data_room) {
   rte_mempool* pool = rte_pktmbuf_pool_create(name.c_str(), mbufs, cache, 0, data_room, int(rte_socket_id()));
   if (pool == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "rte_pktmbuf_pool_create(%s, %d mbufs): %s. Reserve hugepages "
-        "(echo 512 > /proc/sys/vm/nr_hugepages) or run EAL with --no-huge -m 512",
-        name, mbufs, rte_strerror(rte_errno)));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("rte_pktmbuf_pool_create(%s, %d mbufs): %s. Reserve hugepages "
+                        "(echo 512 > /proc/sys/vm/nr_hugepages) or run EAL with --no-huge -m 512",
+                        name, mbufs, rte_strerror(rte_errno)));
   }
   return MbufPool(pool);
 }

@@ -22,8 +22,7 @@ namespace lb::dataplane::dpdk {
 // A pktmbuf pool, freed on destruction (after every mbuf has come back).
 class MbufPool {
  public:
-  static absl::StatusOr<MbufPool> Create(const std::string& name, uint32_t mbufs, uint16_t cache,
-                                         uint16_t data_room);
+  static absl::StatusOr<MbufPool> Create(const std::string& name, uint32_t mbufs, uint16_t cache, uint16_t data_room);
   MbufPool(MbufPool&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)) {}
   MbufPool& operator=(MbufPool&&) = delete;
   ~MbufPool();

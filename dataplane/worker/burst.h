@@ -27,7 +27,7 @@ struct BurstOutput {
   std::array<rte_mbuf*, kMaxBurst> kernel;    // to the exception path (TAP)
   std::array<rte_mbuf*, kMaxBurst> redirect;  // NAT replies for the worker that owns their port
   std::array<uint16_t, kMaxBurst> redirect_to;
-  std::array<rte_mbuf*, kMaxBurst> dropped;   // freed together (FreeDropped)
+  std::array<rte_mbuf*, kMaxBurst> dropped;  // freed together (FreeDropped)
   uint16_t num_wire = 0;
   uint16_t num_kernel = 0;
   uint16_t num_redirect = 0;

@@ -288,7 +288,8 @@ void FastPath::HandleIcmpError(BurstContext& ctx, rte_mbuf* m, const PacketMeta&
     b = snap.Pinned(*svc, slot.entry->backend_slot, slot.entry->backend_generation);
   }
   uint32_t slot_id;
-  if (b == nullptr) b = snap.Pick(*svc, options_.flow_hasher.ServiceHash(p.key, svc->hash_fields, meta.tag.hash), &slot_id);
+  if (b == nullptr)
+    b = snap.Pick(*svc, options_.flow_hasher.ServiceHash(p.key, svc->hash_fields, meta.tag.hash), &slot_id);
   if (b == nullptr) return ctx.Drop(m, DropReason::kNoBackend);
   counters_.Add(Event::kIcmpErrorsForwarded);
   Forward(ctx, m, p, *b, meta.tag.hash);

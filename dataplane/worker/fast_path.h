@@ -75,8 +75,7 @@ class FastPath {
   [[gnu::always_inline]] const ServiceRecord* FindService(const Snapshot& snap, const FlowKey& key);
   // Maglev's pick for the packet's flow, pinned into `*e` (backend slot and generation)
   // when there is one. Out of line: a flow-table hit needs neither it nor the service hash.
-  const BackendRecord* PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const PacketMeta& meta,
-                                  FlowEntry* e);
+  const BackendRecord* PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const PacketMeta& meta, FlowEntry* e);
   [[gnu::always_inline]] void Forward(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p,
                                       const BackendRecord& backend, uint32_t hash);
   void HandleFragment(BurstContext& ctx, rte_mbuf* m, const PacketMeta& meta, const VipRecord& vip);

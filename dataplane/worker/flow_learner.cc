@@ -12,8 +12,9 @@ uint32_t FlowLearner::Learn(const Snapshot& snap, std::span<const SyncedFlow> fl
 bool FlowLearner::LearnFlow(const Snapshot& snap, const SyncedFlow& f, Millis now) {
   const ServiceRecord* svc = snap.FindService(f.key.dst, f.key.protocol, f.key.dst_port_be);
   uint32_t slot_id = 0;
-  const BackendRecord* b =
-      svc != nullptr && svc->mode != ForwardingMode::kNat ? svc->FindBackend(f.backend, f.backend_port, &slot_id) : nullptr;
+  const BackendRecord* b = svc != nullptr && svc->mode != ForwardingMode::kNat
+                               ? svc->FindBackend(f.backend, f.backend_port, &slot_id)
+                               : nullptr;
   if (b == nullptr) {
     counters_.Add(Event::kFlowsLearnedUnknown);
     return false;

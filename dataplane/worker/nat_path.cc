@@ -55,8 +55,7 @@ void NatPath::Sweep(Millis now, uint32_t buckets) {
   }
 }
 
-void NatPath::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now,
-                             bool from_client) {
+void NatPath::RefreshSession(const Snapshot& snap, NatSession& s, const ParsedPacket& p, Millis now, bool from_client) {
   // Only the client's ACK completes the handshake: a SYN-ACK from the backend to a SYN
   // nobody will acknowledge (a spoofed source) keeps the handshake's short timeout.
   const FlowState state = from_client ? NextState(FlowState(s.state), p) : NextReplyState(FlowState(s.state), p);
@@ -299,8 +298,7 @@ AdoptedSession* NatPath::AdoptedOf(const FlowEntry& e, Millis now) {
 
 AdoptedSession* NatPath::AdoptedReply(const PacketMeta& meta, Millis now) {
   const ParsedPacket& p = meta.packet;
-  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp && p.kind != PacketKind::kIcmpError) ||
-      p.is_fragment) {
+  if ((p.kind != PacketKind::kTcp && p.kind != PacketKind::kUdp && p.kind != PacketKind::kIcmpError) || p.is_fragment) {
     return nullptr;
   }
   const FlowTable::Slot slot = FindFlow(flows_, meta, now);
@@ -366,7 +364,8 @@ bool NatPath::Adopt(const Snapshot& snap, const SyncedFlow& f, Millis now) {
   if (svc != nullptr && svc->mode == ForwardingMode::kNat) {
     b = svc->FindBackend(f.backend, f.backend_port, &slot_id);
     // A backend without a port of its own serves on the VIP's.
-    if (b == nullptr && f.backend_port == rte_be_to_cpu_16(f.key.dst_port_be)) b = svc->FindBackend(f.backend, 0, &slot_id);
+    if (b == nullptr && f.backend_port == rte_be_to_cpu_16(f.key.dst_port_be))
+      b = svc->FindBackend(f.backend, 0, &slot_id);
   }
   if (b == nullptr || f.snat.IsV4() != f.backend.IsV4()) {
     counters_.Add(Event::kFlowsLearnedUnknown);

@@ -39,8 +39,8 @@ class NatPath {
     uint32_t addresses = 0;
     uint16_t port_min = 1024;
     uint16_t port_max = 65535;
-    uint64_t port_secret = 0;        // seeds the random choice of ports; 0: lowest free first
-    uint32_t adopted_capacity = 0;   // the peers' sessions this worker can adopt
+    uint64_t port_secret = 0;       // seeds the random choice of ports; 0: lowest free first
+    uint32_t adopted_capacity = 0;  // the peers' sessions this worker can adopt
   };
 
   NatPath(const Options& options, FlowTable& flows, FlowAnnouncer& announcer, const FlowHasher& hasher,
@@ -77,8 +77,7 @@ class NatPath {
 
   // The backend (slot and generation) of the live session, own or adopted, that flow entry
   // `e` of `client` names; false when it names none.
-  bool SessionBackend(const FlowEntry& e, const FlowKey& client, Millis now, uint32_t& slot,
-                      uint32_t& generation);
+  bool SessionBackend(const FlowEntry& e, const FlowKey& client, Millis now, uint32_t& slot, uint32_t& generation);
 
   // Frees a slice of the expired sessions, own and adopted.
   void Sweep(Millis now, uint32_t buckets);
@@ -109,8 +108,7 @@ class NatPath {
   void ErrorToClient(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p, const FlowKey& client,
                      const IpAddress& backend);
   void ErrorToBackend(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p, const BackendRecord* b,
-                      const IpAddress& backend, uint16_t backend_port_be, const IpAddress& snat,
-                      uint16_t snat_port_be);
+                      const IpAddress& backend, uint16_t backend_port_be, const IpAddress& snat, uint16_t snat_port_be);
 
   // Adopted sessions: the live one a flow entry names, or nullptr; the one whose reply (or
   // ICMP error about one) `meta` is, or nullptr; and their translation each way.

@@ -155,7 +155,8 @@ void Worker::AnswerQuery(Millis now) {
   if (FlowTable::Slot slot = flows_.Find(flows_.Tag(query_.key, options_.flow_hasher.Hash(query_.key)), now)) {
     if (!(slot.entry->state & kNatEntryFlag)) {
       answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
-    } else if (fast_.nat().SessionBackend(*slot.entry, query_.key, now, answer.backend_slot, answer.backend_generation)) {
+    } else if (fast_.nat().SessionBackend(*slot.entry, query_.key, now, answer.backend_slot,
+                                          answer.backend_generation)) {
       answer.found = true;
     }
   }

@@ -81,7 +81,7 @@ struct FlowAnswer {
 class Worker {
  public:
   struct Options {
-    uint32_t id = 0;                       // QSBR thread id, 0 .. max_workers-1
+    uint32_t id = 0;  // QSBR thread id, 0 .. max_workers-1
     uint32_t flow_capacity = 1u << 20;
     uint32_t sweep_buckets_per_poll = 64;  // flow-table aging work per poll
     // NAT: the workers that share the SNAT ports (ids 0..workers-1), and the SNAT pool
@@ -165,8 +165,8 @@ class Worker {
   SnapshotStore* store_;
   FastPath fast_;  // owns the counters, the flow table, the announcer and NatPath
   FlowLearner learner_;
-  WorkerCounters& counters_;  // fast_'s
-  FlowTable& flows_;          // fast_'s
+  WorkerCounters& counters_;            // fast_'s
+  FlowTable& flows_;                    // fast_'s
   std::vector<rte_ring*> nat_inboxes_;  // set by Run
   uint64_t tsc_per_ms_;
   Query query_;

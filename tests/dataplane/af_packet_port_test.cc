@@ -85,8 +85,9 @@ class AfPacketPortTest : public ::testing::Test {
       return;
     }
     // No IPv6 in the namespace: the kernel's own frames (MLD, ND) would come in between.
-    if (std::system("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && "
-                    "ip link add name port0 type veth peer name peer0 && ip link set port0 up && ip link set peer0 up") != 0) {
+    if (std::system(
+            "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && "
+            "ip link add name port0 type veth peer name peer0 && ip link set port0 up && ip link set peer0 up") != 0) {
       setup_error_ = "ip link add name port0 type veth peer name peer0: failed";
     }
   }
@@ -94,12 +95,12 @@ class AfPacketPortTest : public ::testing::Test {
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (a network namespace and a veth pair)";
     ASSERT_EQ(setup_error_, "");
-    auto port = dpdk::AfPacketPort::Open("port0", {.queues = 2, .rx_frames = 64, .tx_frames = 64,
-                                               .pool = lb::testing::TestPool()});
+    auto port = dpdk::AfPacketPort::Open(
+        "port0", {.queues = 2, .rx_frames = 64, .tx_frames = 64, .pool = lb::testing::TestPool()});
     ASSERT_TRUE(port.ok()) << port.status();
     port_ = *std::move(port);
-    auto ethdev = dpdk::Port::Open(port_->ethdev_name(), {.rx_queues = 2, .tx_queues = 2, .pool = lb::testing::TestPool(),
-                                                           .mac = port_->mac()});
+    auto ethdev = dpdk::Port::Open(
+        port_->ethdev_name(), {.rx_queues = 2, .tx_queues = 2, .pool = lb::testing::TestPool(), .mac = port_->mac()});
     ASSERT_TRUE(ethdev.ok()) << ethdev.status();
     ethdev_ = *std::move(ethdev);
     ASSERT_TRUE(peer_.ok());
@@ -148,8 +149,12 @@ TEST_F(AfPacketPortTest, AGsoFrameFromTheKernelArrivesAsTheSegmentsOnTheWire) {
   Bytes frame = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_TCP, TcpSeq(1000, kAck | kPsh, payload),
                              {.df = true, .id = 77, .l4_checksum = false}));
   MakePartial(frame, 14, 34, 16, true);
-  ASSERT_TRUE(peer_.Send({.flags = VnetHeader::kNeedsChecksum, .gso_type = VnetHeader::kGsoTcpV4, .hdr_len = 54,
-                          .gso_size = kMss, .csum_start = 34, .csum_offset = 16},
+  ASSERT_TRUE(peer_.Send({.flags = VnetHeader::kNeedsChecksum,
+                          .gso_type = VnetHeader::kGsoTcpV4,
+                          .hdr_len = 54,
+                          .gso_size = kMss,
+                          .csum_start = 34,
+                          .csum_offset = 16},
                          frame));
   const std::vector<Bytes> expected = Tcp4Segments(1000, kAck | kPsh, payload, kMss, 77);
   const std::vector<Bytes> got = ReceiveAtPort(expected.size());

@@ -26,8 +26,16 @@ rte_mempool* TestPool() { return g_pool; }
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   const std::string prefix = "lb-dataplane-test-" + std::to_string(getpid());
-  std::vector<std::string> eal = {argv[0], "--no-huge", "--no-pci", "--no-shconf", "-m", "256",
-                                  "-l", "0", "--log-level=lib.eal:error", "--no-telemetry",
+  std::vector<std::string> eal = {argv[0],
+                                  "--no-huge",
+                                  "--no-pci",
+                                  "--no-shconf",
+                                  "-m",
+                                  "256",
+                                  "-l",
+                                  "0",
+                                  "--log-level=lib.eal:error",
+                                  "--no-telemetry",
                                   "--file-prefix=" + prefix};
   std::vector<char*> eal_argv;
   for (auto& s : eal) eal_argv.push_back(s.data());
@@ -35,8 +43,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rte_eal_init failed: %s\n", rte_strerror(rte_errno));
     return 1;
   }
-  lb::testing::g_pool =
-      rte_pktmbuf_pool_create("test_pool", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  lb::testing::g_pool = rte_pktmbuf_pool_create("test_pool", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   if (lb::testing::g_pool == nullptr) {
     std::fprintf(stderr, "rte_pktmbuf_pool_create failed: %s\n", rte_strerror(rte_errno));
     return 1;

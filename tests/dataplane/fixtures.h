@@ -30,16 +30,13 @@ inline Bytes In4(const Bytes& ip, uint16_t vlan = 0, size_t pad_to = 0) {
   return pb::Ether(kPortMac, kRouterMac, 0x0800, ip, vlan, pad_to);
 }
 inline Bytes In6(const Bytes& ip) { return pb::Ether(kPortMac, kRouterMac, 0x86dd, ip); }
-inline Bytes Out4(const Bytes& ip, uint16_t vlan = 0) {
-  return pb::Ether(kGatewayMac, kPortMac, 0x0800, ip, vlan);
-}
+inline Bytes Out4(const Bytes& ip, uint16_t vlan = 0) { return pb::Ether(kGatewayMac, kPortMac, 0x0800, ip, vlan); }
 inline Bytes Out6(const Bytes& ip) { return pb::Ether(kGatewayMac, kPortMac, 0x86dd, ip); }
 inline Bytes Reply4(const Bytes& ip) { return pb::Ether(kRouterMac, kPortMac, 0x0800, ip); }
 inline Bytes Reply6(const Bytes& ip) { return pb::Ether(kRouterMac, kPortMac, 0x86dd, ip); }
 
-inline ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port,
-                      std::vector<const char*> backends,
-                      ForwardingMode mode = ForwardingMode::kDsrIpip) {
+inline ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port, std::vector<const char*> backends,
+                             ForwardingMode mode = ForwardingMode::kDsrIpip) {
   ServiceConfig s;
   s.vip = Addr(vip);
   s.protocol = proto;
@@ -65,8 +62,8 @@ inline DataplaneConfig TestConfig() {
       Service("2001:db8:1::10", IPPROTO_TCP, 80, {"fd00:10::1"}),
       Service("10.1.0.11", IPPROTO_UDP, 53, {"192.168.10.2"}, ForwardingMode::kDsrGue),
       Service("2001:db8:1::11", IPPROTO_UDP, 53, {"fd00:10::2"}, ForwardingMode::kDsrGue),
-      Service("10.1.0.12", IPPROTO_UDP, 53, {"fd00:10::3"}),                    // 4in6
-      Service("2001:db8:1::12", IPPROTO_TCP, 80, {"192.168.10.3"}),             // 6in4
+      Service("10.1.0.12", IPPROTO_UDP, 53, {"fd00:10::3"}),         // 4in6
+      Service("2001:db8:1::12", IPPROTO_TCP, 80, {"192.168.10.3"}),  // 6in4
       Service("10.1.0.20", IPPROTO_TCP, 80, {kMulti[0], kMulti[1], kMulti[2], kMulti[3]}),
       Service("10.1.0.20", IPPROTO_UDP, 0, {kMulti[0], kMulti[1], kMulti[2], kMulti[3]}),
       Service("10.1.0.13", IPPROTO_UDP, 53, {}),
@@ -86,13 +83,10 @@ inline uint32_t Hash(const char* src, uint16_t sport, const char* dst, uint16_t 
 
 inline uint16_t GueSourcePort(uint32_t hash) { return uint16_t(0xc000 | (hash & 0x3fff)); }
 
-#define EXPECT_BYTES_EQ(actual, expected) \
-  EXPECT_EQ(pb::Hex(actual), pb::Hex(expected))
+#define EXPECT_BYTES_EQ(actual, expected) EXPECT_EQ(pb::Hex(actual), pb::Hex(expected))
 
 // The backend address (outer IPv4 destination) of an IPIP frame from the worker.
-inline Bytes OuterDestination4(const Bytes& frame) {
-  return Bytes(frame.begin() + 30, frame.begin() + 34);
-}
+inline Bytes OuterDestination4(const Bytes& frame) { return Bytes(frame.begin() + 30, frame.begin() + 34); }
 
 // Frames as a sender with the kernel's offloads hands them on (offload_test,
 // af_packet_port_test).

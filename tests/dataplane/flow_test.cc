@@ -27,8 +27,8 @@ Bytes Client(uint32_t n, uint8_t flags, uint16_t dport = 80) {
 }
 
 // Sends one packet per client and returns the backend each went to.
-std::vector<Bytes> BackendsOf(WorkerHarness& h, uint32_t clients, uint8_t flags,
-                              uint32_t first = 0, Millis now = 1000) {
+std::vector<Bytes> BackendsOf(WorkerHarness& h, uint32_t clients, uint8_t flags, uint32_t first = 0,
+                              Millis now = 1000) {
   std::vector<Bytes> in;
   for (uint32_t n = first; n < first + clients; ++n) in.push_back(Client(n, flags));
   const Output out = h.Run(in, now);
@@ -190,13 +190,16 @@ TEST(FlowTest, SynOnAClosingEntryIsBalancedAnew) {
 TEST(FlowTest, ABurstToNeighbouringServicesReachesEachOne) {
   WorkerHarness h;
   auto c = TestConfig();
-  c.services = {Service("10.1.0.30", IPPROTO_UDP, 53, {"192.168.40.1"}),
-                Service("10.1.0.30", IPPROTO_UDP, 54, {"192.168.40.2"}),
-                Service("10.1.0.30", IPPROTO_TCP, 53, {"192.168.40.3"}),
-                Service("10.1.0.31", IPPROTO_UDP, 53, {"192.168.40.4"})};
+  c.services = {
+      Service("10.1.0.30", IPPROTO_UDP, 53, {"192.168.40.1"}), Service("10.1.0.30", IPPROTO_UDP, 54, {"192.168.40.2"}),
+      Service("10.1.0.30", IPPROTO_TCP, 53, {"192.168.40.3"}), Service("10.1.0.31", IPPROTO_UDP, 53, {"192.168.40.4"})};
   ASSERT_TRUE(h.Apply(c));
-  auto udp = [](const char* vip, uint16_t port) { return In4(pb::Ipv4("192.0.2.1", vip, 17, pb::Udp(1000, port, {1}))); };
-  auto tcp = [](const char* vip, uint16_t port) { return In4(pb::Ipv4("192.0.2.1", vip, 6, pb::Tcp(1000, port, kSyn))); };
+  auto udp = [](const char* vip, uint16_t port) {
+    return In4(pb::Ipv4("192.0.2.1", vip, 17, pb::Udp(1000, port, {1})));
+  };
+  auto tcp = [](const char* vip, uint16_t port) {
+    return In4(pb::Ipv4("192.0.2.1", vip, 6, pb::Tcp(1000, port, kSyn)));
+  };
   const std::vector<std::pair<Bytes, const char*>> cases = {
       {udp("10.1.0.30", 53), "192.168.40.1"}, {tcp("10.1.0.30", 53), "192.168.40.3"},
       {udp("10.1.0.30", 54), "192.168.40.2"}, {udp("10.1.0.31", 53), "192.168.40.4"},
@@ -259,13 +262,13 @@ TEST(FlowTest, FlowsExpireByState) {
 TEST(FlowTest, FlowsFirstSeenWithoutSynAgeOutUnlessConfirmed) {
   WorkerHarness h;
   ASSERT_TRUE(h.Apply(ShortSynTimeout()));
-  BackendsOf(h, 100, kAck, 0, /*now=*/1000);   // 100 flows first seen mid-stream
-  BackendsOf(h, 50, kAck, 0, /*now=*/1050);    // clients 0..49 send a second packet
+  BackendsOf(h, 100, kAck, 0, /*now=*/1000);  // 100 flows first seen mid-stream
+  BackendsOf(h, 50, kAck, 0, /*now=*/1050);   // clients 0..49 send a second packet
   EXPECT_EQ(h.Count(Event::kFlowHits), 50u);
-  BackendsOf(h, 100, kAck, 0, /*now=*/1200);   // 50..99 expired at 1100: misses again
+  BackendsOf(h, 100, kAck, 0, /*now=*/1200);  // 50..99 expired at 1100: misses again
   EXPECT_EQ(h.Count(Event::kFlowHits), 100u);
   EXPECT_EQ(h.Count(Event::kFlowExpired), 50u) << "the unconfirmed entries were reclaimed";
-  BackendsOf(h, 50, kAck, 0, /*now=*/5000);    // 0..49 are established: still held
+  BackendsOf(h, 50, kAck, 0, /*now=*/5000);  // 0..49 are established: still held
   EXPECT_EQ(h.Count(Event::kFlowHits), 150u);
 }
 
@@ -277,13 +280,12 @@ TEST(FlowTest, FragmentsOfADatagramReachOneBackend) {
   std::map<std::string, std::set<Bytes>> backends_by_client;
   for (int c = 1; c <= 40; ++c) {
     const std::string src = "198.18.0." + std::to_string(c);
-    const Bytes first = In4(pb::Ipv4(src, "10.1.0.20", 17, pb::Udp(5000, 53, Bytes(32)),
-                                     {.mf = true, .id = uint16_t(c)}));
+    const Bytes first =
+        In4(pb::Ipv4(src, "10.1.0.20", 17, pb::Udp(5000, 53, Bytes(32)), {.mf = true, .id = uint16_t(c)}));
     const Bytes middle = In4(pb::Ipv4(src, "10.1.0.20", 17, Bytes(40),
-                                      {.mf = true, .id = uint16_t(c), .frag_offset = 5,
-                                       .l4_checksum = false}));
-    const Bytes last = In4(pb::Ipv4(src, "10.1.0.20", 17, Bytes(8),
-                                    {.id = uint16_t(c), .frag_offset = 10, .l4_checksum = false}));
+                                      {.mf = true, .id = uint16_t(c), .frag_offset = 5, .l4_checksum = false}));
+    const Bytes last =
+        In4(pb::Ipv4(src, "10.1.0.20", 17, Bytes(8), {.id = uint16_t(c), .frag_offset = 10, .l4_checksum = false}));
     const Output out = h.Run(std::vector<Bytes>{first, middle, last});
     ASSERT_EQ(out.wire.size(), 3u);
     for (const Bytes& f : out.wire) backends_by_client[src].insert(OuterDestination4(f));
@@ -303,15 +305,14 @@ TEST(FlowTest, AmbiguousFragmentsAreDropped) {
   auto c = TestConfig();
   c.services.push_back(Service("10.1.0.10", IPPROTO_UDP, 5353, {"192.168.10.9"}));
   ASSERT_TRUE(h.Apply(c));
-  const Output out = h.Run(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, Bytes(16),
-                                        {.frag_offset = 8, .l4_checksum = false})));
+  const Output out =
+      h.Run(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, Bytes(16), {.frag_offset = 8, .l4_checksum = false})));
   EXPECT_TRUE(out.wire.empty());
   EXPECT_EQ(h.Count(DropReason::kFragmentAmbiguous), 1u);
   // With a single UDP service on the VIP the same fragment is forwarded.
   WorkerHarness single;
   ASSERT_TRUE(single.Apply(TestConfig()));
-  EXPECT_EQ(single.Run(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, Bytes(16),
-                                    {.frag_offset = 8, .l4_checksum = false})))
+  EXPECT_EQ(single.Run(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, Bytes(16), {.frag_offset = 8, .l4_checksum = false})))
                 .wire.size(),
             1u);
 }
@@ -339,12 +340,10 @@ TEST(FlowTest, SnapshotSwapsWhilePacketsFlow) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   });
-  const std::set<Bytes> allowed = {V4(kMulti[0]), V4(kMulti[1]), V4(kMulti[2]), V4(kMulti[3]),
-                                   V4("192.168.30.5")};
+  const std::set<Bytes> allowed = {V4(kMulti[0]), V4(kMulti[1]), V4(kMulti[2]), V4(kMulti[3]), V4("192.168.30.5")};
   size_t sent = 0, forwarded = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  for (uint32_t round = 0; round < 2000 && std::chrono::steady_clock::now() < deadline;
-       ++round) {
+  for (uint32_t round = 0; round < 2000 && std::chrono::steady_clock::now() < deadline; ++round) {
     std::vector<Bytes> in;
     for (uint32_t i = 0; i < 32; ++i) in.push_back(Client(round * 32 + i, i % 3 ? kAck : kSyn));
     const Output out = h.Run(in);  // reports a quiescent state after the burst
@@ -375,8 +374,7 @@ class LoopbackPort {
     rte_eth_conf conf{};
     ok_ = rte_eth_dev_configure(port_, 1, 1, &conf) == 0 &&
           rte_eth_rx_queue_setup(port_, 0, 256, SOCKET_ID_ANY, nullptr, lb::testing::TestPool()) == 0 &&
-          rte_eth_tx_queue_setup(port_, 0, 256, SOCKET_ID_ANY, nullptr) == 0 &&
-          rte_eth_dev_start(port_) == 0;
+          rte_eth_tx_queue_setup(port_, 0, 256, SOCKET_ID_ANY, nullptr) == 0 && rte_eth_dev_start(port_) == 0;
     EXPECT_TRUE(ok_) << name;
   }
   ~LoopbackPort() {

@@ -30,7 +30,7 @@ DataplaneConfig NatConfig(uint16_t port_max = kPortMin + 99) {
   c.nat.port_min = kPortMin;
   c.nat.port_max = port_max;
   auto dns = Service(kVip, IPPROTO_UDP, 53, {kBackend}, ForwardingMode::kNat);
-  dns.backends[0].port = 5353;  // port translation
+  dns.backends[0].port = 5353;                                                  // port translation
   auto web = Service(kVip, IPPROTO_TCP, 80, {kBackend}, ForwardingMode::kNat);  // port 0: the VIP's
   auto dns6 = Service("2001:db8:1::50", IPPROTO_UDP, 53, {"fd00:50::1"}, ForwardingMode::kNat);
   c.services.push_back(dns);
@@ -43,11 +43,11 @@ class NatTest : public ::testing::Test {
  protected:
   explicit NatTest(uint32_t worker = 0, uint32_t workers = 1, uint16_t port_max = kPortMin + 99)
       : w_(Worker::Options{.id = worker,
-                                      .flow_capacity = 4096,
-                                      .workers = workers,
-                                      .nat_addresses = 2,
-                                      .nat_port_min = kPortMin,
-                                      .nat_port_max = port_max}) {
+                           .flow_capacity = 4096,
+                           .workers = workers,
+                           .nat_addresses = 2,
+                           .nat_port_min = kPortMin,
+                           .nat_port_max = port_max}) {
     EXPECT_TRUE(w_.Apply(NatConfig(port_max)));
   }
 
@@ -207,8 +207,10 @@ TEST_F(NatTest, Ipv6) {
 
 TEST_F(NatTest, Icmpv6ErrorFromTheBackendSideReachesTheClient) {
   w_.Run(In6(pb::Ipv6("2001:db8::7", "2001:db8:1::50", IPPROTO_UDP, pb::Udp(40000, 53, kQuery))));
-  const Bytes as_received = pb::Ipv6("fd00:90::100", "fd00:50::1", IPPROTO_UDP, pb::Udp(kPortMin, 53, kQuery), HopLimit(63));
-  const Bytes as_sent = pb::Ipv6("2001:db8::7", "2001:db8:1::50", IPPROTO_UDP, pb::Udp(40000, 53, kQuery), HopLimit(63));
+  const Bytes as_received =
+      pb::Ipv6("fd00:90::100", "fd00:50::1", IPPROTO_UDP, pb::Udp(kPortMin, 53, kQuery), HopLimit(63));
+  const Bytes as_sent =
+      pb::Ipv6("2001:db8::7", "2001:db8:1::50", IPPROTO_UDP, pb::Udp(40000, 53, kQuery), HopLimit(63));
   // Destination unreachable (1), port unreachable (4), from the backend itself.
   ExpectWire(In6(pb::Ipv6("fd00:50::1", "fd00:90::100", IPPROTO_ICMPV6, pb::Icmp(1, 4, 0, as_received))),
              Out6(pb::Ipv6("2001:db8:1::50", "2001:db8::7", IPPROTO_ICMPV6, pb::Icmp(1, 4, 0, as_sent), HopLimit(63))));

@@ -46,8 +46,12 @@ class OffloadTest : public ::testing::Test {
 };
 
 VnetHeader Gso(uint8_t type, uint16_t gso_size, uint16_t csum_start, uint16_t csum_offset) {
-  return {.flags = VnetHeader::kNeedsChecksum, .gso_type = type, .hdr_len = 0, .gso_size = gso_size,
-          .csum_start = csum_start, .csum_offset = csum_offset};
+  return {.flags = VnetHeader::kNeedsChecksum,
+          .gso_type = type,
+          .hdr_len = 0,
+          .gso_size = gso_size,
+          .csum_start = csum_start,
+          .csum_offset = csum_offset};
 }
 
 TEST_F(OffloadTest, AFrameWithoutOffloadStateIsCopiedAsItIs) {
@@ -77,8 +81,8 @@ TEST_F(OffloadTest, PartialChecksumsAreCompleted) {
     Bytes partial = c.complete;
     MakePartial(partial, l3, l4, field, c.v4);
     ASSERT_NE(partial, c.complete);
-    const VnetHeader vnet{.flags = VnetHeader::kNeedsChecksum, .csum_start = uint16_t(l4),
-                          .csum_offset = uint16_t(field)};
+    const VnetHeader vnet{
+        .flags = VnetHeader::kNeedsChecksum, .csum_start = uint16_t(l4), .csum_offset = uint16_t(field)};
     const ReceivedFrame f = ReceivedFrame::Make(partial.data(), uint32_t(partial.size()), vnet, std::nullopt);
     ASSERT_FALSE(f.error());
     EXPECT_EQ(Unpack(f), std::vector<Bytes>{c.complete});
@@ -90,7 +94,8 @@ TEST_F(OffloadTest, ATcp4GsoFrameBecomesTheSegmentsTheSenderMeant) {
   constexpr uint16_t kMss = 1448;
   constexpr uint32_t kSeq = 0xfffff000;  // wraps within the frame
   pb::Ipv4Options ip{.df = true, .id = 0xfffe, .l4_checksum = false};
-  Bytes frame = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_TCP, TcpSeq(kSeq, kAck | kPsh | kFin | kCwr, payload), ip));
+  Bytes frame =
+      In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_TCP, TcpSeq(kSeq, kAck | kPsh | kFin | kCwr, payload), ip));
   MakePartial(frame, 14, 34, 16, true);
   const ReceivedFrame f =
       ReceivedFrame::Make(frame.data(), uint32_t(frame.size()), Gso(VnetHeader::kGsoTcpV4, kMss, 34, 16), std::nullopt);
@@ -106,7 +111,8 @@ TEST_F(OffloadTest, ATcp4GsoFrameBecomesTheSegmentsTheSenderMeant) {
 TEST_F(OffloadTest, ATcp6GsoFrameBecomesSegments) {
   const Bytes payload = Payload(3000);
   constexpr uint16_t kMss = 1428;
-  Bytes frame = In6(pb::Ipv6("2001:db8::1", "fd00::1", IPPROTO_TCP, TcpSeq(1, kAck | kPsh, payload), {.l4_checksum = false}));
+  Bytes frame =
+      In6(pb::Ipv6("2001:db8::1", "fd00::1", IPPROTO_TCP, TcpSeq(1, kAck | kPsh, payload), {.l4_checksum = false}));
   MakePartial(frame, 14, 54, 16, false);
   const ReceivedFrame f =
       ReceivedFrame::Make(frame.data(), uint32_t(frame.size()), Gso(VnetHeader::kGsoTcpV6, kMss, 54, 16), std::nullopt);
@@ -115,7 +121,8 @@ TEST_F(OffloadTest, ATcp6GsoFrameBecomesSegments) {
   std::vector<Bytes> expected;
   for (uint32_t i = 0; i < 3; ++i) {
     const uint8_t flags = uint8_t(kAck | (i == 2 ? kPsh : 0));
-    expected.push_back(In6(pb::Ipv6("2001:db8::1", "fd00::1", IPPROTO_TCP, TcpSeq(1 + i * kMss, flags, Chunk(payload, i, kMss)))));
+    expected.push_back(
+        In6(pb::Ipv6("2001:db8::1", "fd00::1", IPPROTO_TCP, TcpSeq(1 + i * kMss, flags, Chunk(payload, i, kMss)))));
   }
   EXPECT_EQ(Unpack(f), expected);
 }
@@ -123,7 +130,8 @@ TEST_F(OffloadTest, ATcp6GsoFrameBecomesSegments) {
 TEST_F(OffloadTest, AUdpGsoFrameBecomesDatagramsWithTheirOwnHeaders) {
   const Bytes payload = Payload(2500);
   constexpr uint16_t kSize = 1200;
-  Bytes frame = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(4433, 443, payload), {.l4_checksum = false}));
+  Bytes frame =
+      In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(4433, 443, payload), {.l4_checksum = false}));
   MakePartial(frame, 14, 34, 6, true);
   const ReceivedFrame f =
       ReceivedFrame::Make(frame.data(), uint32_t(frame.size()), Gso(VnetHeader::kGsoUdpL4, kSize, 34, 6), std::nullopt);
@@ -131,8 +139,8 @@ TEST_F(OffloadTest, AUdpGsoFrameBecomesDatagramsWithTheirOwnHeaders) {
   ASSERT_EQ(f.segments(), 3u);
   std::vector<Bytes> expected;
   for (uint32_t i = 0; i < 3; ++i) {
-    expected.push_back(
-        In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(4433, 443, Chunk(payload, i, kSize)), {.id = uint16_t(i)})));
+    expected.push_back(In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(4433, 443, Chunk(payload, i, kSize)),
+                                    {.id = uint16_t(i)})));
   }
   EXPECT_EQ(Unpack(f), expected);
 }
@@ -179,10 +187,13 @@ TEST_F(OffloadTest, WhatCannotBeSegmentedIsRefusedWithItsReason) {
       {"bad TCP data offset", bad_offset, Gso(VnetHeader::kGsoTcpV4, 1400, 34, 16), DropReason::kMalformed},
       {"IP datagram beyond the frame", Bytes(tcp4.begin(), tcp4.end() - 1), Gso(VnetHeader::kGsoTcpV4, 1400, 34, 16),
        DropReason::kTruncated},
-      {"checksum field beyond the datagram", tcp4,
+      {"checksum field beyond the datagram",
+       tcp4,
        {.flags = VnetHeader::kNeedsChecksum, .csum_start = uint16_t(tcp4.size() - 1), .csum_offset = 0},
        DropReason::kMalformed},
-      {"checksum start in the MAC header", tcp4, {.flags = VnetHeader::kNeedsChecksum, .csum_start = 4, .csum_offset = 0},
+      {"checksum start in the MAC header",
+       tcp4,
+       {.flags = VnetHeader::kNeedsChecksum, .csum_start = 4, .csum_offset = 0},
        DropReason::kMalformed},
       {"no Ethernet header", Bytes(tcp4.begin(), tcp4.begin() + 10), Gso(VnetHeader::kGsoTcpV4, 1400, 34, 16),
        DropReason::kTruncated},

@@ -33,7 +33,8 @@ Bytes UdpClient(uint32_t n) {
 // TestConfig() scaled up: the four-backend service gets four more.
 DataplaneConfig ScaledUp() {
   auto c = TestConfig();
-  for (int i = 5; i <= 8; ++i) c.services[kMultiService].backends.push_back({Addr(("192.168.30." + std::to_string(i)).c_str())});
+  for (int i = 5; i <= 8; ++i)
+    c.services[kMultiService].backends.push_back({Addr(("192.168.30." + std::to_string(i)).c_str())});
   return c;
 }
 
@@ -242,13 +243,12 @@ Bytes ReplyTo(const Bytes& to_backend, uint8_t flags) {
   const uint8_t* ip = to_backend.data() + 14;
   const IpAddress snat = IpAddress::FromV4Bytes(ip + 12), backend = IpAddress::FromV4Bytes(ip + 16);
   const uint16_t snat_port = uint16_t(ip[20] << 8 | ip[21]);
-  return In4(pb::Ipv4(backend.ToString(), snat.ToString(), IPPROTO_TCP,
-                      pb::Tcp(80, snat_port, flags, kLine)));
+  return In4(pb::Ipv4(backend.ToString(), snat.ToString(), IPPROTO_TCP, pb::Tcp(80, snat_port, flags, kLine)));
 }
 // What lbd sends the client for a reply to connection `n`.
 Bytes ToClient(uint32_t n, uint8_t flags) {
-  return Out4(pb::Ipv4(kNatVip, NatClient(n), IPPROTO_TCP, pb::Tcp(80, uint16_t(30000 + n), flags, kLine),
-                       {.ttl = 63}));
+  return Out4(
+      pb::Ipv4(kNatVip, NatClient(n), IPPROTO_TCP, pb::Tcp(80, uint16_t(30000 + n), flags, kLine), {.ttl = 63}));
 }
 
 // Opens connections 0 .. count-1 through `node` (SYN, the backend's SYN-ACK, the ACK);
@@ -336,7 +336,7 @@ TEST(FlowSyncWorkerTest, AHandshakeThatCompletedOnAPeerReplacesTheOneThatDidNotH
   ASSERT_TRUE(a.h().Apply(NatNode(kSnatA, 4)));
   ASSERT_TRUE(b.h().Apply(NatNode(kSnatB, 4)));
   ASSERT_EQ(b.h().Run(NatIn(1, kSyn), 1000).wire.size(), 1u);  // the first SYN: unanswered
-  const std::vector<Bytes> at_a = OpenNat(a, 2, 2000);           // the retransmission, at A
+  const std::vector<Bytes> at_a = OpenNat(a, 2, 2000);         // the retransmission, at A
   const auto announced = a.Announced();
   ASSERT_EQ(announced.size(), 2u);
   EXPECT_EQ(b.h().worker().Learn(announced, 2010), 2u);
@@ -369,7 +369,7 @@ TEST(FlowSyncWorkerTest, ANodeThatCameBackTakesItsSessionsRepliesAndAvoidsTheirP
   ASSERT_EQ(at_a.size(), 1u);
   b.h().worker().Learn(a.Announced(), 1010);
   ASSERT_EQ(b.h().Run(NatIn(0, kAck, kLine), 1020).wire.size(), 1u);  // B carries it...
-  const auto carried = b.Announced();  // ...and announces it
+  const auto carried = b.Announced();                                 // ...and announces it
   ASSERT_EQ(carried.size(), 1u);
   EXPECT_EQ(fresh_a.h().worker().Learn(carried, 1030), 1u);
 
@@ -401,13 +401,15 @@ TEST(FlowSyncWorkerTest, IcmpErrorsAboutAnAdoptedSessionAreTranslatedBothWays) {
   const Bytes as_received = pb::Ipv4(kSnatA, backend, IPPROTO_TCP, pb::Tcp(kPortMin, 80, kAck, kLine), {.ttl = 63});
   const Bytes as_sent = pb::Ipv4(client, kNatVip, IPPROTO_TCP, pb::Tcp(30000, 80, kAck, kLine), {.ttl = 63});
   ASSERT_EQ(Bytes(at_a[0].begin() + 14, at_a[0].end()), as_received) << "the test's premise";
-  const Output to_client = b.h().Run(In4(pb::Ipv4(backend, kSnatA, IPPROTO_ICMP, pb::Icmp(3, 3, 0, as_received))), 2000);
+  const Output to_client =
+      b.h().Run(In4(pb::Ipv4(backend, kSnatA, IPPROTO_ICMP, pb::Icmp(3, 3, 0, as_received))), 2000);
   ASSERT_EQ(to_client.wire.size(), 1u) << "drops: " << b.h().TotalDrops();
   EXPECT_EQ(to_client.wire[0], Out4(pb::Ipv4(kNatVip, client, IPPROTO_ICMP, pb::Icmp(3, 3, 0, as_sent), {.ttl = 63})));
   // The client's host quotes a reply as it got it (from the VIP).
   const Bytes as_client_got = pb::Ipv4(kNatVip, client, IPPROTO_TCP, pb::Tcp(80, 30000, kAck, kLine), {.ttl = 63});
   const Bytes as_backend_sent = pb::Ipv4(backend, kSnatA, IPPROTO_TCP, pb::Tcp(80, kPortMin, kAck, kLine), {.ttl = 63});
-  const Output to_backend = b.h().Run(In4(pb::Ipv4(client, kNatVip, IPPROTO_ICMP, pb::Icmp(3, 4, 1400, as_client_got))), 2001);
+  const Output to_backend =
+      b.h().Run(In4(pb::Ipv4(client, kNatVip, IPPROTO_ICMP, pb::Icmp(3, 4, 1400, as_client_got))), 2001);
   ASSERT_EQ(to_backend.wire.size(), 1u) << "drops: " << b.h().TotalDrops();
   EXPECT_EQ(to_backend.wire[0],
             Out4(pb::Ipv4(client, backend, IPPROTO_ICMP, pb::Icmp(3, 4, 1400, as_backend_sent), {.ttl = 63})));

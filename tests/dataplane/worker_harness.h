@@ -92,9 +92,7 @@ class WorkerHarness {
     return result;
   }
 
-  Output Run(const Bytes& frame, Millis now = 1000) {
-    return Run(std::vector<Bytes>{frame}, now);
-  }
+  Output Run(const Bytes& frame, Millis now = 1000) { return Run(std::vector<Bytes>{frame}, now); }
 
   uint64_t Count(dataplane::DropReason r) const { return worker_->counters().Get(r); }
   uint64_t Count(dataplane::Event e) const { return worker_->counters().Get(e); }

@@ -61,8 +61,7 @@ TEST_F(WorkerTest, VlanInPaddingOutAndNoDfGetsAnId) {
   // 802.1Q in, Ethernet padding after a short datagram; DF clear so the outer header
   // carries an identification (the worker's first: 0) and no DF.
   const Bytes inner_in = pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, {1, 2, 3}));
-  const Bytes inner_out =
-      pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, {1, 2, 3}), {.ttl = 63});
+  const Bytes inner_out = pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, {1, 2, 3}), {.ttl = 63});
   ExpectWire(In4(inner_in, /*vlan=*/42, /*pad_to=*/64),
              Out4(pb::Ipv4("10.255.0.1", "192.168.10.1", 4, inner_out, {.ttl = 64})));
 }
@@ -76,35 +75,32 @@ TEST_F(WorkerTest, EgressVlanTag) {
   inner.ttl = 63;
   ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 80, kAck), o)),
              Out4(pb::Ipv4("10.255.0.1", "192.168.10.1", 4,
-                           pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 80, kAck), inner),
-                           {.df = true}),
+                           pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 80, kAck), inner), {.df = true}),
                   /*vlan=*/100));
 }
 
 TEST_F(WorkerTest, Ipv6InIpv6) {
   const uint32_t hash = Hash("2001:db8::1", 40000, "2001:db8:1::10", 80, 6);
-  const Bytes inner_out = pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(40000, 80, kSyn),
-                                   {.hop_limit = 9, .traffic_class = 0x28});
-  ExpectWire(In6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(40000, 80, kSyn),
-                          {.hop_limit = 10, .traffic_class = 0x28})),
-             Out6(pb::Ipv6("fd00:ff::1", "fd00:10::1", 41, inner_out,
-                           {.traffic_class = 0x28, .flow_label = hash & 0xfffff})));
+  const Bytes inner_out =
+      pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(40000, 80, kSyn), {.hop_limit = 9, .traffic_class = 0x28});
+  ExpectWire(
+      In6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(40000, 80, kSyn),
+                   {.hop_limit = 10, .traffic_class = 0x28})),
+      Out6(pb::Ipv6("fd00:ff::1", "fd00:10::1", 41, inner_out, {.traffic_class = 0x28, .flow_label = hash & 0xfffff})));
 }
 
 TEST_F(WorkerTest, Ipv4InIpv6) {
   const uint32_t hash = Hash("192.0.2.1", 999, "10.1.0.12", 53, 17);
   ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.12", 17, pb::Udp(999, 53, {9}), {.df = true})),
              Out6(pb::Ipv6("fd00:ff::1", "fd00:10::3", 4,
-                           pb::Ipv4("192.0.2.1", "10.1.0.12", 17, pb::Udp(999, 53, {9}),
-                                    {.ttl = 63, .df = true}),
+                           pb::Ipv4("192.0.2.1", "10.1.0.12", 17, pb::Udp(999, 53, {9}), {.ttl = 63, .df = true}),
                            {.flow_label = hash & 0xfffff})));
 }
 
 TEST_F(WorkerTest, Ipv6InIpv4) {
   ExpectWire(In6(pb::Ipv6("2001:db8::1", "2001:db8:1::12", 6, pb::Tcp(5, 80, kAck))),
              Out4(pb::Ipv4("10.255.0.1", "192.168.10.3", 41,
-                           pb::Ipv6("2001:db8::1", "2001:db8:1::12", 6, pb::Tcp(5, 80, kAck),
-                                    {.hop_limit = 63}),
+                           pb::Ipv6("2001:db8::1", "2001:db8:1::12", 6, pb::Tcp(5, 80, kAck), {.hop_limit = 63}),
                            {.df = true})));
 }
 
@@ -114,18 +110,17 @@ TEST_F(WorkerTest, GueOverIpv4) {
   // IPv4 GUE goes without a UDP checksum (0).
   ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.11", 17, pb::Udp(3333, 53, {7, 7}))),
              Out4(pb::Ipv4("10.255.0.1", "192.168.10.2", 17,
-                           pb::Udp(GueSourcePort(hash), 6080, pb::Concat(pb::Gue(4), inner)),
-                           {.l4_checksum = false})));
+                           pb::Udp(GueSourcePort(hash), 6080, pb::Concat(pb::Gue(4), inner)), {.l4_checksum = false})));
 }
 
 TEST_F(WorkerTest, GueOverIpv6HasAChecksum) {
   const uint32_t hash = Hash("2001:db8::7", 3333, "2001:db8:1::11", 53, 17);
   const Bytes inner =
       pb::Ipv6("2001:db8::7", "2001:db8:1::11", 17, pb::Udp(3333, 53, Bytes(33, 0xab)), {.hop_limit = 63});
-  ExpectWire(In6(pb::Ipv6("2001:db8::7", "2001:db8:1::11", 17, pb::Udp(3333, 53, Bytes(33, 0xab)))),
-             Out6(pb::Ipv6("fd00:ff::1", "fd00:10::2", 17,
-                           pb::Udp(GueSourcePort(hash), 6080, pb::Concat(pb::Gue(41), inner)),
-                           {.flow_label = hash & 0xfffff})));
+  ExpectWire(
+      In6(pb::Ipv6("2001:db8::7", "2001:db8:1::11", 17, pb::Udp(3333, 53, Bytes(33, 0xab)))),
+      Out6(pb::Ipv6("fd00:ff::1", "fd00:10::2", 17, pb::Udp(GueSourcePort(hash), 6080, pb::Concat(pb::Gue(41), inner)),
+                    {.flow_label = hash & 0xfffff})));
 }
 
 TEST_F(WorkerTest, OuterSourceVariesPerFlowWithinThePrefix) {
@@ -158,8 +153,7 @@ TEST_F(WorkerTest, OnLinkBackendsGetTheirOwnMac) {
   ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kAck), o)),
              pb::Ether(mac, kPortMac, 0x0800,
                        pb::Ipv4("10.255.0.1", "192.168.10.1", 4,
-                                pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kAck), inner),
-                                {.df = true})));
+                                pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(7, 80, kAck), inner), {.df = true})));
 }
 
 TEST_F(WorkerTest, UnknownGatewayDropsInsteadOfSendingToNoOne) {
@@ -177,12 +171,9 @@ TEST_F(WorkerTest, UnknownGatewayDropsInsteadOfSendingToNoOne) {
 
 TEST_F(WorkerTest, EchoRequestToVipIsAnswered) {
   const Bytes body = {'p', 'i', 'n', 'g'};
-  ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, pb::Icmp(8, 0, 0x00420001, body),
-                          {.ttl = 50, .id = 99})),
-             Reply4(pb::Ipv4("10.1.0.10", "192.0.2.1", 1, pb::Icmp(0, 0, 0x00420001, body),
-                             {.ttl = 64, .id = 99})));
-  ExpectWire(In6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 58, pb::Icmp(128, 0, 0x00420001, body),
-                          {.hop_limit = 50})),
+  ExpectWire(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, pb::Icmp(8, 0, 0x00420001, body), {.ttl = 50, .id = 99})),
+             Reply4(pb::Ipv4("10.1.0.10", "192.0.2.1", 1, pb::Icmp(0, 0, 0x00420001, body), {.ttl = 64, .id = 99})));
+  ExpectWire(In6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 58, pb::Icmp(128, 0, 0x00420001, body), {.hop_limit = 50})),
              Reply6(pb::Ipv6("2001:db8:1::10", "2001:db8::1", 58, pb::Icmp(129, 0, 0x00420001, body))));
   EXPECT_EQ(h_.Count(Event::kEchoReplies), 2u);
 }
@@ -202,8 +193,7 @@ TEST_F(WorkerTest, TooBigOnceEncapsulatedIpv4) {
       pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1234, 80, kAck, Bytes(1460, 0x5a)), {.df = true});
   ASSERT_EQ(datagram.size(), 1500u);
   const Bytes quote(datagram.begin(), datagram.begin() + 548);  // 576 - 20 - 8
-  ExpectWire(In4(datagram),
-             Reply4(pb::Ipv4("10.1.0.10", "192.0.2.1", 1, pb::Icmp(3, 4, 1480, quote))));
+  ExpectWire(In4(datagram), Reply4(pb::Ipv4("10.1.0.10", "192.0.2.1", 1, pb::Icmp(3, 4, 1480, quote))));
   EXPECT_EQ(h_.Count(Event::kTooBigSent), 1u);
 
   // Rate limited: the default allows 100 a second; a second at the same instant with a
@@ -219,17 +209,14 @@ TEST_F(WorkerTest, TooBigOnceEncapsulatedIpv4) {
 }
 
 TEST_F(WorkerTest, TooBigWithoutDfIsDropped) {
-  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1234, 80, kAck, Bytes(1460)))),
-             DropReason::kTooBig);
+  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1234, 80, kAck, Bytes(1460)))), DropReason::kTooBig);
 }
 
 TEST_F(WorkerTest, PacketTooBigIpv6) {
-  const Bytes datagram = pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6,
-                                  pb::Tcp(1234, 80, kAck, Bytes(1440, 0x33)));
+  const Bytes datagram = pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(1234, 80, kAck, Bytes(1440, 0x33)));
   ASSERT_EQ(datagram.size(), 1500u);
   const Bytes quote(datagram.begin(), datagram.begin() + 1232);  // 1280 - 40 - 8
-  ExpectWire(In6(datagram),
-             Reply6(pb::Ipv6("2001:db8:1::10", "2001:db8::1", 58, pb::Icmp(2, 0, 1460, quote))));
+  ExpectWire(In6(datagram), Reply6(pb::Ipv6("2001:db8:1::10", "2001:db8::1", 58, pb::Icmp(2, 0, 1460, quote))));
 }
 
 TEST_F(WorkerTest, IcmpErrorGoesToTheFlowsBackend) {
@@ -237,26 +224,24 @@ TEST_F(WorkerTest, IcmpErrorGoesToTheFlowsBackend) {
   // "fragmentation needed" about the backend's reply (VIP -> client). Each must reach
   // the backend that serves the flow.
   for (uint16_t port = 2000; port < 2020; ++port) {
-    const Output flow =
-        h_.Run(In4(pb::Ipv4("192.0.2.7", "10.1.0.20", 6, pb::Tcp(port, 80, kSyn))));
+    const Output flow = h_.Run(In4(pb::Ipv4("192.0.2.7", "10.1.0.20", 6, pb::Tcp(port, 80, kSyn))));
     ASSERT_EQ(flow.wire.size(), 1u);
     const Bytes backend = OuterDestination4(flow.wire[0]);
     const Bytes reply = pb::Ipv4("10.1.0.20", "192.0.2.7", 6, pb::Tcp(80, port, kSyn | kAck), {.df = true});
-    const Bytes error = pb::Ipv4("198.51.100.1", "10.1.0.20", 1,
-                                 pb::Icmp(3, 4, 1400, Bytes(reply.begin(), reply.begin() + 28)));
+    const Bytes error =
+        pb::Ipv4("198.51.100.1", "10.1.0.20", 1, pb::Icmp(3, 4, 1400, Bytes(reply.begin(), reply.begin() + 28)));
     const Output out = h_.Run(In4(error));
     ASSERT_EQ(out.wire.size(), 1u);
     EXPECT_EQ(OuterDestination4(out.wire[0]), backend) << port;
     EXPECT_EQ(out.wire[0][23], 4) << "IPIP";
     EXPECT_EQ(Bytes(out.wire[0].begin() + 34, out.wire[0].end()),
-              pb::Ipv4("198.51.100.1", "10.1.0.20", 1,
-                       pb::Icmp(3, 4, 1400, Bytes(reply.begin(), reply.begin() + 28)), {.ttl = 63}));
+              pb::Ipv4("198.51.100.1", "10.1.0.20", 1, pb::Icmp(3, 4, 1400, Bytes(reply.begin(), reply.begin() + 28)),
+                       {.ttl = 63}));
   }
   EXPECT_EQ(h_.Count(Event::kIcmpErrorsForwarded), 20u);
   // An error about a port no service has is not forwarded.
   const Bytes stray = pb::Ipv4("10.1.0.10", "192.0.2.7", 17, pb::Udp(9999, 1));
-  ExpectDrop(In4(pb::Ipv4("198.51.100.1", "10.1.0.10", 1, pb::Icmp(3, 3, 0, stray))),
-             DropReason::kIcmpUnmatched);
+  ExpectDrop(In4(pb::Ipv4("198.51.100.1", "10.1.0.10", 1, pb::Icmp(3, 3, 0, stray))), DropReason::kIcmpUnmatched);
 }
 
 TEST_F(WorkerTest, OtherIcmpToVipIsDropped) {
@@ -289,7 +274,8 @@ TEST_F(WorkerTest, FloodsTowardTheKernelAreBounded) {
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.99", 6, pb::Tcp(1, 179, kSyn))), DropReason::kNoVip);
 
   std::vector<Bytes> flood;
-  for (int i = 0; i < 40; ++i) flood.push_back(In4(pb::Ipv4("192.0.2.1", "192.0.2.10", 6, pb::Tcp(uint16_t(1000 + i), 22, kSyn))));
+  for (int i = 0; i < 40; ++i)
+    flood.push_back(In4(pb::Ipv4("192.0.2.1", "192.0.2.10", 6, pb::Tcp(uint16_t(1000 + i), 22, kSyn))));
   const Bytes arp = pb::Ether(kPortMac, kRouterMac, 0x0806, Bytes(28, 1));
   const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck)));
   const Bytes bfd = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784)));
@@ -357,8 +343,7 @@ TEST_F(WorkerTest, DropsByReason) {
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 443, kSyn))), DropReason::kNoService);
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 47, Bytes(8))), DropReason::kNoService);
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.13", 17, pb::Udp(1, 53))), DropReason::kNoBackend);
-  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 80, kSyn), {.ttl = 1})),
-             DropReason::kTtlExceeded);
+  ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 80, kSyn), {.ttl = 1})), DropReason::kTtlExceeded);
   Bytes truncated = In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 80, kSyn)));
   truncated.resize(40);
   ExpectDrop(truncated, DropReason::kTruncated);

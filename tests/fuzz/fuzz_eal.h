@@ -17,8 +17,16 @@ namespace lb::fuzz {
 
 // Initialises EAL with `memory_mb` of memory and returns a pool of `mbufs` packet buffers.
 inline rte_mempool* InitEalWithPool(const char* argv0, int memory_mb, unsigned mbufs) {
-  std::vector<std::string> args = {argv0, "--no-huge", "--no-pci", "--no-shconf", "-m", std::to_string(memory_mb),
-                                   "-l", "0", "--log-level=lib.eal:error", "--no-telemetry",
+  std::vector<std::string> args = {argv0,
+                                   "--no-huge",
+                                   "--no-pci",
+                                   "--no-shconf",
+                                   "-m",
+                                   std::to_string(memory_mb),
+                                   "-l",
+                                   "0",
+                                   "--log-level=lib.eal:error",
+                                   "--no-telemetry",
                                    "--file-prefix=lb-fuzz-" + std::to_string(getpid())};
   std::vector<char*> eal;
   for (auto& a : args) eal.push_back(a.data());

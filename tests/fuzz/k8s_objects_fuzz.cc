@@ -39,7 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const DesiredState d = MapClusterState(services, slices, options, &last_good);
   Check(d.services.size() == d.owners.size(), "an owner per service");
   for (const auto& s : d.services) {
-    Check(options.vip_cidrs[0].Contains(s.vip) || options.vip_cidrs[1].Contains(s.vip), "VIPs from the announced CIDRs");
+    Check(options.vip_cidrs[0].Contains(s.vip) || options.vip_cidrs[1].Contains(s.vip),
+          "VIPs from the announced CIDRs");
     for (const auto& b : s.backends) Check(b.address.IsV4() == s.vip.IsV4(), "backends of the VIP's family");
   }
   return 0;

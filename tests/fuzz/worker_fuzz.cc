@@ -43,8 +43,8 @@ Millis g_now = 1000;
 
 using lb::fuzz::Check;
 
-ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port,
-                      std::vector<const char*> backends, ForwardingMode mode) {
+ServiceConfig Service(const char* vip, uint8_t proto, uint16_t port, std::vector<const char*> backends,
+                      ForwardingMode mode) {
   ServiceConfig s;
   s.vip = *IpAddress::Parse(vip);
   s.protocol = proto;
@@ -195,7 +195,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (size_t b = 0; b < size; ++b) {
       if (sent[b] != data[b]) first = std::min(first, b), last = b;
     }
-    Check(first == size || (completed && last - first <= 1), "kernel packets are not modified (but a completed checksum)");
+    Check(first == size || (completed && last - first <= 1),
+          "kernel packets are not modified (but a completed checksum)");
     rte_pktmbuf_free(out.kernel[i]);
   }
   for (uint16_t i = 0; i < out.num_wire; ++i) {

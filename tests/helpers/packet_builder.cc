@@ -27,11 +27,15 @@ uint16_t Fold(uint32_t sum) {
 // Offset of the checksum in an L4 header of `proto`, or -1.
 int ChecksumOffset(uint8_t proto) {
   switch (proto) {
-    case 6: return 16;
-    case 17: return 6;
+    case 6:
+      return 16;
+    case 17:
+      return 6;
     case 1:
-    case 58: return 2;
-    default: return -1;
+    case 58:
+      return 2;
+    default:
+      return -1;
   }
 }
 
@@ -95,8 +99,7 @@ Bytes Icmp(uint8_t type, uint8_t code, uint32_t rest, const Bytes& body) {
 
 Bytes Gue(uint8_t proto) { return Bytes{0, proto, 0, 0}; }
 
-Bytes Ipv4(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4,
-           const Ipv4Options& o) {
+Bytes Ipv4(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4, const Ipv4Options& o) {
   const Bytes s = ParseAddress(src), d = ParseAddress(dst);
   const size_t hlen = 20 + o.ip_options.size();
   Bytes h(20);
@@ -137,8 +140,7 @@ Bytes Ipv6Fragment(uint16_t offset, bool more, uint32_t id) {
   return b;
 }
 
-Bytes Ipv6(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4,
-           const Ipv6Options& o) {
+Bytes Ipv6(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4, const Ipv6Options& o) {
   const Bytes s = ParseAddress(src), d = ParseAddress(dst);
   Bytes ext;
   const uint8_t first = o.extensions.empty() ? proto : o.extensions[0].first;
@@ -177,8 +179,7 @@ Bytes Ipv6(std::string_view src, std::string_view dst, uint8_t proto, const Byte
   return Concat(Concat(h, ext), payload);
 }
 
-Bytes Ether(const Mac& dst, const Mac& src, uint16_t ether_type, const Bytes& payload,
-            uint16_t vlan, size_t pad_to) {
+Bytes Ether(const Mac& dst, const Mac& src, uint16_t ether_type, const Bytes& payload, uint16_t vlan, size_t pad_to) {
   Bytes b(dst.begin(), dst.end());
   b.insert(b.end(), src.begin(), src.end());
   if (vlan != 0) {

@@ -38,8 +38,7 @@ struct Ipv4Options {
 };
 // An IPv4 packet around `l4` (the L4 checksum is filled in for TCP, UDP and ICMP, over
 // the pseudo-header where the protocol has one).
-Bytes Ipv4(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4,
-           const Ipv4Options& options = {});
+Bytes Ipv4(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4, const Ipv4Options& options = {});
 
 struct Ipv6Options {
   uint8_t hop_limit = 64;
@@ -50,15 +49,14 @@ struct Ipv6Options {
   std::vector<std::pair<uint8_t, Bytes>> extensions;
   bool l4_checksum = true;
 };
-Bytes Ipv6(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4,
-           const Ipv6Options& options = {});
+Bytes Ipv6(std::string_view src, std::string_view dst, uint8_t proto, const Bytes& l4, const Ipv6Options& options = {});
 // An IPv6 fragment header body: offset in 8-byte units, M flag, identification.
 Bytes Ipv6Fragment(uint16_t offset, bool more, uint32_t id);
 
 // An Ethernet frame; `vlan` != 0 adds an 802.1Q tag. Frames are not padded unless
 // `pad_to` asks for it.
-Bytes Ether(const Mac& dst, const Mac& src, uint16_t ether_type, const Bytes& payload,
-            uint16_t vlan = 0, size_t pad_to = 0);
+Bytes Ether(const Mac& dst, const Mac& src, uint16_t ether_type, const Bytes& payload, uint16_t vlan = 0,
+            size_t pad_to = 0);
 
 Bytes Concat(const Bytes& a, const Bytes& b);
 std::string Hex(const Bytes& b);  // for failure messages

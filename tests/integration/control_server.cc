@@ -42,8 +42,7 @@ int main(int argc, char** argv) {
   settings.encap.source_v4 = *lb::IpPrefix::Parse("10.255.0.0/24");
   settings.encap.source_v6 = *lb::IpPrefix::Parse("fd00:ff::/120");
   // NAT is the watcher's default mode: an SNAT address of each family, as lbd would have.
-  settings.nat.addresses = {*lb::IpAddress::Parse("10.255.1.1"),
-                            *lb::IpAddress::Parse("fd00:ff:1::1")};
+  settings.nat.addresses = {*lb::IpAddress::Parse("10.255.1.1"), *lb::IpAddress::Parse("fd00:ff:1::1")};
   auto store = lb::dataplane::SnapshotStore::Create(1);
   if (!store.ok()) return 1;
   IdleDataplane dataplane;

@@ -42,7 +42,9 @@ NodeConfig Load(const std::string& name) {
 }
 
 TEST(BirdRenderTest, Basic) { ExpectGolden(RenderBirdConfig(Load("basic.yaml"), {true, "lbd healthy"}), "basic.conf"); }
-TEST(BirdRenderTest, EverySetting) { ExpectGolden(RenderBirdConfig(Load("full.yaml"), {true, "lbd healthy"}), "full.conf"); }
+TEST(BirdRenderTest, EverySetting) {
+  ExpectGolden(RenderBirdConfig(Load("full.yaml"), {true, "lbd healthy"}), "full.conf");
+}
 TEST(BirdRenderTest, Withdrawn) {
   ExpectGolden(RenderBirdConfig(Load("full.yaml"), {false, "drained by the operator"}), "withdrawn.conf");
 }
@@ -70,19 +72,25 @@ TEST(NodeConfigTest, InvalidSettingsAreRefusedWithTheField) {
       {"router_id: 2001:db8::1\nlocal_as: 1\nvip_prefixes: [10.1.0.0/24]\n" + peer, "router_id: must be an IPv4"},
       {"router_id: 10.0.0.1\nlocal_as: 0\nvip_prefixes: [10.1.0.0/24]\n" + peer, "local_as: 0 is not a usable AS"},
       {"router_id: 10.0.0.1\nlocal_as: 1\n" + peer, "vip_prefixes: required"},
-      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [10.1.0.1/24]\n" + peer, "vip_prefixes[0]: \"10.1.0.1/24\" is not a CIDR prefix"},
-      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [{prefix: 10.1.0.0/24, prepend: 9}]\n" + peer, "vip_prefixes[0].prepend: at most 8"},
+      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [10.1.0.1/24]\n" + peer,
+       "vip_prefixes[0]: \"10.1.0.1/24\" is not a CIDR prefix"},
+      {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [{prefix: 10.1.0.0/24, prepend: 9}]\n" + peer,
+       "vip_prefixes[0].prepend: at most 8"},
       {base + "communities: ['70000:1']\n" + peer, "communities[0]: \"70000:1\" is not a standard community"},
       {base + "bfd: {min_rx_ms: 1}\n" + peer, "bfd: intervals of at least 10 ms"},
       {base, "peers: required"},
       {base + "peers: [{name: Tor, address: 10.90.0.1, as: 65000}]\n", "peers[0].name: \"Tor\" must match"},
-      {base + "peers: [{name: a, address: 10.90.0.1, as: 1}, {name: a, address: 10.90.0.3, as: 1}]\n", "peers[1].name: \"a\" is used twice"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1}, {name: a, address: 10.90.0.3, as: 1}]\n",
+       "peers[1].name: \"a\" is used twice"},
       {base + "peers: [{name: a, address: nowhere, as: 1}]\n", "peers[0].address: \"nowhere\" is not an IP address"},
       {base + "peers: [{name: a, address: 10.90.0.1}]\n", "peers[0].as: required"},
-      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: 'a\"b'}]\n", "peers[0].password: must not contain"},
-      {base + "peers: [{name: a, address: 'fd00::1', as: 1}]\n", "peers[0].address: an IPv6 peer, but no IPv6 VIP prefix"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: 'a\"b'}]\n",
+       "peers[0].password: must not contain"},
+      {base + "peers: [{name: a, address: 'fd00::1', as: 1}]\n",
+       "peers[0].address: an IPv6 peer, but no IPv6 VIP prefix"},
       {base + "colour: blue\n" + peer, "colour: unknown setting"},
-      {base + "bfd: {}\npeers: [{name: a, address: 192.0.2.1, as: 1, multihop: 2}]\n", "peers[0].local_address: required for a multihop peer with BFD"},
+      {base + "bfd: {}\npeers: [{name: a, address: 192.0.2.1, as: 1, multihop: 2}]\n",
+       "peers[0].local_address: required for a multihop peer with BFD"},
       // Wrong shapes: an error naming the field, never an exception.
       {base + "bfd: true\n" + peer, "bfd: must be a mapping"},
       {base + "peers: [tor]\n", "peers[0]: must be a mapping"},
@@ -90,8 +98,10 @@ TEST(NodeConfigTest, InvalidSettingsAreRefusedWithTheField) {
       {"router_id: 10.0.0.1\nlocal_as: 1\nvip_prefixes: [[10.1.0.0/24]]\n" + peer, "vip_prefixes[0]: must be a prefix"},
       {base + "peers: [{name: a, address: 10.90.0.1, as: [1]}]\n", "peers[0].as"},
       {base + "bfd: {min_rx_ms: {a: 1}}\n" + peer, "bfd.min_rx_ms"},
-      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: \"a\\x01b\"}]\n", "peers[0].password: must not contain"},
-      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: x, password_file: /y}]\n", "give password or password_file, not both"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: \"a\\x01b\"}]\n",
+       "peers[0].password: must not contain"},
+      {base + "peers: [{name: a, address: 10.90.0.1, as: 1, password: x, password_file: /y}]\n",
+       "give password or password_file, not both"},
   };
   for (const auto& c : cases) {
     const auto parsed = ParseNodeConfig(c.yaml);
@@ -116,9 +126,8 @@ TEST(NodeConfigTest, PasswordFromAFile) {
     return absl::NotFoundError("cannot read " + path);
   });
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("peers[0].password_file: cannot read /secrets/tor"));
-  auto control = ParseNodeConfig(yaml, [](const std::string&) -> absl::StatusOr<std::string> {
-    return std::string("a\nprotocol static evil {");
-  });
+  auto control = ParseNodeConfig(
+      yaml, [](const std::string&) -> absl::StatusOr<std::string> { return std::string("a\nprotocol static evil {"); });
   EXPECT_THAT(std::string(control.status().message()), HasSubstr("must not contain"));
 }
 

@@ -33,9 +33,7 @@ NodeSettings Settings() {
 
 class FakeProbe : public DataplaneProbe {
  public:
-  std::vector<WorkerView> Workers() const override {
-    return {{0, 1, &counters, 10, 100}, {1, 2, &counters, 5, 100}};
-  }
+  std::vector<WorkerView> Workers() const override { return {{0, 1, &counters, 10, 100}, {1, 2, &counters, 5, 100}}; }
   std::vector<std::string> HealthProblems() const override { return problems; }
   bool LinksUp() const override { return problems.empty(); }
   uint32_t WorkersAlive() const override { return 2; }
@@ -101,8 +99,7 @@ TEST_F(ControlCoreTest, InvalidRequestsNameTheFieldAndChangeNothing) {
               HasSubstr("service.backends[0].address: fd00::1 is IPv6 but encap.source_v6 is not set"));
   auto dup = core_->AddBackend(IdOf(Dns({})), {Addr("192.168.1.1")});
   EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(core_->RemoveBackend(IdOf(Dns({})), Addr("192.168.9.9"), 0).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->RemoveBackend(IdOf(Dns({})), Addr("192.168.9.9"), 0).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(core_->ListServices().size(), 1u);
   EXPECT_EQ(SnapshotGeneration(), generation) << "nothing was published";
 }
@@ -136,13 +133,15 @@ TEST_F(ControlCoreTest, AddressesThatLoopOrAreNotHostsAreRefused) {
   auto loop = core_->CreateService(Dns({"10.1.0.10"}, "10.1.0.11"));
   EXPECT_THAT(std::string(loop.status().message()), HasSubstr("backends[0].address: 10.1.0.10 is a VIP of this node"));
   auto reverse = core_->CreateService(Dns({"192.168.1.2"}, "192.168.1.1"));
-  EXPECT_THAT(std::string(reverse.status().message()), HasSubstr("vip: 192.168.1.1 is a backend of service 10.1.0.10:53/udp"));
+  EXPECT_THAT(std::string(reverse.status().message()),
+              HasSubstr("vip: 192.168.1.1 is a backend of service 10.1.0.10:53/udp"));
   EXPECT_EQ(core_->AddBackend(IdOf(Dns({})), {Addr("10.1.0.10")}).status().code(), absl::StatusCode::kInvalidArgument);
   // In an Apply: refused alone when partial.
   auto r = core_->Apply(1, {Dns({"192.168.1.1"}), Dns({"10.1.0.10"}, "10.1.0.12")}, /*partial=*/true);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->refused, 1u);
-  EXPECT_THAT(std::string(r->outcomes[1].status.message()), HasSubstr("services[1].backends[0].address: 10.1.0.10 is a VIP"));
+  EXPECT_THAT(std::string(r->outcomes[1].status.message()),
+              HasSubstr("services[1].backends[0].address: 10.1.0.10 is a VIP"));
   EXPECT_EQ(core_->ListServices().size(), 1u);
 }
 
@@ -202,9 +201,7 @@ TEST_F(ControlCoreTest, BackendStateAndWeightReachTheMaglevTable) {
   ASSERT_NE(rec, nullptr);
   for (uint16_t i : rec->maglev()) EXPECT_EQ(i, 1) << "only 192.168.1.2 takes new flows";
 
-  ASSERT_TRUE(core_->UpdateBackend(id, Addr("192.168.1.1"), 0,
-                                   {.weight = 3, .state = BackendState::kActive})
-                  .ok());
+  ASSERT_TRUE(core_->UpdateBackend(id, Addr("192.168.1.1"), 0, {.weight = 3, .state = BackendState::kActive}).ok());
   const Stats stats = core_->GetStats();
   ASSERT_EQ(stats.services.size(), 1u);
   const auto& entries = stats.services[0].second;
@@ -415,7 +412,11 @@ TEST_F(ControlCoreTest, TableMemoryIsBounded) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("max_table_memory"));
   // A backend more needs a bigger record: refused too, and nothing changes.
-  auto grow = core.AddBackend(IdOf([&] { auto s = auto_sized; s.vip = Addr("10.1.0.40"); return s; }()),
+  auto grow = core.AddBackend(IdOf([&] {
+                                auto s = auto_sized;
+                                s.vip = Addr("10.1.0.40");
+                                return s;
+                              }()),
                               {Addr("192.168.1.2")});
   EXPECT_EQ(grow.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(core.GetStats().table_memory, 3u * (1021 * 2 + 128));
@@ -486,7 +487,8 @@ TEST_F(ControlCoreTest, PrometheusMetrics) {
   EXPECT_THAT(text, HasSubstr("# TYPE lb_drops_total counter\n"));
   EXPECT_THAT(text, HasSubstr("lb_drops_total{worker=\"1\",reason=\"no_backend\"} 3\n"));
   EXPECT_THAT(text, HasSubstr("lb_events_total{worker=\"0\",event=\"rx_packets\"} 0\n"));
-  EXPECT_THAT(text, HasSubstr("lb_backend_maglev_entries{service=\"10.1.0.10:53/udp\",backend=\"192.168.1.1\",port=\"0\",state=\"active\"} "));
+  EXPECT_THAT(text, HasSubstr("lb_backend_maglev_entries{service=\"10.1.0.10:53/"
+                              "udp\",backend=\"192.168.1.1\",port=\"0\",state=\"active\"} "));
   EXPECT_THAT(text, HasSubstr("lb_healthy 1\n"));
   EXPECT_THAT(text, HasSubstr("lb_backends 2\n"));
   EXPECT_THAT(text, HasSubstr("lb_table_memory_bytes 758\n")) << "251 entries x 2 + 2 backends x 128";

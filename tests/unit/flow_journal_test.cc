@@ -27,7 +27,7 @@ const FlowJournal::Options kOptions{.tcp_ttl_ms = 305'000, .udp_ttl_ms = 35'000,
 TEST(FlowJournalTest, AFlowIsKnownByItsClientSideAndTheLatestAnnouncementStands) {
   FlowJournal journal(kOptions);
   EXPECT_TRUE(journal.Record(Flow(1, IPPROTO_TCP), 0));
-  EXPECT_TRUE(journal.Record(Flow(1, IPPROTO_UDP), 0));  // another protocol: another flow
+  EXPECT_TRUE(journal.Record(Flow(1, IPPROTO_UDP), 0));                // another protocol: another flow
   EXPECT_TRUE(journal.Record(Flow(1, IPPROTO_TCP, "10.92.2.2"), 10));  // moved to another backend
   EXPECT_EQ(journal.size(), 2u);
   int tcp = 0;

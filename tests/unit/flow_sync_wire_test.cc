@@ -10,8 +10,8 @@
 namespace lb::dataplane::flow_sync {
 namespace {
 
-SyncedFlow Flow(const char* client, uint16_t cport, const char* vip, uint16_t vport, uint8_t proto,
-                const char* backend, uint16_t bport = 0, uint8_t state = 2) {
+SyncedFlow Flow(const char* client, uint16_t cport, const char* vip, uint16_t vport, uint8_t proto, const char* backend,
+                uint16_t bport = 0, uint8_t state = 2) {
   SyncedFlow f;
   f.key.src = *IpAddress::Parse(client);
   f.key.dst = *IpAddress::Parse(vip);
@@ -89,8 +89,8 @@ TEST(FlowSyncTest, ADumpRequestCarriesNoFlows) {
 
 TEST(FlowSyncTest, OnlyTheClustersSecretAuthenticates) {
   std::vector<uint8_t> datagram;
-  Encode(kKey, MessageType::kFlows, 1, std::vector<SyncedFlow>{Flow("192.0.2.1", 1, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2")},
-         datagram);
+  Encode(kKey, MessageType::kFlows, 1,
+         std::vector<SyncedFlow>{Flow("192.0.2.1", 1, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2")}, datagram);
   EXPECT_EQ(Decode(KeyFromSecret("another cluster's secret, 32 bytes!"), datagram).status().code(),
             absl::StatusCode::kPermissionDenied);
   // Every single-bit change of the datagram is refused.
@@ -103,8 +103,8 @@ TEST(FlowSyncTest, OnlyTheClustersSecretAuthenticates) {
 
 TEST(FlowSyncTest, MalformedDatagramsAreRefusedEvenWithAGoodTag) {
   std::vector<uint8_t> good;
-  Encode(kKey, MessageType::kFlows, 1, std::vector<SyncedFlow>{Flow("192.0.2.1", 1, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2")},
-         good);
+  Encode(kKey, MessageType::kFlows, 1,
+         std::vector<SyncedFlow>{Flow("192.0.2.1", 1, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2")}, good);
   // Re-tags a body changed by `change`, as a node with the secret but a bug would send it.
   auto retagged = [&](auto change) {
     std::vector<uint8_t> body(good.begin(), good.end() - kTagLen);

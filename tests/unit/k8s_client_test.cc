@@ -23,9 +23,8 @@ using ::testing::HasSubstr;
 class KubeconfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("lb-kubeconfig-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("lb-kubeconfig-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -90,7 +89,8 @@ TEST_F(KubeconfigTest, NamedContextWithFilesRelativeToTheKubeconfig) {
 }
 
 TEST_F(KubeconfigTest, Refusals) {
-  EXPECT_THAT(Message(LoadKubeconfig(Write("config", kTwoContexts), "nope")), HasSubstr("no contexts entry named \"nope\""));
+  EXPECT_THAT(Message(LoadKubeconfig(Write("config", kTwoContexts), "nope")),
+              HasSubstr("no contexts entry named \"nope\""));
   EXPECT_THAT(Message(LoadKubeconfig((dir_ / "missing").string())), HasSubstr("missing"));
   EXPECT_THAT(Message(LoadKubeconfig(Write("c1", R"(clusters:
 - name: x
@@ -147,8 +147,11 @@ TEST(KubeClientTest, QueryEscape) {
 }
 
 TEST(KubeClientTest, DescribeFailureReadsTheStatusBody) {
-  EXPECT_EQ(DescribeFailure({403, R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"services is forbidden: User \"x\" cannot list","reason":"Forbidden","code":403})"}),
-            "HTTP 403 Forbidden: services is forbidden: User \"x\" cannot list");
+  EXPECT_EQ(
+      DescribeFailure(
+          {403,
+           R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"services is forbidden: User \"x\" cannot list","reason":"Forbidden","code":403})"}),
+      "HTTP 403 Forbidden: services is forbidden: User \"x\" cannot list");
   EXPECT_EQ(DescribeFailure({502, "bad gateway"}), "HTTP 502: bad gateway");
 }
 
@@ -208,7 +211,8 @@ TEST(WatcherDocsTest, EveryMetricAndFlagIsDocumented) {
   static const std::regex kDefine(R"(DEFINE_\w+\((\w+),)");
   seen = 0;
   for (std::sregex_iterator it(main_cc.begin(), main_cc.end(), kDefine), end; it != end; ++it, ++seen) {
-    EXPECT_NE(doc.find("`--" + (*it)[1].str() + "`"), std::string::npos) << "--" << (*it)[1] << " is not in docs/k8s.md";
+    EXPECT_NE(doc.find("`--" + (*it)[1].str() + "`"), std::string::npos)
+        << "--" << (*it)[1] << " is not in docs/k8s.md";
   }
   EXPECT_GT(seen, 8);
 }

@@ -15,11 +15,11 @@ namespace lb::control::k8s {
 namespace {
 
 using nlohmann::json;
-using ::testing::ElementsAre;
 using ::testing::Contains;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::Not;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
 IpPrefix Prefix(const char* text) { return *IpPrefix::Parse(text); }
@@ -46,7 +46,8 @@ json ServiceJson(const std::string& name, const std::string& created, json spec_
             {"name", name},
             {"namespace", "default"},
             {"resourceVersion", "1234"},
-            {"uid", "9b4c5a3e-0000-4000-8000-" + std::string(12 - std::min<size_t>(12, name.size()), '0') + name.substr(0, 12)}}},
+            {"uid", "9b4c5a3e-0000-4000-8000-" + std::string(12 - std::min<size_t>(12, name.size()), '0') +
+                        name.substr(0, 12)}}},
           {"spec", spec},
           {"status", {{"loadBalancer", status}}}};
 }
@@ -137,7 +138,8 @@ TEST_F(MappingTest, ExternalIpsAreServedOnlyByPolicy) {
 // the address recorded in an older LoadBalancer Service's status. The older keeps it (its
 // status is not rewritten), the newer is refused without learning the other's name.
 TEST_F(MappingTest, AnExternalIpNeverTakesARecordedLoadBalancerAddress) {
-  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
                          {{"ingress", {{{"ip", "10.1.0.3"}}}}}));
   AddService(InNamespace(ServiceJson("thief", "2026-01-02T00:00:00Z", {{"externalIPs", {"10.1.0.3"}}}), "evil"));
   const DesiredState d = Map();
@@ -152,7 +154,8 @@ TEST_F(MappingTest, AnExternalIpNeverTakesARecordedLoadBalancerAddress) {
 TEST_F(MappingTest, NodeAndSpecialAddressesAreNeverVips) {
   options_.node_addresses = {Ip("10.1.0.9")};
   AddService(ServiceJson("a", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.9"}}}));
-  AddService(ServiceJson("lb", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  AddService(
+      ServiceJson("lb", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.owners[0], "default/lb");
@@ -184,14 +187,18 @@ TEST_F(MappingTest, OnlyControllerSlicesAndFirstAddresses) {
 
 TEST_F(MappingTest, ExternalIpServiceWithNamedTargetPortAndEndpointStates) {
   AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
-  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady), EndpointJson("10.244.0.2", kTerminatingServing),
-                                      EndpointJson("10.244.0.3", kTerminatingGone), EndpointJson("10.244.0.4", kNotReady)},
+  AddSlice(SliceJson("dns", "dns-a",
+                     {EndpointJson("10.244.0.1", kReady), EndpointJson("10.244.0.2", kTerminatingServing),
+                      EndpointJson("10.244.0.3", kTerminatingGone), EndpointJson("10.244.0.4", kNotReady)},
                      {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
   // The same endpoint in a second slice while the controller moves it: its best state counts.
-  AddSlice(SliceJson("dns", "dns-b", {EndpointJson("10.244.0.2", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  AddSlice(SliceJson("dns", "dns-b", {EndpointJson("10.244.0.2", kReady)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
   // Another Service's slice and an IPv6 slice of this one (the VIP is IPv4): not used.
-  AddSlice(SliceJson("other", "other-a", {EndpointJson("10.244.9.9", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
-  AddSlice(SliceJson("dns", "dns-v6", {EndpointJson("fd00::1", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}, "IPv6"));
+  AddSlice(SliceJson("other", "other-a", {EndpointJson("10.244.9.9", kReady)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  AddSlice(SliceJson("dns", "dns-v6", {EndpointJson("fd00::1", kReady)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}, "IPv6"));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   const auto& s = d.services[0];
@@ -210,7 +217,8 @@ TEST_F(MappingTest, ExternalIpServiceWithNamedTargetPortAndEndpointStates) {
 
 TEST_F(MappingTest, TerminatingServingDrains) {
   AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
-  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady), EndpointJson("10.244.0.2", kTerminatingServing)},
+  AddSlice(SliceJson("dns", "dns-a",
+                     {EndpointJson("10.244.0.1", kReady), EndpointJson("10.244.0.2", kTerminatingServing)},
                      {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
@@ -252,7 +260,8 @@ TEST_F(MappingTest, PortsByNameAndProtocolOtherProtocolsSkipped) {
 
 TEST_F(MappingTest, NatIsTheDefaultAndTranslatesPortsWithoutAWarning) {
   AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
-  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)}, {{{"name", "dns"}, {"port", 5353}, {"protocol", "UDP"}}}));
+  AddSlice(SliceJson("dns", "dns-a", {EndpointJson("10.244.0.1", kReady)},
+                     {{{"name", "dns"}, {"port", 5353}, {"protocol", "UDP"}}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.services[0].mode, ForwardingMode::kNat);
@@ -276,7 +285,8 @@ TEST_F(MappingTest, SessionAffinityAndAnnotations) {
                          {{"externalIPs", {"10.1.0.1"}},
                           {"sessionAffinity", "ClientIP"},
                           {"sessionAffinityConfig", {{"clientIP", {{"timeoutSeconds", 10800}}}}}}));
-  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"}, {"lbd.io/maglev-table-size", "4093"},
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-gue"},
+                              {"lbd.io/maglev-table-size", "4093"},
                               {"kubectl.kubernetes.io/last-applied-configuration", "{}"}};
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
@@ -347,7 +357,8 @@ TEST_F(MappingTest, TableSizeAnnotationMustBePrime) {
   const auto big = ParseAnnotations({{"lbd.io/maglev-table-size", "16777213"}});
   EXPECT_FALSE(big.ok());
   EXPECT_THAT(std::string(big.status().message()), HasSubstr("not one of 1021, 4093, 16381, 65537, 262139"));
-  EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "655373"}}).ok()) << "a prime, but not a size of the ladder";
+  EXPECT_FALSE(ParseAnnotations({{"lbd.io/maglev-table-size", "655373"}}).ok())
+      << "a prime, but not a size of the ladder";
   EXPECT_EQ(ParseAnnotations({{"lbd.io/maglev-table-size", "1048573"}}, 1048573)->table_size, 1048573u);
   // What a tenant wrote reaches Events bounded and without control characters.
   const auto odd = ParseAnnotations({{"lbd.io/forwarding-mode", "a\nb" + std::string(200, 'x')}});
@@ -357,8 +368,10 @@ TEST_F(MappingTest, TableSizeAnnotationMustBePrime) {
 
 TEST_F(MappingTest, LoadBalancerOfOurClassGetsAPoolAddress) {
   AddService(ServiceJson("ext", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
-  AddService(ServiceJson("lb", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
-  AddService(ServiceJson("theirs", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "example.com/x"}}));
+  AddService(
+      ServiceJson("lb", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  AddService(ServiceJson("theirs", "2026-01-02T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "example.com/x"}}));
   AddService(ServiceJson("noclass", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 2u);
@@ -370,9 +383,11 @@ TEST_F(MappingTest, LoadBalancerOfOurClassGetsAPoolAddress) {
 }
 
 TEST_F(MappingTest, AllocationIsDerivedFromTheRecordedStatus) {
-  AddService(ServiceJson("old", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+  AddService(ServiceJson("old", "2026-01-01T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
                          {{"ingress", {{{"ip", "10.1.0.9"}}}}}));
-  AddService(ServiceJson("new", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+  AddService(
+      ServiceJson("new", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
   const DesiredState d = Map();
   EXPECT_EQ(d.services.at(0).vip, Ip("10.1.0.9")) << "kept, not renumbered; the oldest Service comes first";
   EXPECT_EQ(d.services.at(1).vip, Ip("10.1.0.1"));
@@ -382,12 +397,15 @@ TEST_F(MappingTest, AllocationIsDerivedFromTheRecordedStatus) {
 
 TEST_F(MappingTest, RequestedAddressConflictGoesToTheOlderService) {
   // The younger Service sorts first by name: age decides, not the name.
-  AddService(ServiceJson("web", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+  AddService(ServiceJson("web", "2026-01-01T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
                          {{"ingress", {{{"ip", "10.1.0.2"}}}}}));
-  AddService(ServiceJson("thief", "2026-01-02T00:00:00Z",
-                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"loadBalancerIP", "10.1.0.2"}}));
-  AddService(ServiceJson("outside", "2026-01-03T00:00:00Z",
-                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"loadBalancerIP", "192.0.2.1"}}));
+  AddService(
+      ServiceJson("thief", "2026-01-02T00:00:00Z",
+                  {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"loadBalancerIP", "10.1.0.2"}}));
+  AddService(ServiceJson(
+      "outside", "2026-01-03T00:00:00Z",
+      {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"loadBalancerIP", "192.0.2.1"}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 1u);
   EXPECT_EQ(d.owners[0], "default/web");
@@ -406,7 +424,8 @@ TEST_F(MappingTest, SameFrontendFromTwoServices) {
 }
 
 TEST_F(MappingTest, StatusOutsideThePoolIsReplaced) {
-  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
+  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z",
+                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},
                          {{"ingress", {{{"ip", "192.0.2.50"}}}}}));
   const DesiredState d = Map();
   EXPECT_THAT(Reasons(d), ElementsAre("default/lb AddressNotInPool"));
@@ -416,10 +435,14 @@ TEST_F(MappingTest, StatusOutsideThePoolIsReplaced) {
 
 TEST_F(MappingTest, DualStackAndIpv6) {
   AddService(ServiceJson("v6", "2026-01-01T00:00:00Z",
-                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"ipFamilies", {"IPv6", "IPv4"}},
+                         {{"type", "LoadBalancer"},
+                          {"loadBalancerClass", "lbd.io/dpdk-l4"},
+                          {"ipFamilies", {"IPv6", "IPv4"}},
                           {"ipFamilyPolicy", "PreferDualStack"}}));
-  AddSlice(SliceJson("v6", "v6-a", {EndpointJson("fd00:244::1", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}, "IPv6"));
-  AddSlice(SliceJson("v6", "v6-b", {EndpointJson("10.244.0.1", kReady)}, {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
+  AddSlice(SliceJson("v6", "v6-a", {EndpointJson("fd00:244::1", kReady)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}, "IPv6"));
+  AddSlice(SliceJson("v6", "v6-b", {EndpointJson("10.244.0.1", kReady)},
+                     {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}));
   const DesiredState d = Map();
   ASSERT_EQ(d.services.size(), 2u);
   EXPECT_EQ(d.services[0].vip, Ip("10.1.0.1"));
@@ -431,10 +454,12 @@ TEST_F(MappingTest, DualStackAndIpv6) {
 TEST_F(MappingTest, PoolExhaustedAndNoPoolForFamily) {
   options_.vip_cidrs = {Prefix("10.1.0.0/31")};  // two addresses, no network/broadcast
   for (const char* name : {"a", "b", "c"}) {
-    AddService(ServiceJson(name, std::string("2026-01-01T00:00:0") + name[0], {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
+    AddService(ServiceJson(name, std::string("2026-01-01T00:00:0") + name[0],
+                           {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}}));
   }
-  AddService(ServiceJson("six", "2026-01-02T00:00:00Z",
-                         {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"ipFamilies", {"IPv6"}}}));
+  AddService(
+      ServiceJson("six", "2026-01-02T00:00:00Z",
+                  {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}, {"ipFamilies", {"IPv6"}}}));
   const DesiredState d = Map();
   EXPECT_EQ(d.services.size(), 2u);
   EXPECT_THAT(Reasons(d), ElementsAre("default/c PoolExhausted", "default/six NoPoolForFamily"));

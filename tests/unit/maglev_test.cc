@@ -22,16 +22,14 @@ std::vector<MaglevBackend> MakeBackends(int n, uint32_t weight = 1) {
 
 // Entries per backend identity (address), so tables built from differently ordered
 // inputs can be compared.
-std::vector<IpAddress> Resolve(const std::vector<uint16_t>& table,
-                               const std::vector<MaglevBackend>& backends) {
+std::vector<IpAddress> Resolve(const std::vector<uint16_t>& table, const std::vector<MaglevBackend>& backends) {
   std::vector<IpAddress> r;
   r.reserve(table.size());
   for (uint16_t i : table) r.push_back(backends[i].address);
   return r;
 }
 
-std::map<IpAddress, int> Counts(const std::vector<uint16_t>& table,
-                                const std::vector<MaglevBackend>& backends) {
+std::map<IpAddress, int> Counts(const std::vector<uint16_t>& table, const std::vector<MaglevBackend>& backends) {
   std::map<IpAddress, int> c;
   for (uint16_t i : table) ++c[backends[i].address];
   return c;

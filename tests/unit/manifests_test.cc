@@ -135,12 +135,13 @@ TEST(ManifestsTest, WatcherRbacIsExactlyWhatItUses) {
       }
     }
   }
-  EXPECT_THAT(granted, ::testing::UnorderedElementsAre(
-                           "/services:get", "/services:list", "/services:watch", "/services/status:update",
-                           "discovery.k8s.io/endpointslices:get", "discovery.k8s.io/endpointslices:list",
-                           "discovery.k8s.io/endpointslices:watch", "/events:create"));
+  EXPECT_THAT(granted, ::testing::UnorderedElementsAre("/services:get", "/services:list", "/services:watch",
+                                                       "/services/status:update", "discovery.k8s.io/endpointslices:get",
+                                                       "discovery.k8s.io/endpointslices:list",
+                                                       "discovery.k8s.io/endpointslices:watch", "/events:create"));
   const auto binding = Find(docs, "ClusterRoleBinding");
-  EXPECT_EQ(binding["subjects"][0]["name"].as<std::string>(), Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
+  EXPECT_EQ(binding["subjects"][0]["name"].as<std::string>(),
+            Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
   const auto node = Documents("docker/k8s/lb-node.yaml");
   EXPECT_EQ(Find(node, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
             Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());

@@ -52,8 +52,7 @@ TEST(ParseTest, Ipv4Tcp) {
 
 TEST(ParseTest, VlanOptionsAndPadding) {
   ParsedPacket p;
-  Bytes f = E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, {1, 2}),
-                        {.ip_options = {1, 1, 1, 0}}),
+  Bytes f = E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(5353, 53, {1, 2}), {.ip_options = {1, 1, 1, 0}}),
                /*vlan=*/100);
   f.resize(f.size() + 10, 0);  // Ethernet padding beyond the IP datagram
   ASSERT_EQ(ParseExact(f, p), ParseStatus::kOk);
@@ -67,8 +66,7 @@ TEST(ParseTest, VlanOptionsAndPadding) {
 TEST(ParseTest, Ipv6WithExtensionHeaders) {
   ParsedPacket p;
   const Bytes f = E6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, pb::Tcp(40000, 443, kTcpAck),
-                              {.hop_limit = 3,
-                               .extensions = {{0, Bytes(4)}, {60, Bytes(12)}, {43, Bytes(6)}}}));
+                              {.hop_limit = 3, .extensions = {{0, Bytes(4)}, {60, Bytes(12)}, {43, Bytes(6)}}}));
   ASSERT_EQ(ParseExact(f, p), ParseStatus::kOk);
   EXPECT_EQ(p.kind, PacketKind::kTcp);
   EXPECT_FALSE(p.is_v4);
@@ -81,26 +79,22 @@ TEST(ParseTest, Ipv6WithExtensionHeaders) {
 TEST(ParseTest, Fragments) {
   ParsedPacket p;
   // IPv4 first fragment: ports are read, the packet is a fragment.
-  ASSERT_EQ(ParseExact(E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(1, 53, Bytes(16)),
-                                   {.mf = true})),
-                       p),
+  ASSERT_EQ(ParseExact(E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(1, 53, Bytes(16)), {.mf = true})), p),
             ParseStatus::kOk);
   EXPECT_TRUE(p.is_fragment);
   EXPECT_TRUE(p.is_first_fragment);
   EXPECT_EQ(ntohs(p.key.dst_port_be), 53);
   // IPv4 later fragment: no ports.
-  ASSERT_EQ(ParseExact(E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, Bytes(16),
-                                   {.frag_offset = 3, .l4_checksum = false})),
-                       p),
-            ParseStatus::kOk);
+  ASSERT_EQ(
+      ParseExact(E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, Bytes(16), {.frag_offset = 3, .l4_checksum = false})), p),
+      ParseStatus::kOk);
   EXPECT_TRUE(p.is_fragment);
   EXPECT_FALSE(p.is_first_fragment);
   EXPECT_EQ(p.kind, PacketKind::kUdp);
   EXPECT_EQ(p.key.dst_port_be, 0);
   // IPv6 later fragment.
   ASSERT_EQ(ParseExact(E6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 6, Bytes(24),
-                                   {.extensions = {{44, pb::Ipv6Fragment(10, false, 7)}},
-                                    .l4_checksum = false})),
+                                   {.extensions = {{44, pb::Ipv6Fragment(10, false, 7)}}, .l4_checksum = false})),
                        p),
             ParseStatus::kOk);
   EXPECT_TRUE(p.is_fragment);
@@ -110,11 +104,9 @@ TEST(ParseTest, Fragments) {
 
 TEST(ParseTest, IcmpEchoAndErrors) {
   ParsedPacket p;
-  ASSERT_EQ(ParseExact(E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, pb::Icmp(8, 0, 0x10001))), p),
-            ParseStatus::kOk);
+  ASSERT_EQ(ParseExact(E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, pb::Icmp(8, 0, 0x10001))), p), ParseStatus::kOk);
   EXPECT_EQ(p.kind, PacketKind::kIcmpEcho);
-  ASSERT_EQ(ParseExact(E6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 58, pb::Icmp(128, 0, 1))), p),
-            ParseStatus::kOk);
+  ASSERT_EQ(ParseExact(E6(pb::Ipv6("2001:db8::1", "2001:db8:1::10", 58, pb::Icmp(128, 0, 1))), p), ParseStatus::kOk);
   EXPECT_EQ(p.kind, PacketKind::kIcmpEcho);
 
   // A router's "fragmentation needed" about a packet the backend sent from the VIP: the
@@ -132,17 +124,14 @@ TEST(ParseTest, IcmpEchoAndErrors) {
   EXPECT_EQ(p.key.protocol, 6);
 
   const Bytes quoted6 = pb::Ipv6("2001:db8:1::10", "2001:db8::1", 17, pb::Udp(53, 999));
-  ASSERT_EQ(ParseExact(E6(pb::Ipv6("2001:db8:ff::1", "2001:db8:1::10", 58,
-                                   pb::Icmp(2, 0, 1280, quoted6))),
-                       p),
+  ASSERT_EQ(ParseExact(E6(pb::Ipv6("2001:db8:ff::1", "2001:db8:1::10", 58, pb::Icmp(2, 0, 1280, quoted6))), p),
             ParseStatus::kOk);
   EXPECT_EQ(p.kind, PacketKind::kIcmpError);
   EXPECT_EQ(ntohs(p.key.src_port_be), 999);
 
   // An error whose quote is not from the destination it was sent to is not a VIP flow's.
   const Bytes other = pb::Ipv4("10.9.9.9", "192.0.2.1", 6, pb::Tcp(80, 1234, kTcpAck));
-  ASSERT_EQ(ParseExact(E4(pb::Ipv4("198.51.100.1", "10.1.0.10", 1, pb::Icmp(3, 4, 0, other))), p),
-            ParseStatus::kOk);
+  ASSERT_EQ(ParseExact(E4(pb::Ipv4("198.51.100.1", "10.1.0.10", 1, pb::Icmp(3, 4, 0, other))), p), ParseStatus::kOk);
   EXPECT_EQ(p.kind, PacketKind::kOtherIcmp);
   EXPECT_EQ(p.key.dst, Addr("10.1.0.10"));
 }
@@ -160,8 +149,7 @@ TEST(ParseTest, EveryTruncationIsRefused) {
       E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 2, kTcpSyn), {.ip_options = Bytes(8)}), 7),
       E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 17, pb::Udp(1, 2))),
       E4(pb::Ipv4("192.0.2.1", "10.1.0.10", 1, pb::Icmp(8, 0, 0))),
-      E6(pb::Ipv6("2001:db8::1", "2001:db8::2", 17, pb::Udp(1, 2),
-                  {.extensions = {{0, Bytes(4)}, {51, Bytes(10)}}})),
+      E6(pb::Ipv6("2001:db8::1", "2001:db8::2", 17, pb::Udp(1, 2), {.extensions = {{0, Bytes(4)}, {51, Bytes(10)}}})),
   };
   for (const Bytes& f : frames) {
     ParsedPacket p;
@@ -201,9 +189,7 @@ TEST(ParseTest, MalformedHeaders) {
   EXPECT_EQ(ParseExact(v6, p), ParseStatus::kMalformed);
   // Nine extension headers: longer than any legitimate chain.
   std::vector<std::pair<uint8_t, Bytes>> many(9, {60, Bytes(6)});
-  EXPECT_EQ(ParseExact(E6(pb::Ipv6("2001:db8::1", "2001:db8::2", 17, pb::Udp(1, 2),
-                                   {.extensions = many})),
-                       p),
+  EXPECT_EQ(ParseExact(E6(pb::Ipv6("2001:db8::1", "2001:db8::2", 17, pb::Udp(1, 2), {.extensions = many})), p),
             ParseStatus::kMalformed);
 }
 
@@ -223,8 +209,8 @@ TEST(ParseTest, FastPathAgreesWithTheGeneralParser) {
   auto same = [](const ParsedPacket& a, const ParsedPacket& b) {
     return a.key == b.key && a.kind == b.kind && a.is_v4 == b.is_v4 && a.is_fragment == b.is_fragment &&
            a.is_first_fragment == b.is_first_fragment && a.dont_fragment == b.dont_fragment &&
-           a.tcp_flags == b.tcp_flags && a.ttl == b.ttl && a.icmp_type == b.icmp_type &&
-           a.l3_offset == b.l3_offset && a.l4_offset == b.l4_offset && a.ip_len == b.ip_len;
+           a.tcp_flags == b.tcp_flags && a.ttl == b.ttl && a.icmp_type == b.icmp_type && a.l3_offset == b.l3_offset &&
+           a.l4_offset == b.l4_offset && a.ip_len == b.ip_len;
   };
   std::mt19937 rng(11);
   int fast = 0, checked = 0;

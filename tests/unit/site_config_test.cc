@@ -38,8 +38,9 @@ TEST(SiteConfigTest, EachNodeGetsItsRacksGatewayAndPeersAndItsOwnAddresses) {
             "--port=0000:3b:00.0\n--tap_addresses=10.90.1.2/24\n--gateway=10.90.1.1\n--control_peers=10.90.1.1\n"
             "--encap_source_v4=10.90.1.2/32\n--vip_cidrs=10.1.0.0/24,10.93.0.1/32,10.93.0.2/32\n"
             "--snat_addresses=10.93.0.1\n--flow_sync_peers=10.80.0.11,10.80.0.12\n");
-  EXPECT_EQ(a->at("watcher.flags"),
-            "--vip_cidrs=10.1.0.0/24\n--node_addresses=10.90.1.2,10.93.0.1,10.80.0.11,10.90.2.2,10.93.0.2,10.80.0.12\n");
+  EXPECT_EQ(
+      a->at("watcher.flags"),
+      "--vip_cidrs=10.1.0.0/24\n--node_addresses=10.90.1.2,10.93.0.1,10.80.0.11,10.90.2.2,10.93.0.2,10.80.0.12\n");
   auto gen = bird::ParseNodeConfig(a->at("bird-gen.yaml"));
   ASSERT_TRUE(gen.ok()) << gen.status() << "\n" << a->at("bird-gen.yaml");
   EXPECT_EQ(gen->router_id.ToString(), "10.90.1.2");

@@ -160,8 +160,7 @@ TEST(SnapshotBuilderTest, BackendsAreFoundByAddressAndPort) {
   SnapshotBuilder builder;
   auto c = BaseConfig();
   // Slots that do not follow address order, and one address on two ports.
-  c.services[0].backends = {{Addr("192.168.10.9")}, {Addr("fd00::3")}, {Addr("192.168.10.1")},
-                            {Addr("192.168.10.1")}};
+  c.services[0].backends = {{Addr("192.168.10.9")}, {Addr("fd00::3")}, {Addr("192.168.10.1")}, {Addr("192.168.10.1")}};
   c.services[0].backends[3].port = 5353;
   auto snap = builder.Build(c);
   ASSERT_TRUE(snap.ok()) << snap.status();
