@@ -16,6 +16,7 @@
 
 namespace {
 
+using namespace lb;
 using namespace lb::control::k8s;
 
 using lb::fuzz::Check;

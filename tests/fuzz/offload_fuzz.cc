@@ -28,6 +28,7 @@
 
 namespace {
 
+using namespace lb;
 using namespace lb::dataplane;
 using lb::fuzz::Check;
 

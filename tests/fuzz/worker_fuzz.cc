@@ -34,6 +34,7 @@
 
 namespace {
 
+using namespace lb;
 using namespace lb::dataplane;
 
 rte_mempool* g_pool;
