@@ -24,15 +24,13 @@ Worker::Worker(const Options& options, SnapshotStore* store)
                      .port_secret = options.nat_port_secret,
                      .adopted_capacity = options.nat_adopted_capacity}}),
       learner_(fast_.flows(), fast_.nat(), fast_.announcer(), options_.flow_hasher, fast_.counters()),
-      counters_(fast_.counters()),
-      flows_(fast_.flows()),
       tsc_per_ms_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
 
 Millis Worker::Now() const { return Millis(rte_get_tsc_cycles() / tsc_per_ms_); }
 
 void Worker::ProcessBurst(rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out, bool handed_over) {
   n = std::min(n, kMaxBurst);
-  if (!handed_over) counters_.Add(Event::kRxPackets, n);
+  if (!handed_over) fast_.counters().Add(Event::kRxPackets, n);
   fast_.ProcessBurst(store_->Acquire(), pkts, n, now, out);  // the snapshot once per burst
   out.FreeDropped();
 }
@@ -55,8 +53,8 @@ uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
     SendBurst(out, tx, kernel);
   }
   store_->Quiescent(options_.id);
-  if (const uint32_t freed = flows_.Sweep(now, options_.sweep_buckets_per_poll)) {
-    counters_.Add(Event::kFlowExpired, freed);
+  if (const uint32_t freed = fast_.flows().Sweep(now, options_.sweep_buckets_per_poll)) {
+    fast_.counters().Add(Event::kFlowExpired, freed);
   }
   fast_.nat().Sweep(now, options_.sweep_buckets_per_poll);
   return n;
@@ -65,13 +63,13 @@ uint16_t Worker::PollOnce(PortQueue rx, PortQueue tx, PortQueue kernel) {
 void Worker::SendBurst(BurstOutput& out, PortQueue tx, PortQueue kernel) {
   const uint16_t sent = rte_eth_tx_burst(tx.port, tx.queue, out.wire.data(), out.num_wire);
   const uint16_t to_kernel = rte_eth_tx_burst(kernel.port, kernel.queue, out.kernel.data(), out.num_kernel);
-  counters_.Add(Event::kTxPackets, sent);
-  for (uint16_t i = sent; i < out.num_wire; ++i) out.Drop(out.wire[i], DropReason::kTxFull, counters_);
-  for (uint16_t i = to_kernel; i < out.num_kernel; ++i) out.Drop(out.kernel[i], DropReason::kTxFull, counters_);
+  fast_.counters().Add(Event::kTxPackets, sent);
+  for (uint16_t i = sent; i < out.num_wire; ++i) out.Drop(out.wire[i], DropReason::kTxFull, fast_.counters());
+  for (uint16_t i = to_kernel; i < out.num_kernel; ++i) out.Drop(out.kernel[i], DropReason::kTxFull, fast_.counters());
   for (uint16_t i = 0; i < out.num_redirect; ++i) {
     const uint16_t to = out.redirect_to[i];
     if (to >= nat_inboxes_.size() || rte_ring_mp_enqueue(nat_inboxes_[to], out.redirect[i]) != 0) {
-      out.Drop(out.redirect[i], DropReason::kNatRedirectFull, counters_);
+      out.Drop(out.redirect[i], DropReason::kNatRedirectFull, fast_.counters());
     }
   }
   out.FreeDropped();
@@ -92,10 +90,11 @@ uint32_t Worker::SendFromKernel(rte_ring* ring, PortQueue port) {
   const unsigned n = rte_ring_sc_dequeue_burst(ring, reinterpret_cast<void**>(pkts.data()), kMaxBurst, nullptr);
   if (n == 0) return 0;
   const uint16_t sent = rte_eth_tx_burst(port.port, port.queue, pkts.data(), uint16_t(n));
-  counters_.Add(Event::kFromKernel, sent);
-  BurstOutput unsent;
-  for (unsigned i = sent; i < n; ++i) unsent.Drop(pkts[i], DropReason::kTxFull, counters_);
-  unsent.FreeDropped();
+  fast_.counters().Add(Event::kFromKernel, sent);
+  if (sent < n) {
+    fast_.counters().Add(DropReason::kTxFull, n - sent);
+    rte_pktmbuf_free_bulk(pkts.data() + sent, n - sent);
+  }
   return n;
 }
 
@@ -108,7 +107,7 @@ void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
   while (!stop.load(std::memory_order_relaxed)) {
     uint32_t received = 0;
     for (const auto& p : options.ports) {
-      if (p.wire_pump != nullptr) p.wire_pump->Pull(counters_);
+      if (p.wire_pump != nullptr) p.wire_pump->Pull(fast_.counters());
       received += PollOnce(p.wire, p.wire, p.kernel);
     }
     if (options.from_kernel != nullptr && !options.ports.empty()) {
@@ -118,7 +117,7 @@ void Worker::Run(const RunOptions& options, const std::atomic<bool>& stop) {
       received += DrainInbox(inbox, options.ports[0].wire, options.ports[0].kernel);
     }
     for (const auto& p : options.ports) {
-      if (p.wire_pump != nullptr) p.wire_pump->Push(counters_);
+      if (p.wire_pump != nullptr) p.wire_pump->Push(fast_.counters());
     }
     if (options.flow_sync_learn != nullptr) {
       std::array<SyncedFlow, kMaxBurst> learned;
@@ -152,7 +151,8 @@ void Worker::AnswerQuery(Millis now) {
   // Acquire: the key written before the control thread's release store is visible.
   if (query_.state.load(std::memory_order_acquire) != kAsked) return;
   FlowAnswer answer;
-  if (FlowTable::Slot slot = flows_.Find(flows_.Tag(query_.key, options_.flow_hasher.Hash(query_.key)), now)) {
+  if (FlowTable::Slot slot =
+          fast_.flows().Find(fast_.flows().Tag(query_.key, options_.flow_hasher.Hash(query_.key)), now)) {
     if (!(slot.entry->state & kNatEntryFlag)) {
       answer = {true, slot.entry->backend_slot, slot.entry->backend_generation};
     } else if (fast_.nat().SessionBackend(*slot.entry, query_.key, now, answer.backend_slot,

@@ -165,8 +165,6 @@ class Worker {
   SnapshotStore* store_;
   FastPath fast_;  // owns the counters, the flow table, the announcer and NatPath
   FlowLearner learner_;
-  WorkerCounters& counters_;            // fast_'s
-  FlowTable& flows_;                    // fast_'s
   std::vector<rte_ring*> nat_inboxes_;  // set by Run
   uint64_t tsc_per_ms_;
   Query query_;

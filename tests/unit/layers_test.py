@@ -70,8 +70,7 @@ def check(path, inc):
             break
     for scope, target, exempt in FORBIDDEN:
         if path.startswith(scope) and inc.startswith(target) and not any(path.startswith(e) for e in exempt):
-            if not (target == "dataplane/worker/" and path.startswith("control/")):
-                return "only %s import %s" % (", ".join(exempt), target)
+            return "only %s import %s" % (", ".join(exempt), target)
     if path.startswith("dataplane/worker/") and inc.startswith("dataplane/worker/"):
         own = os.path.basename(path).replace(".cc", ".h")
         if own in WORKER_RANK and os.path.basename(inc) in WORKER_RANK:
