@@ -20,7 +20,8 @@ topo_link lb wire peer eth0
 topo_bg lbd lb "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1,2@1 --no-huge -m 3072 --no-shconf --no-pci \
   --file-prefix="$TOPO" --log-level=lib.eal:warning -- \
   --port=af_packet:wire --gateway_mac=02:00:00:00:00:01 --encap_source_v4=10.90.0.2/32 \
-  --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --max_table_memory=$((2 << 30))
+  --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --max_table_memory=$((2 << 30)) \
+  --control_peers=none
 lbd_pid=$(tail -1 "$TOPO_DIR/pids")
 topo_wait 30 "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/lbd.sock" health || {
   echo "lbd did not start"; cat "$TOPO_DIR/lbd.log"; exit 1; }

@@ -50,7 +50,7 @@ measure_lbd() {  # measure_lbd NAME EAL_PORT_ARGS LBD_PORT: one lbbench run agai
   # shellcheck disable=SC2086
   topo_bg "lbd-$name" dut "$LB_BUILD/control/lbd/lbd" --lcores=0@0,1@1 $eal_mem --file-prefix="$TOPO-dut" \
     --no-telemetry $eal_port -- --port="$port" --tap=lb0 --gateway_mac="$gen_mac" \
-    --encap_source_v4=10.255.0.0/24 --api_socket="$TOPO_DIR/lbd.sock" $idle
+    --encap_source_v4=10.255.0.0/24 --api_socket="$TOPO_DIR/lbd.sock" --control_peers=none $idle
   topo_wait 30 lbctl health || { echo "lbd did not become healthy" >&2; cat "$TOPO_DIR/lbd-$name.log" >&2; return 1; }
   local backends=() b
   for b in $(seq 0 15); do backends+=(--backend "10.2.0.$b"); done

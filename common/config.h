@@ -101,6 +101,22 @@ struct NextHop {
   uint16_t vlan = 0;         // 802.1Q VLAN ID of the egress; 0: untagged
 };
 
+// The budgets of what a worker hands to the kernel (the exception path), one per class,
+// so that a flood of one class cannot crowd out another (docs/security.md).
+enum class ExceptionClass : uint8_t {
+  kOther,     // everything else for the node: ICMP, SSH, BGP from others, ...
+  kNeighbor,  // ARP, and IPv6 neighbour discovery with hop limit 255 (RFC 4861)
+  kRouting,   // BGP and BFD from control_peers with TTL 255 (GTSM, RFC 5082 and 5881)
+  kFlowSync,  // flow sync from flow_sync_peers
+};
+inline constexpr size_t kExceptionClasses = 4;
+struct ExceptionBudgets {
+  // Packets a second, per worker; 0: no limit.
+  std::array<uint32_t, kExceptionClasses> per_second = {10'000, 10'000, 10'000, 50'000};
+  uint32_t& operator[](ExceptionClass c) { return per_second[size_t(c)]; }
+  uint32_t operator[](ExceptionClass c) const { return per_second[size_t(c)]; }
+};
+
 // What every service of a node shares: fixed by lbd's flags, except the next hop and the
 // neighbours, which neighbour resolution follows.
 struct NodeConfig {
@@ -117,15 +133,9 @@ struct NodeConfig {
   // kernel's (the node's own addresses are outside them): it is dropped (no_vip), so a
   // flood to unused VIP addresses never reaches the exception path.
   std::vector<IpPrefix> vip_cidrs;
-  // Packets a worker hands to the kernel a second: control traffic (ARP and other
-  // non-IP frames, IPv6 ND, BGP on TCP 179, BFD on UDP 3784/3785/4784, flow sync) from its own
-  // budget, first, and everything else (ICMP to the node, SSH, ...) from another, so a
-  // flood of the latter cannot crowd out the former. 0: no limit.
-  uint32_t exception_per_second = 10'000;
-  uint32_t exception_control_per_second = 100'000;
-  // The node's BGP and BFD peers (its ToRs). When set, only BGP and BFD from them is
-  // control traffic; the same ports from anyone else share the other budget, so a flood
-  // aimed at TCP 179 cannot crowd out the real session. Empty: by port alone.
+  ExceptionBudgets exception_budgets;
+  // The node's BGP and BFD peers (its ToRs): only BGP and BFD from them, with TTL 255,
+  // is routing traffic; the same ports from anyone else are kOther. Empty: none.
   std::vector<IpAddress> control_peers;
   // Flow sync (dataplane/flow_sync_wire.h): the peer LB nodes and the UDP port. Their datagrams to
   // that port are control traffic too, so that a flood to the node cannot crowd out what

@@ -34,11 +34,16 @@ struct FlowSyncView {
   uint64_t send_errors = 0;
   uint64_t datagrams_received = 0;
   uint64_t flows_received = 0;
-  uint64_t datagrams_rejected = 0;  // not from a peer, bad tag, malformed
-  uint64_t flows_undelivered = 0;   // a worker's learn ring was full
-  uint64_t dumps_sent = 0;          // peers' dump requests answered
-  uint64_t journal_flows = 0;       // flows the journal holds (a gauge)
-  uint64_t journal_full = 0;        // flows not kept: the journal was full
+  uint64_t datagrams_rejected = 0;     // not from a peer, bad tag, malformed
+  uint64_t datagrams_replayed = 0;     // authentic, but not newer than the sender's last
+  uint64_t datagrams_stale = 0;        // authentic, but dated outside the clock window
+  uint64_t dump_requests_refused = 0;  // a peer asked again within 500 ms
+  uint64_t flows_over_budget = 0;      // beyond a peer's learn budget
+  uint64_t sessions_refused = 0;       // NAT sessions on an SNAT address not the peer's
+  uint64_t flows_undelivered = 0;      // a worker's learn ring was full
+  uint64_t dumps_sent = 0;             // peers' dump requests answered
+  uint64_t journal_flows = 0;          // flows the journal holds (a gauge)
+  uint64_t journal_full = 0;           // flows not kept: the journal was full
 };
 
 struct FlowLocation {

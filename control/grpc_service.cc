@@ -227,6 +227,11 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
     o->set_dumps_sent(s->dumps_sent);
     o->set_journal_flows(s->journal_flows);
     o->set_journal_full(s->journal_full);
+    o->set_datagrams_replayed(s->datagrams_replayed);
+    o->set_datagrams_stale(s->datagrams_stale);
+    o->set_dump_requests_refused(s->dump_requests_refused);
+    o->set_flows_over_budget(s->flows_over_budget);
+    o->set_sessions_refused(s->sessions_refused);
   }
   for (const Stats::SnatStats& snat : stats.snat) {
     lb::v1::SnatAddressStats* o = out->add_snat();

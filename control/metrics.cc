@@ -58,10 +58,17 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
         {"datagrams_rejected", "Flow sync: datagrams not from a peer, without the cluster's tag, or malformed."},
         {"flows_undelivered", "Flow sync: received flows a worker's learn ring did not take."},
         {"dumps_sent", "Flow sync: dumps of the journal sent to (re)started peers that asked."},
-        {"journal_full", "Flow sync: flows not kept in the journal, which was full."}};
-    const uint64_t values[] = {s->datagrams_sent,     s->flows_sent,     s->bytes_sent,         s->send_errors,
-                               s->datagrams_received, s->flows_received, s->datagrams_rejected, s->flows_undelivered,
-                               s->dumps_sent,         s->journal_full};
+        {"journal_full", "Flow sync: flows not kept in the journal, which was full."},
+        {"datagrams_replayed", "Flow sync: authentic datagrams not newer than the sender's last (replayed)."},
+        {"datagrams_stale", "Flow sync: authentic datagrams dated beyond --flow_sync_max_skew_ms of this clock."},
+        {"dump_requests_refused", "Flow sync: dump requests within 500 ms of the peer's last."},
+        {"flows_over_budget", "Flow sync: flows beyond a peer's --flow_sync_learn_pps."},
+        {"sessions_refused", "Flow sync: NAT sessions on an SNAT address not the announcing peer's."}};
+    const uint64_t values[] = {s->datagrams_sent,        s->flows_sent,         s->bytes_sent,
+                               s->send_errors,           s->datagrams_received, s->flows_received,
+                               s->datagrams_rejected,    s->flows_undelivered,  s->dumps_sent,
+                               s->journal_full,          s->datagrams_replayed, s->datagrams_stale,
+                               s->dump_requests_refused, s->flows_over_budget,  s->sessions_refused};
     for (size_t i = 0; i < std::size(values); ++i) {
       const std::string name = absl::StrCat("lb_flow_sync_", help[i].first, "_total");
       AppendMetricHeader(out, name, "counter", help[i].second);

@@ -36,9 +36,16 @@ namespace lb::dataplane {
   X(kTxFull, "tx_full", "the TX queue did not take the packet")                                                     \
   X(kNoVip, "no_vip", "to an announced VIP CIDR (--vip_cidrs) but no VIP: not the kernel's either")                 \
   X(kExceptionRateLimited, "exception_rate_limited",                                                                \
-    "for the kernel, over the worker's --exception_pps (not control traffic)")                                      \
-  X(kExceptionControlRateLimited, "exception_control_rate_limited",                                                 \
-    "control traffic for the kernel (ARP, ND, BGP, BFD, flow sync), over the worker's --exception_control_pps")     \
+    "for the kernel, over the worker's --exception_pps (neither neighbour discovery, routing nor flow sync)")       \
+  X(kExceptionNeighborRateLimited, "exception_neighbor_rate_limited",                                               \
+    "ARP or IPv6 neighbour discovery for the kernel, over the worker's --exception_neighbor_pps")                   \
+  X(kExceptionRoutingRateLimited, "exception_routing_rate_limited",                                                 \
+    "BGP or BFD from a --control_peers peer, over the worker's --exception_routing_pps")                            \
+  X(kExceptionSyncRateLimited, "exception_sync_rate_limited",                                                       \
+    "flow sync from a --flow_sync_peers peer, over the worker's --exception_sync_pps")                              \
+  X(kOffLinkControl, "off_link_control",                                                                            \
+    "BGP or BFD from a peer, or IPv6 neighbour discovery, with a TTL or hop limit below 255: routed here, so not "  \
+    "from the link (GTSM, RFC 5082; RFC 4861)")                                                                     \
   X(kNatPortsExhausted, "nat_ports_exhausted",                                                                      \
     "a new NAT connection found every SNAT port of its family held by a live session")                              \
   X(kNatNoSession, "nat_no_session",                                                                                \

@@ -40,16 +40,27 @@ SipKey KeyFromSecret(std::string_view secret) {
           SipHash<2, 4>({kLabel1, kLabel0}, secret.data(), secret.size())};
 }
 
+SipKey SenderKey(const SipKey& cluster_key, const IpAddress& sender) {
+  // Two labelled hashes of the address (16 bytes, IPv4 mapped), under the cluster's key.
+  uint8_t input[17];
+  std::memcpy(input, sender.bytes.data(), 16);
+  input[16] = 0;
+  const uint64_t k0 = SipHash<2, 4>(cluster_key, input, sizeof(input));
+  input[16] = 1;
+  return {k0, SipHash<2, 4>(cluster_key, input, sizeof(input))};
+}
+
 size_t RecordLength(const SyncedFlow& f) { return LengthOf(!f.key.src.IsV4(), !f.backend.IsV4(), f.nat); }
 
-size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<const SyncedFlow> flows,
+size_t Encode(const SipKey& key, MessageType type, uint64_t stamp, std::span<const SyncedFlow> flows,
               std::vector<uint8_t>& out) {
   out.assign(kMaxDatagram, 0);
   uint8_t* p = out.data();
   std::memcpy(p, kMagic, 4);
   p[4] = kVersion;
   p[5] = uint8_t(type);
-  Store32(p + 8, sequence);
+  Store32(p + 8, uint32_t(stamp >> 32));
+  Store32(p + 12, uint32_t(stamp));
   size_t len = kHeaderLen, count = 0;
   if (type == MessageType::kFlows) {
     for (const SyncedFlow& f : flows) {
@@ -83,19 +94,23 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
   if (d.size() < kHeaderLen + kTagLen || std::memcmp(d.data(), kMagic, 4) != 0) {
     return absl::InvalidArgumentError("not a flow-sync datagram");
   }
+  // Before the tag, whose key differs between versions: a node of another version is
+  // named as such (a rolling upgrade across versions pauses flow sync).
+  if (d[4] != kVersion) return absl::InvalidArgumentError(absl::StrFormat("version %d, expected %d", d[4], kVersion));
   const size_t body = d.size() - kTagLen;
   const uint64_t tag = uint64_t(Load32(d.data() + body)) << 32 | Load32(d.data() + body + 4);
   if (tag != Tag(key, d.data(), body)) {
-    return absl::PermissionDeniedError("bad tag: not from a node with this cluster's flow-hash secret");
+    return absl::PermissionDeniedError(
+        "bad tag: not from this node of the cluster (another flow-hash secret, or another sender's datagram)");
   }
-  if (d[4] != kVersion) return absl::InvalidArgumentError(absl::StrFormat("version %d, expected %d", d[4], kVersion));
   Message m;
   m.type = MessageType(d[5]);
   if (m.type != MessageType::kFlows && m.type != MessageType::kDumpRequest) {
     return absl::InvalidArgumentError(absl::StrFormat("unknown message type %d", d[5]));
   }
-  m.sequence = Load32(d.data() + 8);
+  m.stamp = uint64_t(Load32(d.data() + 8)) << 32 | Load32(d.data() + 12);
   const uint16_t count = Load16(d.data() + 6);
+  if (m.type == MessageType::kDumpRequest && count != 0) return absl::InvalidArgumentError("a dump request with flows");
   m.flows.reserve(count);
   size_t off = kHeaderLen;
   for (uint16_t i = 0; i < count; ++i) {
@@ -122,11 +137,24 @@ absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> d) {
       f.snat_port = Load16(r + 10);
       GetAddress(a, backend_v6, f.snat);
     }
+    // An IPv4-mapped address in an IPv6 field is an IPv4 address: one family per field, as
+    // Encode writes them (else the client and the VIP could differ in family).
+    if (client_v6 && (f.key.src.IsV4() || f.key.dst.IsV4())) return absl::InvalidArgumentError("malformed record");
+    if (backend_v6 && (f.backend.IsV4() || (nat && f.snat.IsV4()))) {
+      return absl::InvalidArgumentError("malformed record");
+    }
     m.flows.push_back(f);
     off += len;
   }
   if (off != body) return absl::InvalidArgumentError("bytes after the last record");
   return m;
+}
+
+ReplayGuard::Verdict ReplayGuard::Check(uint64_t stamp, uint64_t now_us) {
+  if (stamp + max_skew_us_ < now_us || stamp > now_us + max_skew_us_) return Verdict::kOutOfWindow;
+  if (stamp <= last_) return Verdict::kReplayed;
+  last_ = stamp;
+  return Verdict::kFresh;
 }
 
 }  // namespace lb::dataplane::flow_sync

@@ -14,10 +14,12 @@
 // the backend's replies come here.
 //
 // Datagram (all integers big-endian):
-//   0  "LBFS"   4  version (1)   5  type (1: flows, 2: dump request)   6  record count
-//   8  sequence number (the sender's, per datagram)
-//   12 records, then an 8-byte SipHash-2-4 tag over all before it, keyed from the
-//      cluster's flow-hash secret.
+//   0  "LBFS"   4  version (2)   5  type (1: flows, 2: dump request)   6  record count
+//   8  stamp: the sender's wall clock in microseconds since the Unix epoch, made strictly
+//      increasing per sender (StampClock): it dates the datagram and orders the sender's.
+//   16 records, then an 8-byte SipHash-2-4 tag over all before it, keyed by the cluster's
+//      flow-hash secret and the sender's address (SenderKey): a datagram is good only as
+//      coming from the node that sent it, and only once (ReplayGuard).
 // Record: flags (bit 0: client and VIP are IPv6; bit 1: the backend is; bit 2: a NAT
 // session), protocol, state (FlowState), 0, client port, VIP port, backend port, SNAT
 // port (NAT; else 0), then the client, VIP and backend addresses (4 or 16 bytes each),
@@ -58,8 +60,8 @@ static_assert(sizeof(SyncedFlow) % 4 == 0);
 namespace flow_sync {
 
 inline constexpr uint16_t kDefaultPort = 7300;
-inline constexpr uint8_t kVersion = 1;
-inline constexpr size_t kHeaderLen = 12;
+inline constexpr uint8_t kVersion = 2;
+inline constexpr size_t kHeaderLen = 16;
 inline constexpr size_t kTagLen = 8;
 // The most a datagram carries: it stays under a 1500-byte MTU with IPv6 and UDP headers.
 inline constexpr size_t kMaxDatagram = 1400;
@@ -70,22 +72,58 @@ enum class MessageType : uint8_t { kFlows = 1, kDumpRequest = 2 };
 // has it: they must agree on the flow hash anyway).
 SipKey KeyFromSecret(std::string_view secret);
 
+// The key of the tags of `sender`'s datagrams: the sender's address, which the receiver
+// takes from the datagram's source, is bound into each tag, so a datagram captured on its
+// way from one node cannot pass as another's.
+SipKey SenderKey(const SipKey& cluster_key, const IpAddress& sender);
+
 // Bytes a flow takes in a datagram.
 size_t RecordLength(const SyncedFlow& f);
 
 // Encodes as many of `flows` as fit into one datagram in `out` (replaced); returns how
 // many. A dump request carries no flows.
-size_t Encode(const SipKey& key, MessageType type, uint32_t sequence, std::span<const SyncedFlow> flows,
+// many. A dump request carries no flows. `sender_key`: SenderKey of this node.
+size_t Encode(const SipKey& sender_key, MessageType type, uint64_t stamp, std::span<const SyncedFlow> flows,
               std::vector<uint8_t>& out);
 
 struct Message {
   MessageType type = MessageType::kFlows;
-  uint32_t sequence = 0;
+  uint64_t stamp = 0;
   std::vector<SyncedFlow> flows;
 };
-// Authenticates and decodes a datagram. Errors: a bad tag (not from a node of this
-// cluster), a version or type this node does not know, a malformed record.
-absl::StatusOr<Message> Decode(const SipKey& key, std::span<const uint8_t> datagram);
+// Authenticates and decodes a datagram. `sender_key`: SenderKey of its source address.
+// Errors: a bad tag (not from that node of this cluster), a version or type this node does
+// not know, a malformed record. Whether it is fresh is the ReplayGuard's question.
+absl::StatusOr<Message> Decode(const SipKey& sender_key, std::span<const uint8_t> datagram);
+
+// A sender's stamps: its clock, but never twice the same nor going back (the clock may
+// step back, or two datagrams fall in one microsecond).
+class StampClock {
+ public:
+  uint64_t Next(uint64_t now_us) { return last_ = now_us > last_ ? now_us : last_ + 1; }
+
+ private:
+  uint64_t last_ = 0;
+};
+
+// What a receiver remembers of one sender, so that each of its datagrams is taken at most
+// once: a datagram is fresh when its stamp is above every stamp taken from the sender
+// before, and within `max_skew_us` of the receiver's clock (which also bounds what can be
+// replayed to a receiver that restarted and remembers nothing: datagrams of the last
+// `max_skew_us`, once each). A sender that restarts goes on with later stamps. Datagrams
+// from one sender arrive in order (one socket, one path), so nothing is lost by refusing
+// an older stamp.
+class ReplayGuard {
+ public:
+  enum class Verdict { kFresh, kReplayed, kOutOfWindow };
+  explicit ReplayGuard(uint64_t max_skew_us) : max_skew_us_(max_skew_us) {}
+  // Call only for an authenticated datagram; a fresh one's stamp is remembered.
+  Verdict Check(uint64_t stamp, uint64_t now_us);
+
+ private:
+  uint64_t max_skew_us_;
+  uint64_t last_ = 0;
+};
 
 }  // namespace flow_sync
 }  // namespace lb::dataplane

@@ -19,6 +19,7 @@ namespace lb::dataplane {
 inline constexpr uint16_t kEtherTypeIpv4 = 0x0800;
 inline constexpr uint16_t kEtherTypeIpv6 = 0x86dd;
 inline constexpr uint16_t kEtherTypeVlan = 0x8100;
+inline constexpr uint16_t kEtherTypeArp = 0x0806;
 inline constexpr uint16_t kEthernetHeaderLen = 14;
 inline constexpr uint16_t kVlanTagLen = 4;
 inline constexpr uint16_t kIpv4HeaderLen = 20;
@@ -50,9 +51,10 @@ struct ParsedPacket {
   uint8_t tcp_flags = 0;
   uint8_t ttl = 0;  // TTL / hop limit
   uint8_t icmp_type = 0;
-  uint16_t l3_offset = 0;  // bytes of Ethernet (+ VLAN) header before the IP header
-  uint16_t l4_offset = 0;  // start of the L4 header (for ICMP errors, of the ICMP header)
-  uint16_t ip_len = 0;     // IP header + payload as the IP header states (frame padding excluded)
+  uint16_t ether_type = 0;  // of the frame, inside one VLAN tag
+  uint16_t l3_offset = 0;   // bytes of Ethernet (+ VLAN) header before the IP header
+  uint16_t l4_offset = 0;   // start of the L4 header (for ICMP errors, of the ICMP header)
+  uint16_t ip_len = 0;      // IP header + payload as the IP header states (frame padding excluded)
 };
 
 inline constexpr uint8_t kTcpFin = 0x01;
@@ -238,6 +240,7 @@ inline bool ParseIpv4Fast(const uint8_t* data, uint32_t len, ParsedPacket& out) 
   out.dont_fragment = (frag & 0x4000) != 0;
   if (proto == IPPROTO_TCP) out.tcp_flags = l4[13];
   out.ttl = ip[8];
+  out.ether_type = kEtherTypeIpv4;
   out.l3_offset = kEthernetHeaderLen;
   out.l4_offset = kL4;
   out.ip_len = total;
@@ -256,6 +259,7 @@ inline ParseStatus ParseGeneral(const uint8_t* data, uint32_t len, ParsedPacket&
     ether_type = Load16(data + 16);
     off += kVlanTagLen;
   }
+  out.ether_type = ether_type;
   out.l3_offset = uint16_t(off);
   const uint8_t* ip = data + off;
   const uint32_t avail = len - off;

@@ -185,8 +185,7 @@ std::unique_ptr<const Snapshot> SnapshotBuilder::Assemble(std::vector<ServiceRec
   snap->next_hop_ = node.next_hop;
   snap->gateway_known_ = node.next_hop.gateway_mac != MacAddress{};
   snap->icmp_too_big_per_second_ = node.icmp_too_big_per_second;
-  snap->exception_per_second_ = node.exception_per_second;
-  snap->exception_control_per_second_ = node.exception_control_per_second;
+  snap->exception_budgets_ = node.exception_budgets;
   snap->vip_cidrs_ = node.vip_cidrs;
   snap->control_peers_ = node.control_peers;
   snap->flow_sync_peers_ = node.flow_sync_peers;

@@ -167,8 +167,7 @@ class Snapshot {
   const NextHop& next_hop() const { return next_hop_; }
   bool gateway_known() const { return gateway_known_; }
   uint32_t icmp_too_big_per_second() const { return icmp_too_big_per_second_; }
-  uint32_t exception_per_second() const { return exception_per_second_; }
-  uint32_t exception_control_per_second() const { return exception_control_per_second_; }
+  uint32_t exception_per_second(ExceptionClass c) const { return exception_budgets_[c]; }
   // Whether `a` is inside an announced VIP CIDR (a handful: compared one by one).
   bool InVipCidrs(const IpAddress& a) const {
     for (const IpPrefix& p : vip_cidrs_) {
@@ -176,10 +175,9 @@ class Snapshot {
     }
     return false;
   }
-  // Whether BGP or BFD from `a` is control traffic (NodeConfig::control_peers; a
+  // Whether `a` is one of the node's BGP and BFD peers (NodeConfig::control_peers; a
   // handful: compared one by one).
   bool IsControlPeer(const IpAddress& a) const {
-    if (control_peers_.empty()) return true;
     for (const IpAddress& p : control_peers_) {
       if (p == a) return true;
     }
@@ -212,8 +210,7 @@ class Snapshot {
   NextHop next_hop_;
   bool gateway_known_ = false;
   uint32_t icmp_too_big_per_second_ = 0;
-  uint32_t exception_per_second_ = 0;
-  uint32_t exception_control_per_second_ = 0;
+  ExceptionBudgets exception_budgets_;
   std::vector<IpPrefix> vip_cidrs_;
   std::vector<IpAddress> control_peers_;
   std::vector<IpAddress> flow_sync_peers_;

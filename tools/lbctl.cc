@@ -557,12 +557,16 @@ const std::map<std::string, Verb>& Verbs() {
             std::printf(
                 "flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
                 "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n"
-                "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n",
+                "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n"
+                "  refused: %lu replayed and %lu stale datagrams, %lu dump requests, %lu flows over budget, "
+                "%lu sessions on another's SNAT address\n",
                 peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(),
                 (unsigned long)s.bytes_sent(), (unsigned long)s.send_errors(), (unsigned long)s.flows_received(),
                 (unsigned long)s.datagrams_received(), (unsigned long)s.datagrams_rejected(),
                 (unsigned long)s.flows_undelivered(), (unsigned long)s.journal_flows(), (unsigned long)s.journal_full(),
-                (unsigned long)s.dumps_sent());
+                (unsigned long)s.dumps_sent(), (unsigned long)s.datagrams_replayed(),
+                (unsigned long)s.datagrams_stale(), (unsigned long)s.dump_requests_refused(),
+                (unsigned long)s.flows_over_budget(), (unsigned long)s.sessions_refused());
           }
           if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
           for (const auto& a : out.snat()) {

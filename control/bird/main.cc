@@ -215,7 +215,7 @@ bool InstallAndReload(const NodeConfig& config, bool announce, const std::string
   }
   if (absl::Status s = ReloadBird(); !s.ok()) {
     g_status.reload_failures.fetch_add(1, std::memory_order_relaxed);
-    LOG_EVERY_N(WARNING, 10) << s.message() << " (will retry)";
+    LOG_EVERY_T(WARNING, 10) << s.message() << " (will retry)";
     return false;
   }
   return true;

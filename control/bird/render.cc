@@ -101,6 +101,9 @@ std::string RenderBirdConfig(const NodeConfig& c, const RenderState& state) {
     } else {
       Line(out, absl::StrFormat("  multihop %d;", p.multihop));
     }
+    // GTSM (RFC 5082): sent with TTL 255, and only what arrives with 255 (less the hops)
+    // is taken; lbd hands BGP to the kernel from the routing budget only with 255.
+    Line(out, "  ttl security on;");
     if (!p.password.empty()) Line(out, absl::StrFormat("  password \"%s\";", p.password));
     if (c.bfd && p.bfd) Line(out, "  bfd on;");
     if (c.graceful_restart) Line(out, "  graceful restart on;");

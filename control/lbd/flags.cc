@@ -52,28 +52,44 @@ DEFINE_string(vip_cidrs, "",
               "one of them that matches no VIP is dropped (no_vip) instead of reaching the kernel; "
               "the node's own addresses must be outside them. Empty: none.");
 DEFINE_uint32(exception_pps, 10000,
-              "Packets a worker hands to the kernel a second, control traffic aside "
-              "(ICMP to the node, SSH, ...). 0: no limit.");
-DEFINE_uint32(exception_control_pps, 100000,
-              "Control packets (ARP, ND, BGP, BFD, flow sync) a worker hands to the kernel a "
-              "second, from a budget of their own. 0: no limit.");
+              "Packets a worker hands to the kernel a second that are neither neighbour discovery, routing nor "
+              "flow sync (ICMP to the node, SSH, ...). Each of those has a budget of its own, so that a flood of one "
+              "cannot crowd out another. 0: no limit.");
+DEFINE_uint32(exception_neighbor_pps, 10000,
+              "ARP and IPv6 neighbour discovery (hop limit 255 only) a worker hands to the kernel a second. "
+              "0: no limit.");
+DEFINE_uint32(exception_routing_pps, 10000,
+              "BGP and BFD from --control_peers with TTL 255 (GTSM) a worker hands to the kernel a second. "
+              "0: no limit.");
+DEFINE_uint32(exception_sync_pps, 50000,
+              "Flow-sync datagrams from --flow_sync_peers a worker hands to the kernel a second. 0: no limit.");
 DEFINE_string(flow_hash_secret_file, "",
               "File holding the cluster's flow-hash secret (at least 16 bytes; trailing whitespace is ignored). "
               "Every LB node of a cluster must read the same secret. With it, the flow hash is keyed by the "
               "secret, so nobody outside can choose 5-tuples that land on one backend; without it, it is the "
               "public CRC32C hash. Changing it moves flows as a change of every backend set would.");
 DEFINE_string(control_peers, "",
-              "Comma-separated addresses of the node's BGP and BFD peers (lb-bird-gen's peers). "
-              "With them, only their BGP and BFD takes the control budget "
-              "(--exception_control_pps); those ports from anyone else share --exception_pps. "
-              "Empty: by port alone.");
+              "Required: comma-separated addresses of the node's BGP and BFD peers (its ToRs, lb-bird-gen's peers), "
+              "or none when the node runs no BGP. Only their BGP and BFD, with TTL 255 (GTSM: BIRD's ttl security, "
+              "and the ToR's), take the routing budget (--exception_routing_pps); the same ports from anyone else "
+              "share --exception_pps, and a peer's with a lower TTL is dropped (off_link_control).");
 DEFINE_string(flow_sync_peers, "",
-              "Comma-separated addresses of the LB nodes of this node's ECMP group (its own, from --tap_addresses, "
-              "are skipped, so one list serves every node). lbd tells them the flows it "
-              "pins and learns theirs (UDP --flow_sync_port on the node network, authenticated with the "
+              "Comma-separated LB nodes of this node's ECMP group, this node among them, each as ADDRESS or "
+              "ADDRESS=SNAT[+SNAT...]: the address flow sync runs between (the management NIC's) and the node's "
+              "--snat_addresses, the only ones its announced NAT sessions may name (required of every node when "
+              "this one does NAT). One list serves every node: a node finds itself by its own addresses "
+              "(--tap_addresses, the host's interfaces), binds to that one and skips it. lbd tells the others the "
+              "flows it pins and learns theirs (UDP --flow_sync_port, authenticated with the "
               "--flow_hash_secret_file secret, which it then needs), so that a connection ECMP moves to another node "
               "keeps its backend, also after the backend set changed (docs/flow-sync.md). Empty: no flow sync.");
 DEFINE_uint32(flow_sync_port, 7300, "UDP port of flow sync, the same on every node.");
+DEFINE_uint32(flow_sync_max_skew_ms, 5000,
+              "Flow sync: how far the LB nodes' clocks may disagree (keep them in step with NTP). A datagram is "
+              "taken only when dated within this of the receiver's clock, and newer than the sender's last: "
+              "captured datagrams replayed later are refused (datagrams_stale, datagrams_replayed).");
+DEFINE_uint32(flow_sync_learn_pps, 1000000,
+              "Flow sync: flows and NAT sessions taken from one peer a second (beyond: flows_over_budget), so that "
+              "no peer fills the workers' learn rings. A peer sends a dump at about 730,000 IPv4 flows a second.");
 DEFINE_uint32(flow_sync_refresh_ms, 5000,
               "Flow sync: an active flow is announced again this often. A (re)started "
               "node reports healthy only this long (and a second) after it starts, "
@@ -169,6 +185,32 @@ absl::StatusOr<FlowHasher> FlowHasherFromFlags(std::string* secret_out) {
 }
 
 // The comma-separated IP addresses of flag `--name` (value `text`).
+// --flow_sync_peers: ADDRESS[=SNAT[+SNAT...]], comma-separated.
+absl::StatusOr<std::vector<FlowSyncer::PeerOptions>> SyncPeers(const std::string& text) {
+  std::vector<FlowSyncer::PeerOptions> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    const std::pair<absl::string_view, absl::string_view> peer = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    FlowSyncer::PeerOptions p;
+    const auto a = IpAddress::Parse(std::string_view(peer.first.data(), peer.first.size()));
+    if (!a)
+      return absl::InvalidArgumentError(absl::StrFormat("--flow_sync_peers: \"%s\" is not an IP address", peer.first));
+    p.address = *a;
+    for (absl::string_view snat : absl::StrSplit(peer.second, '+', absl::SkipEmpty())) {
+      const auto s = IpAddress::Parse(std::string_view(snat.data(), snat.size()));
+      if (!s) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("--flow_sync_peers: %s: \"%s\" is not an SNAT address", peer.first, snat));
+      }
+      p.snat_addresses.push_back(*s);
+    }
+    if (std::ranges::find(out, p.address, &FlowSyncer::PeerOptions::address) != out.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat("--flow_sync_peers: %s twice", peer.first));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<IpAddress>> AddressList(std::string_view name, const std::string& text) {
   std::vector<IpAddress> out;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
@@ -199,11 +241,21 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   n.encap.gue_port = uint16_t(FLAGS_gue_port);
   n.mtu = uint16_t(std::min<uint32_t>(FLAGS_mtu, 65535));
   n.icmp_too_big_per_second = FLAGS_icmp_too_big_per_second;
-  n.exception_per_second = FLAGS_exception_pps;
-  n.exception_control_per_second = FLAGS_exception_control_pps;
-  auto control_peers = AddressList("control_peers", FLAGS_control_peers);
-  if (!control_peers.ok()) return control_peers.status();
-  n.control_peers = *std::move(control_peers);
+  n.exception_budgets[ExceptionClass::kOther] = FLAGS_exception_pps;
+  n.exception_budgets[ExceptionClass::kNeighbor] = FLAGS_exception_neighbor_pps;
+  n.exception_budgets[ExceptionClass::kRouting] = FLAGS_exception_routing_pps;
+  n.exception_budgets[ExceptionClass::kFlowSync] = FLAGS_exception_sync_pps;
+  // Never "by port alone": then anyone could spend the routing budget.
+  if (FLAGS_control_peers.empty()) {
+    return absl::InvalidArgumentError(
+        "--control_peers: required: the node's BGP and BFD peers (its ToRs, lb-bird-gen's peers), or none when the "
+        "node runs no BGP");
+  }
+  if (FLAGS_control_peers != "none") {
+    auto control_peers = AddressList("control_peers", FLAGS_control_peers);
+    if (!control_peers.ok()) return control_peers.status();
+    n.control_peers = *std::move(control_peers);
+  }
   for (absl::string_view part : absl::StrSplit(FLAGS_vip_cidrs, ',', absl::SkipWhitespace())) {
     auto p = IpPrefix::Parse(std::string_view(part.data(), part.size()));
     if (!p) return absl::InvalidArgumentError(absl::StrFormat("--vip_cidrs: \"%s\" is not a CIDR prefix", part));
@@ -234,9 +286,9 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   auto hasher = FlowHasherFromFlags(flow_hash_secret);
   if (!hasher.ok()) return hasher.status();
   n.flow_hasher = *hasher;
-  auto sync_peers = AddressList("flow_sync_peers", FLAGS_flow_sync_peers);
+  auto sync_peers = SyncPeers(FLAGS_flow_sync_peers);
   if (!sync_peers.ok()) return sync_peers.status();
-  n.flow_sync_peers = *std::move(sync_peers);
+  for (const FlowSyncer::PeerOptions& p : *sync_peers) n.flow_sync_peers.push_back(p.address);
   if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535)
     return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
   if (!n.flow_sync_peers.empty()) n.flow_sync_port = uint16_t(FLAGS_flow_sync_port);
@@ -294,20 +346,52 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
   if (!ro.gateway && !ro.gateway_mac) {
     return absl::InvalidArgumentError("give --gateway (resolved through the kernel) or --gateway_mac");
   }
-  // One list may serve every node of the group: a node skips its own addresses in it,
-  // --tap_addresses and those of the host's interfaces (a management NIC's), for the sync
+  // One list serves every node of the group: a node finds itself in it by its own
+  // addresses (--tap_addresses, the host's interfaces: a management NIC's), for the sync
   // thread and for the workers' control-traffic classification alike.
-  const bool sync_configured = !settings.flow_sync_peers.empty();
-  const std::vector<IpAddress> host_addresses = HostAddresses();
-  std::erase_if(settings.flow_sync_peers, [&](const IpAddress& peer) {
-    return std::ranges::find(host_addresses, peer) != host_addresses.end() ||
-           std::ranges::any_of(ro.tap_addresses, [&](const InterfaceAddress& a) { return a.address == peer; });
-  });
-  if (sync_configured && settings.flow_sync_peers.empty()) {
-    return absl::InvalidArgumentError(
-        "--flow_sync_peers names only this node's own addresses (--tap_addresses, the host's interfaces)");
+  auto sync_peers = SyncPeers(FLAGS_flow_sync_peers);
+  if (!sync_peers.ok()) return sync_peers.status();
+  if (!sync_peers->empty()) {
+    const std::vector<IpAddress> host_addresses = HostAddresses();
+    auto own = [&](const IpAddress& a) {
+      return std::ranges::find(host_addresses, a) != host_addresses.end() ||
+             std::ranges::any_of(ro.tap_addresses, [&](const InterfaceAddress& t) { return t.address == a; });
+    };
+    std::vector<FlowSyncer::PeerOptions> selves;
+    for (FlowSyncer::PeerOptions& p : *sync_peers) {
+      (own(p.address) ? selves : ro.flow_sync.peers).push_back(std::move(p));
+    }
+    if (selves.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--flow_sync_peers must name this node exactly once (one of its addresses: --tap_addresses, the host's "
+          "interfaces), the source of its datagrams; it names %d",
+          selves.size()));
+    }
+    if (ro.flow_sync.peers.empty()) return absl::InvalidArgumentError("--flow_sync_peers names only this node");
+    ro.flow_sync.self = selves[0].address;
+    // The SNAT addresses tell which peer may announce which NAT sessions.
+    const std::vector<IpAddress>& snat = settings.nat.addresses;
+    if (!selves[0].snat_addresses.empty() && !std::ranges::is_permutation(selves[0].snat_addresses, snat)) {
+      return absl::InvalidArgumentError("--flow_sync_peers: this node's SNAT addresses are not its --snat_addresses");
+    }
+    for (const FlowSyncer::PeerOptions& p : ro.flow_sync.peers) {
+      if (!snat.empty() && p.snat_addresses.empty()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "--flow_sync_peers: %s names no SNAT address, but this node does NAT (--snat_addresses): write "
+            "%s=SNAT, or its NAT sessions cannot be adopted here",
+            p.address.ToString(), p.address.ToString()));
+      }
+      for (const IpAddress& a : p.snat_addresses) {
+        if (std::ranges::find(snat, a) != snat.end()) {
+          return absl::InvalidArgumentError(absl::StrFormat("--flow_sync_peers: %s's SNAT address %s is this node's",
+                                                            p.address.ToString(), a.ToString()));
+        }
+      }
+    }
+    std::erase_if(settings.flow_sync_peers, own);
   }
-  ro.flow_sync.peers = settings.flow_sync_peers;
+  ro.flow_sync.max_skew_ms = FLAGS_flow_sync_max_skew_ms;
+  ro.flow_sync.learn_per_second = FLAGS_flow_sync_learn_pps;
   const uint32_t shortest_timeout = std::min(settings.timeouts.udp, settings.timeouts.tcp_established);
   if (FLAGS_flow_sync_refresh_ms < 100 || FLAGS_flow_sync_refresh_ms >= shortest_timeout) {
     return absl::InvalidArgumentError(

@@ -29,6 +29,8 @@ constexpr int kMaxReceive = 256;
 constexpr size_t kDumpDatagramsPerWake = 64;
 // For this long after the start (or the first configuration), peers are asked for dumps.
 constexpr int64_t kDumpRequestWindowMs = 10000;
+// A peer's dump requests are answered at most this often (it asks once a second).
+constexpr int64_t kDumpMinIntervalMs = 500;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -52,6 +54,13 @@ socklen_t ToSockaddr(const IpAddress& a, uint16_t port, bool v6, sockaddr_storag
   return sizeof(*s);
 }
 
+// The stamps' clock: microseconds since the Unix epoch (the nodes keep it in step with NTP).
+uint64_t WallMicros() {
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
 IpAddress FromSockaddr(const sockaddr_storage& s) {
   if (s.ss_family == AF_INET) return IpAddress::FromV4Bytes(&reinterpret_cast<const sockaddr_in*>(&s)->sin_addr);
   return IpAddress::FromV6Bytes(&reinterpret_cast<const sockaddr_in6*>(&s)->sin6_addr);
@@ -59,26 +68,45 @@ IpAddress FromSockaddr(const sockaddr_storage& s) {
 
 }  // namespace
 
+FlowSyncer::FlowSyncer(const Options& options, std::vector<rte_ring*> announce, std::vector<rte_ring*> learn)
+    : options_(options),
+      announce_(std::move(announce)),
+      learn_(std::move(learn)),
+      journal_(options.journal),
+      v6_socket_(!options.self.IsV4()),
+      key_(fs::SenderKey(options.key, options.self)) {
+  for (const PeerOptions& p : options.peers) peers_.emplace_back(options, p);
+}
+
 absl::StatusOr<std::unique_ptr<FlowSyncer>> FlowSyncer::Start(const Options& options, std::vector<rte_ring*> announce,
                                                               std::vector<rte_ring*> learn) {
   if (options.peers.empty()) return absl::InvalidArgumentError("flow sync: no peers");
+  for (const PeerOptions& p : options.peers) {
+    // The datagrams' source must be the address the peers know this node by.
+    if (p.address.IsV4() != options.self.IsV4()) {
+      return absl::InvalidArgumentError(absl::StrFormat("flow sync: peer %s is not of this node's family (%s)",
+                                                        p.address.ToString(), options.self.ToString()));
+    }
+  }
   std::unique_ptr<FlowSyncer> s(new FlowSyncer(options, std::move(announce), std::move(learn)));
-  for (const IpAddress& p : options.peers) s->v6_socket_ |= !p.IsV4();
   s->fd_ = socket(s->v6_socket_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s->fd_ < 0) return absl::InternalError(absl::StrFormat("flow sync: socket: %s", std::strerror(errno)));
+  // Bound to the node's own address, which may come up after lbd starts (lb0's).
+  const int on = 1;
   if (s->v6_socket_) {
-    const int off = 0;  // IPv4 peers too, v4-mapped
-    setsockopt(s->fd_, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    setsockopt(s->fd_, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    setsockopt(s->fd_, IPPROTO_IPV6, IPV6_FREEBIND, &on, sizeof(on));
+  } else {
+    setsockopt(s->fd_, IPPROTO_IP, IP_FREEBIND, &on, sizeof(on));
   }
-  sockaddr_storage any;
-  const socklen_t len = ToSockaddr(s->v6_socket_ ? IpAddress::FromV6Bytes(&in6addr_any) : IpAddress::FromV4(0),
-                                   options.port, s->v6_socket_, any);
-  if (bind(s->fd_, reinterpret_cast<sockaddr*>(&any), len) != 0) {
+  sockaddr_storage self;
+  const socklen_t len = ToSockaddr(options.self, options.port, s->v6_socket_, self);
+  if (bind(s->fd_, reinterpret_cast<sockaddr*>(&self), len) != 0) {
     const int err = errno;
     close(s->fd_);
     s->fd_ = -1;
-    return absl::FailedPreconditionError(
-        absl::StrFormat("flow sync: cannot bind UDP port %d: %s", options.port, std::strerror(err)));
+    return absl::FailedPreconditionError(absl::StrFormat("flow sync: cannot bind UDP %s port %d: %s",
+                                                         options.self.ToString(), options.port, std::strerror(err)));
   }
   s->thread_ = std::thread([p = s.get()] { p->Run(); });
   return s;
@@ -91,8 +119,12 @@ FlowSyncer::~FlowSyncer() {
 }
 
 int FlowSyncer::PeerIndex(const IpAddress& a) const {
-  const auto it = std::ranges::find(options_.peers, a);
+  const auto it = std::ranges::find(options_.peers, a, &PeerOptions::address);
   return it == options_.peers.end() ? -1 : int(it - options_.peers.begin());
+}
+
+size_t FlowSyncer::EncodeNext(fs::MessageType type, std::span<const SyncedFlow> flows) {
+  return fs::Encode(key_, type, stamps_.Next(WallMicros()), flows, datagram_);
 }
 
 void FlowSyncer::Run() {
@@ -116,11 +148,11 @@ void FlowSyncer::Run() {
 
 bool FlowSyncer::SendTo(size_t peer, const std::vector<uint8_t>& datagram) {
   sockaddr_storage to;
-  const socklen_t len = ToSockaddr(options_.peers[peer], options_.port, v6_socket_, to);
+  const IpAddress& address = options_.peers[peer].address;
+  const socklen_t len = ToSockaddr(address, options_.port, v6_socket_, to);
   if (sendto(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), len) < 0) {
     Add(send_errors_, 1);
-    LOG_EVERY_N(WARNING, 100) << "flow sync: sending to " << options_.peers[peer].ToString() << ": "
-                              << std::strerror(errno);
+    LOG_EVERY_T(WARNING, 10) << "flow sync: sending to " << address.ToString() << ": " << std::strerror(errno);
     return false;
   }
   Add(datagrams_sent_, 1);
@@ -136,7 +168,7 @@ void FlowSyncer::RequestDumps(int64_t now_ms) {
   // may let it learn more of them.
   const bool reconfigured = generation != requested_generation_;
   requested_generation_ = generation;
-  fs::Encode(options_.key, fs::MessageType::kDumpRequest, sequence_++, {}, datagram_);
+  EncodeNext(fs::MessageType::kDumpRequest, {});
   for (size_t i = 0; i < peers_.size(); ++i) {
     if (!peers_[i].heard || reconfigured) SendTo(i, datagram_);
   }
@@ -147,12 +179,12 @@ void FlowSyncer::SendDumps() {
     Peer& peer = peers_[i];
     for (size_t d = 0; d < kDumpDatagramsPerWake && peer.dump_sent < peer.dump.size(); ++d) {
       const std::span<const SyncedFlow> rest = std::span<const SyncedFlow>(peer.dump).subspan(peer.dump_sent);
-      const size_t n = fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram_);
+      const size_t n = EncodeNext(fs::MessageType::kFlows, rest);
       if (!SendTo(i, datagram_)) break;  // the socket's buffer is full: again next wake
       peer.dump_sent += n;
     }
     if (!peer.dump.empty() && peer.dump_sent == peer.dump.size()) {
-      LOG(INFO) << "flow sync: sent " << peer.dump.size() << " flows to " << options_.peers[i].ToString()
+      LOG(INFO) << "flow sync: sent " << peer.dump.size() << " flows to " << options_.peers[i].address.ToString()
                 << ", which asked for them";
       peer.dump = {};
       peer.dump_sent = 0;
@@ -173,29 +205,81 @@ void FlowSyncer::ReceiveAll(int64_t now_ms) {
     const int peer = PeerIndex(sender);
     if (peer < 0) {
       Add(datagrams_rejected_, 1);
-      LOG_EVERY_N(WARNING, 100) << "flow sync: a datagram from " << sender.ToString() << ", not a peer";
+      LOG_EVERY_T(WARNING, 10) << "flow sync: a datagram from " << sender.ToString() << ", not a peer";
       continue;
     }
-    auto message = fs::Decode(options_.key, {buf.data(), size_t(n)});
+    auto message = fs::Decode(peers_[peer].key, {buf.data(), size_t(n)});
     if (!message.ok()) {
       Add(datagrams_rejected_, 1);
-      LOG_EVERY_N(WARNING, 100) << "flow sync: from " << sender.ToString() << ": " << message.status();
+      LOG_EVERY_T(WARNING, 10) << "flow sync: from " << sender.ToString() << ": " << message.status();
       continue;
     }
-    peers_[peer].heard = true;
-    if (message->type == fs::MessageType::kDumpRequest) {
-      // Every live flow this node knows, the peer's own among them: it has restarted.
-      peers_[peer].dump = journal_.Live(now_ms);
-      peers_[peer].dump_sent = 0;
-      Add(dumps_sent_, 1);
-      continue;
+    const uint64_t now_us = WallMicros();
+    switch (peers_[peer].guard.Check(message->stamp, now_us)) {
+      case fs::ReplayGuard::Verdict::kFresh:
+        Take(size_t(peer), *message, now_ms);
+        break;
+      case fs::ReplayGuard::Verdict::kReplayed: {
+        Add(datagrams_replayed_, 1);
+        LOG_EVERY_T(WARNING, 10) << "flow sync: from " << sender.ToString()
+                                 << ": a datagram not newer than the last taken (replayed)";
+        break;
+      }
+      case fs::ReplayGuard::Verdict::kOutOfWindow: {
+        Add(datagrams_stale_, 1);
+        LOG_EVERY_T(WARNING, 10) << "flow sync: from " << sender.ToString() << ": dated "
+                                 << (int64_t(message->stamp) - int64_t(now_us)) / 1000
+                                 << " ms from this node's clock, beyond --flow_sync_max_skew_ms ("
+                                 << options_.max_skew_ms << "): replayed, or the clocks disagree (NTP)";
+        break;
+      }
     }
-    Add(flows_received_, message->flows.size());
-    for (const SyncedFlow& f : message->flows) {
-      if (!journal_.Record(f, now_ms)) Add(journal_full_, 1);
-    }
-    Deliver(message->flows);
   }
+}
+
+void FlowSyncer::Take(size_t peer, fs::Message& message, int64_t now_ms) {
+  Peer& p = peers_[peer];
+  p.heard = true;
+  if (message.type == fs::MessageType::kDumpRequest) {
+    // A (re)started peer asks once a second: more often is not the peer's sync thread.
+    if (now_ms - p.dump_asked_ms < kDumpMinIntervalMs) {
+      Add(dump_requests_refused_, 1);
+      return;
+    }
+    // Every live flow this node knows, the peer's own among them: it has restarted.
+    p.dump_asked_ms = now_ms;
+    p.dump = journal_.Live(now_ms);
+    p.dump_sent = 0;
+    Add(dumps_sent_, 1);
+    return;
+  }
+  Add(flows_received_, message.flows.size());
+  Screen(peer, message.flows, now_ms);
+  for (const SyncedFlow& f : message.flows) {
+    if (!journal_.Record(f, now_ms)) Add(journal_full_, 1);
+  }
+  Deliver(message.flows);
+}
+
+void FlowSyncer::Screen(size_t peer, std::vector<SyncedFlow>& flows, int64_t now_ms) {
+  const std::vector<IpAddress>& snat = options_.peers[peer].snat_addresses;
+  dataplane::TokenBucket& budget = peers_[peer].learn_budget;
+  const size_t before = flows.size();
+  std::erase_if(flows, [&](const SyncedFlow& f) {
+    if (f.nat && std::ranges::find(snat, f.snat) == snat.end()) {
+      Add(sessions_refused_, 1);
+      LOG_EVERY_T(WARNING, 10) << "flow sync: " << options_.peers[peer].address.ToString()
+                               << " announced a NAT session on " << f.snat.ToString()
+                               << ", not one of its SNAT addresses (--flow_sync_peers)";
+      return true;
+    }
+    if (options_.learn_per_second != 0 && !budget.Take(options_.learn_per_second, Millis(now_ms))) {
+      Add(flows_over_budget_, 1);
+      return true;
+    }
+    return false;
+  });
+  if (flows.size() < before) VLOG(1) << "flow sync: " << before - flows.size() << " flows refused";
 }
 
 void FlowSyncer::Deliver(const std::vector<SyncedFlow>& flows) {
@@ -223,7 +307,7 @@ void FlowSyncer::SendAnnounced(int64_t now_ms) {
   std::vector<uint8_t>& datagram = datagram_;
   std::span<const SyncedFlow> rest(pending_);
   while (!rest.empty()) {
-    const size_t n = fs::Encode(options_.key, fs::MessageType::kFlows, sequence_++, rest, datagram);
+    const size_t n = EncodeNext(fs::MessageType::kFlows, rest);
     rest = rest.subspan(n);
     for (size_t i = 0; i < options_.peers.size(); ++i) SendTo(i, datagram);
     Add(flows_sent_, n);
@@ -233,7 +317,7 @@ void FlowSyncer::SendAnnounced(int64_t now_ms) {
 
 FlowSyncView FlowSyncer::View() const {
   FlowSyncView v;
-  for (const IpAddress& p : options_.peers) v.peers.push_back(p.ToString());
+  for (const PeerOptions& p : options_.peers) v.peers.push_back(p.address.ToString());
   v.datagrams_sent = datagrams_sent_.load(std::memory_order_relaxed);
   v.flows_sent = flows_sent_.load(std::memory_order_relaxed);
   v.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
@@ -245,6 +329,11 @@ FlowSyncView FlowSyncer::View() const {
   v.dumps_sent = dumps_sent_.load(std::memory_order_relaxed);
   v.journal_flows = journal_flows_.load(std::memory_order_relaxed);
   v.journal_full = journal_full_.load(std::memory_order_relaxed);
+  v.datagrams_replayed = datagrams_replayed_.load(std::memory_order_relaxed);
+  v.datagrams_stale = datagrams_stale_.load(std::memory_order_relaxed);
+  v.dump_requests_refused = dump_requests_refused_.load(std::memory_order_relaxed);
+  v.flows_over_budget = flows_over_budget_.load(std::memory_order_relaxed);
+  v.sessions_refused = sessions_refused_.load(std::memory_order_relaxed);
   return v;
 }
 

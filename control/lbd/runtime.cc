@@ -258,12 +258,12 @@ void Runtime::SolicitUnresolved(ControlCore* core) {
   }
   if (gateway_unknown) {
     if (absl::Status s = SolicitNeighbor(options_.tap_name, *options_.gateway); !s.ok()) {
-      LOG_EVERY_N(WARNING, 60) << "cannot solicit the gateway: " << s;
+      LOG_EVERY_T(WARNING, 60) << "cannot solicit the gateway: " << s;
     }
   }
   auto prefixes = InterfacePrefixes(options_.tap_name);
   if (!prefixes.ok()) {
-    LOG_EVERY_N(WARNING, 60) << prefixes.status();
+    LOG_EVERY_T(WARNING, 60) << prefixes.status();
     return;
   }
   for (const IpAddress& backend : core->UnresolvedOnLinkBackends(*prefixes, kSolicitPerRound)) {
@@ -282,7 +282,7 @@ void Runtime::RunControl(ControlCore* core, const std::atomic<bool>& stop) {
     if (monitor.ok()) {
       auto changes = (*monitor)->Poll(/*timeout_ms=*/100);
       if (!changes.ok()) {
-        LOG_EVERY_N(WARNING, 60) << "neighbour notifications: " << changes.status();
+        LOG_EVERY_T(WARNING, 60) << "neighbour notifications: " << changes.status();
       } else if (!changes->empty()) {
         for (const auto& [address, mac] : *changes) {
           if (options_.gateway && address == *options_.gateway && !options_.gateway_mac) {

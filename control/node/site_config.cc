@@ -148,7 +148,8 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   // only while lbd runs, and a node whose uplink is cut still hands its flows over.
   std::vector<std::string> sync_peers, snat_prefixes, node_addresses;
   for (const Node& n : all) {
-    if (n.management) sync_peers.push_back(n.management->ToString());
+    // ADDRESS=SNAT: a peer's NAT sessions are adopted only on its own SNAT address.
+    if (n.management) sync_peers.push_back(n.management->ToString() + (n.snat ? "=" + n.snat->ToString() : ""));
     if (n.snat) snat_prefixes.push_back(Host(*n.snat));
     for (const auto& a : {std::optional<IpAddress>(n.uplink.address), n.snat, n.management}) {
       if (a) node_addresses.push_back(a->ToString());
@@ -156,6 +157,9 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   }
   if (!sync_peers.empty() && sync_peers.size() != all.size()) {
     return Invalid("nodes", "give every node a management address, or none (flow sync runs between them all)");
+  }
+  if (!snat_prefixes.empty() && snat_prefixes.size() != all.size()) {
+    return Invalid("nodes", "give every node an snat_address, or none (each backs up the others' NAT sessions)");
   }
   std::vector<std::string> peer_addresses;
   for (const YAML::Node& p : rack["peers"]) {

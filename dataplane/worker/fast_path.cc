@@ -13,30 +13,51 @@ namespace {
 
 bool TakesNewFlows(const BackendRecord& b) { return b.state == BackendState::kActive && b.weight > 0; }
 
-// What the node's control plane lives on: ARP (and any other non-IP frame: only the
-// link's neighbours can send those), IPv6 neighbour discovery, BGP and BFD (from the
-// node's peers, when it knows them), and flow sync from the peer LB nodes.
-bool IsControlTraffic(const Snapshot& snap, const ParsedPacket& p) {
-  constexpr uint16_t kBgp = 179, kBfd = 3784, kBfdEcho = 3785, kBfdMultihop = 4784;
+// Which budget a packet for the kernel is taken from. The node's control plane lives on
+// ARP and neighbour discovery, BGP and BFD with its ToRs, and flow sync with the other LB
+// nodes: each has a budget of its own, so that a flood of packets that only look like one
+// class spends that class's budget alone. What can be checked here is: the source, for
+// BGP, BFD and flow sync; and, for what must come from the link itself, a TTL or hop
+// limit of 255, which no packet routed here can have (GTSM: BIRD's `ttl security` sends
+// BGP with 255, RFC 5881 has BFD sent with 255, RFC 4861 ND). Off-link look-alikes are
+// dropped: the kernel would drop them anyway.
+struct Classified {
+  ExceptionClass cls = ExceptionClass::kOther;
+  bool off_link = false;
+};
+Classified Classify(const Snapshot& snap, const ParsedPacket& p) {
+  constexpr uint16_t kBgp = 179, kBfd = 3784;
+  constexpr uint8_t kOnLink = 255;
+  const bool on_link = p.ttl == kOnLink;
   switch (p.kind) {
     case PacketKind::kNotIp:
-      return true;
+      return {p.ether_type == kEtherTypeArp ? ExceptionClass::kNeighbor : ExceptionClass::kOther};
     case PacketKind::kOtherIcmp:
-      return !p.is_v4 && p.icmp_type >= 133 && p.icmp_type <= 137;  // RFC 4861 §4
+      if (p.is_v4 || p.icmp_type < 133 || p.icmp_type > 137) return {};  // RFC 4861 §4
+      return {ExceptionClass::kNeighbor, !on_link};
     case PacketKind::kTcp:
-      return !p.is_fragment &&
-             (p.key.src_port_be == rte_cpu_to_be_16(kBgp) || p.key.dst_port_be == rte_cpu_to_be_16(kBgp)) &&
-             snap.IsControlPeer(p.key.src);
+      if (p.is_fragment ||
+          (p.key.src_port_be != rte_cpu_to_be_16(kBgp) && p.key.dst_port_be != rte_cpu_to_be_16(kBgp)) ||
+          !snap.IsControlPeer(p.key.src)) {
+        return {};
+      }
+      return {ExceptionClass::kRouting, !on_link};
     case PacketKind::kUdp: {
-      if (p.is_fragment) return false;
+      if (p.is_fragment) return {};
       const uint16_t port = rte_be_to_cpu_16(p.key.dst_port_be);
-      return ((port == kBfd || port == kBfdEcho || port == kBfdMultihop) && snap.IsControlPeer(p.key.src)) ||
-             snap.IsFlowSync(p.key.src, port);
+      if (port == kBfd && snap.IsControlPeer(p.key.src)) return {ExceptionClass::kRouting, !on_link};
+      if (snap.IsFlowSync(p.key.src, port)) return {ExceptionClass::kFlowSync};
+      return {};
     }
     default:
-      return false;
+      return {};
   }
 }
+
+// The drop reason of each class's budget.
+constexpr DropReason kOverBudget[kExceptionClasses] = {
+    DropReason::kExceptionRateLimited, DropReason::kExceptionNeighborRateLimited,
+    DropReason::kExceptionRoutingRateLimited, DropReason::kExceptionSyncRateLimited};
 
 bool NeedsFlowHash(const ParsedPacket& p) {
   return (p.kind == PacketKind::kTcp || p.kind == PacketKind::kUdp || p.kind == PacketKind::kIcmpError) &&
@@ -155,10 +176,11 @@ inline void FastPath::Handle(BurstContext& ctx, rte_mbuf* m, const PacketMeta& m
 void FastPath::ToKernel(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p) {
   const Snapshot& snap = ctx.snap;
   if (p.kind != PacketKind::kNotIp && snap.InVipCidrs(p.key.dst)) return ctx.Drop(m, DropReason::kNoVip);
-  const bool control = IsControlTraffic(snap, p);
-  const uint32_t rate = control ? snap.exception_control_per_second() : snap.exception_per_second();
-  if (rate != 0 && !(control ? exception_control_limiter_ : exception_limiter_).Take(rate, ctx.now)) {
-    return ctx.Drop(m, control ? DropReason::kExceptionControlRateLimited : DropReason::kExceptionRateLimited);
+  const Classified c = Classify(snap, p);
+  if (c.off_link) return ctx.Drop(m, DropReason::kOffLinkControl);
+  const uint32_t rate = snap.exception_per_second(c.cls);
+  if (rate != 0 && !exception_limiters_[size_t(c.cls)].Take(rate, ctx.now)) {
+    return ctx.Drop(m, kOverBudget[size_t(c.cls)]);
   }
   ctx.ToKernel(m);
 }

@@ -92,8 +92,7 @@ class FastPath {
   FlowAnnouncer announcer_;
   NatPath nat_;
   TokenBucket too_big_limiter_;
-  TokenBucket exception_limiter_;          // ToKernel: everything but control traffic
-  TokenBucket exception_control_limiter_;  // ToKernel: ARP, ND, BGP, BFD
+  TokenBucket exception_limiters_[kExceptionClasses];  // ToKernel, by ExceptionClass
   uint16_t next_ip_id_ = 0;
   std::array<PacketMeta, kMaxBurst> meta_;  // per burst; a member so that it is not built each time
   // The last service found in this burst (reset per burst: the snapshot may change).

@@ -263,12 +263,13 @@ TEST_F(WorkerTest, NotForAVipGoesToTheKernel) {
 }
 
 // Floods toward the kernel are bounded: traffic to an announced VIP CIDR without a VIP
-// never reaches it, and the rest comes from a per-worker budget, with control traffic
-// (ARP, ND, BGP, BFD) on a budget of its own that a flood of the rest cannot exhaust.
+// never reaches it, and the rest comes from a per-worker budget, with ARP and ND, BGP and
+// BFD, and flow sync on budgets of their own that a flood of the rest cannot exhaust.
 TEST_F(WorkerTest, FloodsTowardTheKernelAreBounded) {
   auto c = TestConfig();
   c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24"), *IpPrefix::Parse("2001:db8:1::/64")};
-  c.exception_per_second = 5;
+  c.exception_budgets[ExceptionClass::kOther] = 5;
+  c.control_peers = {Addr("192.0.2.254")};
   ASSERT_TRUE(h_.Apply(c));
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.99", 17, pb::Udp(1, 53))), DropReason::kNoVip);
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.99", 6, pb::Tcp(1, 179, kSyn))), DropReason::kNoVip);
@@ -277,66 +278,94 @@ TEST_F(WorkerTest, FloodsTowardTheKernelAreBounded) {
   for (int i = 0; i < 40; ++i)
     flood.push_back(In4(pb::Ipv4("192.0.2.1", "192.0.2.10", 6, pb::Tcp(uint16_t(1000 + i), 22, kSyn))));
   const Bytes arp = pb::Ether(kPortMac, kRouterMac, 0x0806, Bytes(28, 1));
-  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck)));
-  const Bytes bfd = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784)));
-  const Bytes nd = In6(pb::Ipv6("fe80::1", "ff02::1:ff00:10", 58, pb::Icmp(135, 0, 0)));
+  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck), {.ttl = 255}));
+  const Bytes bfd = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784), {.ttl = 255}));
+  const Bytes nd = In6(pb::Ipv6("fe80::1", "ff02::1:ff00:10", 58, pb::Icmp(135, 0, 0), {.hop_limit = 255}));
   flood.insert(flood.begin() + 20, {arp, bgp, bfd, nd});
   const Output out = h_.Run(flood, 1000);
   EXPECT_EQ(out.kernel.size(), 5u + 4u) << "a second's budget of 5, and all four control frames";
   EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 35u);
-  EXPECT_EQ(h_.Count(DropReason::kExceptionControlRateLimited), 0u);
   EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bgp), 1);
   EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bfd), 1);
   // A second later the budget is back.
   EXPECT_EQ(h_.Run(flood[0], 2000).kernel.size(), 1u);
 }
 
-// Knowing its peers, the node gives the control budget to their BGP and BFD alone: a
-// flood to TCP 179 from elsewhere spends the other budget, and the session's packets
-// still arrive.
-TEST_F(WorkerTest, OnlyThePeersBgpAndBfdAreControlTraffic) {
+// One budget per class: a flood of packets that look like one class (here 40 of each,
+// with the peers' own addresses as their sources) spends that class's budget alone, and
+// the other classes' packets still reach the kernel.
+TEST_F(WorkerTest, EachControlClassSpendsABudgetOfItsOwn) {
   auto c = TestConfig();
-  c.exception_per_second = 5;
-  c.exception_control_per_second = 20;
+  for (uint32_t& budget : c.exception_budgets.per_second) budget = 5;
   c.control_peers = {Addr("192.0.2.254")};
-  ASSERT_TRUE(h_.Apply(c));
-  std::vector<Bytes> flood;
-  for (int i = 0; i < 40; ++i) {
-    flood.push_back(In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 6, pb::Tcp(uint16_t(1000 + i), 179, kSyn))));
-  }
-  flood.push_back(In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 17, pb::Udp(49152, 3784))));
-  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck)));
-  const Bytes bfd = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784)));
-  flood.insert(flood.end(), {bgp, bfd});
-  const Output out = h_.Run(flood, 1000);
-  EXPECT_EQ(out.kernel.size(), 5u + 2u) << "the other budget of 5, and the peer's two packets";
-  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 36u);
-  EXPECT_EQ(h_.Count(DropReason::kExceptionControlRateLimited), 0u);
-  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bgp), 1);
-  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), bfd), 1);
-}
-
-// Flow sync's datagrams from the peer LB nodes take the control budget too: a flood to the
-// node (here to the same port, from elsewhere) cannot crowd them out.
-TEST_F(WorkerTest, FlowSyncFromThePeerNodesIsControlTraffic) {
-  auto c = TestConfig();
-  c.exception_per_second = 5;
-  c.exception_control_per_second = 20;
   c.flow_sync_peers = {Addr("192.0.2.11")};
   c.flow_sync_port = 7300;
   ASSERT_TRUE(h_.Apply(c));
-  std::vector<Bytes> flood;
-  for (int i = 0; i < 40; ++i) {
-    flood.push_back(In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 17, pb::Udp(uint16_t(1000 + i), 7300))));
-  }
+  const Bytes arp = pb::Ether(kPortMac, kRouterMac, 0x0806, Bytes(28, 1));
+  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck), {.ttl = 255}));
   const Bytes sync = In4(pb::Ipv4("192.0.2.11", "192.0.2.10", 17, pb::Udp(40000, 7300)));
-  const Bytes other_port = In4(pb::Ipv4("192.0.2.11", "192.0.2.10", 17, pb::Udp(40000, 7301)));
-  flood.insert(flood.end(), {sync, sync, other_port});
-  const Output out = h_.Run(flood, 1000);
-  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), sync), 2);
-  EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), other_port), 0) << "the other budget was spent";
-  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 36u);
-  EXPECT_EQ(h_.Count(DropReason::kExceptionControlRateLimited), 0u);
+  const Bytes ssh = In4(pb::Ipv4("192.0.2.1", "192.0.2.10", 6, pb::Tcp(1000, 22, kSyn)));
+  struct Class {
+    const char* name;
+    Bytes packet;
+    DropReason over_budget;
+  };
+  const Class classes[] = {{"neighbour", arp, DropReason::kExceptionNeighborRateLimited},
+                           {"routing", bgp, DropReason::kExceptionRoutingRateLimited},
+                           {"flow sync", sync, DropReason::kExceptionSyncRateLimited},
+                           {"other", ssh, DropReason::kExceptionRateLimited}};
+  Millis now = 1000;
+  for (const Class& flooded : classes) {
+    now += 2000;  // every budget full again
+    std::vector<Bytes> burst(40, flooded.packet);
+    for (const Class& other : classes) {
+      if (&other != &flooded) burst.insert(burst.begin() + 20, other.packet);
+    }
+    const uint64_t dropped = h_.Count(flooded.over_budget);
+    const Output out = h_.Run(burst, now);
+    EXPECT_EQ(h_.Count(flooded.over_budget) - dropped, 35u) << flooded.name;
+    for (const Class& other : classes) {
+      EXPECT_EQ(std::count(out.kernel.begin(), out.kernel.end(), other.packet), &other == &flooded ? 5 : 1)
+          << other.name << " while " << flooded.name << " is flooded";
+    }
+  }
+}
+
+// BGP and BFD from a peer, and ND, must come from the link: TTL 255 (GTSM). Look-alikes
+// routed here are dropped, whatever their source claims; BGP and BFD from others are
+// nobody's control traffic and share the other budget.
+TEST_F(WorkerTest, RoutingAndNeighbourDiscoveryMustComeFromTheLink) {
+  auto c = TestConfig();
+  c.control_peers = {Addr("192.0.2.254")};
+  ASSERT_TRUE(h_.Apply(c));
+  ExpectDrop(In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck), {.ttl = 254})),
+             DropReason::kOffLinkControl);
+  ExpectDrop(In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(40000, 179, kSyn), {.ttl = 64})),
+             DropReason::kOffLinkControl);
+  ExpectDrop(In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 17, pb::Udp(49152, 3784), {.ttl = 64})),
+             DropReason::kOffLinkControl);
+  ExpectDrop(In6(pb::Ipv6("fe80::1", "ff02::1:ff00:10", 58, pb::Icmp(135, 0, 0), {.hop_limit = 64})),
+             DropReason::kOffLinkControl);
+  const Bytes stranger = In4(pb::Ipv4("198.51.100.7", "192.0.2.10", 6, pb::Tcp(40000, 179, kSyn), {.ttl = 255}));
+  const Bytes lldp = pb::Ether(kPortMac, kRouterMac, 0x88cc, Bytes(40, 1));
+  const Bytes qinq = pb::Ether(kPortMac, kRouterMac, 0x88a8, Bytes(40, 1));
+  EXPECT_EQ(h_.Run(std::vector<Bytes>{stranger, lldp, qinq}).kernel.size(), 3u);
+  EXPECT_EQ(h_.Count(Event::kToKernel), 3u);
+  // Counted as the other class: spent from --exception_pps.
+  c.exception_budgets[ExceptionClass::kOther] = 1;
+  ASSERT_TRUE(h_.Apply(c));
+  h_.Run(std::vector<Bytes>{stranger, lldp, qinq}, 5000);
+  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 2u);
+}
+
+// A node without BGP (--control_peers=none): no packet is routing traffic.
+TEST_F(WorkerTest, WithoutPeersNothingIsRoutingTraffic) {
+  auto c = TestConfig();
+  c.exception_budgets[ExceptionClass::kOther] = 1;
+  ASSERT_TRUE(h_.Apply(c));
+  const Bytes bgp = In4(pb::Ipv4("192.0.2.254", "192.0.2.10", 6, pb::Tcp(179, 40000, kAck), {.ttl = 255}));
+  EXPECT_EQ(h_.Run(std::vector<Bytes>{bgp, bgp}).kernel.size(), 1u);
+  EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 1u);
 }
 
 TEST_F(WorkerTest, DropsByReason) {

@@ -112,6 +112,31 @@ def main(out_dir, target="worker_fuzz"):
     if target == "bird_config_fuzz":
         write_seeds(out_dir, {k: v.encode() for k, v in BIRD_SEEDS.items()})
         return
+    if target == "flow_sync_fuzz":
+        # Datagrams before their tags (flow_sync_fuzz.cc), the receiver's clock at 1.7e15 us.
+        start = 1_700_000_000_000_000
+
+        def body(kind, stamp, records=b"", count=0):
+            return b"LBFS" + struct.pack("!BBHQ", 2, kind, count, stamp) + records
+
+        def entry(datagram, tagged=True, advance=0):
+            return struct.pack("!BH", (advance << 1) | int(tagged), len(datagram)) + datagram
+
+        a = socket.inet_aton
+        flow4 = struct.pack("!BBBBHHHH", 0, 6, 2, 0, 40000, 80, 0, 0) + a("192.0.2.1") + a("10.100.0.10") + a("10.92.1.2")
+        nat4 = struct.pack("!BBBBHHHH", 4, 17, 0, 0, 5353, 53, 53, 1024) + a("192.0.2.1") + a("10.100.0.10") + \
+            a("10.92.1.2") + a("10.93.0.2")
+        v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+        flow6 = struct.pack("!BBBBHHHH", 3, 6, 2, 0, 1, 443, 8443, 0) + v6 + v6 + v6
+        flows = body(1, start, flow4 + nat4 + flow6, 3)
+        write_seeds(out_dir, {
+            "flows": entry(flows),
+            "flows_replayed": entry(flows) + entry(flows, advance=3),
+            "dump_request": entry(body(2, start - 1_000_000)),
+            "stale_then_fresh": entry(body(1, start - 9_000_000, flow4, 1)) + entry(body(1, start + 1, flow4, 1)),
+            "untagged": entry(flows + bytes(8), tagged=False),
+        })
+        return
     os.makedirs(out_dir, exist_ok=True)
     reply = ipv4("10.1.0.10", "192.0.2.1", 6, tcp(80, 1234, 0x12))
     seeds = {
@@ -142,8 +167,10 @@ def main(out_dir, target="worker_fuzz"):
         "adopted_error": ether(ipv4("192.168.2.1", "10.254.0.2", 1,
                                     icmp(3, 3, 0, ipv4("10.254.0.2", "192.168.2.1", 6, tcp(1100, 8080, 0x10))[:28] + b"x"))),
         # The exception path: BGP and BFD to the node, and an unused VIP of the CIDR.
-        "bgp": ether(ipv4("192.0.2.254", "192.0.2.10", 6, tcp(179, 40000, 0x10))),
-        "bfd": ether(ipv4("192.0.2.254", "192.0.2.10", 17, udp(49152, 3784))),
+        "bgp": ether(ipv4("192.0.2.254", "192.0.2.10", 6, tcp(179, 40000, 0x10), ttl=255)),
+        "bgp_off_link": ether(ipv4("192.0.2.254", "192.0.2.10", 6, tcp(179, 40000, 0x10))),
+        "bfd": ether(ipv4("192.0.2.254", "192.0.2.10", 17, udp(49152, 3784), ttl=255)),
+        "nd": ether(ipv6("fe80::1", "ff02::1:ff00:10", 58, icmp(135, 0, 0), hop=255), 0x86DD),
         "unused_vip": ether(ipv4("192.0.2.1", "10.1.0.99", 17, udp(1, 53))),
     }
     write_seeds(out_dir, seeds)

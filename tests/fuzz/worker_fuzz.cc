@@ -84,7 +84,7 @@ DataplaneConfig FuzzConfig() {
   c.nat.port_max = 1151;  // few ports: exhaustion is reached too
   c.vip_cidrs = {*IpPrefix::Parse("10.1.0.0/24"), *IpPrefix::Parse("2001:db8::/64")};
   c.control_peers = {*IpAddress::Parse("192.0.2.254")};
-  c.exception_per_second = 1000;
+  c.exception_budgets.per_second = {1000, 1000, 1000, 1000};
   c.icmp_too_big_per_second = 1000000;
   return c;
 }

@@ -113,7 +113,7 @@ log stderr all;
 protocol device { scan time 2; }
 protocol bfd { interface "tor-lb*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }
 protocol kernel { ipv4 { export all; import none; }; merge paths yes; }
-template bgp lbnode { local as 65000; direct; bfd on; connect retry time 2; error wait time 2, 16;
+template bgp lbnode { local as 65000; direct; ttl security on; bfd on; connect retry time 2; error wait time 2, 16;
   ipv4 { import all; export none; }; }
 protocol bgp lb_a1 from lbnode { local 10.90.1.1; neighbor 10.90.1.2 as 65010; }
 protocol bgp lb_b1 from lbnode { local 10.90.2.1; neighbor 10.90.2.2 as 65010; }

@@ -48,14 +48,14 @@ for n in 1 2 3 4; do start_backend "$n" || exit 1; done
 # --- a bad flag: refused before anything starts, and EAL's runtime directory is not left behind
 bad_rc=0
 "$LB_BUILD/control/lbd/lbd" --no-huge -m 256 --no-shconf --no-pci --no-telemetry --file-prefix="$TOPO-bad" \
-  --log-level=lib.eal:error -- --port=net_null0 --flow_capacity=0 >/dev/null 2>&1 || bad_rc=$?
+  --log-level=lib.eal:error -- --port=net_null0 --control_peers=none --flow_capacity=0 >/dev/null 2>&1 || bad_rc=$?
 check "lbd refuses --flow_capacity=0 with exit status 2 (got $bad_rc)" test "$bad_rc" -eq 2
 check "and leaves no EAL runtime directory" test ! -e "/var/run/dpdk/$TOPO-bad"
 printf 'short\n' >"$TOPO_DIR/short.secret"
 bad_rc=0
 "$LB_BUILD/control/lbd/lbd" --no-huge -m 256 --no-shconf --no-pci --no-telemetry --file-prefix="$TOPO-bad" \
   --log-level=lib.eal:error -- --port=net_null0 --gateway_mac=02:00:00:00:00:01 --vip_cidrs=10.100.0.0/24 \
-  --flow_hash_secret_file="$TOPO_DIR/short.secret" >"$TOPO_DIR/short.out" 2>&1 || bad_rc=$?
+  --control_peers=none --flow_hash_secret_file="$TOPO_DIR/short.secret" >"$TOPO_DIR/short.out" 2>&1 || bad_rc=$?
 check "lbd refuses a flow-hash secret of 5 bytes with exit status 2 (got $bad_rc)" \
   sh -c "test $bad_rc -eq 2 && grep -q 'needs at least 16' '$TOPO_DIR/short.out'"
 
@@ -160,7 +160,8 @@ lbd_refuses() {  # lbd_refuses WHAT EXPECTED_MESSAGE LBD_FLAGS...
   shift 2
   local out rc
   out=$(nsx lb "$LB_BUILD/control/lbd/lbd" -l 0-1 --no-huge -m 128 --no-shconf --no-pci --no-telemetry \
-    --file-prefix="$TOPO-refused" --log-level=lib.eal:error -- --port=net_null0 --gateway_mac=02:00:00:00:00:01 "$@" 2>&1)
+    --file-prefix="$TOPO-refused" --log-level=lib.eal:error -- --port=net_null0 --gateway_mac=02:00:00:00:00:01 \
+    --control_peers=none "$@" 2>&1)
   rc=$?
   check "lbd refuses $what (exit $rc)" sh -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q \"\$1\" && [ ! -e /var/run/dpdk/$TOPO-refused ]" \
     "$out" "$expected"
@@ -172,6 +173,16 @@ lbd_refuses "a TCP API without client certificates" "needs --tls_client_ca" --ap
 mkdir -p "$TOPO_DIR/open" && chmod 0777 "$TOPO_DIR/open" && chown nobody "$TOPO_DIR/open"
 lbd_refuses "an API socket in a world-writable directory another user owns" "is writable by every user" \
   --api_socket="$TOPO_DIR/open/lbd.sock"
+# The peers that spend the routing budget are never "anyone on port 179" by omission.
+lbd_refuses "to start without --control_peers" "control_peers: required" --control_peers=
+# Flow sync: never without the secret, and the list names this node (the datagrams' source,
+# bound into their tags) and, when it does NAT, every peer's SNAT address.
+lbd_refuses "flow sync without the secret" "needs --flow_hash_secret_file" --flow_sync_peers=10.90.0.2,10.90.0.3
+lbd_refuses "a flow-sync list without this node" "must name this node exactly once" \
+  --flow_sync_peers=10.90.0.7,10.90.0.3 --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret"
+lbd_refuses "NAT with a flow-sync peer of unknown SNAT address" "10.90.0.3 names no SNAT address" \
+  --flow_sync_peers=10.90.0.2=10.93.0.1,10.90.0.3 --snat_addresses=10.93.0.1 \
+  --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret"
 
 # --- DPDK telemetry serves the same counters
 telemetry=$(python3 - "/var/run/dpdk/$TOPO/dpdk_telemetry.v2" <<'PY'

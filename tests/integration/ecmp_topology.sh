@@ -16,12 +16,22 @@
 # stalls, loses its sessions within the BFD detection time.
 #
 # Set TOPO_NAMESPACES=(tor client lb1 lb2 b1 b2) before sourcing (and ECMP_BACKENDS=N
-# for N backends, default 2, each bN in TOPO_NAMESPACES); ecmp_up builds it all.
+# for N backends, default 2, each bN in TOPO_NAMESPACES; LBD_EXTRA_FLAGS for both lbds);
+# ecmp_up builds it all.
 
 lbctl_on() { local n=$1; shift; "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/lb$n/lbd.sock" "$@"; }
 next_hops() { nsx tor ip route show 10.100.0.0/24 2>/dev/null | grep -o 'via 10\.90\.0\.[0-9]*' | sort -u | wc -l; }
 has_next_hops() { [ "$(next_hops)" -eq "$1" ]; }  # evaluated on every try of topo_wait
 tor_birdc() { nsx tor birdc -s "$TOPO_DIR/tor.ctl" "$@"; }
+
+flow_sync_flags() {  # both nodes, each with its SNAT address under ECMP_NAT=1
+  [ "${FLOW_SYNC:-1}" = 1 ] || return 0
+  if [ "${ECMP_NAT:-0}" = 1 ]; then
+    echo "--flow_sync_peers=10.90.0.2=10.93.0.1,10.90.0.3=10.93.0.2 --flow_sync_refresh_ms=2000"
+  else
+    echo "--flow_sync_peers=10.90.0.2,10.90.0.3 --flow_sync_refresh_ms=2000"
+  fi
+}
 
 start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until healthy
   local n=$1
@@ -33,9 +43,9 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
     --port=af_packet:wire --gateway=10.90.0.1 --encap_source_v4="10.90.0.$((n + 1))/32" \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lb$n/lbd.sock" --vip_cidrs="10.100.0.0/16$([ "${ECMP_NAT:-0}" = 1 ] && echo ,10.93.0.0/24)" \
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
-    $([ "${FLOW_SYNC:-1}" = 1 ] && echo "--flow_sync_peers=10.90.0.2,10.90.0.3 --flow_sync_refresh_ms=2000") \
+    $(flow_sync_flags) \
     $([ "${ECMP_NAT:-0}" = 1 ] && echo "--snat_addresses=10.93.0.$n") \
-    --tap_addresses="10.90.0.$((n + 1))/24"
+    --tap_addresses="10.90.0.$((n + 1))/24" ${LBD_EXTRA_FLAGS:-}
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb$n' ip -br addr show lb0 | grep -q ' 10.90.0.$((n + 1))/24'" || return 1
   nsx "lb$n" ip route add default via 10.90.0.1 dev lb0 2>/dev/null
   topo_wait 30 lbctl_on "$n" health
@@ -76,6 +86,7 @@ protocol kernel { ipv4 { export all; import none; }; merge paths yes; }
 template bgp lbnode {
   local 10.90.0.1 as 65000;
   direct;
+  ttl security on;
   bfd on;
   connect retry time 2;
   error wait time 2, 16;

@@ -129,7 +129,7 @@ start_lbd() {  # start_lbd [extra lbd flags]
     --no-pci --file-prefix="$TOPO" --log-level=lib.eal:warning -- \
     --port=af_packet:wire --tap=lb0 --gateway=10.90.0.1 --encap_source_v4=10.90.0.2/32 \
     --idle_polls=200 --idle_sleep_us=500 --api_socket="$TOPO_DIR/lbd.sock" --vip_cidrs=10.100.0.0/24 \
-    --tap_addresses=10.90.0.2/24 "$@"
+    --tap_addresses=10.90.0.2/24 --control_peers=none "$@"
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb' ip -br addr show lb0 | grep -q ' 10.90.0.2/24'" ||
     { echo "lbd did not bring up lb0 with 10.90.0.2/24"; cat "$TOPO_DIR/lbd.log"; return 1; }
   nsx lb ip route add default via 10.90.0.1 dev lb0

@@ -37,7 +37,7 @@ TEST(SiteConfigTest, EachNodeGetsItsRacksGatewayAndPeersAndItsOwnAddresses) {
   EXPECT_EQ(a->at("lbd.flags"),
             "--port=0000:3b:00.0\n--tap_addresses=10.90.1.2/24\n--gateway=10.90.1.1\n--control_peers=10.90.1.1\n"
             "--encap_source_v4=10.90.1.2/32\n--vip_cidrs=10.1.0.0/24,10.93.0.1/32,10.93.0.2/32\n"
-            "--snat_addresses=10.93.0.1\n--flow_sync_peers=10.80.0.11,10.80.0.12\n");
+            "--snat_addresses=10.93.0.1\n--flow_sync_peers=10.80.0.11=10.93.0.1,10.80.0.12=10.93.0.2\n");
   EXPECT_EQ(
       a->at("watcher.flags"),
       "--vip_cidrs=10.1.0.0/24\n--node_addresses=10.90.1.2,10.93.0.1,10.80.0.11,10.90.2.2,10.93.0.2,10.80.0.12\n");
@@ -96,6 +96,7 @@ TEST(SiteConfigTest, MistakesNameTheField) {
       {"local_as: 65010", "local_as: 0", "local_as: 0 is not a usable AS number"},
       {"vip_cidrs: [10.1.0.0/24]", "vip_cidrs: [10.1.0.1/24]", "vip_cidrs[0]: \"10.1.0.1/24\" is not a CIDR prefix"},
       {", management: 10.80.0.12", "", "nodes: give every node a management address, or none"},
+      {", snat_address: 10.93.0.2", "", "nodes: give every node an snat_address, or none"},
       {"port: 0000:3b:00.0\n", "", "nodes.lb-a1.port (or port, for every node): required"},
       {"racks:", "rack:", "rack: unknown setting"},
   };
