@@ -76,8 +76,9 @@ DEFINE_string(control_peers, "",
 DEFINE_string(flow_sync_peers, "",
               "Comma-separated LB nodes of this node's ECMP group, this node among them, each as ADDRESS or "
               "ADDRESS=SNAT[+SNAT...]: the address flow sync runs between (the management NIC's) and the node's "
-              "--snat_addresses, the only ones its announced NAT sessions may name (required of every node when "
-              "this one does NAT). One list serves every node: a node finds itself by its own addresses "
+              "--snat_addresses, which with this node's are the only ones its announced NAT sessions may name "
+              "(required of every node when this one does NAT). One list serves every node: a node finds itself by its "
+              "own addresses "
               "(--tap_addresses, the host's interfaces), binds to that one and skips it. lbd tells the others the "
               "flows it pins and learns theirs (UDP --flow_sync_port, authenticated with the "
               "--flow_hash_secret_file secret, which it then needs), so that a connection ECMP moves to another node "
@@ -369,6 +370,7 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
     }
     if (ro.flow_sync.peers.empty()) return absl::InvalidArgumentError("--flow_sync_peers names only this node");
     ro.flow_sync.self = selves[0].address;
+    ro.flow_sync.self_snat_addresses = settings.nat.addresses;
     // The SNAT addresses tell which peer may announce which NAT sessions.
     const std::vector<IpAddress>& snat = settings.nat.addresses;
     if (!selves[0].snat_addresses.empty() && !std::ranges::is_permutation(selves[0].snat_addresses, snat)) {

@@ -264,13 +264,13 @@ void FlowSyncer::Take(size_t peer, fs::Message& message, int64_t now_ms) {
 void FlowSyncer::Screen(size_t peer, std::vector<SyncedFlow>& flows, int64_t now_ms) {
   const std::vector<IpAddress>& snat = options_.peers[peer].snat_addresses;
   dataplane::TokenBucket& budget = peers_[peer].learn_budget;
-  const size_t before = flows.size();
   std::erase_if(flows, [&](const SyncedFlow& f) {
-    if (f.nat && std::ranges::find(snat, f.snat) == snat.end()) {
+    if (f.nat && std::ranges::find(snat, f.snat) == snat.end() &&
+        std::ranges::find(options_.self_snat_addresses, f.snat) == options_.self_snat_addresses.end()) {
       Add(sessions_refused_, 1);
       LOG_EVERY_T(WARNING, 10) << "flow sync: " << options_.peers[peer].address.ToString()
                                << " announced a NAT session on " << f.snat.ToString()
-                               << ", not one of its SNAT addresses (--flow_sync_peers)";
+                               << ", neither its SNAT address nor this node's (--flow_sync_peers)";
       return true;
     }
     if (options_.learn_per_second != 0 && !budget.Take(options_.learn_per_second, Millis(now_ms))) {
@@ -279,7 +279,6 @@ void FlowSyncer::Screen(size_t peer, std::vector<SyncedFlow>& flows, int64_t now
     }
     return false;
   });
-  if (flows.size() < before) VLOG(1) << "flow sync: " << before - flows.size() << " flows refused";
 }
 
 void FlowSyncer::Deliver(const std::vector<SyncedFlow>& flows) {

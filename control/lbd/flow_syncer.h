@@ -8,7 +8,8 @@
 // counted and dropped unless it comes from a peer's address with that peer's tag
 // (flow_sync::SenderKey), is fresh (flow_sync::ReplayGuard: each datagram once, dated
 // within `max_skew_ms`), and is within the peer's budget: `learn_per_second` flows, a NAT
-// session only on one of the peer's own SNAT addresses, a dump at most every 500 ms.
+// session only on one of the peer's own SNAT addresses or this node's, a dump at most
+// every 500 ms.
 //
 // An announcement waits at most `flush_ms` for others to share its datagram: that, and
 // the network, is how long a new flow is unprotected.
@@ -54,6 +55,9 @@ class FlowSyncer {
   };
   struct Options {
     IpAddress self;  // this node's address among the peers': the socket's, the datagrams' source
+    // This node's SNAT addresses: a peer may announce sessions on them too, those it
+    // carried for this node while it was away.
+    std::vector<IpAddress> self_snat_addresses;
     std::vector<PeerOptions> peers;
     uint16_t port = dataplane::flow_sync::kDefaultPort;
     SipKey key;  // flow_sync::KeyFromSecret of the cluster's flow-hash secret
@@ -95,8 +99,8 @@ class FlowSyncer {
   void ReceiveAll(int64_t now_ms);
   // Takes one authenticated, fresh datagram of `peer`'s.
   void Take(size_t peer, dataplane::flow_sync::Message& message, int64_t now_ms);
-  // Drops from `flows` what `peer` may not announce (a session on an SNAT address not its
-  // own) or what is beyond its budget.
+  // Drops from `flows` what `peer` may not announce (a session on an SNAT address neither
+  // its own nor this node's: a third node's) or what is beyond its budget.
   void Screen(size_t peer, std::vector<dataplane::SyncedFlow>& flows, int64_t now_ms);
   void Deliver(const std::vector<dataplane::SyncedFlow>& flows);
   void SendAnnounced(int64_t now_ms);

@@ -30,6 +30,7 @@ const IpAddress kSelf = *IpAddress::Parse("127.0.0.1");
 const IpAddress kPeer = *IpAddress::Parse("127.0.0.2");
 const IpAddress kOffPath = *IpAddress::Parse("127.0.0.3");
 const IpAddress kPeerSnat = *IpAddress::Parse("10.93.0.2");
+const IpAddress kSelfSnat = *IpAddress::Parse("10.93.0.1");
 
 uint64_t WallMicros() {
   return uint64_t(
@@ -93,6 +94,7 @@ class FlowSyncerTest : public ::testing::Test {
     ASSERT_NE(learn_, nullptr);
     FlowSyncer::Options o;
     o.self = kSelf;
+    o.self_snat_addresses = {kSelfSnat};
     o.peers = {{.address = kPeer, .snat_addresses = {kPeerSnat}}};
     o.port = port_;
     o.key = kClusterKey;
@@ -183,12 +185,15 @@ TEST_F(FlowSyncerTest, DatagramsDatedOutsideTheClockWindowAreRefused) {
   EXPECT_TRUE(Learned().empty());
 }
 
-TEST_F(FlowSyncerTest, APeerAnnouncesSessionsOnlyOnItsOwnSnatAddresses) {
+// Its own, and this node's (sessions it carried while this node was away), never a third
+// node's.
+TEST_F(FlowSyncerTest, APeerAnnouncesSessionsOnlyOnItsOwnSnatAddressesOrThisNodes) {
   Start();
-  const IpAddress other = *IpAddress::Parse("10.93.0.1");  // this node's, or a third's
-  peer_->Send(FromPeer(fs::MessageType::kFlows, {Session(1, kPeerSnat), Session(2, other), Flow(3)}));
+  const IpAddress third = *IpAddress::Parse("10.93.0.3");
+  peer_->Send(
+      FromPeer(fs::MessageType::kFlows, {Session(1, kPeerSnat), Session(2, third), Flow(3), Session(4, kSelfSnat)}));
   AwaitReceived(1);
-  EXPECT_EQ(Learned(), (std::vector<SyncedFlow>{Session(1, kPeerSnat), Flow(3)}));
+  EXPECT_EQ(Learned(), (std::vector<SyncedFlow>{Session(1, kPeerSnat), Flow(3), Session(4, kSelfSnat)}));
   EXPECT_EQ(syncer_->View().sessions_refused, 1u);
 }
 
