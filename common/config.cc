@@ -120,6 +120,10 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field, c
                                    "(for example 65537)",
                                    s.table_size, kMaxMaglevTableSize));
   }
+  if (s.source_ranges.size() > kMaxSourceRanges) {
+    return Invalid("%s.source_ranges: %s", field,
+                   absl::StrFormat("%d prefixes, at most %d", s.source_ranges.size(), kMaxSourceRanges));
+  }
   if (s.backends.size() > limits.max_backends_per_service) {
     return absl::ResourceExhaustedError(absl::StrFormat("%s.backends: %d backends, the limit is %d per service", field,
                                                         s.backends.size(), limits.max_backends_per_service));
@@ -137,6 +141,12 @@ absl::Status ValidateService(const ServiceConfig& s, const std::string& field, c
     if (b.address == s.vip) {
       return Invalid("%s.address: %s", bfield,
                      absl::StrFormat("%s is the service's own VIP (a loop)", b.address.ToString()));
+    }
+    if (std::find(limits.node_addresses.begin(), limits.node_addresses.end(), b.address) !=
+        limits.node_addresses.end()) {
+      return Invalid("%s.address: %s", bfield,
+                     absl::StrFormat("%s is an LB node's own address (its interfaces, its TAP, a flow-sync peer)",
+                                     b.address.ToString()));
     }
     if (IsSnatAddress(nat, b.address)) {
       return Invalid("%s.address: %s", bfield,

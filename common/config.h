@@ -56,6 +56,9 @@ struct ServiceConfig {
   HashFields hash_fields = HashFields::kFiveTuple;
   uint32_t table_size = 0;  // prime; 0: by the backend count (MaglevTableSizeFor)
   std::vector<BackendConfig> backends;
+  // The clients it admits (Kubernetes' spec.loadBalancerSourceRanges), of either family;
+  // others are dropped (source_not_allowed). Empty: every client.
+  std::vector<IpPrefix> source_ranges;
   friend bool operator==(const ServiceConfig&, const ServiceConfig&) = default;
 };
 
@@ -156,6 +159,9 @@ struct Limits {
   uint64_t max_table_memory = uint64_t{1} << 30;
   // When not empty, the only prefixes backends may be in (e.g. the cluster's pod CIDRs).
   std::vector<IpPrefix> backend_cidrs;
+  // The LB nodes' own addresses (this node's interfaces and --tap_addresses, the flow-sync
+  // peers): never a backend, whatever a tenant's EndpointSlice says.
+  std::vector<IpAddress> node_addresses;
 };
 
 // The Maglev table size a service uses: its own, or the one its backend count gives.
@@ -167,8 +173,11 @@ inline uint32_t EffectiveTableSize(const ServiceConfig& s) {
 // Maglev table (2 bytes an entry) and its backends' records (kBackendRecordBytes each).
 // A function of the configuration alone, so that every node counts the same.
 inline constexpr uint64_t kBackendRecordBytes = 128;
+inline constexpr size_t kMaxSourceRanges = 4096;
+inline constexpr uint64_t kSourceRangeBytes = 32;  // a SourceFilter's range
 inline uint64_t ServiceMemory(const ServiceConfig& s) {
-  return uint64_t{EffectiveTableSize(s)} * sizeof(uint16_t) + s.backends.size() * kBackendRecordBytes;
+  return uint64_t{EffectiveTableSize(s)} * sizeof(uint16_t) + s.backends.size() * kBackendRecordBytes +
+         s.source_ranges.size() * kSourceRangeBytes;
 }
 
 // Validates one service on its own, naming fields under `field` (e.g. "service" or

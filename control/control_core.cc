@@ -273,38 +273,85 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation, const std::v
     size_t outcome;                // in result.outcomes
   };
   std::vector<ToBuild> to_build;
-  std::map<ServiceId, size_t> seen;
   absl::flat_hash_set<IpAddress> vips;  // of the whole request
   for (const ServiceConfig& config : services) vips.insert(config.vip);
-  for (size_t i = 0; i < services.size(); ++i) {
-    const ServiceConfig& config = services[i];
-    const std::string field = absl::StrFormat("services[%d]", i);
+  auto in_force = [&](const ServiceConfig& config) -> const std::shared_ptr<const ServiceEntry>* {
+    auto it = current->services.find(IdOf(config));
+    return it == current->services.end() ? nullptr : &it->second;
+  };
+  // `config` (the request's, or in its place the version in force) joins `next`.
+  auto join = [&](size_t i, const ServiceConfig& config, const std::shared_ptr<const ServiceEntry>* previous,
+                  ServiceOutcome outcome) {
     const ServiceId id = IdOf(config);
-    absl::Status status = Admit(*next, config, field, vips);
-    if (status.ok()) {
-      if (auto [it, inserted] = seen.emplace(id, i); !inserted) {
-        status = absl::InvalidArgumentError(
-            absl::StrFormat("%s: same VIP, protocol and port as services[%d] (%s)", field, it->second, id.ToString()));
-      }
-    }
-    if (!status.ok()) {
-      if (!partial) return status;
-      result.outcomes.push_back({ServiceOutcome::Kind::kRefused, id, int32_t(i), std::move(status)});
-      continue;
-    }
-    auto it = current->services.find(id);
-    const ServiceEntry* previous = it == current->services.end() ? nullptr : it->second.get();
-    ServiceOutcome::Kind kind = ServiceOutcome::Kind::kCreated;
-    if (previous != nullptr && previous->service.config == config) {
-      next->services.emplace(id, it->second);
-      kind = ServiceOutcome::Kind::kUnchanged;
+    if (previous != nullptr && (*previous)->service.config == config) {
+      next->services.insert_or_assign(id, *previous);
+      if (outcome.kind != ServiceOutcome::Kind::kRefused) outcome.kind = ServiceOutcome::Kind::kUnchanged;
     } else {
-      next->services.emplace(id, nullptr);  // built below; holds its place for the limits
-      to_build.push_back({i, previous, result.outcomes.size()});
-      if (previous != nullptr) kind = ServiceOutcome::Kind::kUpdated;
+      next->services.insert_or_assign(id, nullptr);  // built below; holds its place for the limits
+      to_build.push_back({i, previous == nullptr ? nullptr : previous->get(), result.outcomes.size()});
+      outcome.kind = previous != nullptr ? ServiceOutcome::Kind::kUpdated : ServiceOutcome::Kind::kCreated;
     }
     next->Count(config, +1);
-    result.outcomes.push_back({kind, id, int32_t(i), absl::OkStatus()});
+    result.outcomes.push_back(std::move(outcome));
+  };
+  auto refuse = [&](size_t i, absl::Status status) {
+    result.outcomes.push_back({ServiceOutcome::Kind::kRefused, IdOf(services[i]), int32_t(i), std::move(status)});
+  };
+
+  // The order of admission. All or nothing: the request's. Partial: what serves keeps
+  // serving. The services in force come first, each admitted at its version in force (all
+  // of those fit together, as they did); then each is updated where its new version fits
+  // (else it is refused and the version in force stays); then the new services, in the
+  // request's order. A service that grows beyond a limit is refused its growth: it never
+  // takes the place of another that serves (the watcher sends the oldest first).
+  std::vector<size_t> order;
+  std::map<ServiceId, size_t> seen;
+  for (size_t i = 0; i < services.size(); ++i) {
+    if (auto [it, inserted] = seen.emplace(IdOf(services[i]), i); !inserted) {
+      const absl::Status status = absl::InvalidArgumentError(absl::StrFormat(
+          "services[%d]: same VIP, protocol and port as services[%d] (%s)", i, it->second, it->first.ToString()));
+      if (!partial) return status;
+      refuse(i, status);
+      continue;
+    }
+    order.push_back(i);
+  }
+  if (partial) {
+    std::stable_partition(order.begin(), order.end(), [&](size_t i) { return in_force(services[i]) != nullptr; });
+  }
+  // Partial: the services in force, reserved at their versions in force.
+  std::vector<bool> reserved(services.size(), false);
+  for (size_t i : order) {
+    const auto* previous = partial ? in_force(services[i]) : nullptr;
+    if (previous == nullptr) break;  // the new ones follow
+    const ServiceConfig& in_force_config = (*previous)->service.config;
+    if (Admit(*next, in_force_config, absl::StrFormat("services[%d]", i), vips).ok()) {
+      next->services.emplace(IdOf(in_force_config), *previous);
+      next->Count(in_force_config, +1);
+      reserved[i] = true;
+    }
+  }
+  for (size_t i : order) {
+    const ServiceConfig& config = services[i];
+    const ServiceId id = IdOf(config);
+    const auto* previous = in_force(config);
+    if (reserved[i]) {
+      // Its version in force makes room for the request's.
+      next->Count((*previous)->service.config, -1);
+      next->services.erase(id);
+    }
+    absl::Status status = Admit(*next, config, absl::StrFormat("services[%d]", i), vips);
+    if (status.ok()) {
+      join(i, config, previous, {ServiceOutcome::Kind::kCreated, id, int32_t(i), absl::OkStatus()});
+    } else if (!partial) {
+      return status;
+    } else if (reserved[i]) {
+      join(i, (*previous)->service.config, previous,
+           {ServiceOutcome::Kind::kRefused, id, int32_t(i),
+            absl::Status(status.code(), absl::StrCat(status.message(), " (the version in force stays)"))});
+    } else {
+      refuse(i, std::move(status));
+    }
   }
   uint64_t next_id = next_id_;
   for (const auto& [i, previous, outcome] : to_build) {
@@ -323,6 +370,8 @@ absl::StatusOr<ApplyResult> ControlCore::Apply(uint64_t generation, const std::v
     if (previous == nullptr) ++next_id;
     next->services[id] = *std::move(entry);
   }
+  // Reported in the request's order, whatever the order of admission.
+  std::ranges::stable_sort(result.outcomes, {}, &ServiceOutcome::index);
   std::set<ServiceId> refused;
   for (const ServiceOutcome& o : result.outcomes) {
     switch (o.kind) {

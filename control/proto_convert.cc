@@ -96,6 +96,14 @@ absl::StatusOr<ServiceConfig> FromProto(const lb::v1::Service& s, const std::str
           absl::StrFormat("%s.hash_fields: unknown value %d", field, int(s.hash_fields())));
   }
   out.table_size = s.table_size();
+  for (int i = 0; i < s.source_ranges_size(); ++i) {
+    const auto p = IpPrefix::Parse(s.source_ranges(i));
+    if (!p) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s.source_ranges[%d]: \"%s\" is not a CIDR prefix (host bits zero)", field, i, s.source_ranges(i)));
+    }
+    out.source_ranges.push_back(*p);
+  }
   for (int i = 0; i < s.backends_size(); ++i) {
     auto b = FromProto(s.backends(i), absl::StrFormat("%s.backends[%d]", field, i));
     if (!b.ok()) return b.status();
@@ -153,6 +161,7 @@ lb::v1::Service ToProto(const Service& s) {
   out.set_table_size(s.config.table_size);
   out.set_effective_table_size(EffectiveTableSize(s.config));
   for (const auto& b : s.config.backends) *out.add_backends() = ToProto(b);
+  for (const IpPrefix& p : s.config.source_ranges) out.add_source_ranges(p.ToString());
   out.set_id(s.id);
   return out;
 }

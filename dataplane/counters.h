@@ -34,6 +34,8 @@ namespace lb::dataplane {
   X(kNoEncapSource, "no_encap_source", "no outer source address is configured for the backend's family")            \
   X(kNoHeadroom, "no_headroom", "the mbuf lacks headroom for the rewrite, or is segmented where it must not be")    \
   X(kTxFull, "tx_full", "the TX queue did not take the packet")                                                     \
+  X(kSourceNotAllowed, "source_not_allowed",                                                                        \
+    "from a client outside the service's source ranges (Kubernetes' loadBalancerSourceRanges)")                     \
   X(kNoVip, "no_vip", "to an announced VIP CIDR (--vip_cidrs) but no VIP: not the kernel's either")                 \
   X(kExceptionRateLimited, "exception_rate_limited",                                                                \
     "for the kernel, over the worker's --exception_pps (neither neighbour discovery, routing nor flow sync)")       \

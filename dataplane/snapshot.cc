@@ -58,6 +58,7 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
   rec->mode = config.mode;
   rec->hash_fields = config.hash_fields;
   rec->table_size = EffectiveTableSize(config);
+  if (!config.source_ranges.empty()) rec->set_source_filter(SourceFilter::Build(config.source_ranges));
 
   // Slots: a backend the previous record had keeps its slot and generation; a new one
   // takes the lowest free slot and a new generation.

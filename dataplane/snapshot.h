@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "dataplane/source_filter.h"
 #include "dataplane/encap.h"
 #include "dataplane/flat_map.h"
 #include "dataplane/flow_table.h"
@@ -122,7 +123,13 @@ class ServiceRecord {
     return b.in_use && b.generation == generation ? &b : nullptr;
   }
 
+  // Whether the service takes packets from `client`: all, unless it has source ranges.
+  bool Admits(const IpAddress& client) const { return source_filter_ == nullptr || source_filter_->Admits(client); }
+  void set_source_filter(std::shared_ptr<const SourceFilter> filter) { source_filter_ = std::move(filter); }
+  const std::shared_ptr<const SourceFilter>& source_filter() const { return source_filter_; }
+
  private:
+  std::shared_ptr<const SourceFilter> source_filter_;  // null: every client
   std::shared_ptr<const std::vector<uint16_t>> maglev_;
   // The hot path's view of maglev_: one load less per packet than through the shared_ptr.
   const uint16_t* maglev_data_ = nullptr;

@@ -205,6 +205,13 @@ void ApplyServiceOptions(const Args& a, lb::v1::Service& s) {
       throw UsageError{"--hash: \"" + *h + "\" is not 5-tuple, source-ip or source-ip+dest-port"};
   }
   if (auto t = a.Get("table-size")) s.set_table_size(ParseNumber(*t, "--table-size", 16777213));
+  if (auto it = a.options.find("source-range"); it != a.options.end()) {
+    // "none" clears them (every client); lbd checks each prefix.
+    s.clear_source_ranges();
+    for (const std::string& range : it->second) {
+      if (range != "none") s.add_source_ranges(range);
+    }
+  }
   if (auto it = a.options.find("backend"); it != a.options.end()) {
     for (const std::string& spec : it->second) {
       // ADDRESS[@WEIGHT]
@@ -232,6 +239,11 @@ void PrintServices(const google::protobuf::RepeatedPtrField<lb::v1::Service>& se
     std::printf("%-5lu %-28s %-9s %-20s %-8u %s\n", (unsigned long)s.id(), ServiceName(s.key()).c_str(),
                 ModeName(s.mode()).c_str(), HashName(s.hash_fields()).c_str(), s.effective_table_size(), first.c_str());
     for (const auto& r : rest) std::printf("%-74s %s\n", "", r.c_str());
+    if (s.source_ranges_size() > 0) {
+      std::string ranges;
+      for (const auto& r : s.source_ranges()) ranges += (ranges.empty() ? "" : ", ") + r;
+      std::printf("%-74s only from %s\n", "", ranges.c_str());
+    }
   }
 }
 
@@ -420,7 +432,7 @@ const std::map<std::string, Verb>& Verbs() {
         }}},
       {"service add",
        {"lbctl service add SERVICE [--mode dsr-ipip|dsr-gue|nat] [--hash 5-tuple|source-ip|source-ip+dest-port]\n"
-        "                  [--table-size PRIME] [--backend ADDRESS[@WEIGHT]]...",
+        "                  [--table-size PRIME] [--source-range CIDR]... [--backend ADDRESS[@WEIGHT]]...",
         1,
         [](Client& c, const Args& a, bool json) {
           lb::v1::CreateServiceRequest req;
@@ -430,7 +442,9 @@ const std::map<std::string, Verb>& Verbs() {
           return PrintService(c.Call(&Stub::CreateService, req, &out), out, json);
         }}},
       {"service update",
-       {"lbctl service update SERVICE [--mode M] [--hash H] [--table-size PRIME]  (backends are kept)", 1,
+       {"lbctl service update SERVICE [--mode M] [--hash H] [--table-size PRIME] [--source-range CIDR|none]...\n"
+        "                  (backends are kept)",
+        1,
         [](Client& c, const Args& a, bool json) {
           lb::v1::GetServiceRequest get;
           *get.mutable_key() = ParseService(a.positional[0]);

@@ -36,6 +36,9 @@ DEFINE_bool(accept_unmanaged_endpointslices, false,
             "endpointslice.kubernetes.io/managed-by): anyone who may write a slice then chooses backends.");
 DEFINE_bool(allow_insecure_http, false,
             "Accept a plain http:// API server (the bearer token travels in clear). For tests only.");
+DEFINE_uint32(max_ports_per_service, 64,
+              "Ports of one Service that are served, in spec order (each, on each address, is an lbd service); "
+              "the rest get a TooManyPorts Event. lbd never drops a serving service for another's growth.");
 DEFINE_uint32(max_table_size, 262139,
               "The largest lbd.io/maglev-table-size a Service may ask for: one of 1021, 4093, 16381, 65537, "
               "262139, 1048573, 4194301, 16777213.");
@@ -123,6 +126,7 @@ int Main(int argc, char** argv) {
   options.mapping.external_ips = *external_ips;
   options.mapping.accept_unmanaged_slices = FLAGS_accept_unmanaged_endpointslices;
   options.mapping.max_table_size = FLAGS_max_table_size;
+  options.mapping.max_ports_per_service = FLAGS_max_ports_per_service;
   for (absl::string_view part : absl::StrSplit(FLAGS_node_addresses, ',', absl::SkipWhitespace())) {
     const absl::string_view trimmed = absl::StripAsciiWhitespace(part);
     const auto a = IpAddress::Parse(std::string_view(trimmed.data(), trimmed.size()));

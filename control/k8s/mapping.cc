@@ -64,6 +64,35 @@ std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
   return out;
 }
 
+// A source range as Kubernetes reads it (Go's net.ParseCIDR: host bits are dropped).
+absl::StatusOr<IpPrefix> SourceRange(const std::string& text) {
+  const size_t slash = text.find('/');
+  int length = -1;
+  const auto address = IpAddress::Parse(text.substr(0, slash));
+  if (slash == std::string::npos || !address || !absl::SimpleAtoi(text.substr(slash + 1), &length) || length < 0 ||
+      length > (address->IsV4() ? 32 : 128)) {
+    return absl::InvalidArgumentError(absl::StrFormat("source range \"%s\" is not a CIDR", text));
+  }
+  IpPrefix p{*address, uint8_t(length)};
+  const int host_from = address->IsV4() ? 96 + length : length;  // in the 16 bytes
+  for (int bit = host_from; bit < 128; ++bit) p.address.bytes[bit / 8] &= uint8_t(~(0x80u >> (bit % 8)));
+  return p;
+}
+
+absl::StatusOr<std::vector<IpPrefix>> SourceRanges(const KService& s) {
+  std::vector<IpPrefix> out;
+  for (const std::string& text : s.source_ranges) {
+    auto p = SourceRange(text);
+    if (!p.ok()) return p.status();
+    out.push_back(*p);
+  }
+  if (out.size() > kMaxSourceRanges) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d source ranges, lbd admits at most %d", out.size(), kMaxSourceRanges));
+  }
+  return out;
+}
+
 bool Older(const KService* a, const KService* b) {
   return std::tie(a->creation_timestamp, a->ns, a->name) < std::tie(b->creation_timestamp, b->ns, b->name);
 }
@@ -210,6 +239,23 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
       frontends.insert(frontends.end(), it->second.begin(), it->second.end());
     }
     if (frontends.empty()) continue;
+    // The LoadBalancer addresses admit only the Service's source ranges (kube-proxy and
+    // Cilium do the same); an externalIP admits every client.
+    std::vector<IpPrefix> source_ranges;
+    if (auto ranges = SourceRanges(*s); ranges.ok()) {
+      source_ranges = *std::move(ranges);
+    } else {
+      out.problems.push_back({s->Key(), "InvalidSourceRange",
+                              absl::StrFormat("%s; the Service is not served until it is fixed (never to every "
+                                              "client instead)",
+                                              ranges.status().message())});
+      continue;
+    }
+    const auto lb_addresses = vips.addresses.find(s->Key());
+    auto is_lb_address = [&](const IpAddress& a) {
+      return lb_addresses != vips.addresses.end() &&
+             std::find(lb_addresses->second.begin(), lb_addresses->second.end(), a) != lb_addresses->second.end();
+    };
 
     ServiceSettings settings;
     if (auto parsed = ParseAnnotations(s->annotations, options.max_table_size); parsed.ok()) {
@@ -227,7 +273,15 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
     }
 
     const auto& my_slices = slices_of[{s->ns, s->name}];
-    for (const ServicePort& sp : s->ports) {
+    if (s->ports.size() > options.max_ports_per_service) {
+      out.problems.push_back(
+          {s->Key(), "TooManyPorts",
+           absl::StrFormat("%d ports; the first %d are served (the watcher's --max_ports_per_service)", s->ports.size(),
+                           options.max_ports_per_service)});
+    }
+    for (size_t port_index = 0; port_index < std::min<size_t>(s->ports.size(), options.max_ports_per_service);
+         ++port_index) {
+      const ServicePort& sp = s->ports[port_index];
       uint8_t protocol = 0;
       if (sp.protocol == "TCP") {
         protocol = IPPROTO_TCP;
@@ -257,6 +311,7 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         c.hash_fields = s->client_ip_affinity ? HashFields::kSourceIp : HashFields::kFiveTuple;
         c.table_size = settings.table_size;
         c.backends = BackendsOf(sp, vip.IsV4(), my_slices);
+        if (is_lb_address(vip)) c.source_ranges = source_ranges;
         if (c.mode != ForwardingMode::kNat && std::any_of(c.backends.begin(), c.backends.end(),
                                                           [&](const BackendConfig& b) { return b.port != c.port; })) {
           out.problems.push_back(

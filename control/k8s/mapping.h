@@ -49,6 +49,9 @@ struct MappingOptions {
   bool accept_unmanaged_slices = false;
   // The largest Maglev table a Service may ask for (lbd.io/maglev-table-size).
   uint32_t max_table_size = 262139;
+  // Ports served per Service, in spec order; the rest get a TooManyPorts Event. Each
+  // (address, port) is an lbd service, counted against lbd's node-wide limits.
+  uint32_t max_ports_per_service = 64;
 };
 
 inline constexpr char kEndpointSliceController[] = "endpointslice-controller.k8s.io";

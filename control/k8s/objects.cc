@@ -2,7 +2,9 @@
 
 #include <cctype>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace lb::control::k8s {
 namespace {
@@ -109,6 +111,13 @@ absl::StatusOr<KService> ParseService(const json& object) {
   s.load_balancer_ip = r.String(spec, "loadBalancerIP", "spec");
   s.ip_families = r.Strings(spec, "ipFamilies", "spec");
   s.client_ip_affinity = r.String(spec, "sessionAffinity", "spec") == "ClientIP";
+  s.source_ranges = r.Strings(spec, "loadBalancerSourceRanges", "spec");
+  if (auto it = s.annotations.find("service.beta.kubernetes.io/load-balancer-source-ranges");
+      s.source_ranges.empty() && it != s.annotations.end()) {
+    for (absl::string_view part : absl::StrSplit(it->second, ',', absl::SkipWhitespace())) {
+      s.source_ranges.emplace_back(absl::StripAsciiWhitespace(part));
+    }
+  }
   const json& ports = r.Array(spec, "ports", "spec");
   for (size_t i = 0; i < ports.size(); ++i) {
     const std::string field = absl::StrFormat("spec.ports[%d]", i);

@@ -33,6 +33,9 @@ struct KService {
   std::vector<ServicePort> ports;
   std::map<std::string, std::string> annotations;
   std::vector<std::string> ingress_ips;  // status.loadBalancer.ingress[].ip
+  // spec.loadBalancerSourceRanges, else the annotation
+  // service.beta.kubernetes.io/load-balancer-source-ranges (comma-separated).
+  std::vector<std::string> source_ranges;
   std::string Key() const { return ns + "/" + name; }
 };
 

@@ -352,8 +352,13 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
   // thread and for the workers' control-traffic classification alike.
   auto sync_peers = SyncPeers(FLAGS_flow_sync_peers);
   if (!sync_peers.ok()) return sync_peers.status();
+  // Never a backend: the node's own addresses and its peers'.
+  const std::vector<IpAddress> host_addresses = HostAddresses();
+  std::vector<IpAddress>& never_backends = settings.limits.node_addresses;
+  never_backends = host_addresses;
+  for (const InterfaceAddress& t : ro.tap_addresses) never_backends.push_back(t.address);
+  for (const FlowSyncer::PeerOptions& p : *sync_peers) never_backends.push_back(p.address);
   if (!sync_peers->empty()) {
-    const std::vector<IpAddress> host_addresses = HostAddresses();
     auto own = [&](const IpAddress& a) {
       return std::ranges::find(host_addresses, a) != host_addresses.end() ||
              std::ranges::any_of(ro.tap_addresses, [&](const InterfaceAddress& t) { return t.address == a; });

@@ -74,7 +74,9 @@ struct Node {
 std::string Host(const IpAddress& a) { return a.ToString() + (a.IsV4() ? "/32" : "/128"); }
 
 absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::string& node_name, NodeFiles& files) {
-  if (absl::Status s = OnlyKeys(root, "", {"vip_cidrs", "port", "bgp", "racks", "nodes"}); !s.ok()) return s;
+  if (absl::Status s = OnlyKeys(root, "", {"vip_cidrs", "backend_cidrs", "port", "bgp", "racks", "nodes"}); !s.ok()) {
+    return s;
+  }
 
   std::vector<std::string> vip_cidrs;
   const YAML::Node cidrs = root["vip_cidrs"];
@@ -84,6 +86,17 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
     LB_TRY(s, AsString(cidrs[i], field));
     if (!IpPrefix::Parse(*s)) return Invalid(field, "\"" + *s + "\" is not a CIDR prefix (host bits must be zero)");
     vip_cidrs.push_back(*s);
+  }
+  // The cluster's pod (and node) CIDRs: the only backends lbd takes. Optional, advised.
+  std::vector<std::string> backend_cidrs;
+  if (const YAML::Node b = root["backend_cidrs"]) {
+    if (!b.IsSequence()) return Invalid("backend_cidrs", "a list of CIDRs (the cluster's pod CIDRs)");
+    for (size_t i = 0; i < b.size(); ++i) {
+      const std::string field = absl::StrFormat("backend_cidrs[%d]", i);
+      LB_TRY(s, AsString(b[i], field));
+      if (!IpPrefix::Parse(*s)) return Invalid(field, "\"" + *s + "\" is not a CIDR prefix (host bits must be zero)");
+      backend_cidrs.push_back(*s);
+    }
   }
   const YAML::Node bgp = root["bgp"];
   if (!bgp || !bgp.IsMap())
@@ -177,6 +190,7 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   std::vector<std::string> lbd_cidrs = vip_cidrs;
   lbd_cidrs.insert(lbd_cidrs.end(), snat_prefixes.begin(), snat_prefixes.end());
   absl::StrAppend(&lbd, "--vip_cidrs=", absl::StrJoin(lbd_cidrs, ","), "\n");
+  if (!backend_cidrs.empty()) absl::StrAppend(&lbd, "--backend_cidrs=", absl::StrJoin(backend_cidrs, ","), "\n");
   if (self->snat) absl::StrAppend(&lbd, "--snat_addresses=", self->snat->ToString(), "\n");
   if (!sync_peers.empty()) absl::StrAppend(&lbd, "--flow_sync_peers=", absl::StrJoin(sync_peers, ","), "\n");
   files["lbd.flags"] = lbd;

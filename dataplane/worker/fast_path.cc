@@ -186,6 +186,9 @@ void FastPath::ToKernel(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p) {
 }
 
 inline void FastPath::HandleFlow(BurstContext& ctx, rte_mbuf* m, const PacketMeta& meta, const ServiceRecord& svc) {
+  // Every packet, not only a flow's first: the ranges may have changed since.
+  if (!svc.Admits(meta.packet.key.src)) [[unlikely]]
+    return ctx.Drop(m, DropReason::kSourceNotAllowed);
   if (svc.mode == ForwardingMode::kNat) return nat_.HandleClientSide(ctx, m, meta, svc);
   const Snapshot& snap = ctx.snap;
   const Millis now = ctx.now;
@@ -287,6 +290,8 @@ void FastPath::HandleFragment(BurstContext& ctx, rte_mbuf* m, const PacketMeta& 
     if (i != kNoServiceIndex) svc = &snap.service(i);
   }
   if (svc == nullptr) return ctx.Drop(m, DropReason::kNoService);
+  if (!svc->Admits(p.key.src)) [[unlikely]]
+    return ctx.Drop(m, DropReason::kSourceNotAllowed);
   FlowKey key = p.key;
   key.src_port_be = key.dst_port_be = 0;
   const uint32_t hash = options_.flow_hasher.Hash(key);

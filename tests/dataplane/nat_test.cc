@@ -81,6 +81,18 @@ TEST_F(NatTest, UdpBothWaysWithPortTranslation) {
   EXPECT_EQ(w_.TotalDrops(), 0u);
 }
 
+// Source ranges hold in NAT mode too: a client outside them opens no session.
+TEST_F(NatTest, AClientOutsideTheSourceRangesOpensNoSession) {
+  DataplaneConfig c = NatConfig();
+  c.services[c.services.size() - 3].source_ranges = {*IpPrefix::Parse(std::string(kClient) + "/32")};  // dns
+  ASSERT_TRUE(w_.Apply(c));
+  ExpectWire(In4(pb::Ipv4(kClient, kVip, IPPROTO_UDP, pb::Udp(40000, 53, kQuery))),
+             Out4(pb::Ipv4(kSnat, kBackend, IPPROTO_UDP, pb::Udp(kPortMin, 5353, kQuery), Ttl(63))));
+  EXPECT_TRUE(w_.Run(In4(pb::Ipv4("198.51.100.99", kVip, IPPROTO_UDP, pb::Udp(40000, 53, kQuery)))).wire.empty());
+  EXPECT_EQ(w_.Count(DropReason::kSourceNotAllowed), 1u);
+  EXPECT_EQ(w_.Count(Event::kNatSessions), 1u);
+}
+
 // A new flow whose packets fill one burst: the worker looks flows up ahead of their
 // turn, before the burst's first packet has created this one, and each later packet must
 // still find the session the first opened.

@@ -368,6 +368,30 @@ TEST_F(WorkerTest, WithoutPeersNothingIsRoutingTraffic) {
   EXPECT_EQ(h_.Count(DropReason::kExceptionRateLimited), 1u);
 }
 
+// Source ranges (Kubernetes' loadBalancerSourceRanges): a client outside them is dropped,
+// on every packet (a flow that began before the ranges were set stops too), and the
+// service's other clients and other services are untouched.
+TEST_F(WorkerTest, OnlyClientsWithinTheSourceRangesAreServed) {
+  auto c = TestConfig();
+  c.services[0].source_ranges = {*IpPrefix::Parse("192.0.2.0/25"), *IpPrefix::Parse("2001:db8:99::/48")};
+  const Bytes inside = In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1000, 80, kSyn)));
+  const Bytes outside = In4(pb::Ipv4("192.0.2.200", "10.1.0.10", 6, pb::Tcp(1000, 80, kSyn)));
+  const Bytes outside_dns = In4(pb::Ipv4("192.0.2.200", "10.1.0.10", 17, pb::Udp(1000, 53)));
+  // Before: both served, and the outside client's flow is in the table.
+  EXPECT_EQ(h_.Run(std::vector<Bytes>{inside, outside}).wire.size(), 2u);
+  ASSERT_TRUE(h_.Apply(c));
+  const Output out = h_.Run(std::vector<Bytes>{inside, outside, outside_dns}, 2000);
+  ASSERT_EQ(out.wire.size(), 2u) << "the inside client, and the other service (UDP 53) from outside";
+  EXPECT_EQ(h_.Count(DropReason::kSourceNotAllowed), 1u);
+  // A fragment of the service from outside is dropped too.
+  const Bytes fragment = In4(pb::Ipv4("192.0.2.200", "10.1.0.10", 6, pb::Tcp(1000, 80, kAck), {.mf = true}));
+  ExpectDrop(fragment, DropReason::kSourceNotAllowed);
+  // The ranges lifted: every client again.
+  c.services[0].source_ranges.clear();
+  ASSERT_TRUE(h_.Apply(c));
+  EXPECT_EQ(h_.Run(outside, 3000).wire.size(), 1u);
+}
+
 TEST_F(WorkerTest, DropsByReason) {
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 6, pb::Tcp(1, 443, kSyn))), DropReason::kNoService);
   ExpectDrop(In4(pb::Ipv4("192.0.2.1", "10.1.0.10", 47, Bytes(8))), DropReason::kNoService);

@@ -139,6 +139,7 @@ CM=$TOPO_DIR/configmap
 mkdir -p "$CM" "$TOPO_DIR/secret"
 cat >"$CM/site.yaml" <<YAML
 vip_cidrs: [$VIP_CIDR]
+backend_cidrs: [10.92.0.0/16]
 port: af_packet:wire
 bgp:
   local_as: 65010

@@ -168,6 +168,7 @@ TEST(ControlCoreVipCidrsTest, VipsOutsideTheAnnouncedPrefixesAreRefused) {
 TEST(ControlCoreLimitsTest, BackendsOnlyInTheAllowedPrefixes) {
   NodeSettings settings = Settings();
   settings.limits.backend_cidrs = {*IpPrefix::Parse("10.244.0.0/16")};
+  settings.limits.node_addresses = {Addr("10.244.0.1")};  // e.g. the node's cni0
   settings.nat.addresses = {Addr("10.254.0.1")};
   auto store = dataplane::SnapshotStore::Create(1);
   ASSERT_TRUE(store.ok());
@@ -181,6 +182,9 @@ TEST(ControlCoreLimitsTest, BackendsOnlyInTheAllowedPrefixes) {
   auto snat_backend = core.CreateService(Dns({"10.254.0.1"}, "10.1.0.12"));
   EXPECT_THAT(std::string(snat_backend.status().message()),
               HasSubstr("backends[0].address: 10.254.0.1 is an SNAT address"));
+  auto own = core.CreateService(Dns({"10.244.1.6", "10.244.0.1"}, "10.1.0.13"));
+  EXPECT_THAT(std::string(own.status().message()),
+              HasSubstr("backends[1].address: 10.244.0.1 is an LB node's own address"));
 }
 
 TEST_F(ControlCoreTest, ServiceLimitIsResourceExhausted) {
@@ -371,9 +375,18 @@ TEST_F(ControlCoreTest, PartialApplyRefusesServicesAlone) {
   EXPECT_EQ(r->outcomes[1].index, 1);
   EXPECT_EQ(r->outcomes[1].status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r->outcomes[1].status.message()), HasSubstr("services[1].table_size: 100 must be"));
-  EXPECT_EQ(core_->GetService(IdOf(bad)).status().code(), absl::StatusCode::kNotFound)
-      << "a refused service is absent afterwards";
+  EXPECT_THAT(std::string(r->outcomes[1].status.message()), HasSubstr("(the version in force stays)"));
+  auto in_force = core_->GetService(IdOf(bad));
+  ASSERT_TRUE(in_force.ok()) << "a refused update leaves the service as it was";
+  EXPECT_EQ(in_force->config.table_size, 251u);
   EXPECT_TRUE(core_->GetService(IdOf(other)).ok());
+  // A refused new service is absent afterwards.
+  auto bad_new = Dns({"192.168.1.2"}, "10.1.0.13");
+  bad_new.table_size = 100;
+  r = core_->Apply(0, {keep, bad, other, bad_new}, /*partial=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcomes[3].kind, ServiceOutcome::Kind::kRefused);
+  EXPECT_EQ(core_->GetService(IdOf(bad_new)).status().code(), absl::StatusCode::kNotFound);
 
   // Limits (8 services here): the first eight in request order are kept.
   std::vector<ServiceConfig> many;
@@ -388,6 +401,52 @@ TEST_F(ControlCoreTest, PartialApplyRefusesServicesAlone) {
   EXPECT_FALSE(core_->GetService(IdOf(many[9])).ok());
   // All or nothing (the default) refuses the same request whole.
   EXPECT_EQ(core_->Apply(4, many).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// A Service that grows beyond a limit (here: max_services, 8, and the table memory) is
+// refused its growth; the services that serve keep serving, wherever the grower stands in
+// the request (the watcher sends the oldest Service first, and its new ports with it).
+TEST_F(ControlCoreTest, GrowthBeyondALimitNeverEvictsAServingService) {
+  std::vector<ServiceConfig> serving;
+  for (int i = 0; i < 8; ++i) serving.push_back(Dns({"192.168.1.1"}, ("10.1.0." + std::to_string(30 + i)).c_str()));
+  ASSERT_TRUE(core_->Apply(1, serving).ok());
+  // The oldest grows by two ports, sent right after it.
+  std::vector<ServiceConfig> grown = {serving[0]};
+  for (uint16_t port : {54, 55}) {
+    auto more = serving[0];
+    more.port = port;
+    grown.push_back(more);
+  }
+  grown.insert(grown.end(), serving.begin() + 1, serving.end());
+  auto r = core_->Apply(2, grown, /*partial=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->unchanged, 8u);
+  EXPECT_EQ(r->refused, 2u);
+  EXPECT_EQ(r->deleted, 0u);
+  ASSERT_EQ(r->outcomes.size(), 10u);
+  EXPECT_EQ(r->outcomes[1].kind, ServiceOutcome::Kind::kRefused) << "reported in the request's order";
+  EXPECT_EQ(r->outcomes[2].kind, ServiceOutcome::Kind::kRefused);
+  for (const ServiceConfig& s : serving) EXPECT_TRUE(core_->GetService(IdOf(s)).ok()) << IdOf(s).ToString();
+  // An update that grows one beyond the table memory: refused, and it keeps its tables.
+  NodeSettings settings = Settings();
+  settings.limits.max_table_memory = 4 * (251 * 2 + 128) + 100;
+  auto store = dataplane::SnapshotStore::Create(1);
+  ASSERT_TRUE(store.ok());
+  ControlCore core(settings, store->get(), nullptr);
+  ASSERT_TRUE(core.Start().ok());
+  const std::vector<ServiceConfig> three(serving.begin(), serving.begin() + 3);
+  ASSERT_TRUE(core.Apply(1, three).ok());
+  std::vector<ServiceConfig> bigger = three;
+  bigger[0].table_size = 1021;
+  bigger.push_back(Dns({"192.168.1.1"}, "10.1.0.50"));  // and a new one, which fits beside the old tables
+  r = core.Apply(2, bigger, /*partial=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcomes[0].kind, ServiceOutcome::Kind::kRefused);
+  EXPECT_THAT(std::string(r->outcomes[0].status.message()), HasSubstr("max_table_memory"));
+  EXPECT_EQ(r->unchanged, 2u);
+  EXPECT_EQ(r->outcomes[3].kind, ServiceOutcome::Kind::kCreated);
+  EXPECT_EQ(core.GetService(IdOf(three[0]))->config.table_size, 251u);
+  EXPECT_EQ(core.GetStats().table_memory, 4u * (251 * 2 + 128));
 }
 
 // Table memory is bounded in all, counted from the configuration (the same on every node).

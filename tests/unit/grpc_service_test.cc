@@ -95,6 +95,23 @@ TEST_F(GrpcServiceTest, ErrorsCarryCanonicalCodesAndFields) {
   EXPECT_TRUE(core_->ListServices().empty());
 }
 
+TEST_F(GrpcServiceTest, SourceRangesAreCheckedAndKept) {
+  lb::v1::CreateServiceRequest req;
+  *req.mutable_service() = Dns();
+  req.mutable_service()->add_source_ranges("192.0.2.0/24");
+  req.mutable_service()->add_source_ranges("2001:db8::/32");
+  grpc::ClientContext ctx;
+  lb::v1::Service created;
+  ASSERT_TRUE(stub_->CreateService(&ctx, req, &created).ok());
+  EXPECT_THAT(created.source_ranges(), ::testing::ElementsAre("192.0.2.0/24", "2001:db8::/32"));
+  req.mutable_service()->mutable_key()->set_port(54);
+  req.mutable_service()->add_source_ranges("192.0.2.1/24");
+  grpc::ClientContext ctx2;
+  const grpc::Status s = stub_->CreateService(&ctx2, req, &created);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("service.source_ranges[2]: \"192.0.2.1/24\" is not a CIDR prefix"));
+}
+
 TEST_F(GrpcServiceTest, ApplyThenDrain) {
   lb::v1::ApplyRequest apply;
   apply.set_generation(3);

@@ -382,6 +382,56 @@ TEST_F(MappingTest, LoadBalancerOfOurClassGetsAPoolAddress) {
   EXPECT_EQ(d.pool_addresses_used, 1u);
 }
 
+// spec.loadBalancerSourceRanges (or the older annotation) restrict the LoadBalancer address
+// to those clients, host bits dropped as Kubernetes reads them; an externalIP of the same
+// Service admits everyone. A range lbd cannot read leaves the Service unserved, never open.
+TEST_F(MappingTest, SourceRangesRestrictTheLoadBalancerAddress) {
+  AddService(ServiceJson("lb", "2026-01-01T00:00:00Z",
+                         {{"type", "LoadBalancer"},
+                          {"loadBalancerClass", "lbd.io/dpdk-l4"},
+                          {"externalIPs", {"10.1.0.9"}},
+                          {"loadBalancerSourceRanges", {"192.0.2.0/24", "198.51.100.7/24", "2001:db8::/32"}}}));
+  json annotated =
+      ServiceJson("old", "2026-01-02T00:00:00Z", {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}});
+  annotated["metadata"]["annotations"] = {
+      {"service.beta.kubernetes.io/load-balancer-source-ranges", "203.0.113.0/24, 10.0.0.0/8"}};
+  AddService(annotated);
+  AddService(ServiceJson("bad", "2026-01-03T00:00:00Z",
+                         {{"type", "LoadBalancer"},
+                          {"loadBalancerClass", "lbd.io/dpdk-l4"},
+                          {"loadBalancerSourceRanges", {"192.0.2.0/33"}}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 3u);
+  const ServiceConfig* lb = nullptr;
+  const ServiceConfig* external = nullptr;
+  const ServiceConfig* old = nullptr;
+  for (size_t i = 0; i < d.services.size(); ++i) {
+    if (d.owners[i] == "default/old") old = &d.services[i];
+    if (d.owners[i] == "default/lb") (d.services[i].vip == Ip("10.1.0.9") ? external : lb) = &d.services[i];
+  }
+  ASSERT_TRUE(lb && external && old);
+  EXPECT_THAT(lb->source_ranges,
+              ElementsAre(Prefix("192.0.2.0/24"), Prefix("198.51.100.0/24"), Prefix("2001:db8::/32")));
+  EXPECT_THAT(external->source_ranges, IsEmpty());
+  EXPECT_THAT(old->source_ranges, ElementsAre(Prefix("203.0.113.0/24"), Prefix("10.0.0.0/8")));
+  EXPECT_THAT(Reasons(d), Contains("default/bad InvalidSourceRange"));
+}
+
+// Ports beyond --max_ports_per_service are not served (an Event says so); the first are.
+TEST_F(MappingTest, PortsBeyondTheBoundAreNotServed) {
+  options_.max_ports_per_service = 2;
+  json ports = json::array();
+  for (int p = 1; p <= 5; ++p) {
+    ports.push_back({{"name", "p" + std::to_string(p)}, {"port", p}, {"protocol", "UDP"}, {"targetPort", p}});
+  }
+  AddService(ServiceJson("many", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}, {"ports", ports}}));
+  const DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 2u);
+  EXPECT_EQ(d.services[0].port, 1);
+  EXPECT_EQ(d.services[1].port, 2);
+  EXPECT_THAT(Reasons(d), Contains("default/many TooManyPorts"));
+}
+
 TEST_F(MappingTest, AllocationIsDerivedFromTheRecordedStatus) {
   AddService(ServiceJson("old", "2026-01-01T00:00:00Z",
                          {{"type", "LoadBalancer"}, {"loadBalancerClass", "lbd.io/dpdk-l4"}},

@@ -14,6 +14,7 @@ using ::testing::HasSubstr;
 // Two racks, a node in each (the shape docs/k8s.md shows).
 constexpr char kSite[] = R"(
 vip_cidrs: [10.1.0.0/24]
+backend_cidrs: [10.244.0.0/16, 10.80.0.0/24]
 port: 0000:3b:00.0
 bgp:
   local_as: 65010
@@ -37,6 +38,7 @@ TEST(SiteConfigTest, EachNodeGetsItsRacksGatewayAndPeersAndItsOwnAddresses) {
   EXPECT_EQ(a->at("lbd.flags"),
             "--port=0000:3b:00.0\n--tap_addresses=10.90.1.2/24\n--gateway=10.90.1.1\n--control_peers=10.90.1.1\n"
             "--encap_source_v4=10.90.1.2/32\n--vip_cidrs=10.1.0.0/24,10.93.0.1/32,10.93.0.2/32\n"
+            "--backend_cidrs=10.244.0.0/16,10.80.0.0/24\n"
             "--snat_addresses=10.93.0.1\n--flow_sync_peers=10.80.0.11=10.93.0.1,10.80.0.12=10.93.0.2\n");
   EXPECT_EQ(
       a->at("watcher.flags"),
@@ -99,6 +101,7 @@ TEST(SiteConfigTest, MistakesNameTheField) {
       {", snat_address: 10.93.0.2", "", "nodes: give every node an snat_address, or none"},
       {"port: 0000:3b:00.0\n", "", "nodes.lb-a1.port (or port, for every node): required"},
       {"racks:", "rack:", "rack: unknown setting"},
+      {"10.244.0.0/16,", "10.244.0.1/16,", "backend_cidrs[0]: \"10.244.0.1/16\" is not a CIDR prefix"},
   };
   for (const Case& c : cases) {
     std::string site = kSite;
