@@ -54,8 +54,13 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::str
     flags |= MHD_USE_IPv6;
   }
   std::unique_ptr<HttpEndpoint> endpoint(new HttpEndpoint(std::move(on_request)));
-  endpoint->daemon_ = MHD_start_daemon(flags, uint16_t(port), nullptr, nullptr, &Dispatch, &endpoint->handler_,
-                                       MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_END);
+  // Bounded, as anything on the node network must be: a few scrapers and probes, not a
+  // thousand idle connections from one address.
+  endpoint->daemon_ = MHD_start_daemon(
+      flags, uint16_t(port), nullptr, nullptr, &Dispatch, &endpoint->handler_, MHD_OPTION_SOCK_ADDR, &ss,
+      MHD_OPTION_CONNECTION_LIMIT, unsigned(kHttpConnectionLimit), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+      unsigned(kHttpConnectionsPerAddress), MHD_OPTION_CONNECTION_TIMEOUT, unsigned(kHttpIdleTimeoutSeconds),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, size_t(64 * 1024), MHD_OPTION_END);
   if (endpoint->daemon_ == nullptr) {
     return absl::UnavailableError(absl::StrFormat("cannot listen on %s: %s", address, std::strerror(errno)));
   }

@@ -21,6 +21,11 @@ struct HttpReply {
   std::string body;
 };
 
+// Its bounds: connections in all, from one address, and how long one may sit idle.
+inline constexpr int kHttpConnectionLimit = 64;
+inline constexpr int kHttpConnectionsPerAddress = 8;
+inline constexpr int kHttpIdleTimeoutSeconds = 10;
+
 // Called for every request with its method and path (no query string).
 using HttpHandler = std::function<HttpReply(std::string_view method, std::string_view path)>;
 

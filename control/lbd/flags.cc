@@ -133,6 +133,10 @@ DEFINE_string(api_socket_group, "",
 DEFINE_string(metrics_address, "",
               "host:port of GET /metrics (Prometheus) and GET /healthz (200 while healthy, "
               "else 503 with the problems). The manifest's: the node's address, port 7310. Empty: none.");
+DEFINE_bool(drop_capabilities, true,
+            "Once started (every device and socket open), keep only NET_ADMIN, NET_RAW and IPC_LOCK, in every "
+            "thread, with no way back (no_new_privs, the bounding set): lbd parses the network's packets for as "
+            "long as it runs. false: keep what it was given (debugging only).");
 DEFINE_bool(await_first_apply, false,
             "Report unhealthy (so lb-bird-gen announces nothing) until the first Apply: "
             "the whole configuration lb-k8s-watcher sends once it has listed the cluster. For nodes the "
@@ -438,6 +442,7 @@ absl::StatusOr<LbdConfig> ConfigFromFlags() {
   if (absl::Status s = ValidateApiServer(c.api); !s.ok()) return s;
   c.metrics_address = FLAGS_metrics_address;
   c.await_first_apply = FLAGS_await_first_apply;
+  c.drop_capabilities = FLAGS_drop_capabilities;
   c.state_dir = FLAGS_state_dir;
   if (!c.state_dir.empty()) {
     struct stat st;

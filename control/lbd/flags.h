@@ -21,6 +21,7 @@ struct LbdConfig {
   std::string metrics_address;  // empty: no HTTP endpoint
   std::string state_dir;        // empty: nothing survives a restart
   bool await_first_apply = false;
+  bool drop_capabilities = true;
 };
 
 // The flags as an LbdConfig, or the first flag that is wrong and why. Reads the flow-hash

@@ -24,6 +24,7 @@
 #include "control/control_core.h"
 #include "control/grpc_service.h"
 #include "control/lbd/api_server.h"
+#include "control/lbd/privileges.h"
 #include "control/lbd/flags.h"
 #include "control/lbd/runtime.h"
 #include "control/lbd/telemetry.h"
@@ -153,6 +154,12 @@ int Main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> api = StartApiServer(config->api, &service, settings.limits);
   std::unique_ptr<HttpEndpoint> metrics =
       config->metrics_address.empty() ? nullptr : StartMetrics(config->metrics_address, &core);
+  // Every device and socket is open: from here on, only what the run needs.
+  if (config->drop_capabilities) {
+    auto kept = DropCapabilities(RuntimeCapabilities());
+    if (!kept.ok()) LOG(FATAL) << "dropping capabilities: " << kept.status().message();
+    LOG(INFO) << "capabilities kept: " << CapabilityNames(*kept);
+  }
   LOG(INFO) << "lbd running with " << workers << " worker(s); SIGTERM or SIGINT stops it";
 
   (*runtime)->RunMain(&core, g_stop);

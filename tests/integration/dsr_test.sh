@@ -59,6 +59,14 @@ bad_rc=0
 check "lbd refuses a flow-hash secret of 5 bytes with exit status 2 (got $bad_rc)" \
   sh -c "test $bad_rc -eq 2 && grep -q 'needs at least 16' '$TOPO_DIR/short.out'"
 
+# --- least privilege: once started, every thread of lbd keeps NET_ADMIN, NET_RAW and
+# IPC_LOCK (0x7000) and nothing else, with no way back
+lbd_pid=$(pgrep -f -- "--file-prefix=$TOPO --log-level" | head -1)
+caps=$(for t in /proc/"$lbd_pid"/task/*; do grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' "$t/status" | awk '{print $2}' | tr '\n' ' '; echo; done | sort | uniq -c)
+check "every thread of lbd ($lbd_pid) keeps only NET_ADMIN, NET_RAW, IPC_LOCK: $(echo $caps)" \
+  sh -c "[ -n '$lbd_pid' ] && [ \"\$(echo '$caps' | wc -l)\" -eq 1 ] && echo '$caps' | grep -q '0000000000007000 0000000000007000 0000000000007000 1'"
+check "and says so" grep -q "capabilities kept: NET_ADMIN,NET_RAW,IPC_LOCK" "$TOPO_DIR/lbd.log"
+
 # --- exception path
 check "ARP and ping to the node (tor -> lb0) through the exception path" nsx tor ping -c 2 -W 2 10.90.0.2
 check "ping to the node from the client, routed" nsx client ping -c 2 -W 2 10.90.0.2

@@ -12,10 +12,13 @@ NETNS, its InternalIP HOST_IP; run it in the host's namespaces) with the semanti
   --configmap-from DIR when given: the site's own) and is mounted read-only, as is a
   secret (its files at defaultMode); hostPath is the node's path (POD_DIR/../host/PATH:
   each node has its own), created for DirectoryOrCreate, left out when absent otherwise;
+  a hostPath of type CharDevice is the machine's device (/dev/net/tun);
 - env: value, and fieldRef spec.nodeName, status.hostIP, status.podIP, metadata.name and
   metadata.namespace; $(VAR) in command and args expanded from the container's env;
 - capabilities: containerd's defaults, then the securityContext's add and drop;
-  privileged, runAsUser, readOnlyRootFilesystem, allowPrivilegeEscalation;
+  privileged, runAsUser, readOnlyRootFilesystem (no tmpfs anywhere, as containerd),
+  allowPrivilegeEscalation; seccomp: Unconfined unless the pod or container asks for
+  RuntimeDefault (podman's default profile then);
 - initContainers in order, each to success (retried with back-off); then the containers,
   started in a random order and restarted when they exit (back-off 1 s doubling to 10 s);
 - probes (exec, httpGet, tcpSocket): a liveness failure restarts the container, readiness
@@ -34,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -96,6 +100,7 @@ class Pod:
     # --- volumes
     def make_volumes(self):
         self.volumes = {}
+        self.devices = {}  # volume name -> the machine's device (hostPath CharDevice)
         root = os.path.join(self.dir, "volumes")
         shutil.rmtree(root, ignore_errors=True)
         for v in self.spec.get("volumes", []):
@@ -121,6 +126,10 @@ class Pod:
                     shutil.copy(os.path.join(source, f), path)
                     os.chmod(os.path.join(path, f), v["secret"].get("defaultMode", 0o644))
                 self.volumes[v["name"]] = (path, True)
+            elif "hostPath" in v and v["hostPath"].get("type") == "CharDevice":
+                # A device of the node: the machine's (the container gets it as a device).
+                if stat.S_ISCHR(os.stat(v["hostPath"]["path"]).st_mode):
+                    self.devices[v["name"]] = v["hostPath"]["path"]
             elif "hostPath" in v:
                 host = os.path.join(self.dir, "..", "host-" + self.a.node, v["hostPath"]["path"].lstrip("/"))
                 if v["hostPath"].get("type") in ("DirectoryOrCreate",):
@@ -159,12 +168,20 @@ class Pod:
         if sec.get("privileged"):
             args.append("--privileged")
         if sec.get("readOnlyRootFilesystem"):
-            args.append("--read-only")
+            args += ["--read-only", "--read-only-tmpfs=false"]  # containerd adds no tmpfs
+        # seccomp: the pod's or the container's profile; none means Unconfined, as the kubelet
+        # runs it (podman's own default is its RuntimeDefault).
+        profile = sec.get("seccompProfile", self.spec.get("securityContext", {}).get("seccompProfile", {}))
+        if profile.get("type") != "RuntimeDefault" and not sec.get("privileged"):
+            args += ["--security-opt", "seccomp=unconfined"]
         if "runAsUser" in sec:
             args += ["--user", str(sec["runAsUser"])]
         if sec.get("allowPrivilegeEscalation") is False:
             args += ["--security-opt", "no-new-privileges"]
         for m in c.get("volumeMounts", []):
+            if m["name"] in self.devices:
+                args += ["--device", "%s:%s" % (self.devices[m["name"]], m["mountPath"])]
+                continue
             if m["name"] not in self.volumes:
                 continue  # a hostPath absent on this node
             path, always_ro = self.volumes[m["name"]]
