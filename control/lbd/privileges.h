@@ -31,7 +31,8 @@ std::string CapabilityNames(uint64_t set);
 
 // Reduces the permitted, effective and inheritable sets of every thread of the process to
 // `keep` (those of them it has), clears the ambient set, drops the rest from the bounding
-// set and sets no_new_privs. Returns the effective set it kept.
+// set (as far as CAP_SETPCAP allows: in a container it is the runtime's already) and sets
+// no_new_privs. Returns the effective set it kept.
 absl::StatusOr<uint64_t> DropCapabilities(const std::vector<int>& keep);
 
 }  // namespace lb::control

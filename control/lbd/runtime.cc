@@ -188,7 +188,7 @@ absl::Status Runtime::OpenWire(uint16_t workers) {
     iface = name;
   }
   if (!iface.empty()) {
-    auto guard = KernelStackGuard::Take(iface);
+    auto guard = KernelStackGuard::Take(iface, options_.sysctl_dir);
     if (!guard.ok()) {
       return absl::Status(guard.status().code(),
                           absl::StrFormat("port %s: cannot keep the kernel's IP stack off %s (with "

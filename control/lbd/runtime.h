@@ -36,10 +36,11 @@
 namespace lb::control {
 
 struct RuntimeOptions {
-  std::string port;                   // the wire port: af_packet:IFACE, or an EAL name
-  uint32_t af_packet_frames = 512;    // af_packet port: RX ring frames per queue
-  std::string tap_name = "lb0";       // the kernel interface of the exception path
-  uint32_t flow_capacity = 1u << 20;  // per worker
+  std::string port;                      // the wire port: af_packet:IFACE, or an EAL name
+  uint32_t af_packet_frames = 512;       // af_packet port: RX ring frames per queue
+  std::string tap_name = "lb0";          // the kernel interface of the exception path
+  std::string sysctl_dir = "/proc/sys";  // where the uplink's sysctls are (KernelStackGuard)
+  uint32_t flow_capacity = 1u << 20;     // per worker
   uint32_t mbufs = 16383;
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;

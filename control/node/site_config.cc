@@ -180,7 +180,9 @@ absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::st
   }
 
   const bool pci = self->port.find(':') != std::string::npos && !self->port.starts_with("af_packet:");
-  files["lbd.eal"] = pci ? "-a " + self->port + "\n" : "\n";
+  // An af_packet port needs no PCI device: EAL then probes none (and takes no NIC that
+  // another program bound to vfio-pci).
+  files["lbd.eal"] = pci ? "-a " + self->port + "\n" : "--no-pci\n";
   std::string lbd = absl::StrFormat("--port=%s\n--tap_addresses=%s/%d\n--gateway=%s\n--control_peers=%s\n", self->port,
                                     self->uplink.address.ToString(), self->uplink.length, rack["gateway"].Scalar(),
                                     absl::StrJoin(peer_addresses, ","));

@@ -41,12 +41,7 @@ done
 # --- topology
 ecmp_up || exit 1
 
-cat >"$TOPO_DIR/services.yaml" <<YAML
-services:
-  - key: {vip: $VIP_DNS, protocol: UDP, port: 53}
-    backends: [{address: 10.92.1.2}, {address: 10.92.2.2}]
-YAML
-for n in 1 2; do lbctl_on "$n" apply -f "$TOPO_DIR/services.yaml" >/dev/null; done
+ecmp_apply_dns
 
 # --- both nodes announce: the ToR has two next hops
 check "the ToR's kernel has the VIP CIDR with two next hops" topo_wait 40 has_next_hops 2

@@ -6,7 +6,8 @@
 #     docker/runtime-packages), then docker/Dockerfile's `prebuilt` target (that base plus
 #     this build's programs).
 #   - docker/k8s/lb-node.yaml unchanged, on two LB nodes, by kubelet.py (emptyDir 0777,
-#     read-only ConfigMap and Secret mounts, the downward API, containerd's capabilities,
+#     read-only ConfigMap and Secret mounts, the downward API, containerd's capabilities and
+#     read-only roots (no container privileged; RuntimeDefault seccomp),
 #     containers in any order and restarted, probes, preStop and the grace period). ONE
 #     ConfigMap for both, filled as its comments say: this test's site.yaml.
 #   - Rack A: lb-a1's uplink 10.90.1.2/24, gateway and ToR peer 10.90.1.1; rack B: lb-b1's
@@ -198,6 +199,8 @@ for n in 1 2; do start_pod "$n"; done
 check "both pods ready (every container's readiness probe)" topo_wait 120 sh -c "[ \"\$(cat $TOPO_DIR/pod-1/ready $TOPO_DIR/pod-2/ready 2>/dev/null | tr -d '\n')\" = 11 ]"
 check "the kubelet's emptyDir was 0777; lbd made its socket directory 0750" \
   sh -c "grep -q 'made it 0750' '$TOPO_DIR/pod-1/logs/lbd.log' && [ \"\$(stat -c %a '$TOPO_DIR/pod-1/volumes/run-lbd')\" = 750 ]"
+check "no container is privileged; lbd keeps NET_ADMIN, NET_RAW and IPC_LOCK once started" \
+  sh -c "! grep -q 'privileged: true' '$SRC/docker/k8s/lb-node.yaml' && grep -q 'capabilities kept: NET_ADMIN,NET_RAW,IPC_LOCK' '$TOPO_DIR/pod-1/logs/lbd.log'"
 check "each node has its own uplink address from the one ConfigMap" \
   sh -c "ip netns exec $TOPO-lb1 ip -br addr show lb0 | grep -q 10.90.1.2/24 && ip netns exec $TOPO-lb2 ip -br addr show lb0 | grep -q 10.90.2.2/24"
 check "the ToR routes the VIP CIDR over both nodes (ECMP)" topo_wait 60 has_next_hops 2

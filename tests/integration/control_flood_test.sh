@@ -13,7 +13,8 @@
 #   - other: TCP 179 from the attacker's own address;
 #   - neighbour: ARP requests from a host on the link.
 # Meanwhile the ToR's BGP session and BFD session with lb1 must stay up, and lb1's route
-# must be in the ToR's table at every sample. The ToR forwards spoofed sources as a switch
+# must be in the ToR's table at every sample. Last, flow-sync datagrams from lb2 to lb1 are
+# captured on their way and replayed from off the link: lb1 refuses them as replays. The ToR forwards spoofed sources as a switch
 # ASIC would: no reverse-path filter (set explicitly here, with accept_local for the ToR's
 # own address).
 # Usage: control_flood_test.sh BUILD_DIR. Root. Removes everything it made, also on failure.
@@ -77,12 +78,7 @@ flood_while_watching() {
 
 # --- topology: the ECMP pair, with the attacker's host on the LB link
 ecmp_up || exit 1
-cat >"$TOPO_DIR/services.yaml" <<YAML
-services:
-  - key: {vip: $VIP_DNS, protocol: UDP, port: 53}
-    backends: [{address: 10.92.1.2}, {address: 10.92.2.2}]
-YAML
-for n in 1 2; do lbctl_on "$n" apply -f "$TOPO_DIR/services.yaml" >/dev/null; done
+ecmp_apply_dns
 topo_link tor tor-mal mallory eth0
 nsx tor ip link set tor-mal master br-lb
 nsx mallory ip addr add 10.90.0.66/24 dev eth0
@@ -124,6 +120,30 @@ neighbor_limited=$(drop 1 exception_neighbor_rate_limited)
 check "the ARP flood spent the neighbour budget ($neighbor_limited over it)" \
   test "$neighbor_limited" -ge $((RATE * SECONDS_PER_FLOOD / 2))
 check "and none of the routing budget" test "$(drop 1 exception_routing_rate_limited)" -eq 0
+
+# --- flow sync replayed: datagrams lb2 sent lb1, captured on lb1's link as they passed
+# and sent again ten times each from off the link (before: 270 of 280 were taken). Within
+# the clock window they are refused as replays, after it as stale.
+nsx lb1 python3 "$SRC/tests/integration/flood.py" capture --iface lb0 --src 10.90.0.3 --dport 7300 --seconds 3 \
+  --file "$TOPO_DIR/captured" >"$TOPO_DIR/captured.count" &
+capturing=$!
+sleep 0.5
+# Two queries a flow: a flow is announced from its second packet on.
+query() { nsx client dig +short +tries=1 +time=1 -b "10.91.0.2#$1" "@$VIP_DNS" whoami.test >/dev/null; }
+for i in $(seq 1 40); do (query $((21000 + i)); query $((21000 + i))) & done
+wait "$capturing"
+captured=$(cat "$TOPO_DIR/captured.count")
+refused() { echo $(($(sync_field 1 datagrams_replayed) + $(sync_field 1 datagrams_stale))); }
+refused_before=$(refused)
+received_before=$(sync_field 1 flows_received)
+sent=$(flood client replay --file "$TOPO_DIR/captured" --src 10.90.0.3 --dst 10.90.0.2 --dport 7300 --times 10)
+sleep 1
+refused_now=$(($(refused) - refused_before))
+echo "replay: $captured datagrams captured, $sent sent again; lb1 refused $refused_now" \
+  "($(sync_field 1 datagrams_replayed) replayed, $(sync_field 1 datagrams_stale) stale in all)," \
+  "took $(($(sync_field 1 flows_received) - received_before)) flows meanwhile (lb2's own announcements)"
+check "lb1 refused every replayed flow-sync datagram it got ($refused_now of $sent; a few may be lost on the way)" \
+  test "$captured" -gt 0 -a "$refused_now" -ge $((sent * 95 / 100)) -a "$refused_now" -le "$sent"
 
 check "DNS through the VIP still answers" test -n "$(nsx client dig +short +tries=2 +time=2 "@$VIP_DNS" whoami.test)"
 check_summary

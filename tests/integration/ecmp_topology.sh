@@ -98,6 +98,15 @@ BIRD
   topo_bg bird-tor tor bird -f -c "$TOPO_DIR/tor.conf" -s "$TOPO_DIR/tor.ctl" -P "$TOPO_DIR/tor.pid"
 }
 
+ecmp_apply_dns() {  # the DNS service on $VIP_DNS over b1 and b2, on both LB nodes
+  cat >"$TOPO_DIR/services.yaml" <<YAML
+services:
+  - key: {vip: $VIP_DNS, protocol: UDP, port: 53}
+    backends: [{address: 10.92.1.2}, {address: 10.92.2.2}]
+YAML
+  for n in 1 2; do lbctl_on "$n" apply -f "$TOPO_DIR/services.yaml" >/dev/null; done
+}
+
 ecmp_up() {  # ecmp_network, both LB nodes and both backends
   ecmp_network
   for n in 1 2; do

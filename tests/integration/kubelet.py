@@ -12,7 +12,8 @@ NETNS, its InternalIP HOST_IP; run it in the host's namespaces) with the semanti
   --configmap-from DIR when given: the site's own) and is mounted read-only, as is a
   secret (its files at defaultMode); hostPath is the node's path (POD_DIR/../host/PATH:
   each node has its own), created for DirectoryOrCreate, left out when absent otherwise;
-  a hostPath of type CharDevice is the machine's device (/dev/net/tun);
+  a hostPath of type CharDevice is the machine's device (/dev/net/tun), one under /proc the
+  machine's procfs;
 - env: value, and fieldRef spec.nodeName, status.hostIP, status.podIP, metadata.name and
   metadata.namespace; $(VAR) in command and args expanded from the container's env;
 - capabilities: containerd's defaults, then the securityContext's add and drop;
@@ -126,6 +127,10 @@ class Pod:
                     shutil.copy(os.path.join(source, f), path)
                     os.chmod(os.path.join(path, f), v["secret"].get("defaultMode", 0o644))
                 self.volumes[v["name"]] = (path, True)
+            elif "hostPath" in v and v["hostPath"]["path"].startswith("/proc/"):
+                # The node's procfs is the machine's (/proc/sys/net shows the reader's own
+                # network namespace: the node's).
+                self.volumes[v["name"]] = (v["hostPath"]["path"], False)
             elif "hostPath" in v and v["hostPath"].get("type") == "CharDevice":
                 # A device of the node: the machine's (the container gets it as a device).
                 if stat.S_ISCHR(os.stat(v["hostPath"]["path"]).st_mode):
@@ -160,9 +165,10 @@ class Pod:
         args = ["run", "--rm", "--replace", "--name", self.cname(c), "--network", "ns:/run/netns/" + self.a.netns,
                 "--hostname", self.a.node, "--cap-drop", "all"]
         sec = c.get("securityContext", {})
-        caps = set(CONTAINERD_CAPS) | set(sec.get("capabilities", {}).get("add", []))
+        # The runtime's defaults less `drop`, then `add` (drop ALL, add X: X alone).
+        add = set(sec.get("capabilities", {}).get("add", []))
         drop = set(sec.get("capabilities", {}).get("drop", []))
-        caps = set() if "ALL" in drop else caps - drop
+        caps = add if "ALL" in drop else (set(CONTAINERD_CAPS) - drop) | add
         for cap in sorted(caps):
             args += ["--cap-add", cap]
         if sec.get("privileged"):

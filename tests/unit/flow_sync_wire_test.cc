@@ -35,6 +35,17 @@ SyncedFlow NatSession(SyncedFlow f, const char* snat, uint16_t snat_port) {
 const SipKey kClusterKey = KeyFromSecret("a cluster's flow-hash secret, 32 bytes");
 const SipKey kKey = SenderKey(kClusterKey, *IpAddress::Parse("10.80.0.11"));
 
+// `datagram` with its body changed by `change` and tagged again, as a node with the secret
+// but a bug would send it.
+template <typename Change>
+std::vector<uint8_t> Retagged(const std::vector<uint8_t>& datagram, Change change) {
+  std::vector<uint8_t> body(datagram.begin(), datagram.end() - kTagLen);
+  change(body);
+  const uint64_t tag = SipHash<2, 4>(kKey, body.data(), body.size());
+  for (int i = 7; i >= 0; --i) body.push_back(uint8_t(tag >> (8 * i)));
+  return body;
+}
+
 TEST(FlowSyncTest, WhatOneNodeEncodesAnotherDecodes) {
   const std::vector<SyncedFlow> flows = {
       Flow("192.0.2.1", 40000, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2"),
@@ -113,14 +124,7 @@ TEST(FlowSyncTest, MalformedDatagramsAreRefusedEvenWithAGoodTag) {
   std::vector<uint8_t> good;
   Encode(kKey, MessageType::kFlows, 1,
          std::vector<SyncedFlow>{Flow("192.0.2.1", 1, "10.100.0.10", 80, IPPROTO_TCP, "10.92.1.2")}, good);
-  // Re-tags a body changed by `change`, as a node with the secret but a bug would send it.
-  auto retagged = [&](auto change) {
-    std::vector<uint8_t> body(good.begin(), good.end() - kTagLen);
-    change(body);
-    const uint64_t tag = SipHash<2, 4>(kKey, body.data(), body.size());
-    for (int i = 7; i >= 0; --i) body.push_back(uint8_t(tag >> (8 * i)));
-    return body;
-  };
+  auto retagged = [&](auto change) { return Retagged(good, change); };
   EXPECT_TRUE(Decode(kKey, retagged([](auto&) {})).ok());
   EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[4] = 1; })).ok()) << "version";
   EXPECT_FALSE(Decode(kKey, retagged([](auto& b) { b[5] = 9; })).ok()) << "type";
@@ -137,16 +141,10 @@ TEST(FlowSyncTest, MalformedDatagramsAreRefusedEvenWithAGoodTag) {
   std::vector<uint8_t> v6;
   Encode(kKey, MessageType::kFlows, 1,
          std::vector<SyncedFlow>{Flow("2001:db8::1", 1, "2001:db8:100::10", 80, IPPROTO_TCP, "fd00::5")}, v6);
-  auto mapped = [&](auto change) {
-    std::vector<uint8_t> body(v6.begin(), v6.end() - kTagLen);
-    change(body);
-    const uint64_t tag = SipHash<2, 4>(kKey, body.data(), body.size());
-    for (int i = 7; i >= 0; --i) body.push_back(uint8_t(tag >> (8 * i)));
-    return body;
-  };
   const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   for (size_t field : {0, 16, 32}) {  // client, VIP, backend
-    EXPECT_FALSE(Decode(kKey, mapped([&](auto& b) { std::memcpy(&b[kHeaderLen + 12 + field], prefix, 12); })).ok())
+    EXPECT_FALSE(
+        Decode(kKey, Retagged(v6, [&](auto& b) { std::memcpy(&b[kHeaderLen + 12 + field], prefix, 12); })).ok())
         << "an IPv4-mapped address in IPv6 field " << field / 16;
   }
 }
