@@ -46,13 +46,17 @@ same_sessions() {
     paste -d' ' <(echo "$1") <(echo "$2") | awk '{d = $3 - $6; if (d < 0) d = -d; if (d > 50) exit 1}'
 }
 established() { [ "$(tor_birdc show protocols 2>/dev/null | grep -cE '^lb[12] .*Established')" -eq 2 ]; }
+# Both BFD sessions Up too: BFD comes up a moment after BGP (the session asks for it), and
+# a listing taken meanwhile would show a session still in Init.
+bfd_up() { [ "$(tor_birdc show bfd sessions 2>/dev/null | grep -cE '^10\.90\.0\.[23] .* Up ')" -eq 2 ]; }
 
 ecmp_up || exit 1
 for n in 1 2; do
   lbctl_on "$n" service add "$VIP_DNS:53/udp" --backend 10.92.1.2 --backend 10.92.2.2 >/dev/null ||
     { echo "cannot create the DNS service on lb$n"; exit 1; }
 done
-check "both sessions are established" topo_wait 60 established
+sessions_up() { established && bfd_up; }
+check "both sessions are established, with BFD up" topo_wait 60 sessions_up
 check "the ToR has the VIP CIDR with two next hops" topo_wait 30 has_next_hops 2
 before=$(sessions)
 echo "$before"
