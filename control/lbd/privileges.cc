@@ -138,15 +138,14 @@ absl::StatusOr<uint64_t> DropCapabilities(const std::vector<int>& keep) {
   for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; ++i) {
     g_data[i] = {uint32_t(g_keep >> (32 * i)), uint32_t(g_keep >> (32 * i)), 0};
   }
-  // Every thread, this one too, drops its own: the handler's signal is EAL's and glibc's
-  // unused SIGRTMIN + 7, restored afterwards.
+  // Every thread, this one too, drops its own, in the handler of SIGRTMIN + 7 (which
+  // neither glibc nor EAL uses).
   const int signal = SIGRTMIN + 7;
-  struct sigaction action {
-  }, previous{};
+  struct sigaction action {};
   action.sa_handler = DropOwn;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
-  if (sigaction(signal, &action, &previous) != 0) {
+  if (sigaction(signal, &action, nullptr) != 0) {
     return absl::InternalError(absl::StrFormat("sigaction: %s", std::strerror(errno)));
   }
   const pid_t self = pid_t(syscall(SYS_gettid));
@@ -174,7 +173,11 @@ absl::StatusOr<uint64_t> DropCapabilities(const std::vector<int>& keep) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
-  sigaction(signal, &previous, nullptr);
+  // Ignored from now on, not restored: a signal still pending for a thread that never ran
+  // the handler must not take the default action (which ends the process).
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(signal, &ignore, nullptr);
   if (g_failed.load() != 0) {
     return absl::PermissionDeniedError(
         absl::StrFormat("%d thread(s) could not drop their capabilities", g_failed.load()));
