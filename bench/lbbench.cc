@@ -55,6 +55,10 @@ DEFINE_uint32(family, 4, "4 or 6: the client and VIP address family.");
 DEFINE_uint32(packet_size, 64, "Frame size in bytes, without CRC (>= the headers).");
 DEFINE_uint32(services, 1, "Services (VIPs); flows are spread over them.");
 DEFINE_uint32(backends, 16, "Backends per service.");
+DEFINE_uint32(source_ranges, 0,
+              "Source prefixes of each service (lbd's source_ranges, Kubernetes' loadBalancerSourceRanges): one "
+              "holds every client, the others are disjoint decoys, so each packet pays the filter's search over N "
+              "ranges. 0: no filter.");
 DEFINE_string(mode, "dsr-ipip", "dsr-ipip, dsr-gue or nat.");
 DEFINE_uint32(snat_addresses, 16, "nat: SNAT addresses (each has 64512 ports per protocol, shared by the cores).");
 DEFINE_string(flow_hash, "crc32c",
@@ -240,6 +244,12 @@ DataplaneConfig MakeConfig(uint32_t extra_backend) {
                                        : ForwardingMode::kDsrIpip;
     for (uint32_t b = 0; b < FLAGS_backends + extra_backend; ++b) {
       svc.backends.push_back({IpAddress::FromV4(0x0a020000u + s * 256 + b)});
+    }
+    if (FLAGS_source_ranges > 0) {
+      svc.source_ranges.push_back(*IpPrefix::Parse(FLAGS_family == 6 ? "2001:db8:ff::/96" : "198.18.0.0/15"));
+      for (uint32_t r = 1; r < FLAGS_source_ranges; ++r) {
+        svc.source_ranges.push_back({IpAddress::FromV4(0x0b000000u + r * 512), 24});  // 11.0.2.0/24, 11.0.4.0/24, ...
+      }
     }
     c.services.push_back(svc);
   }

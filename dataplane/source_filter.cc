@@ -3,37 +3,51 @@
 #include <algorithm>
 
 namespace lb::dataplane {
+namespace {
 
-std::shared_ptr<const SourceFilter> SourceFilter::Build(std::span<const IpPrefix> prefixes) {
-  auto filter = std::make_shared<SourceFilter>();
-  std::vector<Range>& ranges = filter->ranges_;
-  for (const IpPrefix& p : prefixes) {
-    // The prefix's length in the 128-bit space: an IPv4 /n is a /(96 + n) there.
-    const unsigned bits = p.address.IsV4() ? 96u + p.length : p.length;
-    const unsigned host = 128 - std::min(bits, 128u);
-    const Key base = KeyOf(p.address);
-    // The host bits' mask, split over the two halves.
-    const uint64_t low_mask = host >= 64 ? ~uint64_t{0} : host == 0 ? 0 : (uint64_t{1} << host) - 1;
-    const uint64_t high_mask = host <= 64 ? 0 : host == 128 ? ~uint64_t{0} : (uint64_t{1} << (host - 64)) - 1;
-    ranges.push_back({{base.high & ~high_mask, base.low & ~low_mask}, {base.high | high_mask, base.low | low_mask}});
-  }
-  std::ranges::sort(ranges, {}, &Range::first);
-  // Merged where they overlap or touch.
+// The number before `v` (v > 0).
+uint32_t Before(uint32_t v) { return v - 1; }
+SourceFilter::V6 Before(const SourceFilter::V6& v) {
+  return v.low != 0 ? SourceFilter::V6{v.high, v.low - 1} : SourceFilter::V6{v.high - 1, ~uint64_t{0}};
+}
+
+// Sorts `ranges` and merges those that overlap or touch.
+template <typename T>
+void Merge(std::vector<SourceFilter::Range<T>>& ranges) {
+  std::ranges::sort(ranges, {}, &SourceFilter::Range<T>::first);
   size_t out = 0;
-  for (const Range& r : ranges) {
-    if (out != 0) {
-      Range& prev = ranges[out - 1];
-      const Key next_after_prev =
-          prev.last.low == ~uint64_t{0} ? Key{prev.last.high + 1, 0} : Key{prev.last.high, prev.last.low + 1};
-      const bool prev_ends_space = prev.last == Key{~uint64_t{0}, ~uint64_t{0}};
-      if (prev_ends_space || r.first <= next_after_prev) {
-        prev.last = std::max(prev.last, r.last);
-        continue;
-      }
+  for (const auto& r : ranges) {
+    if (out != 0 && (r.first == T{} || Before(r.first) <= ranges[out - 1].last)) {
+      ranges[out - 1].last = std::max(ranges[out - 1].last, r.last);
+      continue;
     }
     ranges[out++] = r;
   }
   ranges.resize(out);
+}
+
+// The mask of the low `bits` bits of a 64-bit half (bits may be 0 .. 64).
+uint64_t LowBits(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
+
+}  // namespace
+
+std::shared_ptr<const SourceFilter> SourceFilter::Build(std::span<const IpPrefix> prefixes) {
+  auto filter = std::make_shared<SourceFilter>();
+  for (const IpPrefix& p : prefixes) {
+    const uint8_t* b = p.address.bytes.data();
+    if (p.address.IsV4()) {
+      const uint32_t host = p.length >= 32 ? 0 : uint32_t(LowBits(32u - p.length));
+      const uint32_t base = Load32(b + 12);
+      filter->v4_.push_back({base & ~host, base | host});
+      continue;
+    }
+    const unsigned host = 128u - std::min<unsigned>(p.length, 128);
+    const V6 base{uint64_t(Load32(b)) << 32 | Load32(b + 4), uint64_t(Load32(b + 8)) << 32 | Load32(b + 12)};
+    const uint64_t low = LowBits(std::min(host, 64u)), high = host > 64 ? LowBits(host - 64) : 0;
+    filter->v6_.push_back({{base.high & ~high, base.low & ~low}, {base.high | high, base.low | low}});
+  }
+  Merge(filter->v4_);
+  Merge(filter->v6_);
   return filter;
 }
 

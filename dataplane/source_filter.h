@@ -1,6 +1,8 @@
 // SourceFilter: the clients a service admits (Kubernetes' spec.loadBalancerSourceRanges),
-// as sorted, disjoint, merged address ranges, so that a lookup is one binary search over
-// at most a few thousand ranges, whatever the prefixes' lengths and overlaps. A service
+// as sorted, disjoint, merged address ranges per family, so that a lookup is one binary
+// search, whatever the prefixes' lengths and overlaps. An IPv4 client is searched among
+// the IPv4 ranges (4-byte bounds: 4096 ranges take 32 kB), an IPv6 client among the IPv6
+// ones: an IPv6 prefix, ::/0 included, admits no IPv4 client, as in Kubernetes. A service
 // without ranges has no filter at all: its packets pay one well-predicted branch.
 //
 // Immutable once built: shared by the snapshots' service records; any thread reads it.
@@ -22,36 +24,40 @@ class SourceFilter {
   static std::shared_ptr<const SourceFilter> Build(std::span<const IpPrefix> prefixes);
 
   bool Admits(const IpAddress& a) const {
-    const Key k = KeyOf(a);
-    // The last range starting at or below k, if any, holds it.
-    size_t lo = 0, hi = ranges_.size();
+    if (a.IsV4()) return Holds(v4_, Load32(a.bytes.data() + 12));
+    return Holds(v6_, V6{uint64_t(Load32(a.bytes.data())) << 32 | Load32(a.bytes.data() + 4),
+                         uint64_t(Load32(a.bytes.data() + 8)) << 32 | Load32(a.bytes.data() + 12)});
+  }
+  size_t ranges() const { return v4_.size() + v6_.size(); }
+
+  // An IPv6 address as a 128-bit number, high half first.
+  struct V6 {
+    uint64_t high = 0, low = 0;
+    friend auto operator<=>(const V6&, const V6&) = default;
+  };
+  template <typename T>
+  struct Range {
+    T first, last;  // inclusive
+  };
+
+ private:
+  // Whether a range holds `k`: the last range that starts at or below it.
+  template <typename T>
+  static bool Holds(const std::vector<Range<T>>& ranges, const T& k) {
+    size_t lo = 0, hi = ranges.size();
     while (lo < hi) {
       const size_t mid = (lo + hi) / 2;
-      if (ranges_[mid].first <= k) {
+      if (ranges[mid].first <= k) {
         lo = mid + 1;
       } else {
         hi = mid;
       }
     }
-    return lo != 0 && k <= ranges_[lo - 1].last;
-  }
-  size_t ranges() const { return ranges_.size(); }
-
- private:
-  // An address as a 128-bit number (IPv4 mapped into ::ffff:0:0/96), high half first.
-  struct Key {
-    uint64_t high = 0, low = 0;
-    friend auto operator<=>(const Key&, const Key&) = default;
-  };
-  struct Range {
-    Key first, last;  // inclusive
-  };
-  static Key KeyOf(const IpAddress& a) {
-    return {uint64_t(Load32(a.bytes.data())) << 32 | Load32(a.bytes.data() + 4),
-            uint64_t(Load32(a.bytes.data() + 8)) << 32 | Load32(a.bytes.data() + 12)};
+    return lo != 0 && k <= ranges[lo - 1].last;
   }
 
-  std::vector<Range> ranges_;
+  std::vector<Range<uint32_t>> v4_;
+  std::vector<Range<V6>> v6_;
 };
 
 }  // namespace lb::dataplane

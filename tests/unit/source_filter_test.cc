@@ -33,13 +33,19 @@ TEST(SourceFilterTest, TheWholeSpaceAndTouchingRangesMerge) {
   EXPECT_TRUE(all4->Admits(A("255.255.255.255")));
   EXPECT_TRUE(all4->Admits(A("0.0.0.0")));
   EXPECT_FALSE(all4->Admits(A("2001:db8::1"))) << "an IPv4 /0 is IPv4's whole space only";
-  auto all = SourceFilter::Build(std::vector<IpPrefix>{P("::/0"), P("10.0.0.0/8")});
-  EXPECT_EQ(all->ranges(), 1u);
-  EXPECT_TRUE(all->Admits(A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+  auto all6 = SourceFilter::Build(std::vector<IpPrefix>{P("::/0"), P("2001:db8::/32")});
+  EXPECT_EQ(all6->ranges(), 1u);
+  EXPECT_TRUE(all6->Admits(A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+  EXPECT_TRUE(all6->Admits(A("::")));
+  EXPECT_FALSE(all6->Admits(A("10.0.0.1"))) << "an IPv6 prefix, ::/0 too, admits no IPv4 client (Kubernetes)";
   auto touching = SourceFilter::Build(std::vector<IpPrefix>{P("10.0.1.0/24"), P("10.0.0.0/24"), P("10.0.2.0/23")});
   EXPECT_EQ(touching->ranges(), 1u);
   EXPECT_TRUE(touching->Admits(A("10.0.3.255")));
   EXPECT_FALSE(touching->Admits(A("10.0.4.0")));
+  auto touching6 = SourceFilter::Build(std::vector<IpPrefix>{P("2001:db8:0:1::/64"), P("2001:db8::/64")});
+  EXPECT_EQ(touching6->ranges(), 1u) << "across the halves' boundary";
+  EXPECT_TRUE(touching6->Admits(A("2001:db8:0:1:ffff:ffff:ffff:ffff")));
+  EXPECT_FALSE(touching6->Admits(A("2001:db8:0:2::")));
   EXPECT_FALSE(SourceFilter::Build({})->Admits(A("10.0.0.1"))) << "no ranges admit nobody (the record holds none then)";
 }
 
@@ -56,6 +62,31 @@ TEST(SourceFilterTest, AgreesWithAScanOfThePrefixes) {
     auto f = SourceFilter::Build(ranges);
     for (int i = 0; i < 2000; ++i) {
       const IpAddress a = IpAddress::FromV4(0x0a000000u | (rng() & 0xffffffu));
+      bool scan = false;
+      for (const IpPrefix& p : ranges) scan |= p.Contains(a);
+      ASSERT_EQ(f->Admits(a), scan) << a.ToString();
+    }
+  }
+}
+
+TEST(SourceFilterTest, AgreesWithAScanOfIpv6Prefixes) {
+  std::mt19937_64 rng(11);
+  // Addresses of 2001:db8::/32 whose low bits are mostly zero, so that prefixes overlap.
+  auto random6 = [&] {
+    IpAddress a = A("2001:db8::");
+    for (int b = 4; b < 16; ++b) a.bytes[b] = (rng() % 4 == 0) ? uint8_t(rng()) : 0;
+    return a;
+  };
+  for (int round = 0; round < 50; ++round) {
+    std::vector<IpPrefix> ranges;
+    for (int i = 0; i < 40; ++i) {
+      IpPrefix p{random6(), uint8_t(33 + rng() % 96)};
+      for (int bit = p.length; bit < 128; ++bit) p.address.bytes[bit / 8] &= uint8_t(~(0x80u >> (bit % 8)));
+      ranges.push_back(p);
+    }
+    auto f = SourceFilter::Build(ranges);
+    for (int i = 0; i < 2000; ++i) {
+      const IpAddress a = random6();
       bool scan = false;
       for (const IpPrefix& p : ranges) scan |= p.Contains(a);
       ASSERT_EQ(f->Admits(a), scan) << a.ToString();
