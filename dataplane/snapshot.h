@@ -25,10 +25,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "common/config.h"
-#include "dataplane/source_filter.h"
 #include "dataplane/encap.h"
 #include "dataplane/flat_map.h"
 #include "dataplane/flow_table.h"
+#include "dataplane/source_filter.h"
 #include "common/hash.h"
 
 namespace lb::dataplane {
@@ -126,7 +126,6 @@ class ServiceRecord {
   // Whether the service takes packets from `client`: all, unless it has source ranges.
   bool Admits(const IpAddress& client) const { return source_filter_ == nullptr || source_filter_->Admits(client); }
   void set_source_filter(std::shared_ptr<const SourceFilter> filter) { source_filter_ = std::move(filter); }
-  const std::shared_ptr<const SourceFilter>& source_filter() const { return source_filter_; }
 
  private:
   std::shared_ptr<const SourceFilter> source_filter_;  // null: every client

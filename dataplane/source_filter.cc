@@ -34,15 +34,14 @@ uint64_t LowBits(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1
 std::shared_ptr<const SourceFilter> SourceFilter::Build(std::span<const IpPrefix> prefixes) {
   auto filter = std::make_shared<SourceFilter>();
   for (const IpPrefix& p : prefixes) {
-    const uint8_t* b = p.address.bytes.data();
     if (p.address.IsV4()) {
       const uint32_t host = p.length >= 32 ? 0 : uint32_t(LowBits(32u - p.length));
-      const uint32_t base = Load32(b + 12);
+      const uint32_t base = V4Of(p.address);
       filter->v4_.push_back({base & ~host, base | host});
       continue;
     }
     const unsigned host = 128u - std::min<unsigned>(p.length, 128);
-    const V6 base{uint64_t(Load32(b)) << 32 | Load32(b + 4), uint64_t(Load32(b + 8)) << 32 | Load32(b + 12)};
+    const V6 base = V6Of(p.address);
     const uint64_t low = LowBits(std::min(host, 64u)), high = host > 64 ? LowBits(host - 64) : 0;
     filter->v6_.push_back({{base.high & ~high, base.low & ~low}, {base.high | high, base.low | low}});
   }

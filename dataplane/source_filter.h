@@ -23,11 +23,7 @@ class SourceFilter {
   // The filter admitting exactly the addresses within `prefixes` (of either family).
   static std::shared_ptr<const SourceFilter> Build(std::span<const IpPrefix> prefixes);
 
-  bool Admits(const IpAddress& a) const {
-    if (a.IsV4()) return Holds(v4_, Load32(a.bytes.data() + 12));
-    return Holds(v6_, V6{uint64_t(Load32(a.bytes.data())) << 32 | Load32(a.bytes.data() + 4),
-                         uint64_t(Load32(a.bytes.data() + 8)) << 32 | Load32(a.bytes.data() + 12)});
-  }
+  bool Admits(const IpAddress& a) const { return a.IsV4() ? Holds(v4_, V4Of(a)) : Holds(v6_, V6Of(a)); }
   size_t ranges() const { return v4_.size() + v6_.size(); }
 
   // An IPv6 address as a 128-bit number, high half first.
@@ -35,6 +31,11 @@ class SourceFilter {
     uint64_t high = 0, low = 0;
     friend auto operator<=>(const V6&, const V6&) = default;
   };
+  static uint32_t V4Of(const IpAddress& a) { return Load32(a.bytes.data() + 12); }
+  static V6 V6Of(const IpAddress& a) {
+    const uint8_t* b = a.bytes.data();
+    return {uint64_t(Load32(b)) << 32 | Load32(b + 4), uint64_t(Load32(b + 8)) << 32 | Load32(b + 12)};
+  }
   template <typename T>
   struct Range {
     T first, last;  // inclusive

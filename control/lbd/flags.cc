@@ -295,17 +295,6 @@ absl::StatusOr<NodeSettings> SettingsFromFlags(std::string* flow_hash_secret) {
   auto hasher = FlowHasherFromFlags(flow_hash_secret);
   if (!hasher.ok()) return hasher.status();
   n.flow_hasher = *hasher;
-  auto sync_peers = SyncPeers(FLAGS_flow_sync_peers);
-  if (!sync_peers.ok()) return sync_peers.status();
-  for (const FlowSyncer::PeerOptions& p : *sync_peers) n.flow_sync_peers.push_back(p.address);
-  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535)
-    return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
-  if (!n.flow_sync_peers.empty()) n.flow_sync_port = uint16_t(FLAGS_flow_sync_port);
-  if (!n.flow_sync_peers.empty() && flow_hash_secret->empty()) {
-    return absl::InvalidArgumentError(
-        "--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
-        "peers' datagrams (and the nodes must agree on the flow hash anyway)");
-  }
   if (absl::Status s = ValidateNode(n); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("flags: %s", s.message()));
   }
@@ -361,6 +350,14 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
   // thread and for the workers' control-traffic classification alike.
   auto sync_peers = SyncPeers(FLAGS_flow_sync_peers);
   if (!sync_peers.ok()) return sync_peers.status();
+  if (FLAGS_flow_sync_port == 0 || FLAGS_flow_sync_port > 65535) {
+    return absl::InvalidArgumentError("--flow_sync_port: 1..65535");
+  }
+  if (!sync_peers->empty() && flow_hash_secret.empty()) {
+    return absl::InvalidArgumentError(
+        "--flow_sync_peers needs --flow_hash_secret_file: its secret authenticates the "
+        "peers' datagrams (and the nodes must agree on the flow hash anyway)");
+  }
   // Never a backend: the node's own addresses and its peers'.
   const std::vector<IpAddress> host_addresses = HostAddresses();
   std::vector<IpAddress>& never_backends = settings.limits.node_addresses;
@@ -404,7 +401,9 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
         }
       }
     }
-    std::erase_if(settings.flow_sync_peers, own);
+    // The workers' classification: the peers' datagrams to the port are flow sync.
+    for (const FlowSyncer::PeerOptions& p : ro.flow_sync.peers) settings.flow_sync_peers.push_back(p.address);
+    settings.flow_sync_port = uint16_t(FLAGS_flow_sync_port);
   }
   ro.flow_sync.max_skew_ms = FLAGS_flow_sync_max_skew_ms;
   ro.flow_sync.learn_per_second = FLAGS_flow_sync_learn_pps;

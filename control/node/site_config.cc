@@ -73,31 +73,34 @@ struct Node {
 
 std::string Host(const IpAddress& a) { return a.ToString() + (a.IsV4() ? "/32" : "/128"); }
 
+// The list of CIDR prefixes `root[name]`; `what` says what it must be when it is not one
+// (required: absent or empty is an error too).
+absl::StatusOr<std::vector<std::string>> CidrList(const YAML::Node& root, const std::string& name, bool required,
+                                                  const std::string& what) {
+  std::vector<std::string> out;
+  const YAML::Node list = root[name];
+  if (!list && !required) return out;
+  if (!list || !list.IsSequence() || (required && list.size() == 0)) return Invalid(name, what);
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string field = absl::StrFormat("%s[%d]", name, i);
+    LB_TRY(s, AsString(list[i], field));
+    if (!IpPrefix::Parse(*s)) return Invalid(field, "\"" + *s + "\" is not a CIDR prefix (host bits must be zero)");
+    out.push_back(*s);
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> ParseAndRender(const YAML::Node& root, const std::string& node_name, NodeFiles& files) {
   if (absl::Status s = OnlyKeys(root, "", {"vip_cidrs", "backend_cidrs", "port", "bgp", "racks", "nodes"}); !s.ok()) {
     return s;
   }
 
-  std::vector<std::string> vip_cidrs;
-  const YAML::Node cidrs = root["vip_cidrs"];
-  if (!cidrs || !cidrs.IsSequence() || cidrs.size() == 0) return Invalid("vip_cidrs", "required: a list of CIDRs");
-  for (size_t i = 0; i < cidrs.size(); ++i) {
-    const std::string field = absl::StrFormat("vip_cidrs[%d]", i);
-    LB_TRY(s, AsString(cidrs[i], field));
-    if (!IpPrefix::Parse(*s)) return Invalid(field, "\"" + *s + "\" is not a CIDR prefix (host bits must be zero)");
-    vip_cidrs.push_back(*s);
-  }
+  LB_TRY(vip_list, CidrList(root, "vip_cidrs", /*required=*/true, "required: a list of CIDRs"));
+  const std::vector<std::string> vip_cidrs = *std::move(vip_list);
   // The cluster's pod (and node) CIDRs: the only backends lbd takes. Optional, advised.
-  std::vector<std::string> backend_cidrs;
-  if (const YAML::Node b = root["backend_cidrs"]) {
-    if (!b.IsSequence()) return Invalid("backend_cidrs", "a list of CIDRs (the cluster's pod CIDRs)");
-    for (size_t i = 0; i < b.size(); ++i) {
-      const std::string field = absl::StrFormat("backend_cidrs[%d]", i);
-      LB_TRY(s, AsString(b[i], field));
-      if (!IpPrefix::Parse(*s)) return Invalid(field, "\"" + *s + "\" is not a CIDR prefix (host bits must be zero)");
-      backend_cidrs.push_back(*s);
-    }
-  }
+  LB_TRY(backend_list,
+         CidrList(root, "backend_cidrs", /*required=*/false, "a list of CIDRs (the cluster's pod CIDRs)"));
+  const std::vector<std::string> backend_cidrs = *std::move(backend_list);
   const YAML::Node bgp = root["bgp"];
   if (!bgp || !bgp.IsMap())
     return Invalid("bgp", "required: lb-bird-gen's settings every node shares (local_as, bfd, ...)");
