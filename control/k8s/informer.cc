@@ -83,7 +83,7 @@ absl::Status Informer::List(const Stopper& stop) {
   std::string next, version;
   do {
     if (stop.stopped()) return absl::CancelledError("stopped");
-    std::string query = absl::StrFormat("%s?limit=%d", path_, options_.page_size);
+    std::string query = absl::StrFormat("%s%climit=%d", path_, QuerySeparator(), options_.page_size);
     if (!next.empty()) query += "&continue=" + QueryEscape(next);
     auto response = client_->Request("GET", query);
     if (!response.ok()) return response.status();
@@ -120,8 +120,8 @@ Informer::WatchEnd Informer::Watch(const Stopper& stop) {
   static thread_local std::minstd_rand rng{std::random_device{}()};
   const int timeout =
       options_.watch_timeout_seconds + std::uniform_int_distribution<int>(0, options_.watch_timeout_seconds / 5)(rng);
-  const std::string query = absl::StrFormat("%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
-                                            path_, QueryEscape(version_), timeout);
+  const std::string query = absl::StrFormat("%s%cwatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
+                                            path_, QuerySeparator(), QueryEscape(version_), timeout);
   {
     absl::MutexLock lock(&mu_);
     ++stats_.watches;

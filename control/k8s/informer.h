@@ -47,7 +47,8 @@ struct InformerOptions {
 
 class Informer {
  public:
-  // `path` is the collection ("/api/v1/services").
+  // `path` is the collection ("/api/v1/services"), optionally with a selector
+  // ("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1", the value escaped).
   Informer(KubeClient* client, std::string path, std::function<void()> on_change, InformerOptions options = {});
 
   void Run(const Stopper& stop);
@@ -67,6 +68,8 @@ class Informer {
   WatchEnd Watch(const Stopper& stop);
   // Applies one watch line; false when it says the version is gone (410).
   absl::StatusOr<bool> OnEvent(std::string_view line);
+  // '&' when the path already carries a query, else '?'.
+  char QuerySeparator() const { return path_.find('?') == std::string::npos ? '?' : '&'; }
 
   KubeClient* const client_;
   const std::string path_;

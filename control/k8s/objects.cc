@@ -185,11 +185,61 @@ absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
     ep.ready = r.Bool(c, "ready", field + ".conditions");
     ep.serving = r.Bool(c, "serving", field + ".conditions");
     ep.terminating = r.Bool(c, "terminating", field + ".conditions");
+    ep.node_name = r.String(endpoints[i], "nodeName", field);
+    const json& target = r.Object(endpoints[i], "targetRef", field);
+    ep.target_kind = r.String(target, "kind", field + ".targetRef");
+    ep.target_namespace = r.String(target, "namespace", field + ".targetRef");
+    ep.target_name = r.String(target, "name", field + ".targetRef");
     e.endpoints.push_back(std::move(ep));
   }
   if (e.name.empty()) r.Fail("metadata.name", "missing");
   if (!r.error().ok()) return r.error();
   return e;
+}
+
+absl::StatusOr<KPod> ParsePod(const json& object) {
+  Reader r(Where("Pod", object));
+  KPod p;
+  const json& meta = r.Object(object, "metadata", "");
+  p.ns = r.String(meta, "namespace", "metadata");
+  p.name = r.String(meta, "name", "metadata");
+  p.uid = r.String(meta, "uid", "metadata");
+  const json& spec = r.Object(object, "spec", "");
+  p.node_name = r.String(spec, "nodeName", "spec");
+  p.host_network = r.Bool(spec, "hostNetwork", "spec").value_or(false);
+  const json& status = r.Object(object, "status", "");
+  const json& ips = r.Array(status, "podIPs", "status");
+  for (size_t i = 0; i < ips.size(); ++i) {
+    const std::string ip = r.String(ips[i], "ip", absl::StrFormat("status.podIPs[%d]", i));
+    if (!ip.empty()) p.pod_ips.push_back(ip);
+  }
+  if (const std::string ip = r.String(status, "podIP", "status"); p.pod_ips.empty() && !ip.empty())
+    p.pod_ips.push_back(ip);
+  if (p.name.empty()) r.Fail("metadata.name", "missing");
+  if (!r.error().ok()) return r.error();
+  return p;
+}
+
+absl::StatusOr<KLease> ParseLease(const json& object) {
+  Reader r(Where("Lease", object));
+  KLease l;
+  const json& meta = r.Object(object, "metadata", "");
+  l.ns = r.String(meta, "namespace", "metadata");
+  l.name = r.String(meta, "name", "metadata");
+  const json& spec = r.Object(object, "spec", "");
+  l.holder = r.String(spec, "holderIdentity", "spec");
+  l.renew_time = r.String(spec, "renewTime", "spec");
+  if (spec.contains("leaseDurationSeconds")) {
+    const json& d = spec["leaseDurationSeconds"];
+    if (d.is_number_integer() && d.get<int64_t>() > 0 && d.get<int64_t>() <= 86400) {
+      l.duration_s = uint32_t(d.get<int64_t>());
+    } else if (!d.is_null()) {
+      r.Fail("spec.leaseDurationSeconds", "not a duration of 1..86400 seconds");
+    }
+  }
+  if (l.name.empty()) r.Fail("metadata.name", "missing");
+  if (!r.error().ok()) return r.error();
+  return l;
 }
 
 }  // namespace lb::control::k8s

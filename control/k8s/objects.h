@@ -42,6 +42,9 @@ struct KService {
 struct Endpoint {
   std::vector<std::string> addresses;
   std::optional<bool> ready, serving, terminating;  // unset: the API left it out
+  std::string node_name;                            // nodeName: where the endpoint runs ("" when the API left it out)
+  // targetRef: what the endpoint is ("Pod"), in which namespace ("" means the slice's).
+  std::string target_kind, target_namespace, target_name;
 };
 
 struct SlicePort {
@@ -59,6 +62,23 @@ struct KEndpointSlice {
   std::vector<Endpoint> endpoints;
 };
 
+// The parts of a core/v1 Pod that lb-dsr-node uses.
+struct KPod {
+  std::string ns, name, uid;
+  std::string node_name;  // spec.nodeName
+  bool host_network = false;
+  std::vector<std::string> pod_ips;  // status.podIPs[].ip, else status.podIP
+  std::string Key() const { return ns + "/" + name; }
+};
+
+// A coordination.k8s.io/v1 Lease: who holds it and until when.
+struct KLease {
+  std::string ns, name;
+  std::string holder;       // spec.holderIdentity
+  std::string renew_time;   // spec.renewTime (RFC 3339 with microseconds)
+  uint32_t duration_s = 0;  // spec.leaseDurationSeconds
+};
+
 // `parent[key]` when `parent` is an object and that member a string; else "". For the
 // fields read outside the typed parsers (keys, versions, error bodies): nlohmann's
 // value() throws on a member of another type, and an API server's object must never
@@ -71,5 +91,7 @@ std::string Printable(const std::string& text, size_t max = 64);
 
 absl::StatusOr<KService> ParseService(const nlohmann::json& object);
 absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const nlohmann::json& object);
+absl::StatusOr<KPod> ParsePod(const nlohmann::json& object);
+absl::StatusOr<KLease> ParseLease(const nlohmann::json& object);
 
 }  // namespace lb::control::k8s

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Integration test: lbd on net_af_packet in network namespaces, real kernel TCP and UDP on
-# both ends (dnsmasq, a Python TCP server), DSR over IPIP and GUE with user-space
-# decapsulation on the backends. See topology.sh for the picture.
+# both ends (dnsmasq, a Python TCP server), DSR over IPIP and GUE, decapsulated on the
+# backends by the kernel (lb-dsr-node attach: tc BPF). See topology.sh for the picture.
 #
 # Usage: dsr_test.sh BUILD_DIR. Root. Cleans up every namespace and process, also on failure.
 set -uo pipefail
@@ -97,7 +97,7 @@ check "explain predicts the backend of 8 of 8 fixed-port queries (got $explained
 
 # --- a backend on the LB's own segment is sent to directly, at its own MAC
 lbctl service add 10.100.0.12:53/udp --backend 10.90.0.5 >/dev/null
-nsx b4 ip addr add 10.100.0.12/32 dev lo
+backend_decapsulates 4 "$VIP_DNS" "$VIP_GUE" 10.100.0.12
 topo_bg dns-b4-12 b4 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
   --bind-interfaces --listen-address=10.100.0.12 --user=root --pid-file="$TOPO_DIR/dnsmasq-b4-12.pid" \
   --host-record=whoami.test,10.200.0.4 --log-facility=-

@@ -3,7 +3,7 @@
 #   client 10.91.0.2 -- tor: BIRD (AS 65000), BFD, kernel ECMP ("merge paths")
 #                        |   bridge 10.90.0.1/24 --+-- lb1: lbd (lb0 = 10.90.0.2) + BIRD + lb-bird-gen
 #                        |                         +-- lb2: lbd (lb0 = 10.90.0.3) + BIRD + lb-bird-gen
-#                        +-- b1 .. bN: backends (dnsmasq behind user-space decapsulation)
+#                        +-- b1 .. bN: backends (dnsmasq; lb-dsr-node's tc BPF decapsulation)
 #
 # The LB nodes share their flows (flow sync, --flow_sync_peers; FLOW_SYNC=0: not) and one
 # flow-hash secret. With ECMP_NAT=1 node N also has the SNAT address 10.93.0.N, which it
@@ -65,8 +65,6 @@ ecmp_network() {  # the namespaces, links and addresses, and the ToR's BIRD
     nsx tor ip addr add "10.92.$n.1/24" dev "tor-b$n"
     nsx "b$n" ip addr add "10.92.$n.2/24" dev eth0
     nsx "b$n" ip route add default via "10.92.$n.1"
-    nsx "b$n" ip addr add "$VIP_DNS/32" dev lo
-    nsx "b$n" ip addr add "$VIP_GUE/32" dev lo
   done
   topo_link tor tor-cl client eth0
   nsx tor ip addr add 10.91.0.1/24 dev tor-cl

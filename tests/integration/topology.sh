@@ -5,7 +5,8 @@
 #                         |                                      |   kernel interface lb0 = 10.90.0.2
 #                         |                                      +-- b4 10.90.0.5 (on the LB's segment)
 #                         +--- bN 10.92.N.2 (N = 1..3)
-# Every backend: VIPs on lo, decap.py (IPIP and GUE), dnsmasq on VIP:53, socat on VIP:80.
+# Every backend: `lb-dsr-node attach` (the dsr_decap tc BPF program on eth0 for IPIP and
+# GUE, the VIPs on lo), dnsmasq on VIP:53, socat on VIP:80.
 # The tor routes the VIP range 10.100.0.0/24 to 10.90.0.2, as BGP would install it.
 # Backends answer clients directly (DSR). Only addresses inside these namespaces are used.
 #
@@ -115,10 +116,6 @@ topo_up() {
   done
   nsx b4 ip addr add 10.90.0.5/24 dev eth0
   nsx b4 ip route add default via 10.90.0.1
-  for n in 1 2 3 4; do
-    nsx "b$n" ip addr add "$VIP_DNS/32" dev lo
-    nsx "b$n" ip addr add "$VIP_GUE/32" dev lo
-  done
 }
 
 start_lbd() {  # start_lbd [extra lbd flags]
@@ -136,6 +133,13 @@ start_lbd() {  # start_lbd [extra lbd flags]
   topo_wait 30 lbctl health || { echo "lbd did not become healthy"; lbctl health; cat "$TOPO_DIR/lbd.log"; return 1; }
 }
 
+backend_decapsulates() {  # backend_decapsulates N VIP...: bN's eth0 decapsulates exactly these VIPs (IPIP, GUE)
+  local n=$1
+  shift
+  local IFS=,
+  nsx "b$n" "$LB_BUILD/control/dsr_node/lb-dsr-node" attach --interface=eth0 --vips="$*" --gue_port=6080 >/dev/null
+}
+
 start_backend() {  # start_backend N [VIP...]: DNS on every VIP (default $VIP_DNS $VIP_GUE), TCP 80 on the first
   local n=$1
   shift
@@ -143,13 +147,12 @@ start_backend() {  # start_backend N [VIP...]: DNS on every VIP (default $VIP_DN
   [ ${#vips[@]} -eq 0 ] && vips=("$VIP_DNS" "$VIP_GUE")
   local listen=() vip
   for vip in "${vips[@]}"; do listen+=(--listen-address="$vip"); done
-  topo_bg "decap-b$n" "b$n" python3 "$TOPO_SRC/decap.py" decap0 6080
+  backend_decapsulates "$n" "${vips[@]}" || return 1
   topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
     --bind-interfaces "${listen[@]}" --user=root \
     --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" --host-record="whoami.test,10.200.0.$n" --log-facility=-
   # A TCP server from Debian's packages: answers each line with the backend's name.
   topo_bg "tcp-b$n" "b$n" socat "TCP-LISTEN:80,bind=${vips[0]},fork,reuseaddr" "EXEC:sed -u s/.*/b$n/"
-  topo_wait 10 grep -q ready "$TOPO_DIR/decap-b$n.log" || { cat "$TOPO_DIR/decap-b$n.log"; return 1; }
   topo_wait 10 sh -c "ip netns exec '$TOPO-b$n' ss -Hltn 'sport = :80' | grep -q ." || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
   topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@${vips[0]}" whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
 }

@@ -1,0 +1,291 @@
+#include "control/dsr_node/pod_network.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/if_addr.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+
+namespace lb::control::dsr_node {
+namespace {
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(errno)));
+}
+
+// A file descriptor closed on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// rtnetlink in the calling thread's namespace: one socket per call.
+class Rtnl {
+ public:
+  Rtnl() : fd_(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {}
+  bool ok() const { return fd_.get() >= 0; }
+
+  // Sends `request` (NLM_F_ACK is added) and waits for its acknowledgement; `tolerated`
+  // is an errno that counts as success.
+  absl::Status Request(nlmsghdr* request, int tolerated, const std::string& what) {
+    request->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+    request->nlmsg_seq = ++seq_;
+    if (send(fd_.get(), request, request->nlmsg_len, 0) < 0) return Errno(what + ": netlink send");
+    absl::Status result = absl::InternalError(what + ": no netlink acknowledgement");
+    ForEachReply([&](const nlmsghdr& h) {
+      if (h.nlmsg_type != NLMSG_ERROR) return;
+      const int error = -reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(&h))->error;
+      result = error == 0 || error == tolerated
+                   ? absl::OkStatus()
+                   : absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(error)));
+    });
+    return result;
+  }
+
+  // Sends a dump request of `type` and calls `on_message` for each reply.
+  absl::Status Dump(uint16_t type, uint8_t family, const std::function<void(const nlmsghdr&)>& on_message) {
+    struct {
+      nlmsghdr header;
+      ifaddrmsg body;
+    } request{};
+    request.header.nlmsg_len = sizeof(request);
+    request.header.nlmsg_type = type;
+    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.header.nlmsg_seq = ++seq_;
+    request.body.ifa_family = family;
+    if (send(fd_.get(), &request, sizeof(request), 0) < 0) return Errno("netlink dump send");
+    absl::Status result;
+    ForEachReply([&](const nlmsghdr& h) {
+      if (h.nlmsg_type == NLMSG_ERROR) {
+        result = absl::InternalError(absl::StrFormat(
+            "netlink dump: %s", std::strerror(-reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(&h))->error)));
+      } else {
+        on_message(h);
+      }
+    });
+    return result;
+  }
+
+ private:
+  // Reads replies to the last request until NLMSG_DONE or its error/ack.
+  template <typename F>
+  void ForEachReply(F&& on_message) {
+    alignas(nlmsghdr) char buffer[32768];
+    for (;;) {
+      const ssize_t n = recv(fd_.get(), buffer, sizeof(buffer), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      int left = int(n);
+      for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+        if (h->nlmsg_seq != seq_) continue;
+        if (h->nlmsg_type == NLMSG_DONE) return;
+        on_message(*h);
+        if (h->nlmsg_type == NLMSG_ERROR) return;
+      }
+    }
+  }
+
+  Fd fd_;
+  uint32_t seq_ = 0;
+};
+
+// An rtnetlink request being built in a buffer of its own: header, body, attributes.
+class RequestBuffer {
+ public:
+  template <typename Body>
+  Body* Start(uint16_t type, uint16_t flags) {
+    auto* h = header();
+    h->nlmsg_len = NLMSG_LENGTH(sizeof(Body));
+    h->nlmsg_type = type;
+    h->nlmsg_flags = flags;
+    return static_cast<Body*>(NLMSG_DATA(h));
+  }
+  void Add(uint16_t type, const void* data, size_t len) {
+    nlmsghdr* h = header();
+    const size_t at = NLMSG_ALIGN(h->nlmsg_len), total = RTA_LENGTH(len);
+    if (at + RTA_ALIGN(total) > sizeof(bytes_)) return;  // the requests below are far smaller
+    rtattr attribute{uint16_t(total), type};
+    std::memcpy(bytes_ + at, &attribute, sizeof(attribute));
+    std::memcpy(bytes_ + at + RTA_LENGTH(0), data, len);
+    h->nlmsg_len = uint32_t(at + RTA_ALIGN(total));
+  }
+  nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(bytes_); }
+
+ private:
+  alignas(nlmsghdr) char bytes_[256] = {};
+};
+
+absl::Status ChangeAddress(uint16_t type, uint16_t flags, int ifindex, const IpAddress& vip, int tolerated) {
+  Rtnl rtnl;
+  if (!rtnl.ok()) return Errno("socket(NETLINK_ROUTE)");
+  RequestBuffer request;
+  auto* body = request.Start<ifaddrmsg>(type, flags);
+  const bool v4 = vip.IsV4();
+  body->ifa_family = v4 ? AF_INET : AF_INET6;
+  body->ifa_prefixlen = v4 ? 32 : 128;
+  body->ifa_flags = v4 ? 0 : IFA_F_NODAD;
+  body->ifa_scope = RT_SCOPE_UNIVERSE;
+  body->ifa_index = uint32_t(ifindex);
+  const void* bytes = v4 ? static_cast<const void*>(vip.V4Bytes()) : vip.bytes.data();
+  const size_t len = v4 ? 4 : 16;
+  request.Add(IFA_LOCAL, bytes, len);
+  request.Add(IFA_ADDRESS, bytes, len);
+  if (type == RTM_NEWADDR) request.Add(IFA_PROTO, &kAddressProto, 1);
+  return rtnl.Request(
+      request.header(), tolerated,
+      absl::StrFormat("%s %s on ifindex %d", type == RTM_NEWADDR ? "adding" : "removing", vip.ToString(), ifindex));
+}
+
+// The first line of a file, or "" when it cannot be read.
+std::string ReadLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+std::string NetnsId::ToString() const { return absl::StrFormat("net:[%d] (dev %d)", ino, dev); }
+
+absl::StatusOr<NetnsId> NetnsIdOf(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Errno("stat " + path);
+  return NetnsId{uint64_t(st.st_dev), uint64_t(st.st_ino)};
+}
+
+std::vector<NetnsRef> ListNetns(const std::string& proc_dir) {
+  std::map<NetnsId, std::string> found;
+  const auto self = NetnsIdOf(proc_dir + "/thread-self/ns/net");
+  DIR* dir = opendir(proc_dir.c_str());
+  if (dir == nullptr) return {};
+  while (const dirent* entry = readdir(dir)) {
+    uint32_t pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    const std::string path = absl::StrFormat("%s/%d/ns/net", proc_dir, pid);
+    const auto id = NetnsIdOf(path);  // fails for a process that just ended, or a kernel thread
+    if (!id.ok() || (self.ok() && *id == *self)) continue;
+    found.emplace(*id, path);
+  }
+  closedir(dir);
+  std::vector<NetnsRef> out;
+  for (auto& [id, path] : found) out.push_back({id, std::move(path)});
+  return out;
+}
+
+absl::Status RunInNetns(const NetnsRef& ns, absl::FunctionRef<absl::Status()> fn) {
+  Fd fd(open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Errno("open " + ns.path);
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return Errno("fstat " + ns.path);
+  if (NetnsId{uint64_t(st.st_dev), uint64_t(st.st_ino)} != ns.id)
+    return absl::NotFoundError(absl::StrFormat("%s is no longer %s", ns.path, ns.id.ToString()));
+  absl::Status result;
+  std::thread([&] {
+    if (setns(fd.get(), CLONE_NEWNET) != 0) {
+      result = Errno("setns " + ns.path + " (needs CAP_SYS_ADMIN)");
+      return;
+    }
+    result = fn();
+  }).join();
+  return result;
+}
+
+absl::StatusOr<std::vector<InterfaceAddress>> ListAddresses() {
+  Rtnl rtnl;
+  if (!rtnl.ok()) return Errno("socket(NETLINK_ROUTE)");
+  std::vector<InterfaceAddress> out;
+  const absl::Status dumped = rtnl.Dump(RTM_GETADDR, AF_UNSPEC, [&](const nlmsghdr& h) {
+    if (h.nlmsg_type != RTM_NEWADDR) return;
+    const auto* ifa = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(&h));
+    if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6) return;
+    InterfaceAddress a;
+    a.ifindex = int(ifa->ifa_index);
+    a.prefix_len = ifa->ifa_prefixlen;
+    bool have_local = false, have_address = false;
+    IpAddress local, address;
+    int left = int(IFA_PAYLOAD(&h));
+    for (auto* rta = IFA_RTA(ifa); RTA_OK(rta, left); rta = RTA_NEXT(rta, left)) {
+      const size_t len = RTA_PAYLOAD(rta);
+      const bool v4 = ifa->ifa_family == AF_INET;
+      if ((rta->rta_type == IFA_LOCAL || rta->rta_type == IFA_ADDRESS) && len == (v4 ? 4u : 16u)) {
+        const IpAddress ip = v4 ? IpAddress::FromV4Bytes(RTA_DATA(rta)) : IpAddress::FromV6Bytes(RTA_DATA(rta));
+        (rta->rta_type == IFA_LOCAL ? local : address) = ip;
+        (rta->rta_type == IFA_LOCAL ? have_local : have_address) = true;
+      } else if (rta->rta_type == IFA_PROTO && len == 1) {
+        a.proto = *static_cast<const uint8_t*>(RTA_DATA(rta));
+      }
+    }
+    if (!have_local && !have_address) return;
+    a.address = have_local ? local : address;  // IFA_LOCAL is this end of a point-to-point link
+    out.push_back(a);
+  });
+  if (!dumped.ok()) return dumped;
+  return out;
+}
+
+absl::Status AddVipAddress(int ifindex, const IpAddress& vip) {
+  return ChangeAddress(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, vip, EEXIST);
+}
+
+absl::Status RemoveVipAddress(int ifindex, const IpAddress& vip) {
+  return ChangeAddress(RTM_DELADDR, 0, ifindex, vip, EADDRNOTAVAIL);
+}
+
+absl::Status SyncLoopbackVips(const std::vector<IpAddress>& vips) {
+  auto addresses = ListAddresses();
+  if (!addresses.ok()) return addresses.status();
+  std::set<IpAddress> ours;
+  for (const InterfaceAddress& a : *addresses) {
+    if (a.ifindex == kLoopbackIfindex && a.proto == kAddressProto) ours.insert(a.address);
+  }
+  for (const IpAddress& vip : vips) {
+    if (ours.contains(vip)) continue;
+    if (absl::Status s = AddVipAddress(kLoopbackIfindex, vip); !s.ok()) return s;
+  }
+  for (const IpAddress& old : ours) {
+    if (std::find(vips.begin(), vips.end(), old) != vips.end()) continue;
+    if (absl::Status s = RemoveVipAddress(kLoopbackIfindex, old); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoosenReversePathFilter(const std::string& sysctl_dir, const std::string& ifname) {
+  const std::string conf = sysctl_dir + "/net/ipv4/conf/";
+  int all = 0, own = 0;
+  if (!absl::SimpleAtoi(ReadLine(conf + "all/rp_filter"), &all) ||
+      !absl::SimpleAtoi(ReadLine(conf + ifname + "/rp_filter"), &own))
+    return absl::FailedPreconditionError("cannot read " + conf + "{all," + ifname + "}/rp_filter");
+  if (std::max(all, own) != 1) return absl::OkStatus();
+  std::ofstream out(conf + ifname + "/rp_filter");
+  out << "2\n";
+  out.flush();
+  if (!out) return absl::FailedPreconditionError("cannot write " + conf + ifname + "/rp_filter (read-only /proc/sys?)");
+  return absl::OkStatus();
+}
+
+}  // namespace lb::control::dsr_node
