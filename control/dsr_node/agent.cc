@@ -181,7 +181,16 @@ void Agent::Reconcile(bool verify) {
     it->second = std::string(s.message());
   }
   std::erase_if(failing_, [&](const auto& entry) { return !want.pods.contains(entry.first); });
-  if (verify) SweepLeftovers(index);
+  if (verify) {
+    std::set<IpAddress> local_pod_addresses;  // this node's pods, as the API server says
+    for (const k8s::KPod& p : pods) {
+      if (p.node_name != options_.policy.node_name || p.host_network) continue;
+      for (const std::string& ip : p.pod_ips) {
+        if (auto a = IpAddress::Parse(ip)) local_pod_addresses.insert(*a);
+      }
+    }
+    SweepLeftovers(index, local_pod_addresses);
+  }
   pass_done_ = true;
 
   absl::MutexLock lock(&mu_);
@@ -190,11 +199,10 @@ void Agent::Reconcile(bool verify) {
   metrics_.pods = configured_.size();
   metrics_.pods_failing = failing_.size();
   metrics_.vips = 0;
-  metrics_.packets = metrics_.packets_gone;
+  programs_.clear();
   for (const auto& [pod, state] : configured_) {
     metrics_.vips += state.applied.vips.size();
-    const DecapCounters c = state.program->Counters();
-    for (size_t i = 0; i < c.size(); ++i) metrics_.packets[i] += c[i];
+    programs_.push_back(state.program);
   }
 }
 
@@ -208,7 +216,7 @@ absl::Status Agent::Configure(const PodVips& want, NetnsIndex& index, bool verif
                         "not up yet, or the agent lacks hostPID)",
                         want.addresses.front().ToString()));
   }
-  std::unique_ptr<DecapProgram> loaded;
+  std::shared_ptr<DecapProgram> loaded;
   DecapProgram* program = existing != configured_.end() ? existing->second.program.get() : nullptr;
   if (program == nullptr) {
     auto fresh = DecapProgram::Load(options_.gue_port);
@@ -269,12 +277,16 @@ void Agent::Unconfigure(const std::string& pod, NetnsIndex& index) {
   configured_.erase(it);
 }
 
-void Agent::SweepLeftovers(NetnsIndex& index) {
+void Agent::SweepLeftovers(NetnsIndex& index, const std::set<IpAddress>& local_pod_addresses) {
   std::set<NetnsId> owned;
   for (const auto& [pod, state] : configured_) owned.insert(state.netns);
   uint64_t removed = 0;
   for (const NetnsIndex::Entry& e : index.entries()) {
     if (owned.contains(e.ref.id)) continue;
+    const bool local_pod = std::any_of(e.addresses.begin(), e.addresses.end(), [&](const InterfaceAddress& a) {
+      return a.ifindex != kLoopbackIfindex && local_pod_addresses.contains(a.address);
+    });
+    if (!local_pod) continue;  // only this node's pods are the agent's to touch
     std::set<int> interfaces;
     for (const InterfaceAddress& a : e.addresses) interfaces.insert(a.ifindex);
     const absl::Status s = RunInNetns(e.ref, [&]() -> absl::Status {
@@ -307,7 +319,7 @@ void Agent::RenewLease() {
       {"apiVersion", "coordination.k8s.io/v1"},
       {"kind", "Lease"},
       {"metadata",
-       {{"name", kLeasePrefix + node},
+       {{"name", k8s::kDsrLeasePrefix + node},
         {"namespace", options_.lease_namespace},
         {"labels", {{"app.kubernetes.io/name", "lb-dsr-node"}}}}},
       {"spec",
@@ -316,11 +328,12 @@ void Agent::RenewLease() {
         {"renewTime", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone())}}},
   };
   // An unconditional update (no resourceVersion): this agent is the Lease's only writer.
-  auto response = kube_->Request("PUT", collection + "/" + kLeasePrefix + node, lease.dump());
+  auto response = kube_->Request("PUT", collection + "/" + k8s::kDsrLeasePrefix + node, lease.dump());
   if (response.ok() && response->status == 404) response = kube_->Request("POST", collection, lease.dump());
   const bool ok = response.ok() && response->status / 100 == 2;
   if (!ok) {
-    LOG_EVERY_N(WARNING, 10) << "renewing Lease " << options_.lease_namespace << "/" << kLeasePrefix << node << ": "
+    LOG_EVERY_N(WARNING, 10) << "renewing Lease " << options_.lease_namespace << "/" << k8s::kDsrLeasePrefix << node
+                             << ": "
                              << (response.ok() ? k8s::DescribeFailure(*response) : response.status().ToString());
   }
   absl::MutexLock lock(&mu_);
@@ -357,8 +370,13 @@ std::string Agent::RenderMetrics() const {
   metric("lb_dsr_node_lease_errors_total", "counter", "Lease renewals that failed.", m.lease_errors);
   AppendMetricHeader(out, "lb_dsr_node_packets_total", "counter",
                      "Packets seen by the pods' decapsulation programs, by what was done with them.");
+  DecapCounters packets = m.packets_gone;
+  for (const auto& program : programs_) {
+    const DecapCounters c = program->Counters();
+    for (size_t i = 0; i < c.size(); ++i) packets[i] += c[i];
+  }
   for (int i = 0; i < DSR_DECAP_COUNTERS; ++i)
-    absl::StrAppendFormat(&out, "lb_dsr_node_packets_total{result=\"%s\"} %d\n", DecapCounterName(i), m.packets[i]);
+    absl::StrAppendFormat(&out, "lb_dsr_node_packets_total{result=\"%s\"} %d\n", DecapCounterName(i), packets[i]);
   return out;
 }
 

@@ -7,9 +7,10 @@
 //   - rp_filter loosened on that interface if it was strict.
 // A pod no longer named is undone (filter and addresses); a pod that is gone took all of
 // it with its namespace. Every `resync` the agent verifies what it set (a recreated
-// sandbox, a removed filter) and sweeps every other namespace on the host for a filter
-// or address of ours that an earlier agent left (it owns handle kFilterHandle and
-// IFA_PROTO kAddressProto on this node). Restarting the agent changes nothing in a
+// sandbox, a removed filter) and sweeps the namespaces of this node's other pods (by the
+// Pods' addresses) for a filter or address of ours that an earlier agent left (it owns
+// handle kFilterHandle and IFA_PROTO kAddressProto in its node's pods). Namespaces that
+// hold no Pod of this node are never changed. Restarting the agent changes nothing in a
 // pod: it finds each pod again and replaces the filter in one step.
 //
 // While it runs, it renews a Lease ("lb-dsr-node-NODE" in `lease_namespace`) after its
@@ -25,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -49,8 +51,6 @@ struct AgentOptions {
   k8s::InformerOptions informer;
 };
 
-inline constexpr char kLeasePrefix[] = "lb-dsr-node-";
-
 class Agent {
  public:
   Agent(k8s::KubeClient* kube, AgentOptions options);
@@ -66,7 +66,7 @@ class Agent {
   struct PodState {
     NetnsId netns;
     int ifindex = 0;
-    std::unique_ptr<DecapProgram> program;
+    std::shared_ptr<DecapProgram> program;  // shared with the metrics, which read its counters
     PodVips applied;
   };
   // The host's network namespaces and the addresses in each, read once per pass when a
@@ -78,7 +78,9 @@ class Agent {
   void Reconcile(bool verify);
   absl::Status Configure(const PodVips& want, NetnsIndex& index, bool verify);
   void Unconfigure(const std::string& pod, NetnsIndex& index);
-  void SweepLeftovers(NetnsIndex& index);
+  // Removes our filter and addresses from the namespaces of this node's pods (those
+  // holding one of `local_pod_addresses`) that back no DSR Service now.
+  void SweepLeftovers(NetnsIndex& index, const std::set<IpAddress>& local_pod_addresses);
   void RenewLease();
 
   k8s::KubeClient* const kube_;
@@ -104,11 +106,12 @@ class Agent {
   struct Metrics {
     uint64_t passes = 0, pod_errors = 0, leftovers_removed = 0, lease_renewals = 0, lease_errors = 0;
     size_t pods = 0, vips = 0, pods_failing = 0;
-    DecapCounters packets{};       // summed over the pods' programs
     DecapCounters packets_gone{};  // of programs dropped: counters stay monotonic
   };
   mutable absl::Mutex mu_;
   Metrics metrics_ ABSL_GUARDED_BY(mu_);
+  // The pods' programs, whose counters /metrics sums when it is read.
+  std::vector<std::shared_ptr<const DecapProgram>> programs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace lb::control::dsr_node

@@ -2,12 +2,14 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -156,18 +158,50 @@ absl::Status DecapProgram::AttachIngress(int ifindex) {
   return absl::OkStatus();
 }
 
-DecapCounters DecapProgram::Counters() const {
+namespace {
+
+// Sums the per-CPU counters map `map_fd`.
+DecapCounters SumCounters(int map_fd) {
   DecapCounters totals{};
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return totals;
   std::vector<uint64_t> per_cpu(size_t(cpus), 0);
   for (uint32_t i = 0; i < DSR_DECAP_COUNTERS; ++i) {
-    if (bpf_map__lookup_elem(skeleton_->maps.counters, &i, sizeof(i), per_cpu.data(), per_cpu.size() * sizeof(uint64_t),
-                             0) != 0)
-      continue;
+    if (bpf_map_lookup_elem(map_fd, &i, per_cpu.data()) != 0) continue;
     for (uint64_t v : per_cpu) totals[i] += v;
   }
   return totals;
+}
+
+}  // namespace
+
+DecapCounters DecapProgram::Counters() const { return SumCounters(bpf_map__fd(skeleton_->maps.counters)); }
+
+absl::StatusOr<DecapCounters> CountersOfProgram(uint32_t prog_id) {
+  BeginLibbpfCall();
+  const int prog = bpf_prog_get_fd_by_id(prog_id);
+  if (prog < 0) return BpfError(-errno, absl::StrFormat("program %d", prog_id));
+  uint32_t map_ids[8] = {};
+  bpf_prog_info info{};
+  info.nr_map_ids = 8;
+  info.map_ids = reinterpret_cast<uint64_t>(map_ids);
+  uint32_t len = sizeof(info);
+  const int ret = bpf_obj_get_info_by_fd(prog, &info, &len);
+  close(prog);
+  if (ret != 0) return BpfError(ret, absl::StrFormat("program %d's maps", prog_id));
+  for (uint32_t i = 0; i < std::min<uint32_t>(info.nr_map_ids, 8); ++i) {
+    const int map = bpf_map_get_fd_by_id(map_ids[i]);
+    if (map < 0) continue;
+    bpf_map_info map_info{};
+    uint32_t map_len = sizeof(map_info);
+    const bool counters = bpf_obj_get_info_by_fd(map, &map_info, &map_len) == 0 &&
+                          std::string_view(map_info.name) == "counters" && map_info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+    DecapCounters totals{};
+    if (counters) totals = SumCounters(map);
+    close(map);
+    if (counters) return totals;
+  }
+  return absl::NotFoundError(absl::StrFormat("program %d has no counters map: not dsr_decap", prog_id));
 }
 
 absl::StatusOr<uint32_t> AttachedProgramId(int ifindex) {

@@ -56,6 +56,9 @@ class DecapProgram {
 
 // The id of the program our filter holds on `ifindex`'s ingress; 0 when there is none.
 absl::StatusOr<uint32_t> AttachedProgramId(int ifindex);
+// The counters of the loaded program `prog_id` (one that DecapProgram loaded, in this
+// process or another), found through the program's maps.
+absl::StatusOr<DecapCounters> CountersOfProgram(uint32_t prog_id);
 // Removes our filter from `ifindex`'s ingress; no error when it is not there.
 absl::Status DetachIngress(int ifindex);
 

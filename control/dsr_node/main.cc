@@ -3,6 +3,7 @@
 //   lb-dsr-node [flags]                             the Kubernetes agent (a DaemonSet)
 //   lb-dsr-node attach --interface=IF --vips=A,B    this network namespace decapsulates A, B
 //   lb-dsr-node detach --interface=IF               and no longer
+//   lb-dsr-node show                                what of ours this namespace holds
 #include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
@@ -52,6 +53,30 @@ k8s::Stopper g_stop;
 int Fail(const std::string& message) {
   LOG(ERROR) << message;
   return 2;
+}
+
+// show: what of ours this network namespace holds, one line each:
+//   filter IF program ID decapsulated=N not_tunnel=N ...
+//   vip ADDRESS
+int Show() {
+  struct if_nameindex* interfaces = if_nameindex();
+  if (interfaces == nullptr) return Fail("if_nameindex: cannot list the interfaces");
+  for (struct if_nameindex* i = interfaces; i->if_index != 0; ++i) {
+    auto id = AttachedProgramId(int(i->if_index));
+    if (!id.ok() || *id == 0) continue;
+    std::cout << "filter " << i->if_name << " program " << *id;
+    if (auto counters = CountersOfProgram(*id); counters.ok()) {
+      for (int c = 0; c < DSR_DECAP_COUNTERS; ++c) std::cout << " " << DecapCounterName(c) << "=" << (*counters)[c];
+    }
+    std::cout << "\n";
+  }
+  if_freenameindex(interfaces);
+  auto addresses = ListAddresses();
+  if (!addresses.ok()) return Fail(std::string(addresses.status().message()));
+  for (const InterfaceAddress& a : *addresses) {
+    if (a.proto == kAddressProto) std::cout << "vip " << a.address.ToString() << "\n";
+  }
+  return 0;
 }
 
 // attach/detach: the calling process's network namespace, e.g. under `ip netns exec`.
@@ -173,15 +198,18 @@ int Main(int argc, char** argv) {
       "                                                DSR Services decapsulate their VIPs (tc BPF)\n"
       "  lb-dsr-node attach --interface=IF --vips=A,B  this network namespace decapsulates A and B arriving\n"
       "                                                on IF (a backend outside Kubernetes)\n"
-      "  lb-dsr-node detach --interface=IF             undoes attach");
+      "  lb-dsr-node detach --interface=IF             undoes attach\n"
+      "  lb-dsr-node show                              this namespace's dsr_decap filters (with their\n"
+      "                                                counters) and the VIPs the agent or attach added");
   gflags::SetVersionString(std::string(BuildVersion()));
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
-  if (argc > 2) return Fail("one command at most: attach, detach, or none (the agent)");
+  if (argc > 2) return Fail("one command at most: attach, detach, show, or none (the agent)");
   const std::string command = argc == 2 ? argv[1] : "";
   if (command == "attach" || command == "detach") return Attach(command == "attach");
-  if (!command.empty()) return Fail("unknown command \"" + command + "\": attach, detach, or none (the agent)");
+  if (command == "show") return Show();
+  if (!command.empty()) return Fail("unknown command \"" + command + "\": attach, detach, show, or none (the agent)");
   return RunAgent();
 }
 

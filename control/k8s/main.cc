@@ -46,6 +46,10 @@ DEFINE_string(node_addresses, "",
               "Comma-separated addresses of the LB nodes (e.g. from status.hostIP): never served as a VIP.");
 DEFINE_string(listen_address, "127.0.0.1:9101", "host:port for GET /healthz and GET /metrics. Empty: none.");
 DEFINE_string(node_name, "", "Reported as the Events' source host; empty: $NODE_NAME, else the host name.");
+DEFINE_string(dsr_lease_namespace, "",
+              "Namespace of lb-dsr-node's Leases: a DSR Service's endpoints are served only on nodes whose agent "
+              "holds a live one (the others get a DSRNodeNotReady Event). Empty: $POD_NAMESPACE; \"none\": not "
+              "checked (every backend decapsulates by other means).");
 DEFINE_uint32(debounce_ms, 100, "Quiet time after a change before lbd is updated (at most 10x this in all).");
 DEFINE_uint32(resync_seconds, 300, "Apply the whole state again this often, even without changes.");
 DEFINE_uint32(list_page_size, 500, "Objects per page when listing (limit/continue).");
@@ -142,6 +146,15 @@ int Main(int argc, char** argv) {
   options.informer.watch_timeout_seconds = int(std::max(1u, FLAGS_watch_timeout_seconds));
   options.informer.page_size = int(std::max(1u, FLAGS_list_page_size));
   options.node_name = NodeName();
+  options.dsr_lease_namespace = FLAGS_dsr_lease_namespace;
+  if (options.dsr_lease_namespace.empty() && std::getenv("POD_NAMESPACE") != nullptr)
+    options.dsr_lease_namespace = std::getenv("POD_NAMESPACE");
+  if (options.dsr_lease_namespace.empty()) {
+    LOG(ERROR) << "--dsr_lease_namespace (or $POD_NAMESPACE) is required: where lb-dsr-node's Leases are; \"none\" "
+                  "when the backends decapsulate DSR by other means";
+    return 2;
+  }
+  if (options.dsr_lease_namespace == "none") options.dsr_lease_namespace.clear();
 
   KubeClient kube(*config);
   auto lbd = lb::v1::LoadBalancer::NewStub(

@@ -32,8 +32,10 @@ std::optional<BackendState> StateOf(const Endpoint& e) {
 
 // The backends of Service port `sp` for a VIP of family v4/v6: every slice of the Service
 // with that family, at the slice's number for the port of the same name and protocol.
-std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
-                                      const std::vector<const KEndpointSlice*>& slices) {
+// `dsr_nodes`: when set, endpoints on other nodes are left out and their nodes added to
+// `left_out` ("" for an endpoint that names no node).
+std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4, const std::vector<const KEndpointSlice*>& slices,
+                                      const std::set<std::string>* dsr_nodes, std::set<std::string>* left_out) {
   std::vector<BackendConfig> out;
   for (const KEndpointSlice* slice : slices) {
     if (slice->address_type != (v4 ? "IPv4" : "IPv6")) continue;
@@ -49,6 +51,10 @@ std::vector<BackendConfig> BackendsOf(const ServicePort& sp, bool v4,
       if (e.addresses.empty()) continue;
       const auto ip = IpAddress::Parse(e.addresses.front());
       if (!ip || ip->IsV4() != v4) continue;
+      if (dsr_nodes != nullptr && !dsr_nodes->contains(e.node_name)) {
+        left_out->insert(e.node_name);
+        continue;
+      }
       out.push_back({.address = *ip, .port = uint16_t(*port->port), .weight = 1, .state = *state});
     }
   }
@@ -154,6 +160,18 @@ absl::StatusOr<ExternalIpPolicy> ParseExternalIpPolicy(const std::string& text) 
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("--external_ips: \"%s\" is not none, all or namespaces=NS[,NS...]", text));
+}
+
+std::set<std::string> LiveDsrNodes(const std::vector<KLease>& leases, absl::Time now) {
+  std::set<std::string> live;
+  for (const KLease& l : leases) {
+    if (l.name.rfind(kDsrLeasePrefix, 0) != 0 || l.holder.empty() || l.name != kDsrLeasePrefix + l.holder) continue;
+    absl::Time renewed;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, l.renew_time, &renewed, &error)) continue;
+    if (renewed + absl::Seconds(l.duration_s) > now) live.insert(l.holder);
+  }
+  return live;
 }
 
 DesiredState MapClusterState(const std::vector<KService>& services, const std::vector<KEndpointSlice>& slices,
@@ -273,6 +291,9 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
     }
 
     const auto& my_slices = slices_of[{s->ns, s->name}];
+    const bool dsr = settings.mode != ForwardingMode::kNat;
+    const std::set<std::string>* dsr_nodes = dsr && options.dsr_nodes ? &*options.dsr_nodes : nullptr;
+    std::set<std::string> left_out;
     if (s->ports.size() > options.max_ports_per_service) {
       out.problems.push_back(
           {s->Key(), "TooManyPorts",
@@ -310,7 +331,7 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         c.mode = settings.mode;
         c.hash_fields = s->client_ip_affinity ? HashFields::kSourceIp : HashFields::kFiveTuple;
         c.table_size = settings.table_size;
-        c.backends = BackendsOf(sp, vip.IsV4(), my_slices);
+        c.backends = BackendsOf(sp, vip.IsV4(), my_slices, dsr_nodes, &left_out);
         if (is_lb_address(vip)) c.source_ranges = source_ranges;
         if (c.mode != ForwardingMode::kNat && std::any_of(c.backends.begin(), c.backends.end(),
                                                           [&](const BackendConfig& b) { return b.port != c.port; })) {
@@ -322,6 +343,15 @@ DesiredState MapClusterState(const std::vector<KService>& services, const std::v
         }
         mapped.emplace_back(std::move(c), s->Key());
       }
+    }
+    if (!left_out.empty()) {
+      std::vector<std::string> names;
+      for (const std::string& n : left_out) names.push_back(n.empty() ? "(no nodeName)" : Printable(n));
+      out.problems.push_back(
+          {s->Key(), "DSRNodeNotReady",
+           absl::StrFormat("endpoints on node(s) %s are left out: no lb-dsr-node runs there to decapsulate DSR "
+                           "(deploy it, or use lbd.io/forwarding-mode: nat)",
+                           absl::StrJoin(names, ", "))});
     }
   }
   // Oldest Service first (the order of `ordered`), each Service's frontends in key order:

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "control/k8s/objects.h"
 #include "control/k8s/problem.h"
+#include "absl/time/time.h"
 #include "common/config.h"
 
 namespace lb::control::k8s {
@@ -52,9 +54,20 @@ struct MappingOptions {
   // Ports served per Service, in spec order; the rest get a TooManyPorts Event. Each
   // (address, port) is an lbd service, counted against lbd's node-wide limits.
   uint32_t max_ports_per_service = 64;
+  // The nodes whose lb-dsr-node holds a live Lease (LiveDsrNodes). When set, a DSR
+  // Service's endpoints on other nodes are left out, with an Event: their pods cannot
+  // decapsulate. nullopt: not checked (the watcher's --dsr_lease_namespace=none).
+  std::optional<std::set<std::string>> dsr_nodes;
 };
 
+// The nodes named by live lb-dsr-node Leases ("lb-dsr-node-NODE", holder NODE): renewed
+// within their duration of `now`. The nodes' clocks must agree to a few seconds, as
+// Kubernetes' own node Leases require.
+std::set<std::string> LiveDsrNodes(const std::vector<KLease>& leases, absl::Time now);
+
 inline constexpr char kEndpointSliceController[] = "endpointslice-controller.k8s.io";
+// lb-dsr-node's Lease on node N is "lb-dsr-node-N", held by N.
+inline constexpr char kDsrLeasePrefix[] = "lb-dsr-node-";
 
 // A Service's settings from its annotations.
 struct ServiceSettings {

@@ -50,7 +50,24 @@ Watcher::Watcher(KubeClient* kube, lb::v1::LoadBalancer::StubInterface* lbd, Wat
       services_(
           kube, "/api/v1/services", [this] { OnChange(); }, options_.informer),
       slices_(
-          kube, "/apis/discovery.k8s.io/v1/endpointslices", [this] { OnChange(); }, options_.informer) {}
+          kube, "/apis/discovery.k8s.io/v1/endpointslices", [this] { OnChange(); }, options_.informer) {
+  // A renewal changes nothing by itself (every agent renews every few seconds): the loop
+  // looks at the live set once a poll and acts when it changed.
+  if (!options_.dsr_lease_namespace.empty()) {
+    leases_ = std::make_unique<Informer>(
+        kube, absl::StrFormat("/apis/coordination.k8s.io/v1/namespaces/%s/leases", options_.dsr_lease_namespace), [] {},
+        options_.informer);
+  }
+}
+
+std::optional<std::set<std::string>> Watcher::LiveDsrNodesNow() const {
+  if (!leases_) return std::nullopt;
+  std::vector<KLease> leases;
+  for (const Object& o : leases_->Objects()) {
+    if (auto l = ParseLease(*o); l.ok()) leases.push_back(*std::move(l));
+  }
+  return LiveDsrNodes(leases, absl::Now());
+}
 
 void Watcher::OnChange() {
   std::lock_guard<std::mutex> lock(change_mu_);
@@ -65,6 +82,9 @@ void Watcher::OnChange() {
 void Watcher::Run(const Stopper& stop) {
   std::thread services_thread([&] { services_.Run(stop); });
   std::thread slices_thread([&] { slices_.Run(stop); });
+  std::thread leases_thread([&] {
+    if (leases_) leases_->Run(stop);
+  });
   // The loop's waits end at the next lbd poll at the latest, so it sees a stop within
   // options_.lbd_poll.
   Backoff apply_backoff(std::chrono::milliseconds(200), std::chrono::seconds(10));
@@ -72,7 +92,7 @@ void Watcher::Run(const Stopper& stop) {
   auto next_resync = Clock::now() + options_.resync;
   auto next_apply_retry = Clock::now();
   while (!stop.stopped()) {
-    const bool synced = services_.synced() && slices_.synced();
+    const bool synced = services_.synced() && slices_.synced() && (!leases_ || leases_->synced());
     bool changed = false;
     {
       std::unique_lock<std::mutex> lock(change_mu_);
@@ -91,6 +111,7 @@ void Watcher::Run(const Stopper& stop) {
     const auto now = Clock::now();
     if (now >= next_poll) {
       next_poll = now + options_.lbd_poll;
+      if (synced && LiveDsrNodesNow() != dsr_nodes_) changed = true;  // an agent came or its Lease ran out
       const auto generation = PollLbd();
       if (generation && *generation != applied_generation_ && !apply_pending_) {
         LOG(WARNING) << "lbd holds generation " << *generation << ", the watcher applied " << applied_generation_
@@ -125,6 +146,7 @@ void Watcher::Run(const Stopper& stop) {
   }
   services_thread.join();
   slices_thread.join();
+  leases_thread.join();
 }
 
 std::optional<uint64_t> Watcher::PollLbd() {
@@ -156,7 +178,9 @@ void Watcher::Reconcile(bool force_apply) {
   for (auto& [o, e] : ParseEach(slices_.Objects(), ParseEndpointSlice, &invalid, &bad_slices)) {
     slices.push_back(std::move(e));
   }
-  DesiredState desired = MapClusterState(services, slices, options_.mapping, &last_good_);
+  MappingOptions mapping = options_.mapping;
+  mapping.dsr_nodes = dsr_nodes_ = LiveDsrNodesNow();
+  DesiredState desired = MapClusterState(services, slices, mapping, &last_good_);
   // A Service the watcher cannot read gets an Event saying so, when it names itself well
   // enough to be the Event's object (a slice's problem is logged only).
   std::vector<KService> unreadable;
@@ -350,6 +374,7 @@ std::pair<bool, std::string> Watcher::Healthz() const {
   std::vector<std::string> problems;
   if (!services_.synced()) problems.push_back("Services not listed yet");
   if (!slices_.synced()) problems.push_back("EndpointSlices not listed yet");
+  if (leases_ && !leases_->synced()) problems.push_back("lb-dsr-node Leases not listed yet");
   absl::MutexLock lock(&mu_);
   if (!metrics_.lbd_reachable) problems.push_back("lbd unreachable");
   if (!metrics_.last_apply_ok) problems.push_back("the last Apply to lbd did not succeed (or none yet)");

@@ -14,6 +14,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -36,6 +38,9 @@ struct WatcherOptions {
   std::chrono::milliseconds lbd_poll{1000};                   // lbd health / generation check
   std::chrono::milliseconds resync{std::chrono::minutes(5)};  // apply everything again regardless
   std::string node_name;                                      // the Events' source host
+  // Where lb-dsr-node's Leases are: DSR endpoints only on nodes holding a live one
+  // (MappingOptions::dsr_nodes). Empty: not checked.
+  std::string dsr_lease_namespace;
 };
 
 class Watcher {
@@ -64,6 +69,8 @@ class Watcher {
   bool Apply(DesiredState& desired, bool force);
   void WriteStatuses(const std::vector<StatusUpdate>& updates, const std::map<std::string, Object>& raw);
   void ReportProblems(const std::vector<Problem>& problems, const std::map<std::string, KService>& services);
+  // The nodes with a live lb-dsr-node Lease now; nullopt when not checked.
+  std::optional<std::set<std::string>> LiveDsrNodesNow() const;
   // lbd's generation, or nullopt when unreachable.
   std::optional<uint64_t> PollLbd();
 
@@ -72,6 +79,7 @@ class Watcher {
   const WatcherOptions options_;
   Informer services_;
   Informer slices_;
+  std::unique_ptr<Informer> leases_;  // lb-dsr-node's, when checked
 
   // Change notifications from the informers' threads.
   std::mutex change_mu_;
@@ -85,6 +93,7 @@ class Watcher {
   std::vector<ServiceConfig> applied_request_;  // the desired services last applied
   std::vector<Problem> refused_;                // what lbd refused of them
   uint64_t applied_generation_ = 0;
+  std::optional<std::set<std::string>> dsr_nodes_;  // as the last pass mapped them
   bool apply_pending_ = true;
   std::set<Problem> reported_;
   std::set<std::string> notes_logged_;

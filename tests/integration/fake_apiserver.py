@@ -1,7 +1,8 @@
 """A fake Kubernetes API server for the watcher's tests: the parts of the real one that an
 informer depends on, with the real wire behaviour.
 
-- core/v1 Services, discovery.k8s.io/v1 EndpointSlices, core/v1 Events; JSON shaped as the
+- core/v1 Services, Pods (fieldSelector spec.nodeName), discovery.k8s.io/v1 EndpointSlices,
+  coordination.k8s.io/v1 Leases (namespaced; PUT and POST), core/v1 Events; JSON shaped as the
   real API server returns it (lists without kind/apiVersion on items, watch events with).
 - One resourceVersion counter over all objects (etcd's revision), a bounded event history
   (compact() drops it, as etcd compaction does): a watch or a paginated list from a version
@@ -30,13 +31,36 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RESOURCES = {
-    "services": {"kind": "Service", "apiVersion": "v1", "list_path": "/api/v1/services"},
-    "endpointslices": {
-        "kind": "EndpointSlice",
-        "apiVersion": "discovery.k8s.io/v1",
-        "list_path": "/apis/discovery.k8s.io/v1/endpointslices",
-    },
+    "services": {"kind": "Service", "apiVersion": "v1", "prefix": "/api/v1"},
+    "endpointslices": {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1", "prefix": "/apis/discovery.k8s.io/v1"},
+    "pods": {"kind": "Pod", "apiVersion": "v1", "prefix": "/api/v1"},
+    "leases": {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "prefix": "/apis/coordination.k8s.io/v1"},
 }
+
+
+def parse_collection(path):
+    """(resource, namespace or None, name or None) of an API path, or None: PREFIX/PLURAL,
+    PREFIX/namespaces/NS/PLURAL and PREFIX/namespaces/NS/PLURAL/NAME."""
+    for resource, d in RESOURCES.items():
+        if not path.startswith(d["prefix"] + "/"):
+            continue
+        rest = path[len(d["prefix"]) + 1:].split("/")
+        if rest == [resource]:
+            return resource, None, None
+        if len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == resource:
+            return resource, rest[1], rest[3] if len(rest) == 4 else None
+    return None
+
+
+def selects(namespace, query):
+    """The objects a list or watch asks for: its namespace, and a fieldSelector
+    spec.nodeName=N (the only one the real clients here use)."""
+    node = None
+    selector = query.get("fieldSelector", "")
+    if selector.startswith("spec.nodeName="):
+        node = selector[len("spec.nodeName="):]
+    return lambda obj: ((namespace is None or obj["metadata"].get("namespace") == namespace)
+                        and (node is None or obj.get("spec", {}).get("nodeName") == node))
 
 
 def make_certs(directory, *names, address="127.0.0.1"):
@@ -262,15 +286,23 @@ class FakeApiServer:
                     return
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
-                resource = next((r for r, d in RESOURCES.items() if d["list_path"] == url.path), None)
-                if resource is None:
+                found = parse_collection(url.path)
+                if found is None:
                     return self._send_json(404, status_body(404, "NotFound", "the server could not find the requested resource"))
+                resource, namespace, name = found
+                if name is not None:
+                    obj = server.store.get(resource, namespace, name)
+                    if obj is None:
+                        return self._send_json(404, status_body(404, "NotFound", '%s "%s" not found' % (resource, name)))
+                    obj.update({"kind": RESOURCES[resource]["kind"], "apiVersion": RESOURCES[resource]["apiVersion"]})
+                    return self._send_json(200, obj)
                 if query.get("watch") in ("1", "true"):
-                    return self._watch(resource, query)
-                return self._list(resource, query)
+                    return self._watch(resource, query, selects(namespace, query))
+                return self._list(resource, query, selects(namespace, query))
 
-            def _list(self, resource, query):
+            def _list(self, resource, query, wanted):
                 items, rv = server.store.snapshot(resource)
+                items = [o for o in items if wanted(o)]
                 start = 0
                 if query.get("continue"):
                     token = json.loads(urllib.parse.unquote(query["continue"]))
@@ -292,7 +324,7 @@ class FakeApiServer:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
-            def _watch(self, resource, query):
+            def _watch(self, resource, query, wanted):
                 rv = int(query.get("resourceVersion") or "0")
                 timeout = float(query.get("timeoutSeconds", "1800"))
                 bookmarks = query.get("allowWatchBookmarks") == "true"
@@ -326,7 +358,8 @@ class FakeApiServer:
                                 events = [] if server.cut != cut else store.events_after(resource, rv)
                             current = store.rv
                         for v, kind, obj in events:
-                            self._chunk({"type": kind, "object": obj})
+                            if wanted(obj):
+                                self._chunk({"type": kind, "object": obj})
                             rv = v
                         now = time.monotonic()
                         if now >= deadline:
@@ -352,9 +385,36 @@ class FakeApiServer:
                         server.watch_sockets.discard(self.connection)
                     self.close_connection = True
 
+            def _put_lease(self, namespace, name):
+                """PUT of a whole Lease: unconditional without a resourceVersion; 404 when absent
+                (Leases are not created by an update)."""
+                body = self._body()
+                current = server.store.get("leases", namespace, name)
+                if current is None:
+                    return self._send_json(404, status_body(404, "NotFound", 'leases "%s" not found' % name))
+                body.setdefault("metadata", {}).update({"namespace": namespace, "name": name})
+                try:
+                    updated = server.store.update("leases", body, check_version=bool(body["metadata"].get("resourceVersion")))
+                except ValueError:
+                    return self._send_json(409, status_body(409, "Conflict", "the object has been modified"))
+                updated.update({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1"})
+                self._send_json(200, updated)
+
+            def _post_lease(self, namespace):
+                body = self._body()
+                body.setdefault("metadata", {})["namespace"] = namespace
+                if server.store.get("leases", namespace, body["metadata"].get("name", "")) is not None:
+                    return self._send_json(409, status_body(409, "AlreadyExists", "leases already exists"))
+                created = server.store.create("leases", body)
+                created.update({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1"})
+                self._send_json(201, created)
+
             def do_PUT(self):
                 if not self._authorized():
                     return
+                found = parse_collection(urllib.parse.urlsplit(self.path).path)
+                if found and found[0] == "leases" and found[1] and found[2]:
+                    return self._put_lease(found[1], found[2])
                 parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
                 # api/v1/namespaces/NS/services/NAME/status
                 if len(parts) != 7 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "services" or parts[6] != "status":
@@ -377,6 +437,9 @@ class FakeApiServer:
             def do_POST(self):
                 if not self._authorized():
                     return
+                found = parse_collection(urllib.parse.urlsplit(self.path).path)
+                if found and found[0] == "leases" and found[1] and not found[2]:
+                    return self._post_lease(found[1])
                 parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
                 if len(parts) != 5 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "events":
                     return self._send_json(404, status_body(404, "NotFound", "not found"))

@@ -168,7 +168,7 @@ class Env:
                           "--vip_cidrs=10.1.0.0/28,fd00:10::/124", "--external_ips=all",
                           "--listen_address=" + (http or self.http),
                           "--debounce_ms=50", "--watch_timeout_seconds=4", "--resync_seconds=3600",
-                          "--node_name=lb-node-1", "--list_page_size=1"])
+                          "--node_name=lb-node-1", "--list_page_size=1", "--dsr_lease_namespace=none"])
 
     def log(self, name="watcher"):
         with open(self.path(name + ".log")) as f:

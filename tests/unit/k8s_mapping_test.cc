@@ -542,3 +542,87 @@ TEST(ObjectsTest, NullPortNameAndPortAreAccepted) {
 
 }  // namespace
 }  // namespace lb::control::k8s
+
+namespace lb::control::k8s {
+namespace {
+
+json EndpointOn(const std::string& address, const std::string& node) {
+  json e = EndpointJson(address, kReady);
+  e["nodeName"] = node;
+  return e;
+}
+
+TEST_F(MappingTest, DsrEndpointsOnNodesWithoutAnAgentAreLeftOutWithAnEvent) {
+  AddService(ServiceJson("dns", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.1"}}}));
+  services_[0].annotations = {{"lbd.io/forwarding-mode", "dsr-ipip"}};
+  AddService(ServiceJson("nat", "2026-01-01T00:00:00Z", {{"externalIPs", {"10.1.0.2"}}}));
+  const std::vector<json> ports = {{{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}};
+  AddSlice(SliceJson("dns", "dns-a", {EndpointOn("10.244.1.5", "w1"), EndpointOn("10.244.2.6", "w2")}, ports));
+  AddSlice(SliceJson("nat", "nat-a", {EndpointOn("10.244.1.7", "w1"), EndpointOn("10.244.2.8", "w2")}, ports));
+
+  // Not checked: every endpoint.
+  DesiredState d = Map();
+  ASSERT_EQ(d.services.size(), 2u);
+  EXPECT_EQ(d.services[0].backends.size(), 2u);
+
+  options_.dsr_nodes = std::set<std::string>{"w1"};
+  d = Map();
+  ASSERT_EQ(d.services.size(), 2u);
+  ASSERT_EQ(d.services[0].backends.size(), 1u) << "DSR: only the endpoint whose node decapsulates";
+  EXPECT_EQ(d.services[0].backends[0].address, Ip("10.244.1.5"));
+  EXPECT_EQ(d.services[1].backends.size(), 2u) << "NAT needs no agent";
+  EXPECT_THAT(Reasons(d), ElementsAre("default/dns DSRNodeNotReady"));
+  EXPECT_THAT(d.problems[0].message, HasSubstr("w2"));
+
+  options_.dsr_nodes = std::set<std::string>{};
+  d = Map();
+  EXPECT_THAT(d.services[0].backends, IsEmpty()) << "no agent anywhere: no DSR backend, never a broken one";
+  EXPECT_THAT(d.problems[0].message, HasSubstr("w1, w2"));
+}
+
+json LeaseJson(const std::string& name, const std::string& holder, const std::string& renewed, int duration) {
+  return {{"apiVersion", "coordination.k8s.io/v1"},
+          {"kind", "Lease"},
+          {"metadata", {{"name", name}, {"namespace", "lb-system"}}},
+          {"spec", {{"holderIdentity", holder}, {"leaseDurationSeconds", duration}, {"renewTime", renewed}}}};
+}
+
+TEST(LiveDsrNodesTest, ALeaseIsLiveForItsDurationAfterItsRenewal) {
+  std::vector<KLease> leases;
+  for (const json& j : {LeaseJson("lb-dsr-node-w1", "w1", "2026-12-07T10:00:00.000000Z", 30),
+                        LeaseJson("lb-dsr-node-w2", "w2", "2026-12-07T09:59:00.500000Z", 30),
+                        LeaseJson("lb-dsr-node-w3", "w4", "2026-12-07T10:00:00.000000Z", 30),  // not its own name
+                        LeaseJson("other-lease", "w5", "2026-12-07T10:00:00.000000Z", 30),
+                        LeaseJson("lb-dsr-node-w6", "w6", "yesterday", 30)}) {
+    auto l = ParseLease(j);
+    ASSERT_TRUE(l.ok()) << l.status();
+    leases.push_back(*l);
+  }
+  absl::Time now;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, "2026-12-07T10:00:20Z", &now, &error)) << error;
+  EXPECT_EQ(LiveDsrNodes(leases, now), (std::set<std::string>{"w1"}));
+  EXPECT_EQ(LiveDsrNodes(leases, now + absl::Seconds(10)), (std::set<std::string>{}));
+  EXPECT_EQ(LiveDsrNodes(leases, now - absl::Seconds(60)), (std::set<std::string>{"w1", "w2"}));
+  EXPECT_FALSE(ParseLease(LeaseJson("x", "w", "2026-12-07T10:00:00Z", -5)).ok());
+}
+
+TEST(ObjectsTest, PodsAndEndpointNodes) {
+  auto pod =
+      ParsePod({{"metadata", {{"name", "dns-1"}, {"namespace", "team-a"}, {"uid", "u"}}},
+                {"spec", {{"nodeName", "w1"}, {"hostNetwork", false}}},
+                {"status", {{"podIP", "10.244.1.5"}, {"podIPs", {{{"ip", "10.244.1.5"}}, {{"ip", "fd00::5"}}}}}}});
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(pod->Key(), "team-a/dns-1");
+  EXPECT_EQ(pod->node_name, "w1");
+  EXPECT_THAT(pod->pod_ips, ElementsAre("10.244.1.5", "fd00::5"));
+  EXPECT_FALSE(ParsePod({{"metadata", {{"name", "x"}}}, {"spec", {{"hostNetwork", "yes"}}}}).ok());
+  auto slice = ParseEndpointSlice(SliceJson("dns", "dns-a", {EndpointOn("10.244.1.5", "w1")}, {}));
+  ASSERT_TRUE(slice.ok());
+  EXPECT_EQ(slice->endpoints[0].node_name, "w1");
+  EXPECT_EQ(slice->endpoints[0].target_kind, "Pod");
+  EXPECT_EQ(slice->endpoints[0].target_name, "pod-10.244.1.5");
+}
+
+}  // namespace
+}  // namespace lb::control::k8s
