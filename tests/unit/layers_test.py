@@ -23,6 +23,8 @@ ALLOWED = [
                       "control/http_endpoint.h", "control/prometheus.h", "control/version.h", "lb/v1/"]),
     ("control/bird/", ["common/", "control/bird/", "control/api_types.h", "control/proto_convert.h",
                        "control/http_endpoint.h", "control/prometheus.h", "control/version.h", "lb/v1/"]),
+    ("control/dsr_node/", ["common/", "control/dsr_node/", "control/k8s/", "dataplane/bpf/",
+                           "control/http_endpoint.h", "control/prometheus.h", "control/version.h"]),
     ("control/", ["common/", "dataplane/", "lb/v1/", "control/"]),
     ("tools/", ["common/", "control/api_types.h", "control/proto_convert.h", "control/version.h", "lb/v1/"]),
 ]
@@ -30,7 +32,8 @@ ALLOWED = [
 FORBIDDEN = [
     ("dataplane/", "dataplane/worker/", ["dataplane/worker/"]),  # the base and dpdk/ never see the worker
     ("control/", "control/lbd/", ["control/lbd/"]),
-    ("control/", "control/k8s/", ["control/k8s/"]),
+    ("control/", "control/k8s/", ["control/k8s/", "control/dsr_node/"]),
+    ("control/", "control/dsr_node/", ["control/dsr_node/"]),
     ("control/", "control/bird/", ["control/bird/", "control/node/"]),
     ("control/", "control/node/", ["control/node/"]),
 ]

@@ -64,12 +64,15 @@ TEST(ManifestsTest, ContainersPassOnlyFlagsTheProgramsDefine) {
       {"/usr/local/bin/lb-k8s-watcher", "control/k8s/main.cc"},
       {"/usr/local/bin/lb-bird-gen", "control/bird/main.cc"},
       {"/usr/local/bin/lb-node-config", "control/node/main.cc"},
+      {"/usr/local/bin/lb-dsr-node", "control/dsr_node/main.cc"},
   };
   int checked = 0;
-  const YAML::Node pod = Find(docs, "DaemonSet")["spec"]["template"]["spec"];
   std::vector<YAML::Node> containers;
-  for (const auto& c : pod["initContainers"]) containers.push_back(c);
-  for (const auto& c : pod["containers"]) containers.push_back(c);
+  for (const char* manifest : {"docker/k8s/lb-node.yaml", "docker/k8s/lb-dsr-node.yaml"}) {
+    const YAML::Node pod = Find(Documents(manifest), "DaemonSet")["spec"]["template"]["spec"];
+    for (const auto& c : pod["initContainers"]) containers.push_back(c);
+    for (const auto& c : pod["containers"]) containers.push_back(c);
+  }
   for (const auto& c : containers) {
     const auto command = c["command"].as<std::vector<std::string>>();
     const auto it = sources.find(command[0]);
@@ -123,10 +126,10 @@ TEST(ManifestsTest, ThePodTemplateHasNoPerNodeLiteral) {
   EXPECT_FALSE(std::regex_search(tmpl, m, kAddress)) << "a per-node literal in the DaemonSet: " << m.str();
 }
 
-TEST(ManifestsTest, WatcherRbacIsExactlyWhatItUses) {
-  const auto docs = Documents("docker/k8s/rbac.yaml");
+// "group/resource:verb" for every permission of the (Cluster)Role of kind `kind`.
+std::set<std::string> Granted(const std::vector<YAML::Node>& docs, const std::string& kind) {
   std::set<std::string> granted;
-  for (const auto& rule : Find(docs, "ClusterRole")["rules"]) {
+  for (const auto& rule : Find(docs, kind)["rules"]) {
     for (const auto& group : rule["apiGroups"]) {
       for (const auto& resource : rule["resources"]) {
         for (const auto& verb : rule["verbs"]) {
@@ -135,15 +138,36 @@ TEST(ManifestsTest, WatcherRbacIsExactlyWhatItUses) {
       }
     }
   }
-  EXPECT_THAT(granted, ::testing::UnorderedElementsAre("/services:get", "/services:list", "/services:watch",
-                                                       "/services/status:update", "discovery.k8s.io/endpointslices:get",
-                                                       "discovery.k8s.io/endpointslices:list",
-                                                       "discovery.k8s.io/endpointslices:watch", "/events:create"));
+  return granted;
+}
+
+TEST(ManifestsTest, WatcherRbacIsExactlyWhatItUses) {
+  const auto docs = Documents("docker/k8s/rbac.yaml");
+  EXPECT_THAT(
+      Granted(docs, "ClusterRole"),
+      ::testing::UnorderedElementsAre("/services:get", "/services:list", "/services:watch", "/services/status:update",
+                                      "discovery.k8s.io/endpointslices:get", "discovery.k8s.io/endpointslices:list",
+                                      "discovery.k8s.io/endpointslices:watch", "/events:create"));
+  EXPECT_THAT(Granted(docs, "Role"),
+              ::testing::UnorderedElementsAre("coordination.k8s.io/leases:get", "coordination.k8s.io/leases:list",
+                                              "coordination.k8s.io/leases:watch"));
   const auto binding = Find(docs, "ClusterRoleBinding");
   EXPECT_EQ(binding["subjects"][0]["name"].as<std::string>(),
             Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
   const auto node = Documents("docker/k8s/lb-node.yaml");
   EXPECT_EQ(Find(node, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
+            Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
+}
+
+TEST(ManifestsTest, DsrNodeRbacIsExactlyWhatItUses) {
+  const auto docs = Documents("docker/k8s/lb-dsr-node.yaml");
+  EXPECT_THAT(
+      Granted(docs, "ClusterRole"),
+      ::testing::UnorderedElementsAre("/services:list", "/services:watch", "/pods:list", "/pods:watch",
+                                      "discovery.k8s.io/endpointslices:list", "discovery.k8s.io/endpointslices:watch"));
+  EXPECT_THAT(Granted(docs, "Role"), ::testing::UnorderedElementsAre("coordination.k8s.io/leases:create",
+                                                                     "coordination.k8s.io/leases:update"));
+  EXPECT_EQ(Find(docs, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"].as<std::string>(),
             Find(docs, "ServiceAccount")["metadata"]["name"].as<std::string>());
 }
 
