@@ -1,9 +1,12 @@
 """The Kubernetes part of tools/demo: a stand-in API server (the test tree's
 fake_apiserver.py, over TLS with a throwaway CA) holds a LoadBalancer Service of our class
-(DNS on UDP 53, a TCP service on 80) and its EndpointSlice; one lb-k8s-watcher per LB
-node, as the DaemonSet runs them, gives the Service an address from the pool, writes it to
-the Service's status and programs that node's lbd. Once every node serves the Service,
-the address is written to VIP_FILE; the watchers run until SIGTERM.
+asking for DSR (DNS on UDP 53, a TCP service on 80), its two Pods on worker node
+"worker-1" and its EndpointSlice. lb-dsr-node's agent for worker-1 makes the pods
+decapsulate (its tc BPF program, the VIP on their lo) and renews its Lease; one
+lb-k8s-watcher per LB node, as the DaemonSet runs them, gives the Service an address from
+the pool, writes it to the Service's status and programs that node's lbd with the
+endpoints whose node holds a live lb-dsr-node Lease. Once every node serves the Service
+with both pods, the address is written to VIP_FILE; everything runs until SIGTERM.
 
     /usr/bin/python3 tools/demo_k8s.py BUILD_DIR POOL_CIDR VIP_FILE LBD_SOCKET...
 """
@@ -23,6 +26,18 @@ BUILD, POOL, VIP_FILE = sys.argv[1:4]
 SOCKETS = sys.argv[4:]
 TOKEN = "demo-token"
 PODS = ["10.92.1.2", "10.92.2.2"]
+NODE = "worker-1"
+
+
+def pod(ip):
+    return {"metadata": {"name": "dns-%s" % ip.split(".")[2], "namespace": "default", "labels": {"app": "dns"}},
+            "spec": {"nodeName": NODE}, "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
+
+
+def pod_endpoint(ip):
+    e = endpoint(ip, pod=pod(ip)["metadata"]["name"])
+    e["nodeName"] = NODE
+    return e
 
 
 def lbctl(socket, *args):
@@ -47,15 +62,22 @@ def main():
     store = api.store
     store.create("services", service("dns", [svc_port("dns", 53, "UDP"), svc_port("http", 80, "TCP")], lb=True,
                                      annotations={"lbd.io/forwarding-mode": "dsr-ipip"}))  # DSR on request
-    store.create("endpointslices", endpoint_slice("dns", "x7k2p", [endpoint(p) for p in PODS],
+    for ip in PODS:
+        store.create("pods", pod(ip))
+    store.create("endpointslices", endpoint_slice("dns", "x7k2p", [pod_endpoint(p) for p in PODS],
                                                   [slice_port("dns", 53), slice_port("http", 80, "TCP")]))
     watchers = []
     try:
+        log = open(os.path.join(os.path.dirname(VIP_FILE), "dsr-node-%s.log" % NODE), "w")
+        watchers.append(subprocess.Popen(
+            [os.path.join(BUILD, "control/dsr_node/lb-dsr-node"), "--kubeconfig=" + kubeconfig, "--node_name=" + NODE,
+             "--lease_namespace=lb-system", "--listen_address="], stdout=log, stderr=subprocess.STDOUT))
         for n, socket in enumerate(SOCKETS, 1):
             log = open(os.path.join(os.path.dirname(VIP_FILE), "watcher-lb%d.log" % n), "w")
             watchers.append(subprocess.Popen(
                 [os.path.join(BUILD, "control/k8s/lb-k8s-watcher"), "--kubeconfig=" + kubeconfig,
-                 "--lbd_socket=" + socket, "--vip_cidrs=" + POOL, "--listen_address=", "--node_name=lb%d" % n],
+                 "--lbd_socket=" + socket, "--vip_cidrs=" + POOL, "--listen_address=", "--node_name=lb%d" % n,
+                 "--dsr_lease_namespace=lb-system"],
                 stdout=log, stderr=subprocess.STDOUT))
         ingress = lambda: [i["ip"] for i in store.get("services", "default", "dns")["status"]
                            .get("loadBalancer", {}).get("ingress", [])]
@@ -63,9 +85,10 @@ def main():
             print("   the watchers gave the Service no address", flush=True)
             return 1
         vip = ingress()[0]
-        served = lambda: all("%s:53/udp" % vip in lbctl(s, "service", "list") for s in SOCKETS)
+        served = lambda: all("%s:53/udp" % vip in out and all(p in out for p in PODS)
+                             for out in (lbctl(s, "service", "list") for s in SOCKETS))
         if not wait(served):
-            print("   not every LB node serves %s" % vip, flush=True)
+            print("   not every LB node serves %s with both pods" % vip, flush=True)
             return 1
         with open(VIP_FILE + ".tmp", "w") as f:
             f.write(vip + "\n")

@@ -4,7 +4,7 @@
 #   client 10.91.0.2 -- tor: BIRD (AS 65000), BFD, kernel ECMP ("merge paths")
 #                        |   bridge 10.90.0.1/24 --+-- lb1: lbd (lb0 = 10.90.0.2) + BIRD + lb-bird-gen
 #                        |                         +-- lb2: lbd (lb0 = 10.90.0.3) + BIRD + lb-bird-gen
-#                        +-- b1, b2: backends (dnsmasq behind user-space decapsulation)
+#                        +-- b1, b2: backends (dnsmasq; lb-dsr-node's tc BPF decapsulation)
 #
 # The LB nodes announce 10.100.0.0/24 (AS 65010) over BGP and BFD on lbd's exception
 # interface, so a node whose lbd dies loses its sessions within the BFD detection time.

@@ -141,8 +141,14 @@ backend_decapsulates() {  # backend_decapsulates N VIP...: bN's eth0 decapsulate
 }
 
 start_backend() {  # start_backend N [VIP...]: DNS on every VIP (default $VIP_DNS $VIP_GUE), TCP 80 on the first
+  # With BACKEND_DECAP=agent: a stock pod instead (servers on the wildcard address, no
+  # VIP, no decapsulation): lb-dsr-node's agent is to make it decapsulate.
   local n=$1
   shift
+  if [ "${BACKEND_DECAP:-attach}" = agent ]; then
+    start_stock_backend "$n"
+    return
+  fi
   local vips=("$@")
   [ ${#vips[@]} -eq 0 ] && vips=("$VIP_DNS" "$VIP_GUE")
   local listen=() vip
@@ -155,6 +161,15 @@ start_backend() {  # start_backend N [VIP...]: DNS on every VIP (default $VIP_DN
   topo_bg "tcp-b$n" "b$n" socat "TCP-LISTEN:80,bind=${vips[0]},fork,reuseaddr" "EXEC:sed -u s/.*/b$n/"
   topo_wait 10 sh -c "ip netns exec '$TOPO-b$n' ss -Hltn 'sport = :80' | grep -q ." || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
   topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 "@${vips[0]}" whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
+}
+
+start_stock_backend() {  # start_stock_backend N: dnsmasq and the TCP line server on bN's wildcard address
+  local n=$1
+  topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --user=root \
+    --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" --host-record="whoami.test,10.200.0.$n" --log-facility=-
+  topo_bg "tcp-b$n" "b$n" socat TCP-LISTEN:80,fork,reuseaddr "EXEC:sed -u s/.*/b$n/"
+  topo_wait 10 sh -c "ip netns exec '$TOPO-b$n' ss -Hltn 'sport = :80' | grep -q ." || { cat "$TOPO_DIR/tcp-b$n.log"; return 1; }
+  topo_wait 10 nsx "b$n" dig +short +tries=1 +time=1 @127.0.0.1 whoami.test || { cat "$TOPO_DIR/dns-b$n.log"; return 1; }
 }
 
 topo_down() {  # safe under set -e: every step may find its target gone already
