@@ -209,7 +209,10 @@ void Agent::Reconcile(bool verify) {
 absl::Status Agent::Configure(const PodVips& want, NetnsIndex& index, bool verify) {
   auto existing = configured_.find(want.pod);
   if (existing != configured_.end() && existing->second.applied == want && !verify) return absl::OkStatus();
-  auto [ns, ifindex] = index.Holding(want.addresses.front());
+  // Not a structured binding: the lambda below captures them (clang 14 cannot).
+  const auto holding = index.Holding(want.addresses.front());
+  const NetnsIndex::Entry* ns = holding.first;
+  const int ifindex = holding.second;
   if (ns == nullptr) {
     return absl::NotFoundError(
         absl::StrFormat("no network namespace on this node holds %s (the pod's sandbox is "

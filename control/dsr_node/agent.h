@@ -21,6 +21,7 @@
 // Healthz() and RenderMetrics() from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -100,8 +101,8 @@ class Agent {
   std::map<std::string, PodState> configured_;
   std::map<std::string, std::string> failing_;  // pod -> last error logged
   std::set<std::string> notes_logged_;
-  bool pass_done_ = false;
-  std::string lease_version_;  // resourceVersion of our Lease, "" when unknown
+  std::atomic<bool> pass_done_{false};  // read by Healthz() too
+  std::string lease_version_;           // resourceVersion of our Lease, "" when unknown
 
   struct Metrics {
     uint64_t passes = 0, pod_errors = 0, leftovers_removed = 0, lease_renewals = 0, lease_errors = 0;

@@ -20,6 +20,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "control/rtnetlink.h"
 
 namespace lb::control::dsr_node {
 namespace {
@@ -43,122 +44,7 @@ class Fd {
   int fd_;
 };
 
-// rtnetlink in the calling thread's namespace: one socket per call.
-class Rtnl {
- public:
-  Rtnl() : fd_(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {}
-  bool ok() const { return fd_.get() >= 0; }
-
-  // Sends `request` (NLM_F_ACK is added) and waits for its acknowledgement; `tolerated`
-  // is an errno that counts as success.
-  absl::Status Request(nlmsghdr* request, int tolerated, const std::string& what) {
-    request->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-    request->nlmsg_seq = ++seq_;
-    if (send(fd_.get(), request, request->nlmsg_len, 0) < 0) return Errno(what + ": netlink send");
-    absl::Status result = absl::InternalError(what + ": no netlink acknowledgement");
-    ForEachReply([&](const nlmsghdr& h) {
-      if (h.nlmsg_type != NLMSG_ERROR) return;
-      const int error = -reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(&h))->error;
-      result = error == 0 || error == tolerated
-                   ? absl::OkStatus()
-                   : absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(error)));
-    });
-    return result;
-  }
-
-  // Sends a dump request of `type` and calls `on_message` for each reply.
-  absl::Status Dump(uint16_t type, uint8_t family, const std::function<void(const nlmsghdr&)>& on_message) {
-    struct {
-      nlmsghdr header;
-      ifaddrmsg body;
-    } request{};
-    request.header.nlmsg_len = sizeof(request);
-    request.header.nlmsg_type = type;
-    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    request.header.nlmsg_seq = ++seq_;
-    request.body.ifa_family = family;
-    if (send(fd_.get(), &request, sizeof(request), 0) < 0) return Errno("netlink dump send");
-    absl::Status result;
-    ForEachReply([&](const nlmsghdr& h) {
-      if (h.nlmsg_type == NLMSG_ERROR) {
-        result = absl::InternalError(absl::StrFormat(
-            "netlink dump: %s", std::strerror(-reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(&h))->error)));
-      } else {
-        on_message(h);
-      }
-    });
-    return result;
-  }
-
- private:
-  // Reads replies to the last request until NLMSG_DONE or its error/ack.
-  template <typename F>
-  void ForEachReply(F&& on_message) {
-    alignas(nlmsghdr) char buffer[32768];
-    for (;;) {
-      const ssize_t n = recv(fd_.get(), buffer, sizeof(buffer), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;
-      int left = int(n);
-      for (auto* h = reinterpret_cast<nlmsghdr*>(buffer); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-        if (h->nlmsg_seq != seq_) continue;
-        if (h->nlmsg_type == NLMSG_DONE) return;
-        on_message(*h);
-        if (h->nlmsg_type == NLMSG_ERROR) return;
-      }
-    }
-  }
-
-  Fd fd_;
-  uint32_t seq_ = 0;
-};
-
-// An rtnetlink request being built in a buffer of its own: header, body, attributes.
-class RequestBuffer {
- public:
-  template <typename Body>
-  Body* Start(uint16_t type, uint16_t flags) {
-    auto* h = header();
-    h->nlmsg_len = NLMSG_LENGTH(sizeof(Body));
-    h->nlmsg_type = type;
-    h->nlmsg_flags = flags;
-    return static_cast<Body*>(NLMSG_DATA(h));
-  }
-  void Add(uint16_t type, const void* data, size_t len) {
-    nlmsghdr* h = header();
-    const size_t at = NLMSG_ALIGN(h->nlmsg_len), total = RTA_LENGTH(len);
-    if (at + RTA_ALIGN(total) > sizeof(bytes_)) return;  // the requests below are far smaller
-    rtattr attribute{uint16_t(total), type};
-    std::memcpy(bytes_ + at, &attribute, sizeof(attribute));
-    std::memcpy(bytes_ + at + RTA_LENGTH(0), data, len);
-    h->nlmsg_len = uint32_t(at + RTA_ALIGN(total));
-  }
-  nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(bytes_); }
-
- private:
-  alignas(nlmsghdr) char bytes_[256] = {};
-};
-
-absl::Status ChangeAddress(uint16_t type, uint16_t flags, int ifindex, const IpAddress& vip, int tolerated) {
-  Rtnl rtnl;
-  if (!rtnl.ok()) return Errno("socket(NETLINK_ROUTE)");
-  RequestBuffer request;
-  auto* body = request.Start<ifaddrmsg>(type, flags);
-  const bool v4 = vip.IsV4();
-  body->ifa_family = v4 ? AF_INET : AF_INET6;
-  body->ifa_prefixlen = v4 ? 32 : 128;
-  body->ifa_flags = v4 ? 0 : IFA_F_NODAD;
-  body->ifa_scope = RT_SCOPE_UNIVERSE;
-  body->ifa_index = uint32_t(ifindex);
-  const void* bytes = v4 ? static_cast<const void*>(vip.V4Bytes()) : vip.bytes.data();
-  const size_t len = v4 ? 4 : 16;
-  request.Add(IFA_LOCAL, bytes, len);
-  request.Add(IFA_ADDRESS, bytes, len);
-  if (type == RTM_NEWADDR) request.Add(IFA_PROTO, &kAddressProto, 1);
-  return rtnl.Request(
-      request.header(), tolerated,
-      absl::StrFormat("%s %s on ifindex %d", type == RTM_NEWADDR ? "adding" : "removing", vip.ToString(), ifindex));
-}
+uint8_t HostLength(const IpAddress& a) { return a.IsV4() ? 32 : 128; }
 
 // The first line of a file, or "" when it cannot be read.
 std::string ReadLine(const std::string& path) {
@@ -216,10 +102,10 @@ absl::Status RunInNetns(const NetnsRef& ns, absl::FunctionRef<absl::Status()> fn
 }
 
 absl::StatusOr<std::vector<InterfaceAddress>> ListAddresses() {
-  Rtnl rtnl;
-  if (!rtnl.ok()) return Errno("socket(NETLINK_ROUTE)");
+  auto rtnl = rtnl::Socket::Open();
+  if (!rtnl.ok()) return rtnl.status();
   std::vector<InterfaceAddress> out;
-  const absl::Status dumped = rtnl.Dump(RTM_GETADDR, AF_UNSPEC, [&](const nlmsghdr& h) {
+  const absl::Status dumped = rtnl->Dump(RTM_GETADDR, AF_UNSPEC, [&](const nlmsghdr& h) {
     if (h.nlmsg_type != RTM_NEWADDR) return;
     const auto* ifa = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(&h));
     if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6) return;
@@ -249,11 +135,15 @@ absl::StatusOr<std::vector<InterfaceAddress>> ListAddresses() {
 }
 
 absl::Status AddVipAddress(int ifindex, const IpAddress& vip) {
-  return ChangeAddress(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, vip, EEXIST);
+  auto rtnl = rtnl::Socket::Open();
+  if (!rtnl.ok()) return rtnl.status();
+  return rtnl::AddAddress(*rtnl, ifindex, vip, HostLength(vip), kAddressProto);
 }
 
 absl::Status RemoveVipAddress(int ifindex, const IpAddress& vip) {
-  return ChangeAddress(RTM_DELADDR, 0, ifindex, vip, EADDRNOTAVAIL);
+  auto rtnl = rtnl::Socket::Open();
+  if (!rtnl.ok()) return rtnl.status();
+  return rtnl::RemoveAddress(*rtnl, ifindex, vip, HostLength(vip));
 }
 
 absl::Status SyncLoopbackVips(const std::vector<IpAddress>& vips) {

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "control/rtnetlink.h"
 
 namespace lb::control {
 namespace {
@@ -34,39 +35,6 @@ class Fd {
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(errno)));
 }
-
-// One rtnetlink request and its acknowledgement. `ignore` is an errno that counts as
-// success (EEXIST: the address is there already).
-absl::Status Request(int fd, nlmsghdr* request, int ignore, const std::string& what) {
-  if (send(fd, request, request->nlmsg_len, 0) < 0) return Errno(what + ": netlink send");
-  alignas(nlmsghdr) char reply[1024];
-  const ssize_t n = recv(fd, reply, sizeof(reply), 0);
-  if (n < ssize_t(NLMSG_HDRLEN + sizeof(nlmsgerr))) {
-    return absl::InternalError(absl::StrFormat("%s: no netlink acknowledgement", what));
-  }
-  const auto* header = reinterpret_cast<const nlmsghdr*>(reply);
-  if (header->nlmsg_type != NLMSG_ERROR) return absl::OkStatus();
-  const int error = -static_cast<const nlmsgerr*>(NLMSG_DATA(header))->error;
-  if (error == 0 || error == ignore) return absl::OkStatus();
-  return absl::InternalError(absl::StrFormat("%s: %s", what, std::strerror(error)));
-}
-
-struct NetlinkRequest {
-  nlmsghdr header;
-  union {
-    ifaddrmsg address;
-    ifinfomsg link;
-  };
-  char attributes[64];
-
-  void Add(uint16_t type, const void* data, size_t len) {
-    auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(this) + NLMSG_ALIGN(header.nlmsg_len));
-    rta->rta_type = type;
-    rta->rta_len = uint16_t(RTA_LENGTH(len));
-    std::memcpy(RTA_DATA(rta), data, len);
-    header.nlmsg_len = NLMSG_ALIGN(header.nlmsg_len) + RTA_ALIGN(rta->rta_len);
-  }
-};
 
 constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
 
@@ -183,13 +151,7 @@ absl::StatusOr<std::vector<NeighborMonitor::Change>> NeighborMonitor::Poll(int t
       }
       return Errno("netlink recv");
     }
-    // The messages of this datagram, checked as NLMSG_OK does (without its signed length).
-    for (size_t off = 0; off + sizeof(nlmsghdr) <= size_t(received);) {
-      const auto* h = reinterpret_cast<const nlmsghdr*>(buf + off);
-      if (h->nlmsg_len < sizeof(nlmsghdr) || off + h->nlmsg_len > size_t(received)) break;
-      off += NLMSG_ALIGN(h->nlmsg_len);
-      Handle(*h, changes);
-    }
+    rtnl::ForEachMessage(buf, size_t(received), [&](const nlmsghdr& h) { Handle(h, changes); });
   }
   return changes;
 }
@@ -265,32 +227,11 @@ std::optional<InterfaceAddress> InterfaceAddress::Parse(std::string_view text) {
 absl::Status ConfigureInterface(const std::string& ifname, const std::vector<InterfaceAddress>& addresses) {
   const unsigned index = if_nametoindex(ifname.c_str());
   if (index == 0) return absl::NotFoundError(absl::StrFormat("no interface %s", ifname));
-  const Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (fd.get() < 0) return Errno("netlink socket");
+  auto rtnl = rtnl::Socket::Open();
+  if (!rtnl.ok()) return rtnl.status();
   absl::Status status;
-  for (const InterfaceAddress& a : addresses) {
-    NetlinkRequest r{};
-    r.header.nlmsg_len = NLMSG_LENGTH(sizeof(ifaddrmsg));
-    r.header.nlmsg_type = RTM_NEWADDR;
-    r.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    r.address.ifa_family = a.address.IsV4() ? AF_INET : AF_INET6;
-    r.address.ifa_prefixlen = a.length;
-    r.address.ifa_index = index;
-    const void* bytes = a.address.IsV4() ? static_cast<const void*>(a.address.V4Bytes()) : a.address.bytes.data();
-    const size_t len = a.address.IsV4() ? 4 : 16;
-    r.Add(IFA_LOCAL, bytes, len);
-    r.Add(IFA_ADDRESS, bytes, len);
-    status.Update(Request(fd.get(), &r.header, EEXIST,
-                          absl::StrFormat("adding %s/%d to %s", a.address.ToString(), a.length, ifname)));
-  }
-  NetlinkRequest up{};
-  up.header.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
-  up.header.nlmsg_type = RTM_NEWLINK;
-  up.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  up.link.ifi_index = int(index);
-  up.link.ifi_flags = IFF_UP;
-  up.link.ifi_change = IFF_UP;
-  status.Update(Request(fd.get(), &up.header, 0, absl::StrFormat("setting %s up", ifname)));
+  for (const InterfaceAddress& a : addresses) status.Update(rtnl::AddAddress(*rtnl, int(index), a.address, a.length));
+  status.Update(rtnl::SetLinkUp(*rtnl, int(index)));
   return status;
 }
 

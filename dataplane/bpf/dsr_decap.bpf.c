@@ -54,78 +54,74 @@ static __always_inline int count(__u32 which, int verdict) {
   return verdict;
 }
 
-// What follows the outer IP header: the inner protocol (4 or 41) and the bytes that the
-// tunnel adds after the outer IP header (0, or UDP + GUE), or -1: not ours to touch.
-static __always_inline int tunnel_after_ip(void* l4, void* end, __u8 ip_proto, __u8* inner_proto, __u32* extra) {
+// Headers are copied out with bpf_skb_load_bytes, which reads the paged part of an skb
+// too: packets written by AF_PACKET, and GRO'd ones, often hold little more than their L2
+// header in the linear part, and pulling (bpf_skb_pull_data) would copy every packet the
+// pod receives, tunnelled or not. Only a packet that is decapsulated is changed.
+
+// What follows the outer IP header at `l4`: the inner protocol (4 or 41) and the bytes
+// the tunnel adds after the outer IP header (0, or UDP + GUE). 0: a tunnel; -1: not ours
+// to touch; -2: GUE on our port, but truncated or not a GUE data message.
+static __always_inline int tunnel_after_ip(struct __sk_buff* skb, __u32 l4, __u8 ip_proto, __u8* inner_proto,
+                                           __u32* extra) {
   if (ip_proto == IPPROTO_IPIP || ip_proto == IPPROTO_IPV6) {
     *inner_proto = ip_proto;
     *extra = 0;
     return 0;
   }
   if (ip_proto != IPPROTO_UDP || gue_port == 0) return -1;
-  struct udphdr* udp = l4;
-  if ((void*)(udp + 1) > end || udp->dest != bpf_htons(gue_port)) return -1;
-  __u8* gue = (void*)(udp + 1);
-  if ((void*)(gue + 4) > end) return -2;
+  struct udphdr udp;
+  if (bpf_skb_load_bytes(skb, l4, &udp, sizeof(udp)) != 0 || udp.dest != bpf_htons(gue_port)) return -1;
+  __u8 gue[4];
+  if (bpf_skb_load_bytes(skb, l4 + sizeof(udp), gue, sizeof(gue)) != 0) return -2;
   // First byte: version (2 bits) = 0, C (1 bit) = 0, Hlen (5 bits): extension words.
   if ((gue[0] & 0xE0) != 0) return -2;
   *inner_proto = gue[1];
-  *extra = sizeof(struct udphdr) + 4 + (gue[0] & 0x1F) * 4;
+  *extra = sizeof(udp) + sizeof(gue) + (gue[0] & 0x1F) * 4;
   return 0;
 }
 
-// The most header bytes read: Ethernet, outer IPv6 (or IPv4 with options), UDP, GUE with
-// every extension word, inner IPv6. Rounded up.
-#define DSR_DECAP_HEADROOM 256
-
 SEC("tc")
 int dsr_decap(struct __sk_buff* skb) {
-  // The headers must be in the skb's linear part to be read. They often are not: a packet
-  // written by AF_PACKET or built by GRO keeps little more than its L2 header there.
-  const __u32 want = skb->len < DSR_DECAP_HEADROOM ? skb->len : DSR_DECAP_HEADROOM;
-  if (skb->data_end - skb->data < want) bpf_skb_pull_data(skb, want);  // failing, it reads what it has
-  void* data = (void*)(long)skb->data;
-  void* end = (void*)(long)skb->data_end;
-  struct ethhdr* eth = data;
-  if ((void*)(eth + 1) > end) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
+  struct ethhdr eth;
+  if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) != 0) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
+  const __u32 l3 = sizeof(eth);
 
   struct dsr_decap_vip key = {};
   __u32 outer_len;
   __u8 inner_proto;
   __u32 extra;
-  void* inner;
-  if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-    struct iphdr* ip = (void*)(eth + 1);
-    if ((void*)(ip + 1) > end || ip->version != 4 || ip->ihl < 5) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
-    if (ip->frag_off & bpf_htons(0x3FFF)) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);  // MF or an offset
-    outer_len = ip->ihl * 4;
-    void* l4 = (void*)ip + outer_len;
-    const int tunnel = tunnel_after_ip(l4, end, ip->protocol, &inner_proto, &extra);
+  if (eth.h_proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr ip;
+    if (bpf_skb_load_bytes(skb, l3, &ip, sizeof(ip)) != 0 || ip.version != 4 || ip.ihl < 5)
+      return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
+    if (ip.frag_off & bpf_htons(0x3FFF)) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);  // MF or an offset
+    outer_len = ip.ihl * 4;
+    const int tunnel = tunnel_after_ip(skb, l3 + outer_len, ip.protocol, &inner_proto, &extra);
     if (tunnel == -1) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
     if (tunnel < 0) return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
     if (inner_proto != IPPROTO_IPIP) return count(DSR_DECAP_OTHER_FAMILY, TC_ACT_OK);
     outer_len += extra;
-    if (outer_len > 255) return count(DSR_DECAP_MALFORMED, TC_ACT_OK);  // bounds for the verifier
-    inner = (void*)ip + outer_len;
-    struct iphdr* in4 = inner;
-    if ((void*)(in4 + 1) > end || in4->version != 4 || in4->ihl < 5) return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
+    struct iphdr in4;
+    if (bpf_skb_load_bytes(skb, l3 + outer_len, &in4, sizeof(in4)) != 0 || in4.version != 4 || in4.ihl < 5)
+      return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
     key.family = DSR_DECAP_FAMILY_V4;
-    __builtin_memcpy(key.address, &in4->daddr, 4);
-  } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-    struct ipv6hdr* ip6 = (void*)(eth + 1);
-    if ((void*)(ip6 + 1) > end || ip6->version != 6) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
-    outer_len = sizeof(*ip6);
-    const int tunnel = tunnel_after_ip(ip6 + 1, end, ip6->nexthdr, &inner_proto, &extra);
+    __builtin_memcpy(key.address, &in4.daddr, 4);
+  } else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr ip6;
+    if (bpf_skb_load_bytes(skb, l3, &ip6, sizeof(ip6)) != 0 || ip6.version != 6)
+      return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
+    outer_len = sizeof(ip6);
+    const int tunnel = tunnel_after_ip(skb, l3 + outer_len, ip6.nexthdr, &inner_proto, &extra);
     if (tunnel == -1) return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
     if (tunnel < 0) return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
     if (inner_proto != IPPROTO_IPV6) return count(DSR_DECAP_OTHER_FAMILY, TC_ACT_OK);
     outer_len += extra;
-    if (outer_len > 255) return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
-    inner = (void*)ip6 + outer_len;
-    struct ipv6hdr* in6 = inner;
-    if ((void*)(in6 + 1) > end || in6->version != 6) return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
+    struct ipv6hdr in6;
+    if (bpf_skb_load_bytes(skb, l3 + outer_len, &in6, sizeof(in6)) != 0 || in6.version != 6)
+      return count(DSR_DECAP_MALFORMED, TC_ACT_OK);
     key.family = DSR_DECAP_FAMILY_V6;
-    __builtin_memcpy(key.address, &in6->daddr, 16);
+    __builtin_memcpy(key.address, &in6.daddr, 16);
   } else {
     return count(DSR_DECAP_NOT_TUNNEL, TC_ACT_OK);
   }

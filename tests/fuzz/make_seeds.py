@@ -2,8 +2,8 @@
 """Writes the seed corpus of a fuzz target, so that mutation starts from real structure:
 for worker_fuzz (the default) one well-formed frame of each kind its configuration
 handles (see worker_fuzz.cc); for offload_fuzz frames as an AF_PACKET socket hands them
-on (a virtio_net_hdr, a VLAN tag, the frame: see offload_fuzz.cc); for k8s_objects_fuzz a Service and an EndpointSlice as the
-API server sends them; for bird_config_fuzz node configurations of lb-bird-gen.
+on (a virtio_net_hdr, a VLAN tag, the frame: see offload_fuzz.cc); for k8s_objects_fuzz a Service, an EndpointSlice, a Pod and
+a Lease as the API server sends them; for bird_config_fuzz node configurations of lb-bird-gen.
 Standard library only. Usage: make_seeds.py DIR [TARGET]"""
 import json
 import os
@@ -66,8 +66,17 @@ K8S_SEEDS = {
               "metadata": {"name": "dns-a", "namespace": "default",
                            "labels": {"kubernetes.io/service-name": "dns",
                                       "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-              "endpoints": [{"addresses": ["10.244.0.1"], "conditions": {"ready": True, "serving": True}}],
+              "endpoints": [{"addresses": ["10.244.0.1"], "conditions": {"ready": True, "serving": True},
+                             "nodeName": "node-1",
+                             "targetRef": {"kind": "Pod", "namespace": "default", "name": "dns-1"}}],
               "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]},
+    "pod": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns-1", "namespace": "default"},
+            "spec": {"nodeName": "node-1", "hostNetwork": False},
+            "status": {"podIP": "10.244.0.1", "podIPs": [{"ip": "10.244.0.1"}, {"ip": "fd00:244::1"}]}},
+    "lease": {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+              "metadata": {"name": "lb-dsr-node-node-1", "namespace": "lb-system"},
+              "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 30,
+                       "renewTime": "2026-12-07T10:00:00.000000Z"}},
 }
 
 BIRD_SEEDS = {

@@ -143,6 +143,25 @@ wait "$queries"
 answered=$(grep -c '^10\.200\.0\.' "$TOPO_DIR/under-change.out")
 check "150 queries during 30 configuration changes: $answered answered" test "$answered" -eq 150
 
+# --- IPv6 tunnels into a backend (IP6IP6, GUE over IPv6): lbd's IPv6 path is not part of
+# this topology, so the tor sends them as lbd encapsulates them (tunnel_probe.py), and a
+# socket bound to the IPv6 VIP in b1 must receive the inner datagrams.
+nsx b1 sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.disable_ipv6=0
+nsx tor sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.tor-b1.disable_ipv6=0
+nsx b1 ip -6 addr add fd00:92:1::2/64 dev eth0 nodad
+nsx tor ip -6 addr add fd00:92:1::1/64 dev tor-b1 nodad
+backend_decapsulates 1 "$VIP_DNS" "$VIP_GUE" fd00:100::10
+topo_bg recv6-b1 b1 socat -u UDP6-RECV:5300,bind=[fd00:100::10] "OPEN:$TOPO_DIR/recv6-b1.out,creat,append"
+topo_wait 5 sh -c "ip netns exec '$TOPO-b1' ss -Huln 'sport = :5300' | grep -q ."
+b1_mac=$(nsx b1 cat /sys/class/net/eth0/address)
+for mode in ip6ip6 gue6; do
+  nsx tor python3 "$TOPO_SRC/tunnel_probe.py" tor-b1 "$b1_mac" "$mode" fd00:92:1::1 fd00:92:1::2 fd00:91::2 \
+    fd00:100::10 5300 "over-$mode"
+done
+got6() { grep -q over-ip6ip6 "$TOPO_DIR/recv6-b1.out" && grep -q over-gue6 "$TOPO_DIR/recv6-b1.out"; }
+check "IP6IP6 and GUE over IPv6: b1's socket on the IPv6 VIP received both inner datagrams" topo_wait 5 got6
+backend_decapsulates 1 "$VIP_DNS" "$VIP_GUE"
+
 # --- bad API requests are refused and change nothing
 before=$(lbctl service list -o json)
 lbctl service add 10.100.0.12:53/udp --backend not-an-ip >/dev/null 2>&1

@@ -24,7 +24,8 @@ ALLOWED = [
     ("control/bird/", ["common/", "control/bird/", "control/api_types.h", "control/proto_convert.h",
                        "control/http_endpoint.h", "control/prometheus.h", "control/version.h", "lb/v1/"]),
     ("control/dsr_node/", ["common/", "control/dsr_node/", "control/k8s/", "dataplane/bpf/",
-                           "control/http_endpoint.h", "control/prometheus.h", "control/version.h"]),
+                           "control/http_endpoint.h", "control/prometheus.h", "control/rtnetlink.h",
+                           "control/version.h"]),
     ("control/", ["common/", "dataplane/", "lb/v1/", "control/"]),
     ("tools/", ["common/", "control/api_types.h", "control/proto_convert.h", "control/version.h", "lb/v1/"]),
 ]
