@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "control/prometheus.h"
 #include "common/ip_address.h"
 
 namespace lb::control {
@@ -69,6 +70,24 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::str
 
 HttpEndpoint::~HttpEndpoint() {
   if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
+}
+
+HttpHandler HealthAndMetricsHandler(std::string program, std::function<std::pair<bool, std::string>()> healthz,
+                                    std::function<std::string()> metrics) {
+  return [program = std::move(program), healthz = std::move(healthz), metrics = std::move(metrics)](
+             std::string_view method, std::string_view path) {
+    if (method == "GET" && path == "/metrics") {
+      std::string body = metrics();
+      AppendBuildInfo(body, program);
+      return HttpReply{.body = std::move(body)};
+    }
+    if (method == "GET" && path == "/livez") return HttpReply{.content_type = "text/plain", .body = "ok\n"};
+    if (method == "GET" && path == "/healthz") {
+      auto [ok, text] = healthz();
+      return HttpReply{.status = ok ? 200 : 503, .content_type = "text/plain", .body = std::move(text)};
+    }
+    return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz, /livez or /metrics\n"};
+  };
 }
 
 }  // namespace lb::control

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -28,6 +29,12 @@ inline constexpr int kHttpIdleTimeoutSeconds = 10;
 
 // Called for every request with its method and path (no query string).
 using HttpHandler = std::function<HttpReply(std::string_view method, std::string_view path)>;
+
+// The operational endpoints of a sidecar: GET /metrics (`metrics()`, then lb_build_info
+// of `program`), GET /healthz (200 or 503 as `healthz()` says, with its text) and GET
+// /livez (200 while the process serves); 404 for anything else.
+HttpHandler HealthAndMetricsHandler(std::string program, std::function<std::pair<bool, std::string>()> healthz,
+                                    std::function<std::string()> metrics);
 
 class HttpEndpoint {
  public:

@@ -20,7 +20,6 @@
 #include "control/dsr_node/agent.h"
 #include "control/http_endpoint.h"
 #include "control/k8s/kube_config.h"
-#include "control/prometheus.h"
 #include "control/version.h"
 
 DEFINE_string(kubeconfig, "", "kubeconfig file; empty: $KUBECONFIG, else the in-cluster service account.");
@@ -162,19 +161,9 @@ int RunAgent() {
 
   std::unique_ptr<HttpEndpoint> http;
   if (!FLAGS_listen_address.empty()) {
-    auto endpoint = HttpEndpoint::Start(FLAGS_listen_address, [&](std::string_view method, std::string_view what) {
-      if (method == "GET" && what == "/metrics") {
-        std::string body = agent.RenderMetrics();
-        AppendBuildInfo(body, "lb-dsr-node");
-        return HttpReply{.body = std::move(body)};
-      }
-      if (method == "GET" && what == "/livez") return HttpReply{.content_type = "text/plain", .body = "ok\n"};
-      if (method == "GET" && what == "/healthz") {
-        auto [ok, text] = agent.Healthz();
-        return HttpReply{.status = ok ? 200 : 503, .content_type = "text/plain", .body = text};
-      }
-      return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz, /livez or /metrics\n"};
-    });
+    auto endpoint = HttpEndpoint::Start(FLAGS_listen_address, HealthAndMetricsHandler(
+                                                                  "lb-dsr-node", [&] { return agent.Healthz(); },
+                                                                  [&] { return agent.RenderMetrics(); }));
     if (!endpoint.ok()) return Fail("--listen_address: " + std::string(endpoint.status().message()));
     http = *std::move(endpoint);
   }

@@ -16,7 +16,6 @@
 #include "absl/strings/str_split.h"
 #include "control/http_endpoint.h"
 #include "control/k8s/watcher.h"
-#include "control/prometheus.h"
 #include "control/version.h"
 
 DEFINE_string(kubeconfig, "", "kubeconfig file; empty: $KUBECONFIG, else the in-cluster service account.");
@@ -165,19 +164,9 @@ int Main(int argc, char** argv) {
 
   std::unique_ptr<HttpEndpoint> http;
   if (!FLAGS_listen_address.empty()) {
-    auto endpoint = HttpEndpoint::Start(FLAGS_listen_address, [&](std::string_view method, std::string_view path) {
-      if (method == "GET" && path == "/metrics") {
-        std::string body = watcher.RenderMetrics();
-        AppendBuildInfo(body, "lb-k8s-watcher");
-        return HttpReply{.body = std::move(body)};
-      }
-      if (method == "GET" && path == "/livez") return HttpReply{.content_type = "text/plain", .body = "ok\n"};
-      if (method == "GET" && path == "/healthz") {
-        auto [ok, text] = watcher.Healthz();
-        return HttpReply{.status = ok ? 200 : 503, .content_type = "text/plain", .body = text};
-      }
-      return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz, /livez or /metrics\n"};
-    });
+    auto endpoint = HttpEndpoint::Start(FLAGS_listen_address, HealthAndMetricsHandler(
+                                                                  "lb-k8s-watcher", [&] { return watcher.Healthz(); },
+                                                                  [&] { return watcher.RenderMetrics(); }));
     if (!endpoint.ok()) {
       LOG(ERROR) << "--listen_address: " << endpoint.status().message();
       return 2;

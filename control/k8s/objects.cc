@@ -55,6 +55,20 @@ class Reader {
     }
     return out;
   }
+  // `object`'s metadata, its namespace and name read into `ns` and `name`.
+  const json& Metadata(const json& object, std::string* ns, std::string* name) {
+    const json& meta = Object(object, "metadata", "");
+    *ns = String(meta, "namespace", "metadata");
+    *name = String(meta, "name", "metadata");
+    return meta;
+  }
+  // `parsed`, or the first error; an object without a name is one.
+  template <typename T>
+  absl::StatusOr<T> Result(T parsed) {
+    if (parsed.name.empty()) Fail("metadata.name", "missing");
+    if (!error_.ok()) return error_;
+    return parsed;
+  }
   void Fail(const std::string& field, const std::string& why) {
     if (error_.ok()) error_ = absl::InvalidArgumentError(absl::StrFormat("%s: %s: %s", where_, field, why));
   }
@@ -92,9 +106,7 @@ std::string ProtocolOf(Reader& r, const json& port, const std::string& field) {
 absl::StatusOr<KService> ParseService(const json& object) {
   Reader r(Where("Service", object));
   KService s;
-  const json& meta = r.Object(object, "metadata", "");
-  s.ns = r.String(meta, "namespace", "metadata");
-  s.name = r.String(meta, "name", "metadata");
+  const json& meta = r.Metadata(object, &s.ns, &s.name);
   s.uid = r.String(meta, "uid", "metadata");
   s.resource_version = r.String(meta, "resourceVersion", "metadata");
   s.creation_timestamp = r.String(meta, "creationTimestamp", "metadata");
@@ -138,9 +150,7 @@ absl::StatusOr<KService> ParseService(const json& object) {
     const std::string ip = r.String(ingress[i], "ip", absl::StrFormat("status.loadBalancer.ingress[%d]", i));
     if (!ip.empty()) s.ingress_ips.push_back(ip);
   }
-  if (s.name.empty()) r.Fail("metadata.name", "missing");
-  if (!r.error().ok()) return r.error();
-  return s;
+  return r.Result(std::move(s));
 }
 
 std::string Printable(const std::string& text, size_t max) {
@@ -160,9 +170,7 @@ std::string StringField(const json& parent, const char* key) {
 absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
   Reader r(Where("EndpointSlice", object));
   KEndpointSlice e;
-  const json& meta = r.Object(object, "metadata", "");
-  e.ns = r.String(meta, "namespace", "metadata");
-  e.name = r.String(meta, "name", "metadata");
+  const json& meta = r.Metadata(object, &e.ns, &e.name);
   const json& labels = r.Object(meta, "labels", "metadata");
   e.service_name = r.String(labels, "kubernetes.io/service-name", "metadata.labels");
   e.managed_by = r.String(labels, "endpointslice.kubernetes.io/managed-by", "metadata.labels");
@@ -192,17 +200,13 @@ absl::StatusOr<KEndpointSlice> ParseEndpointSlice(const json& object) {
     ep.target_name = r.String(target, "name", field + ".targetRef");
     e.endpoints.push_back(std::move(ep));
   }
-  if (e.name.empty()) r.Fail("metadata.name", "missing");
-  if (!r.error().ok()) return r.error();
-  return e;
+  return r.Result(std::move(e));
 }
 
 absl::StatusOr<KPod> ParsePod(const json& object) {
   Reader r(Where("Pod", object));
   KPod p;
-  const json& meta = r.Object(object, "metadata", "");
-  p.ns = r.String(meta, "namespace", "metadata");
-  p.name = r.String(meta, "name", "metadata");
+  const json& meta = r.Metadata(object, &p.ns, &p.name);
   p.uid = r.String(meta, "uid", "metadata");
   const json& spec = r.Object(object, "spec", "");
   p.node_name = r.String(spec, "nodeName", "spec");
@@ -215,17 +219,13 @@ absl::StatusOr<KPod> ParsePod(const json& object) {
   }
   if (const std::string ip = r.String(status, "podIP", "status"); p.pod_ips.empty() && !ip.empty())
     p.pod_ips.push_back(ip);
-  if (p.name.empty()) r.Fail("metadata.name", "missing");
-  if (!r.error().ok()) return r.error();
-  return p;
+  return r.Result(std::move(p));
 }
 
 absl::StatusOr<KLease> ParseLease(const json& object) {
   Reader r(Where("Lease", object));
   KLease l;
-  const json& meta = r.Object(object, "metadata", "");
-  l.ns = r.String(meta, "namespace", "metadata");
-  l.name = r.String(meta, "name", "metadata");
+  r.Metadata(object, &l.ns, &l.name);
   const json& spec = r.Object(object, "spec", "");
   l.holder = r.String(spec, "holderIdentity", "spec");
   l.renew_time = r.String(spec, "renewTime", "spec");
@@ -237,9 +237,7 @@ absl::StatusOr<KLease> ParseLease(const json& object) {
       r.Fail("spec.leaseDurationSeconds", "not a duration of 1..86400 seconds");
     }
   }
-  if (l.name.empty()) r.Fail("metadata.name", "missing");
-  if (!r.error().ok()) return r.error();
-  return l;
+  return r.Result(std::move(l));
 }
 
 }  // namespace lb::control::k8s
