@@ -95,9 +95,9 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     for (const auto& s : stats.snat) {
       absl::StrAppendFormat(&out, "lb_snat_ports_in_use{address=\"%s\"} %d\n", s.address.ToString(), s.ports_in_use);
     }
-    AppendMetricHeader(out, "lb_snat_ports_total", "gauge", "NAT ports (TCP and UDP) of the pool, per SNAT address.");
+    AppendMetricHeader(out, "lb_snat_ports", "gauge", "NAT ports (TCP and UDP) of the pool, per SNAT address.");
     for (const auto& s : stats.snat) {
-      absl::StrAppendFormat(&out, "lb_snat_ports_total{address=\"%s\"} %d\n", s.address.ToString(), s.ports_total);
+      absl::StrAppendFormat(&out, "lb_snat_ports{address=\"%s\"} %d\n", s.address.ToString(), s.ports_total);
     }
   }
   AppendMetricHeader(out, "lb_config_generation", "gauge", "Generation of the last Apply.");

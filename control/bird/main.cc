@@ -21,7 +21,9 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "control/bird/announce_gate.h"
+#include "control/bird/bird_status.h"
 #include "control/bird/node_config.h"
 #include "control/bird/render.h"
 #include "control/http_endpoint.h"
@@ -55,9 +57,14 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
+// lb-bird-gen's decision, as lb_bird_gen_decision{decision} says it.
+enum class Decision { kNotConfigured, kAnnouncing, kDrained, kLbdUnhealthy };
+constexpr const char* kDecisionNames[] = {"not_configured", "announcing", "drained", "lbd_unhealthy"};
+
 // What the loop last did, for the HTTP endpoint's thread. Relaxed: independent gauges.
 struct Status {
-  std::atomic<bool> announcing{false};  // BIRD runs a configuration that announces
+  std::atomic<Decision> decision{Decision::kNotConfigured};  // BIRD's configuration's, once one is in
+  std::atomic<bool> announcing{false};                       // BIRD runs a configuration that announces
   std::atomic<bool> lbd_healthy{false};
   std::atomic<int64_t> last_check_ms{0};  // steady clock, of the last health check
   std::atomic<uint64_t> changes{0};       // announce <-> withdraw
@@ -68,39 +75,6 @@ Status g_status;
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-HttpReply Serve(std::string_view method, std::string_view path) {
-  if (method != "GET") return HttpReply{.status = 405, .content_type = "text/plain", .body = "GET only\n"};
-  if (path == "/healthz") {
-    // Alive while the loop checks lbd (it blocks at most a reload's time).
-    const bool alive =
-        NowMs() - g_status.last_check_ms.load(std::memory_order_relaxed) < 10 * int64_t(FLAGS_interval_ms) + 10000;
-    return HttpReply{.status = alive ? 200 : 503, .content_type = "text/plain", .body = alive ? "ok\n" : "stalled\n"};
-  }
-  if (path == "/readyz") {
-    const bool ready = g_status.announcing.load(std::memory_order_relaxed);
-    return HttpReply{
-        .status = ready ? 200 : 503, .content_type = "text/plain", .body = ready ? "announcing\n" : "not announcing\n"};
-  }
-  if (path == "/metrics") {
-    std::string out;
-    AppendMetricHeader(out, "lb_bird_gen_announcing", "gauge",
-                       "1 while BIRD runs a configuration that announces the VIPs.");
-    absl::StrAppendFormat(&out, "lb_bird_gen_announcing %d\n",
-                          int(g_status.announcing.load(std::memory_order_relaxed)));
-    AppendMetricHeader(out, "lb_bird_gen_lbd_healthy", "gauge", "1 when the last health check found lbd healthy.");
-    absl::StrAppendFormat(&out, "lb_bird_gen_lbd_healthy %d\n",
-                          int(g_status.lbd_healthy.load(std::memory_order_relaxed)));
-    AppendMetricHeader(out, "lb_bird_gen_changes_total", "counter", "Changes between announcing and withdrawing.");
-    absl::StrAppendFormat(&out, "lb_bird_gen_changes_total %d\n", g_status.changes.load(std::memory_order_relaxed));
-    AppendMetricHeader(out, "lb_bird_gen_reload_failures_total", "counter", "birdc configure calls that failed.");
-    absl::StrAppendFormat(&out, "lb_bird_gen_reload_failures_total %d\n",
-                          g_status.reload_failures.load(std::memory_order_relaxed));
-    AppendBuildInfo(out, "lb-bird-gen");
-    return HttpReply{.body = std::move(out)};
-  }
-  return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz, /readyz or /metrics\n"};
 }
 
 struct CommandResult {
@@ -188,6 +162,99 @@ absl::Status ReloadBird() {
   return absl::UnavailableError("birdc configure: " + r.output);
 }
 
+// What BIRD says, at most a second old: a scrape runs birdc, a burst of scrapes once.
+struct BirdView {
+  bool reachable = false;  // birdc answered
+  std::vector<BgpSession> bgp;
+  std::vector<BfdSession> bfd;
+};
+
+BirdView ReadBird() {
+  static absl::Mutex mu(absl::kConstInit);
+  static BirdView* cached = new BirdView;
+  static int64_t read_at = -1;
+  absl::MutexLock lock(&mu);
+  if (read_at >= 0 && NowMs() - read_at < 1000) return *cached;
+  BirdView view;
+  const CommandResult protocols = Run({FLAGS_birdc, "-s", FLAGS_birdc_socket, "show", "protocols", "all"});
+  view.reachable = protocols.status == 0 && protocols.output.find(" ready.") != std::string::npos;
+  if (view.reachable) {
+    view.bgp = ParseBgpSessions(protocols.output, absl::LocalTimeZone());
+    const CommandResult bfd = Run({FLAGS_birdc, "-s", FLAGS_birdc_socket, "show", "bfd", "sessions"});
+    if (bfd.status == 0) view.bfd = ParseBfdSessions(bfd.output, absl::LocalTimeZone());
+  }
+  *cached = view;
+  read_at = NowMs();
+  return view;
+}
+
+// The BGP and BFD sessions as BIRD reports them.
+void AppendBirdMetrics(std::string& out) {
+  const BirdView bird = ReadBird();
+  AppendMetricHeader(out, "lb_bird_up", "gauge", "1 when birdc reached BIRD at this scrape.");
+  absl::StrAppendFormat(&out, "lb_bird_up %d\n", int(bird.reachable));
+  AppendMetricHeader(out, "lb_bgp_session_up", "gauge", "1 while the BGP session is Established.");
+  for (const BgpSession& b : bird.bgp)
+    absl::StrAppendFormat(&out, "lb_bgp_session_up{peer=\"%s\",neighbor=\"%s\"} %d\n", b.name, b.neighbor,
+                          int(b.established()));
+  AppendMetricHeader(out, "lb_bgp_session_state_change_timestamp_seconds", "gauge",
+                     "When the BGP protocol last changed state (Unix time, as BIRD reports it).");
+  for (const BgpSession& b : bird.bgp) {
+    if (!b.since) continue;
+    absl::StrAppendFormat(&out, "lb_bgp_session_state_change_timestamp_seconds{peer=\"%s\",neighbor=\"%s\"} %d\n",
+                          b.name, b.neighbor, absl::ToUnixSeconds(*b.since));
+  }
+  AppendMetricHeader(out, "lb_bgp_prefixes_announced", "gauge", "Prefixes BIRD exports to the peer now.");
+  for (const BgpSession& b : bird.bgp)
+    absl::StrAppendFormat(&out, "lb_bgp_prefixes_announced{peer=\"%s\",neighbor=\"%s\"} %d\n", b.name, b.neighbor,
+                          b.routes_exported);
+  AppendMetricHeader(out, "lb_bfd_session_up", "gauge", "1 while the BFD session to the neighbour is Up.");
+  for (const BfdSession& b : bird.bfd)
+    absl::StrAppendFormat(&out, "lb_bfd_session_up{neighbor=\"%s\",interface=\"%s\"} %d\n", b.address, b.interface,
+                          int(b.up()));
+}
+
+HttpReply Serve(std::string_view method, std::string_view path) {
+  if (method != "GET") return HttpReply{.status = 405, .content_type = "text/plain", .body = "GET only\n"};
+  if (path == "/healthz") {
+    // Alive while the loop checks lbd (it blocks at most a reload's time).
+    const bool alive =
+        NowMs() - g_status.last_check_ms.load(std::memory_order_relaxed) < 10 * int64_t(FLAGS_interval_ms) + 10000;
+    return HttpReply{.status = alive ? 200 : 503, .content_type = "text/plain", .body = alive ? "ok\n" : "stalled\n"};
+  }
+  if (path == "/readyz") {
+    const bool ready = g_status.announcing.load(std::memory_order_relaxed);
+    return HttpReply{
+        .status = ready ? 200 : 503, .content_type = "text/plain", .body = ready ? "announcing\n" : "not announcing\n"};
+  }
+  if (path == "/metrics") {
+    std::string out;
+    AppendMetricHeader(out, "lb_bird_gen_announcing", "gauge",
+                       "1 while BIRD runs a configuration that announces the VIPs.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_announcing %d\n",
+                          int(g_status.announcing.load(std::memory_order_relaxed)));
+    AppendMetricHeader(out, "lb_bird_gen_lbd_healthy", "gauge", "1 when the last health check found lbd healthy.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_lbd_healthy %d\n",
+                          int(g_status.lbd_healthy.load(std::memory_order_relaxed)));
+    AppendMetricHeader(out, "lb_bird_gen_changes_total", "counter", "Changes between announcing and withdrawing.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_changes_total %d\n", g_status.changes.load(std::memory_order_relaxed));
+    AppendMetricHeader(out, "lb_bird_gen_reload_failures_total", "counter", "birdc configure calls that failed.");
+    absl::StrAppendFormat(&out, "lb_bird_gen_reload_failures_total %d\n",
+                          g_status.reload_failures.load(std::memory_order_relaxed));
+    AppendMetricHeader(out, "lb_bird_gen_decision", "gauge",
+                       "1 for the decision in BIRD's configuration: announcing, drained, lbd_unhealthy, or "
+                       "not_configured (none installed yet).");
+    const Decision decision = g_status.decision.load(std::memory_order_relaxed);
+    for (int d = 0; d < 4; ++d)
+      absl::StrAppendFormat(&out, "lb_bird_gen_decision{decision=\"%s\"} %d\n", kDecisionNames[d],
+                            int(d == int(decision)));
+    AppendBirdMetrics(out);
+    AppendBuildInfo(out, "lb-bird-gen");
+    return HttpReply{.body = std::move(out)};
+  }
+  return HttpReply{.status = 404, .content_type = "text/plain", .body = "GET /healthz, /readyz or /metrics\n"};
+}
+
 // Whether lbd says to announce, and if not, why.
 std::pair<bool, std::string> CheckHealth(lb::v1::LoadBalancer::Stub& lbd) {
   if (FLAGS_drain) return {false, "drained (--drain)"};
@@ -207,6 +274,45 @@ std::pair<bool, std::string> CheckHealth(lb::v1::LoadBalancer::Stub& lbd) {
   return {true, "lbd healthy"};
 }
 
+// `lb-bird-gen status`: the decision in BIRD's configuration, and BIRD's sessions.
+int PrintStatus() {
+  std::istringstream config(ReadFile(FLAGS_output));
+  std::string line, decision = "unknown: no configuration at " + FLAGS_output;
+  while (std::getline(config, line)) {
+    if (line.rfind("# VIP prefixes: ", 0) == 0) {
+      std::string said = line.substr(16);
+      if (!said.empty() && said.back() == '.') said.pop_back();
+      decision = said + " (" + FLAGS_output + ")";
+      break;
+    }
+  }
+  std::printf("decision: %s\n", decision.c_str());
+  const BirdView bird = ReadBird();
+  if (!bird.reachable) {
+    std::printf("BIRD: not reachable at %s\n", FLAGS_birdc_socket.c_str());
+    return 1;
+  }
+  const auto since = [](const std::optional<absl::Time>& t) {
+    return t ? absl::FormatTime("%Y-%m-%d %H:%M:%S", *t, absl::LocalTimeZone()) : std::string("?");
+  };
+  std::printf("%-12s %-28s %-12s %-20s %s\n", "BGP peer", "neighbor", "state", "since", "announced");
+  for (const BgpSession& b : bird.bgp) {
+    std::printf("%-12s %-28s %-12s %-20s %d%s\n", b.name.c_str(), b.neighbor.c_str(), b.bgp_state.c_str(),
+                since(b.since).c_str(), int(b.routes_exported),
+                b.last_error.empty() ? "" : ("  (last error: " + b.last_error + ")").c_str());
+  }
+  for (const BfdSession& b : bird.bfd) {
+    std::printf("BFD %-28s %-10s %-6s since %s\n", b.address.c_str(), b.interface.c_str(), b.state.c_str(),
+                since(b.since).c_str());
+  }
+  return 0;
+}
+
+Decision DecisionOf(bool announce, const std::string& why) {
+  if (announce) return Decision::kAnnouncing;
+  return why.rfind("drained", 0) == 0 ? Decision::kDrained : Decision::kLbdUnhealthy;
+}
+
 // Installs the configuration for `announce` and reloads BIRD with it; false when either failed.
 bool InstallAndReload(const NodeConfig& config, bool announce, const std::string& why) {
   if (absl::Status s = InstallValidated(RenderBirdConfig(config, {announce, why})); !s.ok()) {
@@ -224,11 +330,18 @@ bool InstallAndReload(const NodeConfig& config, bool announce, const std::string
 int Main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "lb-bird-gen [options]: announce this node's VIPs over BGP (BIRD) while lbd is healthy; "
-      "withdraw them on SIGTERM before exiting");
+      "withdraw them on SIGTERM before exiting\n"
+      "lb-bird-gen status [--output=FILE --birdc_socket=SOCKET]: the decision in BIRD's configuration, and "
+      "BIRD's BGP and BFD sessions");
   gflags::SetVersionString(std::string(BuildVersion()));
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging("lb-bird-gen");
+  if (argc == 2 && std::string_view(argv[1]) == "status") return PrintStatus();
+  if (argc > 1) {
+    LOG(ERROR) << "unknown command \"" << argv[1] << "\": status, or none (the loop)";
+    return 2;
+  }
   auto config = ParseNodeConfig(ReadFile(FLAGS_config));
   if (!config.ok()) {
     LOG(ERROR) << FLAGS_config << ": " << config.status().message();
@@ -271,6 +384,7 @@ int Main(int argc, char** argv) {
         if (installed.has_value()) g_status.changes.fetch_add(1, std::memory_order_relaxed);
         installed = announce;
         g_status.announcing.store(announce, std::memory_order_relaxed);
+        g_status.decision.store(DecisionOf(announce, why), std::memory_order_relaxed);
       }
     }
     for (uint32_t slept = 0; slept < FLAGS_interval_ms && !g_stop.load(); slept += 50) {

@@ -51,6 +51,8 @@ std::string RenderBirdConfig(const NodeConfig& c, const RenderState& state) {
   Line(out, "");
   Line(out, absl::StrFormat("router id %s;", c.router_id.ToString()));
   Line(out, "log stderr all;");
+  // Protocol times as dates, which lb-bird-gen's metrics read (bird_status.h).
+  Line(out, "timeformat protocol iso long;");
   Line(out, "");
   Line(out, "protocol device {");
   Line(out, "  scan time 10;");

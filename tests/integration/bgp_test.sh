@@ -80,6 +80,29 @@ check "lb-bird-gen logged why" grep -q "withdrawing the VIP prefixes: lbd unheal
 lbctl_on 2 node undrain >/dev/null
 check "undraining lb2 brings its path back" topo_wait 20 has_next_hops 2
 
+# --- BGP as an operator sees it: lb-bird-gen's metrics (read from birdc at each scrape)
+metric() { nsx "lb$1" curl -s http://127.0.0.1:7312/metrics | awk -v m="$2" '$1 == m {print $2}'; }
+session='lb_bgp_session_up{peer="tor",neighbor="10.90.0.1"}'
+check "lb-bird-gen exports lb1's BGP session as up" test "$(metric 1 "$session")" = 1
+check "with one prefix announced to the ToR" test "$(metric 1 'lb_bgp_prefixes_announced{peer="tor",neighbor="10.90.0.1"}')" = 1
+check "and its BFD session up" test "$(metric 1 'lb_bfd_session_up{neighbor="10.90.0.1",interface="lb0"}')" = 1
+check "and its decision: announcing" test "$(metric 1 'lb_bird_gen_decision{decision="announcing"}')" = 1
+changed_before=$(metric 1 'lb_bgp_session_state_change_timestamp_seconds{peer="tor",neighbor="10.90.0.1"}')
+tor_birdc disable lb1 >/dev/null
+session_down() { [ "$(metric 1 "$session")" = 0 ]; }
+check "the ToR shuts lb1's session down: a scrape within 2 s says so" topo_wait 2 session_down
+changed_after=$(metric 1 'lb_bgp_session_state_change_timestamp_seconds{peer="tor",neighbor="10.90.0.1"}')
+check "and the time of the change moved ($changed_before, then $changed_after)" \
+  sh -c "[ -n '$changed_after' ] && [ '$changed_after' -gt '${changed_before:-0}' ]"
+status=$(nsx lb1 "$LB_BUILD/control/bird/lb-bird-gen" status --output="$TOPO_DIR/lb1/bird.conf" \
+  --birdc_socket="$TOPO_DIR/lb1/bird.ctl")
+echo "$status" | sed 's/^/   /'
+check "lb-bird-gen status names the decision and the session's last error" \
+  sh -c "echo \"\$0\" | grep -q '^decision: announced' && echo \"\$0\" | grep -q 'tor .*Administrative shutdown'" "$status"
+tor_birdc enable lb1 >/dev/null
+session_up() { [ "$(metric 1 "$session")" = 1 ]; }
+check "the session comes back" topo_wait 20 session_up
+
 # --- a drain file withdraws too (lb-bird-gen runs with --drain_file on no node above:
 #     here a second generator for lb1 renders into a scratch file)
 gen=("$LB_BUILD/control/bird/lb-bird-gen" --config="$TOPO_DIR/lb1/node.yaml"  # an array: timeout runs it

@@ -120,7 +120,8 @@ peers: [{name: tor, address: 10.90.0.1, as: 65000}]
 YAML
     topo_bg "gen-lb$n" "lb$n" "$LB_BUILD/control/bird/lb-bird-gen" --config="$TOPO_DIR/lb$n/node.yaml" \
       --output="$TOPO_DIR/lb$n/bird.conf" --lbd_socket="$TOPO_DIR/lb$n/lbd.sock" \
-      --birdc_socket="$TOPO_DIR/lb$n/bird.ctl" --interval_ms=300 --up_after=3 --down_after=2
+      --birdc_socket="$TOPO_DIR/lb$n/bird.ctl" --interval_ms=300 --up_after=3 --down_after=2 \
+      --listen_address=127.0.0.1:7312
     topo_wait 10 test -s "$TOPO_DIR/lb$n/bird.conf" || { cat "$TOPO_DIR/gen-lb$n.log"; return 1; }
     topo_bg "bird-lb$n" "lb$n" bird -f -c "$TOPO_DIR/lb$n/bird.conf" -s "$TOPO_DIR/lb$n/bird.ctl" \
       -P "$TOPO_DIR/lb$n/bird.pid"

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "control/bird/announce_gate.h"
+#include "control/bird/bird_status.h"
 #include "control/bird/node_config.h"
 #include "control/bird/render.h"
 
@@ -161,6 +162,64 @@ TEST(AnnounceGateTest, AFlappingDataplaneDoesNotFlapBgp) {
     last = announce;
   }
   EXPECT_EQ(changes, 0) << "never three healthy checks in a row: stays withdrawn";
+}
+
+}  // namespace
+}  // namespace lb::control::bird
+
+namespace lb::control::bird {
+namespace {
+
+// What BIRD 2.0.12 answered with lb-bird-gen's timeformat: captured from two BIRDs, one
+// peer Established with BFD, one never reached; then the first peer shut down.
+std::string Birdc(const std::string& name) { return Read(Testdata("../birdc/" + name)); }
+
+absl::Time At(const char* text) {
+  absl::Time t;
+  std::string error;
+  EXPECT_TRUE(absl::ParseTime("%Y-%m-%d %H:%M:%S", text, absl::UTCTimeZone(), &t, &error)) << error;
+  return t;
+}
+
+TEST(BirdStatusTest, BgpSessionsUpAndNeverReached) {
+  const auto sessions = ParseBgpSessions(Birdc("show_protocols_all_up.txt"), absl::UTCTimeZone());
+  ASSERT_EQ(sessions.size(), 2u) << "the BGP protocols only (not device, BFD, static)";
+  EXPECT_EQ(sessions[0].name, "tor");
+  EXPECT_TRUE(sessions[0].established());
+  EXPECT_EQ(sessions[0].state, "up");
+  EXPECT_EQ(sessions[0].neighbor, "10.77.0.2");
+  EXPECT_EQ(sessions[0].since, At("2026-12-07 02:07:45"));
+  EXPECT_EQ(sessions[0].routes_exported, 1u);
+  EXPECT_EQ(sessions[0].last_error, "");
+  EXPECT_EQ(sessions[1].name, "tor2");
+  EXPECT_FALSE(sessions[1].established());
+  EXPECT_EQ(sessions[1].bgp_state, "Connect");
+  EXPECT_EQ(sessions[1].neighbor, "10.77.0.9");
+  EXPECT_EQ(sessions[1].routes_exported, 0u);
+}
+
+TEST(BirdStatusTest, ASessionTakenDown) {
+  const auto sessions = ParseBgpSessions(Birdc("show_protocols_all_down.txt"), absl::UTCTimeZone());
+  ASSERT_GE(sessions.size(), 1u);
+  EXPECT_FALSE(sessions[0].established());
+  EXPECT_EQ(sessions[0].bgp_state, "Active");
+  EXPECT_EQ(sessions[0].last_error, "Received: Administrative shutdown");
+  EXPECT_EQ(sessions[0].since, At("2026-12-07 02:07:49"));
+  EXPECT_EQ(sessions[0].routes_exported, 0u);
+}
+
+TEST(BirdStatusTest, BfdSessions) {
+  const auto up = ParseBfdSessions(Birdc("show_bfd_sessions_up.txt"), absl::UTCTimeZone());
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0].address, "10.77.0.2");
+  EXPECT_EQ(up[0].interface, "va");
+  EXPECT_TRUE(up[0].up());
+  EXPECT_EQ(up[0].since, At("2026-12-07 02:07:41"));
+  const auto down = ParseBfdSessions(Birdc("show_bfd_sessions_down.txt"), absl::UTCTimeZone());
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_FALSE(down[0].up());
+  EXPECT_TRUE(ParseBfdSessions("BIRD 2.0.12 ready.\nThere is no BFD protocol running\n", absl::UTCTimeZone()).empty());
+  EXPECT_TRUE(ParseBgpSessions("garbage\n  BGP state: x\n", absl::UTCTimeZone()).empty());
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <unistd.h>
+
+#include <regex>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -552,6 +554,24 @@ TEST_F(ControlCoreTest, PrometheusMetrics) {
   EXPECT_THAT(text, HasSubstr("lb_backends 2\n"));
   EXPECT_THAT(text, HasSubstr("lb_table_memory_bytes 758\n")) << "251 entries x 2 + 2 backends x 128";
   EXPECT_THAT(text, HasSubstr("lb_flows{worker=\"0\"} 10\n"));
+}
+
+// Prometheus's conventions: every name is lb_..., and ends in _total exactly when it is a
+// counter (lb_snat_ports was once a gauge named lb_snat_ports_total).
+TEST_F(ControlCoreTest, MetricNamesFollowPrometheusConventions) {
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"})).ok());
+  auto stats = core_->GetStats();
+  stats.snat.push_back({.address = *IpAddress::Parse("10.254.0.1"), .ports_in_use = 1, .ports_total = 64512});
+  const std::string text = RenderPrometheus(stats, core_->GetHealth());
+  static const std::regex kType(R"(# TYPE (\S+) (\S+))");
+  int seen = 0;
+  for (std::sregex_iterator it(text.begin(), text.end(), kType), end; it != end; ++it, ++seen) {
+    const std::string name = (*it)[1], type = (*it)[2];
+    EXPECT_EQ(name.rfind("lb_", 0), 0u) << name;
+    EXPECT_EQ(name.size() > 6 && name.substr(name.size() - 6) == "_total", type == "counter") << name << " " << type;
+  }
+  EXPECT_GT(seen, 10);
+  EXPECT_THAT(text, HasSubstr("lb_snat_ports{address=\"10.254.0.1\"} 64512\n"));
 }
 
 }  // namespace
