@@ -545,7 +545,10 @@ Stats ControlCore::GetStats() const {
   stats.backends = state->backends;
   stats.table_memory = state->table_memory;
   stats.table_memory_limit = settings.limits.max_table_memory;
-  if (probe_ != nullptr) stats.flow_sync = probe_->FlowSync();
+  if (probe_ != nullptr) {
+    stats.flow_sync = probe_->FlowSync();
+    stats.ports = probe_->Ports();
+  }
   for (const auto& [id, entry] : state->services) {
     const ServiceConfig& config = entry->service.config;
     std::vector<Stats::BackendStats> backends(config.backends.size());

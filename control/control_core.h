@@ -76,6 +76,7 @@ struct Stats {
     uint64_t ports_in_use = 0, ports_total = 0;
   };
   std::vector<SnatStats> snat;  // NAT mode: per SNAT address
+  std::vector<PortView> ports;
   MacAddress gateway_mac{};
 };
 

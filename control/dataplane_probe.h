@@ -46,6 +46,16 @@ struct FlowSyncView {
   uint64_t journal_full = 0;           // flows not kept: the journal was full
 };
 
+// One of the node's ports, with its own counters (the NIC's or the PMD's).
+struct PortView {
+  std::string name;  // as lbd's flags name it: a PCI address, net_..., af_packet:IFACE, the TAP
+  std::string role;  // "wire" (the node's uplink) or "exception" (the TAP to the kernel)
+  std::string driver;
+  bool link_up = false;
+  uint64_t rx_packets = 0, tx_packets = 0, rx_bytes = 0, tx_bytes = 0;
+  uint64_t rx_missed = 0, rx_errors = 0, tx_errors = 0, rx_nombuf = 0;
+};
+
 struct FlowLocation {
   uint32_t worker = 0;
   dataplane::FlowAnswer answer;
@@ -63,6 +73,8 @@ class DataplaneProbe {
   virtual std::optional<FlowLocation> FindFlow(const FlowKey& key) = 0;
   // Flow sync's counters; nullopt when the node has no flow-sync peers.
   virtual std::optional<FlowSyncView> FlowSync() const { return std::nullopt; }
+  // The ports and their own counters.
+  virtual std::vector<PortView> Ports() const { return {}; }
 };
 
 }  // namespace lb::control

@@ -89,6 +89,32 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
                             name, Label(b.address.ToString()), b.port, ToString(b.state), backends[i].maglev_entries);
     }
   }
+  if (!stats.ports.empty()) {
+    auto port_metric = [&](const char* name, const char* type, const char* help, auto field) {
+      AppendMetricHeader(out, name, type, help);
+      for (const PortView& p : stats.ports) {
+        absl::StrAppendFormat(&out, "%s{port=\"%s\",role=\"%s\"} %d\n", name, Label(p.name), p.role, field(p));
+      }
+    };
+    port_metric("lb_port_up", "gauge", "1 while the port's link is up.",
+                [](const PortView& p) { return int(p.link_up); });
+    port_metric("lb_port_rx_packets_total", "counter", "Packets the port received (its own count).",
+                [](const PortView& p) { return p.rx_packets; });
+    port_metric("lb_port_tx_packets_total", "counter", "Packets the port sent.",
+                [](const PortView& p) { return p.tx_packets; });
+    port_metric("lb_port_rx_bytes_total", "counter", "Bytes the port received.",
+                [](const PortView& p) { return p.rx_bytes; });
+    port_metric("lb_port_tx_bytes_total", "counter", "Bytes the port sent.",
+                [](const PortView& p) { return p.tx_bytes; });
+    port_metric("lb_port_rx_missed_total", "counter", "Packets the NIC dropped, its RX queues full (imissed).",
+                [](const PortView& p) { return p.rx_missed; });
+    port_metric("lb_port_rx_errors_total", "counter", "Erroneous packets received (ierrors).",
+                [](const PortView& p) { return p.rx_errors; });
+    port_metric("lb_port_tx_errors_total", "counter", "Packets the port failed to send (oerrors).",
+                [](const PortView& p) { return p.tx_errors; });
+    port_metric("lb_port_rx_nombuf_total", "counter", "RX mbuf allocation failures.",
+                [](const PortView& p) { return p.rx_nombuf; });
+  }
   if (!stats.snat.empty()) {
     AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge",
                        "NAT sessions (TCP and UDP ports) in use, per SNAT address.");

@@ -582,6 +582,16 @@ const std::map<std::string, Verb>& Verbs() {
                 (unsigned long)s.datagrams_stale(), (unsigned long)s.dump_requests_refused(),
                 (unsigned long)s.flows_over_budget(), (unsigned long)s.sessions_refused());
           }
+          if (out.ports_size() > 0) std::printf("ports (their own counters):\n");
+          for (const auto& p : out.ports()) {
+            std::printf(
+                "  %-9s %-20s %-9s link %-4s rx %lu packets %lu bytes, tx %lu packets %lu bytes; missed %lu, "
+                "rx errors %lu, tx errors %lu, no mbuf %lu\n",
+                p.role().c_str(), p.name().c_str(), p.driver().c_str(), p.link_up() ? "up" : "down",
+                (unsigned long)p.rx_packets(), (unsigned long)p.rx_bytes(), (unsigned long)p.tx_packets(),
+                (unsigned long)p.tx_bytes(), (unsigned long)p.rx_missed(), (unsigned long)p.rx_errors(),
+                (unsigned long)p.tx_errors(), (unsigned long)p.rx_nombuf());
+          }
           if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
           for (const auto& a : out.snat()) {
             std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),

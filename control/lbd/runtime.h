@@ -81,6 +81,7 @@ class Runtime final : public DataplaneProbe {
   uint32_t WorkersAlive() const override;
   std::optional<FlowLocation> FindFlow(const FlowKey& key) override;
   std::optional<FlowSyncView> FlowSync() const override;
+  std::vector<PortView> Ports() const override;
 
  private:
   struct WorkerSlot {
@@ -124,7 +125,8 @@ class Runtime final : public DataplaneProbe {
 
   mutable absl::Mutex mu_;
   std::optional<MacAddress> gateway_mac_ ABSL_GUARDED_BY(mu_);
-  absl::Mutex query_mu_;  // serialises flow queries (one mailbox per worker)
+  absl::Mutex query_mu_;          // serialises flow queries (one mailbox per worker)
+  mutable absl::Mutex ports_mu_;  // serialises reading the ports' counters (rte_eth_stats_get)
 };
 
 }  // namespace lb::control

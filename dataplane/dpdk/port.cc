@@ -120,6 +120,19 @@ bool Port::LinkUp() const {
   return rte_eth_link_get_nowait(id_, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
 }
 
+Port::Counters Port::ReadCounters() const {
+  rte_eth_stats s{};
+  if (rte_eth_stats_get(id_, &s) != 0) return {};
+  return {.rx_packets = s.ipackets,
+          .tx_packets = s.opackets,
+          .rx_bytes = s.ibytes,
+          .tx_bytes = s.obytes,
+          .rx_missed = s.imissed,
+          .rx_errors = s.ierrors,
+          .tx_errors = s.oerrors,
+          .rx_nombuf = s.rx_nombuf};
+}
+
 bool Port::SupportsFlowRules() const {
   // Validate (never create) a rule steering ARP to queue 0: a PMD without rte_flow, or
   // without these items and actions, refuses it.

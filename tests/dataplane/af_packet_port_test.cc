@@ -189,6 +189,34 @@ TEST_F(AfPacketPortTest, WhatTheWorkerSendsLeavesAsItIs) {
   EXPECT_EQ(peer_.Receive(), frame);
 }
 
+// The NIC-side drop an operator must see: frames that arrive faster than the port is
+// polled overflow the kernel's RX ring (64 frames a queue here). The kernel counts them
+// (PACKET_STATISTICS, read every kStatisticsEvery pulls) and the port reports them as
+// rx_ring_full; the ethdev's own counters count exactly what was handed over.
+TEST_F(AfPacketPortTest, AFullRingShowsAsKernelDrops) {
+  const Bytes frame = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(1000, 53, Payload(32))));
+  constexpr int kSent = 1000;  // one flow: one queue, 64 frames
+  for (int i = 0; i < kSent; ++i) ASSERT_TRUE(peer_.Send({}, frame));
+  size_t received = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (counters_.Get(DropReason::kRxRingFull) == 0 && std::chrono::steady_clock::now() < deadline) {
+    for (uint16_t q = 0; q < 2; ++q) {
+      port_->pump(q)->Pull(counters_);
+      rte_mbuf* pkts[kMaxBurst];
+      const uint16_t n = rte_eth_rx_burst(ethdev_->id(), q, pkts, kMaxBurst);
+      for (uint16_t i = 0; i < n; ++i) {
+        if (lb::testing::FromMbuf(pkts[i]) == frame) ++received;
+        rte_pktmbuf_free(pkts[i]);
+      }
+    }
+  }
+  const uint64_t dropped = counters_.Get(DropReason::kRxRingFull);
+  EXPECT_GT(dropped, 0u) << "the ring overflowed: the kernel dropped frames";
+  EXPECT_LT(received, size_t(kSent)) << received << " received";
+  EXPECT_LE(received + dropped, size_t(kSent)) << "no frame counted twice";
+  EXPECT_GE(ethdev_->ReadCounters().rx_packets, received) << "the ethdev counted what it handed over";
+}
+
 TEST_F(AfPacketPortTest, TheEthdevHasTheInterfacesMac) {
   // As ip(8) sees it (this thread's namespace: /sys shows the host's).
   char address[18] = {};

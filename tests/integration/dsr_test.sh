@@ -270,6 +270,15 @@ nsx lb sysctl -qw net.ipv4.ip_forward=0 net.ipv4.ip_forward=1  # a change of it 
 check "and turns it off again when other software resets it" topo_wait 5 wire_forwarding 0
 check "lbd logged why" grep -q "wire/forwarding was changed to 1" "$TOPO_DIR/lbd.log"
 
+# --- the ports' own counters
+port_field() {  # port_field ROLE FIELD: that port's counter, from lbctl stats -o json
+  lbctl stats -o json | python3 -c 'import json,sys; print(next((int(p.get(sys.argv[2], 0)) for p in json.load(sys.stdin).get("ports", []) if p["role"] == sys.argv[1]), -1))' "$1" "$2"
+}
+check "the wire port's own counters: $(port_field wire rx_packets) packets in, $(port_field wire tx_packets) out" \
+  sh -c "[ $(port_field wire rx_packets) -gt 100 ] && [ $(port_field wire tx_packets) -gt 100 ]"
+check "and the exception port's ($(port_field exception rx_packets) in)" test "$(port_field exception rx_packets)" -gt 0
+check "lbctl stats shows them" sh -c "'$LB_BUILD/tools/lbctl' --socket '$TOPO_DIR/lbd.sock' stats | grep -q '^  wire .*af_packet:wire .*link up'"
+
 # --- health and counters
 check "lbd reports healthy" lbctl health
 completed=$(lb_event checksums_completed)

@@ -40,8 +40,10 @@ class FakeProbe : public DataplaneProbe {
   bool LinksUp() const override { return problems.empty(); }
   uint32_t WorkersAlive() const override { return 2; }
   std::optional<FlowLocation> FindFlow(const FlowKey&) override { return flow; }
+  std::vector<PortView> Ports() const override { return ports; }
 
   dataplane::WorkerCounters counters;
+  std::vector<PortView> ports;
   std::vector<std::string> problems;
   std::optional<FlowLocation> flow;
 };
@@ -556,12 +558,38 @@ TEST_F(ControlCoreTest, PrometheusMetrics) {
   EXPECT_THAT(text, HasSubstr("lb_flows{worker=\"0\"} 10\n"));
 }
 
+TEST_F(ControlCoreTest, PortCountersReachStatsAndMetrics) {
+  probe_.ports = {{.name = "0000:3b:00.0",
+                   .role = "wire",
+                   .driver = "net_ice",
+                   .link_up = true,
+                   .rx_packets = 1000,
+                   .tx_packets = 990,
+                   .rx_bytes = 64000,
+                   .tx_bytes = 80000,
+                   .rx_missed = 7,
+                   .rx_errors = 1,
+                   .tx_errors = 2,
+                   .rx_nombuf = 3},
+                  {.name = "lb0", .role = "exception", .driver = "net_tap", .link_up = true, .rx_packets = 5}};
+  const auto stats = core_->GetStats();
+  ASSERT_EQ(stats.ports.size(), 2u);
+  EXPECT_EQ(stats.ports[0].rx_missed, 7u);
+  const std::string text = RenderPrometheus(stats, core_->GetHealth());
+  EXPECT_THAT(text, HasSubstr("lb_port_rx_missed_total{port=\"0000:3b:00.0\",role=\"wire\"} 7\n"));
+  EXPECT_THAT(text, HasSubstr("lb_port_rx_nombuf_total{port=\"0000:3b:00.0\",role=\"wire\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("lb_port_tx_errors_total{port=\"0000:3b:00.0\",role=\"wire\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("lb_port_rx_packets_total{port=\"lb0\",role=\"exception\"} 5\n"));
+  EXPECT_THAT(text, HasSubstr("lb_port_up{port=\"lb0\",role=\"exception\"} 1\n"));
+}
+
 // Prometheus's conventions: every name is lb_..., and ends in _total exactly when it is a
 // counter (lb_snat_ports was once a gauge named lb_snat_ports_total).
 TEST_F(ControlCoreTest, MetricNamesFollowPrometheusConventions) {
   ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"})).ok());
   auto stats = core_->GetStats();
   stats.snat.push_back({.address = *IpAddress::Parse("10.254.0.1"), .ports_in_use = 1, .ports_total = 64512});
+  stats.ports.push_back({.name = "net_ring_wire", .role = "wire"});
   const std::string text = RenderPrometheus(stats, core_->GetHealth());
   static const std::regex kType(R"(# TYPE (\S+) (\S+))");
   int seen = 0;
