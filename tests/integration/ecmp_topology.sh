@@ -45,7 +45,7 @@ start_lbd_on() {  # start_lbd_on N: lbd on node N, its lb0 address, until health
     --flow_hash_secret_file="$TOPO_DIR/flow-hash.secret" --control_peers=10.90.0.1 \
     $(flow_sync_flags) \
     $([ "${ECMP_NAT:-0}" = 1 ] && echo "--snat_addresses=10.93.0.$n") \
-    --tap_addresses="10.90.0.$((n + 1))/24" ${LBD_EXTRA_FLAGS:-}
+    --tap_addresses="10.90.0.$((n + 1))/24" --metrics_address=127.0.0.1:7310 ${LBD_EXTRA_FLAGS:-}
   topo_wait 30 sh -c "ip netns exec '$TOPO-lb$n' ip -br addr show lb0 | grep -q ' 10.90.0.$((n + 1))/24'" || return 1
   nsx "lb$n" ip route add default via 10.90.0.1 dev lb0 2>/dev/null
   topo_wait 30 lbctl_on "$n" health

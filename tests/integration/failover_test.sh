@@ -148,4 +148,11 @@ done
 echo "   lb2's flow sync: flows sent $(sync_field 2 flows_sent), bytes sent $(sync_field 2 bytes_sent)"
 check "no flow-sync datagram was rejected" test "$(sync_field 2 datagrams_rejected)" = 0
 
+# --- docker/monitoring names only what lbd and lb-bird-gen export (NAT, flow sync, BGP,
+#     BFD and the ports are all on here)
+nsx lb2 curl -s http://127.0.0.1:7310/metrics >"$TOPO_DIR/lbd.metrics"
+nsx lb2 curl -s http://127.0.0.1:7312/metrics >"$TOPO_DIR/bird-gen.metrics"
+check "the alert rules and the dashboard name only exported metrics, and promtool accepts the rules" \
+  /usr/bin/python3 "$TOPO_SRC/monitoring_check.py" "$TOPO_SRC/../.." "$TOPO_DIR/lbd.metrics" "$TOPO_DIR/bird-gen.metrics"
+
 check_summary
