@@ -52,8 +52,7 @@ struct PortView {
   std::string role;  // "wire" (the node's uplink) or "exception" (the TAP to the kernel)
   std::string driver;
   bool link_up = false;
-  uint64_t rx_packets = 0, tx_packets = 0, rx_bytes = 0, tx_bytes = 0;
-  uint64_t rx_missed = 0, rx_errors = 0, tx_errors = 0, rx_nombuf = 0;
+  dataplane::PortCounters counters;
 };
 
 struct FlowLocation {

@@ -239,14 +239,14 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
     o->set_role(p.role);
     o->set_driver(p.driver);
     o->set_link_up(p.link_up);
-    o->set_rx_packets(p.rx_packets);
-    o->set_tx_packets(p.tx_packets);
-    o->set_rx_bytes(p.rx_bytes);
-    o->set_tx_bytes(p.tx_bytes);
-    o->set_rx_missed(p.rx_missed);
-    o->set_rx_errors(p.rx_errors);
-    o->set_tx_errors(p.tx_errors);
-    o->set_rx_nombuf(p.rx_nombuf);
+    o->set_rx_packets(p.counters.rx_packets);
+    o->set_tx_packets(p.counters.tx_packets);
+    o->set_rx_bytes(p.counters.rx_bytes);
+    o->set_tx_bytes(p.counters.tx_bytes);
+    o->set_rx_missed(p.counters.rx_missed);
+    o->set_rx_errors(p.counters.rx_errors);
+    o->set_tx_errors(p.counters.tx_errors);
+    o->set_rx_nombuf(p.counters.rx_nombuf);
   }
   for (const Stats::SnatStats& snat : stats.snat) {
     lb::v1::SnatAddressStats* o = out->add_snat();

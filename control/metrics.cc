@@ -99,21 +99,21 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     port_metric("lb_port_up", "gauge", "1 while the port's link is up.",
                 [](const PortView& p) { return int(p.link_up); });
     port_metric("lb_port_rx_packets_total", "counter", "Packets the port received (its own count).",
-                [](const PortView& p) { return p.rx_packets; });
+                [](const PortView& p) { return p.counters.rx_packets; });
     port_metric("lb_port_tx_packets_total", "counter", "Packets the port sent.",
-                [](const PortView& p) { return p.tx_packets; });
+                [](const PortView& p) { return p.counters.tx_packets; });
     port_metric("lb_port_rx_bytes_total", "counter", "Bytes the port received.",
-                [](const PortView& p) { return p.rx_bytes; });
+                [](const PortView& p) { return p.counters.rx_bytes; });
     port_metric("lb_port_tx_bytes_total", "counter", "Bytes the port sent.",
-                [](const PortView& p) { return p.tx_bytes; });
+                [](const PortView& p) { return p.counters.tx_bytes; });
     port_metric("lb_port_rx_missed_total", "counter", "Packets the NIC dropped, its RX queues full (imissed).",
-                [](const PortView& p) { return p.rx_missed; });
+                [](const PortView& p) { return p.counters.rx_missed; });
     port_metric("lb_port_rx_errors_total", "counter", "Erroneous packets received (ierrors).",
-                [](const PortView& p) { return p.rx_errors; });
+                [](const PortView& p) { return p.counters.rx_errors; });
     port_metric("lb_port_tx_errors_total", "counter", "Packets the port failed to send (oerrors).",
-                [](const PortView& p) { return p.tx_errors; });
+                [](const PortView& p) { return p.counters.tx_errors; });
     port_metric("lb_port_rx_nombuf_total", "counter", "RX mbuf allocation failures.",
-                [](const PortView& p) { return p.rx_nombuf; });
+                [](const PortView& p) { return p.counters.rx_nombuf; });
   }
   if (!stats.snat.empty()) {
     AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge",

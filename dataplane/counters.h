@@ -119,6 +119,15 @@ enum class Event : uint16_t { LB_EVENTS(LB_ENUMERATOR) kCount };
 inline constexpr size_t kNumDropReasons = size_t(DropReason::kCount);
 inline constexpr size_t kNumEvents = size_t(Event::kCount);
 
+// A port's own counters, as the NIC or the PMD counts them (rte_eth_stats), since the
+// port started. Plain data: any thread.
+struct PortCounters {
+  uint64_t rx_packets = 0, tx_packets = 0, rx_bytes = 0, tx_bytes = 0;
+  uint64_t rx_missed = 0;  // imissed: dropped by the NIC, its RX queues full
+  uint64_t rx_errors = 0, tx_errors = 0;
+  uint64_t rx_nombuf = 0;  // RX mbuf allocation failures
+};
+
 struct CounterInfo {
   std::string_view name;
   std::string_view help;

@@ -386,19 +386,11 @@ std::vector<PortView> Runtime::Ports() const {
   absl::MutexLock lock(&ports_mu_);
   std::vector<PortView> out;
   auto view = [&](const dataplane::dpdk::Port& port, std::string name, std::string role) {
-    const auto c = port.ReadCounters();
     out.push_back({.name = std::move(name),
                    .role = std::move(role),
                    .driver = port.driver(),
                    .link_up = port.LinkUp(),
-                   .rx_packets = c.rx_packets,
-                   .tx_packets = c.tx_packets,
-                   .rx_bytes = c.rx_bytes,
-                   .tx_bytes = c.tx_bytes,
-                   .rx_missed = c.rx_missed,
-                   .rx_errors = c.rx_errors,
-                   .tx_errors = c.tx_errors,
-                   .rx_nombuf = c.rx_nombuf});
+                   .counters = port.ReadCounters()});
   };
   // An af_packet port's ethdev counts what its sockets handed over; the kernel's own RX
   // ring drops are the drop reason rx_ring_full.

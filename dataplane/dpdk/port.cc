@@ -120,7 +120,7 @@ bool Port::LinkUp() const {
   return rte_eth_link_get_nowait(id_, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
 }
 
-Port::Counters Port::ReadCounters() const {
+lb::dataplane::PortCounters Port::ReadCounters() const {
   rte_eth_stats s{};
   if (rte_eth_stats_get(id_, &s) != 0) return {};
   return {.rx_packets = s.ipackets,

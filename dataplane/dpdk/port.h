@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "dataplane/counters.h"
 
 namespace lb::dataplane::dpdk {
 
@@ -53,13 +54,7 @@ class Port {
   bool LinkUp() const;
   // The port's own counters (rte_eth_stats_get): what the NIC or the PMD counted, before
   // and beside lbd's. Not thread-safe for most PMDs: one caller at a time.
-  struct Counters {
-    uint64_t rx_packets = 0, tx_packets = 0, rx_bytes = 0, tx_bytes = 0;
-    uint64_t rx_missed = 0;  // imissed: dropped by the NIC, its RX queues full
-    uint64_t rx_errors = 0, tx_errors = 0;
-    uint64_t rx_nombuf = 0;  // RX mbuf allocation failures
-  };
-  Counters ReadCounters() const;
+  lb::dataplane::PortCounters ReadCounters() const;
   // Whether sent mbufs are freed the fast way (Options::fast_free, and the PMD offers it).
   bool fast_free() const { return fast_free_; }
   // Whether the PMD accepts rte_flow rules at all (validated with a probe rule).

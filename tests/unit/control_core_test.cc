@@ -559,22 +559,23 @@ TEST_F(ControlCoreTest, PrometheusMetrics) {
 }
 
 TEST_F(ControlCoreTest, PortCountersReachStatsAndMetrics) {
-  probe_.ports = {{.name = "0000:3b:00.0",
-                   .role = "wire",
-                   .driver = "net_ice",
-                   .link_up = true,
-                   .rx_packets = 1000,
-                   .tx_packets = 990,
-                   .rx_bytes = 64000,
-                   .tx_bytes = 80000,
-                   .rx_missed = 7,
-                   .rx_errors = 1,
-                   .tx_errors = 2,
-                   .rx_nombuf = 3},
-                  {.name = "lb0", .role = "exception", .driver = "net_tap", .link_up = true, .rx_packets = 5}};
+  probe_.ports = {
+      {.name = "0000:3b:00.0",
+       .role = "wire",
+       .driver = "net_ice",
+       .link_up = true,
+       .counters = {.rx_packets = 1000,
+                    .tx_packets = 990,
+                    .rx_bytes = 64000,
+                    .tx_bytes = 80000,
+                    .rx_missed = 7,
+                    .rx_errors = 1,
+                    .tx_errors = 2,
+                    .rx_nombuf = 3}},
+      {.name = "lb0", .role = "exception", .driver = "net_tap", .link_up = true, .counters = {.rx_packets = 5}}};
   const auto stats = core_->GetStats();
   ASSERT_EQ(stats.ports.size(), 2u);
-  EXPECT_EQ(stats.ports[0].rx_missed, 7u);
+  EXPECT_EQ(stats.ports[0].counters.rx_missed, 7u);
   const std::string text = RenderPrometheus(stats, core_->GetHealth());
   EXPECT_THAT(text, HasSubstr("lb_port_rx_missed_total{port=\"0000:3b:00.0\",role=\"wire\"} 7\n"));
   EXPECT_THAT(text, HasSubstr("lb_port_rx_nombuf_total{port=\"0000:3b:00.0\",role=\"wire\"} 3\n"));
