@@ -82,6 +82,13 @@ ReceivedFrame ReceivedFrame::Make(const uint8_t* data, uint32_t len, const VnetH
     }
     return f;
   }
+  // The segments must be what a worker parses: at most one tag in all, 802.1Q (the
+  // kernel's, put back, or one in the frame). A QinQ GSO frame would become segments that
+  // no worker takes as TCP or UDP (the fuzzer found one: an 802.1Q tag in the frame under
+  // the kernel's).
+  const uint32_t tags = (f.l3_ - kEthernetLen) / kVlanLen + (vlan ? 1 : 0);
+  const uint16_t tpid = vlan ? vlan->tpid : Load16(data + 12);
+  if (tags > 1 || (tags == 1 && tpid != 0x8100)) return Error(DropReason::kGsoUnsupported);
   f.gso_ = true;
   f.tcp_ = gso_type == VnetHeader::kGsoTcpV4 || gso_type == VnetHeader::kGsoTcpV6;
   const bool type_fits = gso_type == VnetHeader::kGsoTcpV4   ? f.v4_ && protocol == IPPROTO_TCP

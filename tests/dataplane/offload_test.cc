@@ -207,5 +207,36 @@ TEST_F(OffloadTest, WhatCannotBeSegmentedIsRefusedWithItsReason) {
   }
 }
 
+// Segments must be what a worker parses: one 802.1Q tag at most. A tag in the frame under
+// the one the kernel took off (QinQ: offload_fuzz found it), or an 802.1ad tag, would make
+// segments no worker takes as TCP or UDP.
+TEST_F(OffloadTest, AGsoFrameWithMoreThanOneTagIsRefused) {
+  const Bytes untagged = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(1, 2, Payload(3000))));
+  const Bytes tagged = In4(pb::Ipv4("192.0.2.1", "10.0.0.1", IPPROTO_UDP, pb::Udp(1, 2, Payload(3000))), 7);
+  const VnetHeader gso_untagged = Gso(VnetHeader::kGsoUdpL4, 1400, 34, 6);
+  const VnetHeader gso_tagged = Gso(VnetHeader::kGsoUdpL4, 1400, 38, 6);
+  struct Case {
+    const char* name;
+    const Bytes* frame;
+    VnetHeader vnet;
+    std::optional<VlanTag> vlan;
+    bool refused;
+  };
+  const Case cases[] = {
+      {"an 802.1Q tag in the frame under the kernel's", &tagged, gso_tagged, VlanTag{0x8100, 42}, true},
+      {"an 802.1ad tag from the kernel", &untagged, gso_untagged, VlanTag{0x88a8, 42}, true},
+      {"one 802.1Q tag in the frame", &tagged, gso_tagged, std::nullopt, false},
+      {"one 802.1Q tag from the kernel", &untagged, gso_untagged, VlanTag{0x8100, 42}, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const ReceivedFrame f = ReceivedFrame::Make(c.frame->data(), uint32_t(c.frame->size()), c.vnet, c.vlan);
+    EXPECT_EQ(f.error().has_value(), c.refused);
+    if (c.refused && f.error()) {
+      EXPECT_EQ(*f.error(), DropReason::kGsoUnsupported);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lb::dataplane::test
