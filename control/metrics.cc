@@ -90,30 +90,34 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     }
   }
   if (!stats.ports.empty()) {
-    auto port_metric = [&](const char* name, const char* type, const char* help, auto field) {
-      AppendMetricHeader(out, name, type, help);
-      for (const PortView& p : stats.ports) {
-        absl::StrAppendFormat(&out, "%s{port=\"%s\",role=\"%s\"} %d\n", name, Label(p.name), p.role, field(p));
-      }
+    AppendMetricHeader(out, "lb_port_up", "gauge", "1 while the port's link is up.");
+    for (const PortView& p : stats.ports) {
+      absl::StrAppendFormat(&out, "lb_port_up{port=\"%s\",role=\"%s\"} %d\n", Label(p.name), p.role, int(p.link_up));
+    }
+    struct PortCounter {
+      const char* name;
+      const char* help;
+      uint64_t dataplane::PortCounters::*field;
     };
-    port_metric("lb_port_up", "gauge", "1 while the port's link is up.",
-                [](const PortView& p) { return int(p.link_up); });
-    port_metric("lb_port_rx_packets_total", "counter", "Packets the port received (its own count).",
-                [](const PortView& p) { return p.counters.rx_packets; });
-    port_metric("lb_port_tx_packets_total", "counter", "Packets the port sent.",
-                [](const PortView& p) { return p.counters.tx_packets; });
-    port_metric("lb_port_rx_bytes_total", "counter", "Bytes the port received.",
-                [](const PortView& p) { return p.counters.rx_bytes; });
-    port_metric("lb_port_tx_bytes_total", "counter", "Bytes the port sent.",
-                [](const PortView& p) { return p.counters.tx_bytes; });
-    port_metric("lb_port_rx_missed_total", "counter", "Packets the NIC dropped, its RX queues full (imissed).",
-                [](const PortView& p) { return p.counters.rx_missed; });
-    port_metric("lb_port_rx_errors_total", "counter", "Erroneous packets received (ierrors).",
-                [](const PortView& p) { return p.counters.rx_errors; });
-    port_metric("lb_port_tx_errors_total", "counter", "Packets the port failed to send (oerrors).",
-                [](const PortView& p) { return p.counters.tx_errors; });
-    port_metric("lb_port_rx_nombuf_total", "counter", "RX mbuf allocation failures.",
-                [](const PortView& p) { return p.counters.rx_nombuf; });
+    static constexpr PortCounter kPortCounters[] = {
+        {"lb_port_rx_packets_total", "Packets the port received (its own count).",
+         &dataplane::PortCounters::rx_packets},
+        {"lb_port_tx_packets_total", "Packets the port sent.", &dataplane::PortCounters::tx_packets},
+        {"lb_port_rx_bytes_total", "Bytes the port received.", &dataplane::PortCounters::rx_bytes},
+        {"lb_port_tx_bytes_total", "Bytes the port sent.", &dataplane::PortCounters::tx_bytes},
+        {"lb_port_rx_missed_total", "Packets the NIC dropped, its RX queues full (imissed).",
+         &dataplane::PortCounters::rx_missed},
+        {"lb_port_rx_errors_total", "Erroneous packets received (ierrors).", &dataplane::PortCounters::rx_errors},
+        {"lb_port_tx_errors_total", "Packets the port failed to send (oerrors).", &dataplane::PortCounters::tx_errors},
+        {"lb_port_rx_nombuf_total", "RX mbuf allocation failures.", &dataplane::PortCounters::rx_nombuf},
+    };
+    for (const PortCounter& c : kPortCounters) {
+      AppendMetricHeader(out, c.name, "counter", c.help);
+      for (const PortView& p : stats.ports) {
+        absl::StrAppendFormat(&out, "%s{port=\"%s\",role=\"%s\"} %d\n", c.name, Label(p.name), p.role,
+                              p.counters.*c.field);
+      }
+    }
   }
   if (!stats.snat.empty()) {
     AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge",

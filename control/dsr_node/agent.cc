@@ -227,18 +227,8 @@ absl::Status Agent::Configure(const PodVips& want, NetnsIndex& index, bool verif
     loaded = *std::move(fresh);
     program = loaded.get();
   }
-  if (absl::Status s = program->SetVips(want.vips); !s.ok()) return s;
-  const absl::Status applied = RunInNetns(ns->ref, [&]() -> absl::Status {
-    auto attached = AttachedProgramId(ifindex);
-    if (!attached.ok()) return attached.status();
-    if (*attached != program->prog_id()) {
-      if (absl::Status s = program->AttachIngress(ifindex); !s.ok()) return s;
-    }
-    if (absl::Status s = SyncLoopbackVips(want.vips); !s.ok()) return s;
-    char name[IF_NAMESIZE] = {};
-    if (if_indextoname(unsigned(ifindex), name) == nullptr) return absl::NotFoundError("the pod's interface went away");
-    return LoosenReversePathFilter(options_.sysctl_dir, name);
-  });
+  const absl::Status applied =
+      RunInNetns(ns->ref, [&] { return Decapsulate(*program, ifindex, want.vips, options_.sysctl_dir); });
   if (!applied.ok()) return applied;
   PodState& state = configured_[want.pod];
   if (state.netns != ns->ref.id && existing != configured_.end())
@@ -260,13 +250,8 @@ void Agent::Unconfigure(const std::string& pod, NetnsIndex& index) {
   auto it = configured_.find(pod);
   PodState& state = it->second;
   if (const NetnsIndex::Entry* ns = index.Find(state.netns)) {
-    const absl::Status s = RunInNetns(ns->ref, [&]() -> absl::Status {
-      auto attached = AttachedProgramId(state.ifindex);
-      if (attached.ok() && *attached == state.program->prog_id()) {
-        if (absl::Status d = DetachIngress(state.ifindex); !d.ok()) return d;
-      }
-      return SyncLoopbackVips({});
-    });
+    const absl::Status s =
+        RunInNetns(ns->ref, [&] { return StopDecapsulating(state.ifindex, state.program->prog_id()); });
     LOG_IF(WARNING, !s.ok()) << pod << ": undoing its decapsulation: " << s.message();
     LOG_IF(INFO, s.ok()) << pod << ": no longer backs a DSR Service here; its filter and VIPs are removed";
   } else {

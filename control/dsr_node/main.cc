@@ -84,9 +84,7 @@ int Attach(bool attach) {
   if (FLAGS_interface.empty() || ifindex == 0)
     return Fail("--interface: \"" + FLAGS_interface + "\" is no interface here");
   if (!attach) {
-    absl::Status s = DetachIngress(ifindex);
-    if (s.ok()) s = SyncLoopbackVips({});
-    if (!s.ok()) return Fail(std::string(s.message()));
+    if (absl::Status s = StopDecapsulating(ifindex); !s.ok()) return Fail(std::string(s.message()));
     std::cout << "dsr_decap removed from " << FLAGS_interface << ", and our VIPs from lo\n";
     return 0;
   }
@@ -101,11 +99,8 @@ int Attach(bool attach) {
   if (FLAGS_gue_port > 65535) return Fail("--gue_port: 0..65535");
   auto program = DecapProgram::Load(uint16_t(FLAGS_gue_port));
   if (!program.ok()) return Fail(std::string(program.status().message()));
-  absl::Status s = (*program)->SetVips(vips);
-  if (s.ok()) s = (*program)->AttachIngress(ifindex);
-  if (s.ok()) s = SyncLoopbackVips(vips);
-  if (s.ok()) s = LoosenReversePathFilter(FLAGS_sysctl_dir, FLAGS_interface);
-  if (!s.ok()) return Fail(std::string(s.message()));
+  if (absl::Status s = Decapsulate(**program, ifindex, vips, FLAGS_sysctl_dir); !s.ok())
+    return Fail(std::string(s.message()));
   std::cout << "dsr_decap (program " << (*program)->prog_id() << ") on " << FLAGS_interface << "'s ingress; "
             << vips.size() << " VIP(s) on lo\n";
   return 0;  // the filter holds the program after this process ends

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/if_addr.h>
+#include <net/if.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sched.h>
@@ -176,6 +177,29 @@ absl::Status LoosenReversePathFilter(const std::string& sysctl_dir, const std::s
   out.flush();
   if (!out) return absl::FailedPreconditionError("cannot write " + conf + ifname + "/rp_filter (read-only /proc/sys?)");
   return absl::OkStatus();
+}
+
+absl::Status Decapsulate(DecapProgram& program, int ifindex, const std::vector<IpAddress>& vips,
+                         const std::string& sysctl_dir) {
+  if (absl::Status s = program.SetVips(vips); !s.ok()) return s;
+  auto attached = AttachedProgramId(ifindex);
+  if (!attached.ok()) return attached.status();
+  if (*attached != program.prog_id()) {
+    if (absl::Status s = program.AttachIngress(ifindex); !s.ok()) return s;
+  }
+  if (absl::Status s = SyncLoopbackVips(vips); !s.ok()) return s;
+  char name[IF_NAMESIZE] = {};
+  if (if_indextoname(unsigned(ifindex), name) == nullptr) return absl::NotFoundError("the interface went away");
+  return LoosenReversePathFilter(sysctl_dir, name);
+}
+
+absl::Status StopDecapsulating(int ifindex, uint32_t only_program) {
+  if (only_program != 0) {
+    auto attached = AttachedProgramId(ifindex);
+    if (attached.ok() && *attached != only_program) return SyncLoopbackVips({});
+  }
+  if (absl::Status s = DetachIngress(ifindex); !s.ok()) return s;
+  return SyncLoopbackVips({});
 }
 
 }  // namespace lb::control::dsr_node

@@ -23,6 +23,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "common/ip_address.h"
+#include "control/dsr_node/decap_program.h"
 
 namespace lb::control::dsr_node {
 
@@ -78,5 +79,15 @@ absl::Status SyncLoopbackVips(const std::vector<IpAddress>& vips);
 // interface's value to 2 (loose) when the effective value is strict; leaves 0 and 2 as
 // they are. `sysctl_dir`: a writable mount of /proc/sys (calling thread's namespace).
 absl::Status LoosenReversePathFilter(const std::string& sysctl_dir, const std::string& ifname);
+
+// The whole of a namespace's part in DSR, as the agent and `attach` set it up (calling
+// thread's namespace): `program` holds exactly `vips` and is on `ifindex`'s ingress
+// (attached, replacing another, unless it is there already), the VIPs are exactly our
+// addresses on lo, and the interface's strict rp_filter is loosened.
+absl::Status Decapsulate(DecapProgram& program, int ifindex, const std::vector<IpAddress>& vips,
+                         const std::string& sysctl_dir);
+// Undoes it: our filter off `ifindex` (only if it holds program `only_program`, when that
+// is not 0), and our addresses off lo (calling thread's namespace).
+absl::Status StopDecapsulating(int ifindex, uint32_t only_program = 0);
 
 }  // namespace lb::control::dsr_node
