@@ -70,6 +70,9 @@ DEFINE_bool(flow_sync, false,
 DEFINE_double(seconds, 2.0, "Measurement time of each of the two loops.");
 DEFINE_uint32(updates_per_second, 0, "Snapshots published per second during the pipeline loop.");
 // Exit status: 0; 1 setup failed; 2 bad options; 3 established traffic saw drops.
+DEFINE_bool(traffic_counters, true,
+            "Count each service's and backend's packets and bytes as lbd does (a TrafficTable); false: into "
+            "the sink alone (the counting's memory traffic left out), to measure what it costs.");
 DEFINE_bool(json, false, "Print JSON instead of a table.");
 DEFINE_string(live_port, "",
               "Live mode: the EAL port (e.g. net_af_packet0 of --vdev) wired to a running lbd or "
@@ -454,7 +457,12 @@ int Run(int argc, char** argv) {
     rte_mempool_free(shared.pool);
     return rc;
   }
-  SnapshotBuilder builder;
+  // As lbd sizes it: twice the ids the configuration holds.
+  const std::shared_ptr<TrafficTable> traffic =
+      FLAGS_traffic_counters
+          ? TrafficTable::Create(uint32_t(lcores.size()), 2 * FLAGS_services, 2 * FLAGS_services * FLAGS_backends)
+          : nullptr;
+  SnapshotBuilder builder({}, traffic);
   auto snap = builder.Build(MakeConfig(0));
   if (!snap.ok()) {
     std::fprintf(stderr, "lbbench: %s\n", std::string(snap.status().message()).c_str());
@@ -486,7 +494,8 @@ int Run(int argc, char** argv) {
             .flow_hasher = FLAGS_flow_hash == "keyed" ? FlowHasher::Keyed("lbbench's flow-hash secret") : FlowHasher{},
             .flow_sync_announce = core->announced ? core->announced->get() : nullptr,
             // As lbd with flow sync: room for the peers' NAT sessions (none here).
-            .nat_adopted_capacity = FLAGS_flow_sync ? 65536u : 0u},
+            .nat_adopted_capacity = FLAGS_flow_sync ? 65536u : 0u,
+            .traffic = traffic != nullptr ? traffic->cells(i) : TrafficCells{}},
         shared.store);
     // Established traffic: every flow passes once before the measurement, a TCP one with
     // its SYN, as a connection opens (NAT opens sessions only on a SYN).

@@ -44,8 +44,9 @@ void ControlCore::State::Count(const ServiceConfig& c, int sign) {
   table_memory += uint64_t(int64_t(sign) * int64_t(ServiceMemory(c)));
 }
 
-ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store, DataplaneProbe* probe)
-    : store_(store), probe_(probe), builder_(settings.limits) {
+ControlCore::ControlCore(NodeSettings settings, dataplane::SnapshotStore* store, DataplaneProbe* probe,
+                         std::shared_ptr<dataplane::TrafficTable> traffic)
+    : store_(store), probe_(probe), traffic_(traffic), builder_(settings.limits, std::move(traffic)) {
   auto initial = std::make_shared<State>();
   initial->settings = std::move(settings);
   state_ = std::move(initial);
@@ -511,12 +512,51 @@ std::vector<IpAddress> ControlCore::UnresolvedOnLinkBackends(const std::vector<I
   return {out.begin(), out.end()};
 }
 
+std::vector<std::vector<size_t>> ControlCore::ChooseBackends(const std::vector<const ServiceEntry*>& entries,
+                                                             const StatsQuery& query) const {
+  std::vector<std::vector<size_t>> chosen(entries.size());
+  if (query.service) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      for (size_t j = 0; j < entries[i]->service.config.backends.size(); ++j) chosen[i].push_back(j);
+    }
+    return chosen;
+  }
+  if (query.top_backends == 0) return chosen;
+  // The N busiest: a heap of the best so far, the least of them on top (ties: the later
+  // service and backend lose, so that the choice is the same on every call).
+  struct Ranked {
+    uint64_t packets;
+    size_t service, backend;
+  };
+  const auto better = [](const Ranked& a, const Ranked& b) {
+    return a.packets != b.packets ? a.packets > b.packets
+                                  : std::tie(a.service, a.backend) < std::tie(b.service, b.backend);
+  };
+  std::vector<Ranked> heap;
+  heap.reserve(query.top_backends + 1);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const dataplane::ServiceRecord& record = *entries[i]->record;
+    for (size_t j = 0; j < record.backend_slots.size(); ++j) {
+      const uint32_t id = record.backends[record.backend_slots[j]].traffic_id;
+      heap.push_back({traffic_ == nullptr ? 0 : traffic_->Backend(id).packets, i, j});
+      std::push_heap(heap.begin(), heap.end(), better);
+      if (heap.size() > query.top_backends) {
+        std::pop_heap(heap.begin(), heap.end(), better);
+        heap.pop_back();
+      }
+    }
+  }
+  for (const Ranked& r : heap) chosen[r.service].push_back(r.backend);
+  for (auto& c : chosen) std::sort(c.begin(), c.end());
+  return chosen;
+}
+
 void ControlCore::Reclaim() {
   absl::MutexLock lock(&write_mu_);
   store_->Reclaim();
 }
 
-Stats ControlCore::GetStats() const {
+Stats ControlCore::GetStats(const StatsQuery& query) const {
   Stats stats;
   if (probe_ != nullptr) stats.workers = probe_->Workers();
   for (const WorkerView& w : stats.workers) {
@@ -549,18 +589,40 @@ Stats ControlCore::GetStats() const {
     stats.flow_sync = probe_->FlowSync();
     stats.ports = probe_->Ports();
   }
-  for (const auto& [id, entry] : state->services) {
-    const ServiceConfig& config = entry->service.config;
-    std::vector<Stats::BackendStats> backends(config.backends.size());
-    std::vector<uint32_t> entries_by_slot(entry->record->backends.size());
-    for (uint16_t slot : entry->record->maglev()) ++entries_by_slot[slot];
-    for (size_t i = 0; i < backends.size(); ++i) {
-      backends[i].maglev_entries = entries_by_slot[entry->record->backend_slots[i]];
-      auto n = settings.neighbors.find(config.backends[i].address);
-      if (n != settings.neighbors.end()) backends[i].neighbor_mac = n->second;
-    }
-    stats.services.emplace_back(entry->service, std::move(backends));
+  // Every service's totals, then the backends the query chose, one by one.
+  std::vector<const ServiceEntry*> entries;
+  if (query.service) {
+    if (auto it = state->services.find(*query.service); it != state->services.end())
+      entries.push_back(it->second.get());
+  } else {
+    entries.reserve(state->services.size());
+    for (const auto& [id, entry] : state->services) entries.push_back(entry.get());
   }
+  stats.services.reserve(entries.size());
+  for (const ServiceEntry* entry : entries) {
+    Stats::ServiceStats& ss = stats.services.emplace_back();
+    ss.service = entry->service;
+    if (traffic_ != nullptr) ss.traffic = traffic_->Service(entry->record->traffic_id);
+  }
+  const std::vector<std::vector<size_t>> chosen = ChooseBackends(entries, query);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (chosen[i].empty()) continue;
+    const dataplane::ServiceRecord& record = *entries[i]->record;
+    const ServiceConfig& config = entries[i]->service.config;
+    std::vector<uint32_t> entries_by_slot(record.backends.size());
+    for (uint16_t slot : record.maglev()) ++entries_by_slot[slot];
+    for (size_t j : chosen[i]) {
+      const uint16_t slot = record.backend_slots[j];
+      Stats::BackendStats& b = stats.services[i].backends.emplace_back();
+      b.index = j;
+      b.maglev_entries = entries_by_slot[slot];
+      if (auto n = settings.neighbors.find(config.backends[j].address); n != settings.neighbors.end()) {
+        b.neighbor_mac = n->second;
+      }
+      if (traffic_ != nullptr) b.traffic = traffic_->Backend(record.backends[slot].traffic_id);
+    }
+  }
+  if (traffic_ != nullptr) stats.traffic_uncounted = traffic_->exhausted();
   return stats;
 }
 

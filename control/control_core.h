@@ -66,11 +66,18 @@ struct Stats {
   uint64_t table_memory_limit = 0;
   std::optional<FlowSyncView> flow_sync;
   struct BackendStats {
+    size_t index = 0;  // in the service's config.backends
     uint32_t maglev_entries = 0;
     std::optional<MacAddress> neighbor_mac;  // set: on-link, sent to this MAC
+    dataplane::BackendTraffic traffic;
   };
-  // Per service, per backend (configuration order).
-  std::vector<std::pair<Service, std::vector<BackendStats>>> services;
+  struct ServiceStats {
+    Service service;
+    dataplane::ServiceTraffic traffic;
+    std::vector<BackendStats> backends;  // those StatsQuery chose, in configuration order
+  };
+  std::vector<ServiceStats> services;  // every service
+  uint64_t traffic_uncounted = 0;      // services and backends given no traffic counter (ids exhausted)
   struct SnatStats {
     IpAddress address;
     uint64_t ports_in_use = 0, ports_total = 0;
@@ -78,6 +85,13 @@ struct Stats {
   std::vector<SnatStats> snat;  // NAT mode: per SNAT address
   std::vector<PortView> ports;
   MacAddress gateway_mac{};
+};
+
+// Which backends GetStats reports one by one (every service's totals are always there):
+// at 4096 services of 100 backends, all of them would be 409,600 rows.
+struct StatsQuery {
+  std::optional<ServiceId> service;  // set: this service alone, with every backend
+  uint32_t top_backends = 0;         // else: the N backends of all services sent the most packets
 };
 
 struct Health {
@@ -104,8 +118,11 @@ struct Explanation {
 class ControlCore {
  public:
   // `store` and `probe` outlive the core; `probe` may be null (no stats/health/explain
-  // data, as in unit tests of configuration alone).
-  ControlCore(NodeSettings settings, dataplane::SnapshotStore* store, DataplaneProbe* probe);
+  // data, as in unit tests of configuration alone). `traffic` (may be null: no traffic
+  // counters) holds the workers' traffic cells; the core gives services and backends
+  // their ids in it.
+  ControlCore(NodeSettings settings, dataplane::SnapshotStore* store, DataplaneProbe* probe,
+              std::shared_ptr<dataplane::TrafficTable> traffic = nullptr);
 
   // Validates the node settings and publishes the (empty) initial configuration.
   absl::Status Start();
@@ -159,7 +176,7 @@ class ControlCore {
   // (re)started node announces nothing before it has something to serve.
   void AwaitFirstApply() { await_apply_ = true; }
 
-  Stats GetStats() const;
+  Stats GetStats(const StatsQuery& query = {}) const;
   Health GetHealth() const;
   absl::StatusOr<Explanation> ExplainFlow(const FlowKey& key);
 
@@ -207,12 +224,17 @@ class ControlCore {
   // (from `previous` when it replaces one) as service `id`, and puts it in `next`.
   absl::StatusOr<Service> Write(State& next, const ServiceConfig& config, const ServiceEntry* previous, uint64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // GetStats: for each of `entries`, the indexes (in its config.backends) of the
+  // backends `query` asks for.
+  std::vector<std::vector<size_t>> ChooseBackends(const std::vector<const ServiceEntry*>& entries,
+                                                  const StatsQuery& query) const;
   // Modifies a copy of service `id` with `edit` and commits it.
   template <typename Edit>
   absl::StatusOr<Service> EditService(const ServiceId& id, Edit edit) ABSL_LOCKS_EXCLUDED(write_mu_);
 
   dataplane::SnapshotStore* const store_;
   DataplaneProbe* const probe_;
+  const std::shared_ptr<dataplane::TrafficTable> traffic_;
 
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(state_mu_);
   dataplane::SnapshotBuilder builder_ ABSL_GUARDED_BY(write_mu_);

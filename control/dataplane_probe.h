@@ -44,6 +44,17 @@ struct FlowSyncView {
   uint64_t dumps_sent = 0;             // peers' dump requests answered
   uint64_t journal_flows = 0;          // flows the journal holds (a gauge)
   uint64_t journal_full = 0;           // flows not kept: the journal was full
+  // Per peer, in --flow_sync_peers order: what came from it.
+  struct Peer {
+    std::string address;
+    uint64_t datagrams = 0;           // authentic and fresh, taken
+    uint64_t flows_learned = 0;       // handed to the workers
+    uint64_t datagrams_rejected = 0;  // from its address: without its tag, malformed, replayed or stale
+    uint64_t flows_refused = 0;       // over its budget, or sessions on an SNAT address not its own
+    int64_t last_heard_unix_ms = 0;   // its last datagram taken; 0: never
+    int64_t delay_us = 0;             // of that datagram: this node's clock minus the peer's stamp
+  };
+  std::vector<Peer> peer_stats;
 };
 
 // One of the node's ports, with its own counters (the NIC's or the PMD's).

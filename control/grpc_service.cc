@@ -173,8 +173,18 @@ grpc::Status LoadBalancerService::Apply(grpc::ServerContext*, const lb::v1::Appl
   return grpc::Status::OK;
 }
 
-grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest*, lb::v1::Stats* out) {
-  const Stats stats = core_->GetStats();
+grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::GetStatsRequest* req,
+                                           lb::v1::Stats* out) {
+  StatsQuery query{.top_backends = req->top_backends()};
+  if (req->has_service()) {
+    auto id = FromProto(req->service(), "service");
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    query.service = *id;
+  }
+  const Stats stats = core_->GetStats(query);
+  if (query.service && stats.services.empty()) {
+    return ToGrpcStatus(absl::NotFoundError(absl::StrFormat("service %s does not exist", query.service->ToString())));
+  }
   for (size_t i = 0; i < dataplane::kNumEvents; ++i) {
     AddCounter(out->mutable_events(), dataplane::kEventInfo[i].name, stats.events[i]);
   }
@@ -194,19 +204,27 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
       AddCounter(ws->mutable_drops(), dataplane::kDropReasonInfo[i].name, w.counters->Get(dataplane::DropReason(i)));
     }
   }
-  for (const auto& [service, backends] : stats.services) {
+  for (const Stats::ServiceStats& s : stats.services) {
     lb::v1::ServiceStats* ss = out->add_services();
-    *ss->mutable_key() = ToProto(IdOf(service.config));
-    for (size_t i = 0; i < service.config.backends.size(); ++i) {
-      const auto& b = service.config.backends[i];
+    *ss->mutable_key() = ToProto(IdOf(s.service.config));
+    ss->set_packets(s.traffic.packets);
+    ss->set_bytes(s.traffic.bytes);
+    ss->set_new_flows(s.traffic.new_flows);
+    ss->set_drops(s.traffic.drops);
+    ss->set_backends_total(uint32_t(s.service.config.backends.size()));
+    for (const Stats::BackendStats& b : s.backends) {
+      const BackendConfig& c = s.service.config.backends[b.index];
       lb::v1::BackendStats* bs = ss->add_backends();
-      bs->set_address(b.address.ToString());
-      bs->set_port(b.port);
-      bs->set_state(ToProto(b.state));
-      bs->set_maglev_entries(backends[i].maglev_entries);
-      bs->set_next_hop(backends[i].neighbor_mac ? MacToString(*backends[i].neighbor_mac) : "gateway");
+      bs->set_address(c.address.ToString());
+      bs->set_port(c.port);
+      bs->set_state(ToProto(c.state));
+      bs->set_maglev_entries(b.maglev_entries);
+      bs->set_next_hop(b.neighbor_mac ? MacToString(*b.neighbor_mac) : "gateway");
+      bs->set_packets(b.traffic.packets);
+      bs->set_bytes(b.traffic.bytes);
     }
   }
+  out->set_traffic_uncounted(stats.traffic_uncounted);
   out->set_flows(stats.flows);
   out->set_flow_capacity(stats.flow_capacity);
   out->set_generation(stats.generation);
@@ -232,6 +250,16 @@ grpc::Status LoadBalancerService::GetStats(grpc::ServerContext*, const lb::v1::G
     o->set_dump_requests_refused(s->dump_requests_refused);
     o->set_flows_over_budget(s->flows_over_budget);
     o->set_sessions_refused(s->sessions_refused);
+    for (const FlowSyncView::Peer& p : s->peer_stats) {
+      lb::v1::FlowSyncPeerStats* ps = o->add_peer_stats();
+      ps->set_address(p.address);
+      ps->set_datagrams(p.datagrams);
+      ps->set_flows_learned(p.flows_learned);
+      ps->set_datagrams_rejected(p.datagrams_rejected);
+      ps->set_flows_refused(p.flows_refused);
+      ps->set_last_heard_unix_ms(p.last_heard_unix_ms);
+      ps->set_delay_us(p.delay_us);
+    }
   }
   for (const PortView& p : stats.ports) {
     lb::v1::PortStats* o = out->add_ports();

@@ -11,6 +11,108 @@ std::string Label(std::string_view value) {
                              {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
 }
 
+// Flow sync, per peer: what came from it, when it was last heard, and how late.
+void AppendFlowSyncPeers(std::string& out, const std::vector<FlowSyncView::Peer>& peers) {
+  struct PeerCounter {
+    const char* name;
+    const char* help;
+    uint64_t FlowSyncView::Peer::*field;
+  };
+  static constexpr PeerCounter kPeerCounters[] = {
+      {"lb_flow_sync_peer_datagrams_total", "Flow sync: authentic, fresh datagrams taken from the peer.",
+       &FlowSyncView::Peer::datagrams},
+      {"lb_flow_sync_peer_flows_learned_total", "Flow sync: the peer's flows handed to the workers.",
+       &FlowSyncView::Peer::flows_learned},
+      {"lb_flow_sync_peer_datagrams_rejected_total",
+       "Flow sync: datagrams from the peer's address refused (tag, malformed, replayed, stale).",
+       &FlowSyncView::Peer::datagrams_rejected},
+      {"lb_flow_sync_peer_flows_refused_total",
+       "Flow sync: the peer's flows refused (over its budget, or sessions on another's SNAT address).",
+       &FlowSyncView::Peer::flows_refused},
+  };
+  for (const PeerCounter& c : kPeerCounters) {
+    AppendMetricHeader(out, c.name, "counter", c.help);
+    for (const FlowSyncView::Peer& p : peers) {
+      absl::StrAppendFormat(&out, "%s{peer=\"%s\"} %d\n", c.name, Label(p.address), p.*c.field);
+    }
+  }
+  AppendMetricHeader(out, "lb_flow_sync_peer_last_heard_timestamp_seconds", "gauge",
+                     "Flow sync: when the peer's last datagram was taken (Unix time); 0: never.");
+  for (const FlowSyncView::Peer& p : peers) {
+    absl::StrAppendFormat(&out, "lb_flow_sync_peer_last_heard_timestamp_seconds{peer=\"%s\"} %.3f\n", Label(p.address),
+                          double(p.last_heard_unix_ms) / 1000);
+  }
+  AppendMetricHeader(out, "lb_flow_sync_peer_delay_seconds", "gauge",
+                     "Flow sync: the peer's last datagram, this node's clock minus the peer's stamp (network, "
+                     "its flush wait, and the clocks' difference).");
+  for (const FlowSyncView::Peer& p : peers) {
+    absl::StrAppendFormat(&out, "lb_flow_sync_peer_delay_seconds{peer=\"%s\"} %.6f\n", Label(p.address),
+                          double(p.delay_us) / 1e6);
+  }
+}
+
+// Per service, always (7 series each: 28,672 at 4096 services); per backend, only those
+// GetStats reported one by one (lbd's --metrics_top_backends).
+void AppendServiceMetrics(std::string& out, const Stats& stats) {
+  std::vector<std::string> names;
+  names.reserve(stats.services.size());
+  for (const Stats::ServiceStats& s : stats.services) names.push_back(Label(IdOf(s.service.config).ToString()));
+  struct ServiceCounter {
+    const char* name;
+    const char* help;
+    uint64_t dataplane::ServiceTraffic::*field;
+  };
+  static constexpr ServiceCounter kServiceCounters[] = {
+      {"lb_service_packets_total",
+       "Client packets sent to a backend of the service (DSR: encapsulated, NAT: translated).",
+       &dataplane::ServiceTraffic::packets},
+      {"lb_service_bytes_total", "Their bytes, IP header and payload as the clients sent them.",
+       &dataplane::ServiceTraffic::bytes},
+      {"lb_service_new_flows_total", "Flows this node picked a backend of the service for.",
+       &dataplane::ServiceTraffic::new_flows},
+      {"lb_service_drops_total", "Packets to the service dropped, for any reason (lb_drops_total says which).",
+       &dataplane::ServiceTraffic::drops},
+  };
+  for (const ServiceCounter& c : kServiceCounters) {
+    AppendMetricHeader(out, c.name, "counter", c.help);
+    for (size_t i = 0; i < stats.services.size(); ++i) {
+      absl::StrAppendFormat(&out, "%s{service=\"%s\"} %d\n", c.name, names[i], stats.services[i].traffic.*c.field);
+    }
+  }
+  AppendMetricHeader(out, "lb_service_backends", "gauge", "Backends of the service, by state.");
+  for (size_t i = 0; i < stats.services.size(); ++i) {
+    constexpr BackendState kStates[] = {BackendState::kActive, BackendState::kDraining, BackendState::kDown};
+    uint32_t by_state[std::size(kStates)] = {};
+    for (const BackendConfig& b : stats.services[i].service.config.backends) ++by_state[size_t(b.state)];
+    for (BackendState state : kStates) {
+      absl::StrAppendFormat(&out, "lb_service_backends{service=\"%s\",state=\"%s\"} %d\n", names[i], ToString(state),
+                            by_state[size_t(state)]);
+    }
+  }
+  const auto append_backends = [&](const char* name, const char* type, const char* help, auto value) {
+    AppendMetricHeader(out, name, type, help);
+    for (size_t i = 0; i < stats.services.size(); ++i) {
+      const ServiceConfig& config = stats.services[i].service.config;
+      for (const Stats::BackendStats& b : stats.services[i].backends) {
+        const BackendConfig& c = config.backends[b.index];
+        absl::StrAppendFormat(&out, "%s{service=\"%s\",backend=\"%s\",port=\"%d\"} %d\n", name, names[i],
+                              Label(c.address.ToString()), c.port, value(b));
+      }
+    }
+  };
+  append_backends("lb_backend_packets_total", "counter",
+                  "Packets sent to the backend (lbd --metrics_top_backends chooses which backends).",
+                  [](const Stats::BackendStats& b) { return b.traffic.packets; });
+  append_backends("lb_backend_bytes_total", "counter", "Their bytes, as the clients sent them.",
+                  [](const Stats::BackendStats& b) { return b.traffic.bytes; });
+  append_backends("lb_backend_maglev_entries", "gauge",
+                  "Maglev table entries held by the backend (its share of new flows).",
+                  [](const Stats::BackendStats& b) { return uint64_t{b.maglev_entries}; });
+  AppendMetricHeader(out, "lb_traffic_uncounted", "gauge",
+                     "Services and backends given no traffic counter since lbd started (counter ids exhausted).");
+  absl::StrAppendFormat(&out, "lb_traffic_uncounted %d\n", stats.traffic_uncounted);
+}
+
 }  // namespace
 
 std::string RenderPrometheus(const Stats& stats, const Health& health) {
@@ -74,21 +176,12 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
       AppendMetricHeader(out, name, "counter", help[i].second);
       absl::StrAppendFormat(&out, "%s %d\n", name, values[i]);
     }
+    AppendFlowSyncPeers(out, s->peer_stats);
     AppendMetricHeader(out, "lb_flow_sync_journal_flows", "gauge",
                        "Flow sync: live flows of the group this node remembers, for peers that restart.");
     absl::StrAppendFormat(&out, "lb_flow_sync_journal_flows %d\n", s->journal_flows);
   }
-  AppendMetricHeader(out, "lb_backend_maglev_entries", "gauge",
-                     "Maglev table entries held by each backend (its share of new flows).");
-  for (const auto& [service, backends] : stats.services) {
-    const std::string name = Label(IdOf(service.config).ToString());
-    for (size_t i = 0; i < service.config.backends.size(); ++i) {
-      const auto& b = service.config.backends[i];
-      absl::StrAppendFormat(&out,
-                            "lb_backend_maglev_entries{service=\"%s\",backend=\"%s\",port=\"%d\",state=\"%s\"} %d\n",
-                            name, Label(b.address.ToString()), b.port, ToString(b.state), backends[i].maglev_entries);
-    }
-  }
+  AppendServiceMetrics(out, stats);
   if (!stats.ports.empty()) {
     AppendMetricHeader(out, "lb_port_up", "gauge", "1 while the port's link is up.");
     for (const PortView& p : stats.ports) {

@@ -11,7 +11,9 @@
 // first touches a page. Lazily, a burst of new flows in a fresh table took up to 200 ms
 // (a 2 MiB fault each, on a VM whose guest memory is itself faulted in), long enough for
 // BFD to declare the node down. So the memory is committed at start, and a shortfall is
-// an error at start rather than an OOM kill under load. Thread model: as the owner's.
+// an error at start rather than an OOM kill under load. A table touched only where it is
+// in use, and which is sized for the worst case (the traffic counters), may instead be
+// committed on first touch (Commit::kOnFirstTouch). Thread model: as the owner's.
 #pragma once
 
 #include <sys/mman.h>
@@ -34,7 +36,10 @@ class HugeArray {
  public:
   static constexpr size_t kHugePage = size_t(2) << 20;
 
-  explicit HugeArray(size_t count) : bytes_((count * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage) {
+  enum class Commit { kNow, kOnFirstTouch };
+
+  explicit HugeArray(size_t count, Commit commit = Commit::kNow)
+      : bytes_((count * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage) {
     if (bytes_ == 0) return;
     // Over-map by one huge page so that the array can start on a 2 MiB boundary: THP only
     // backs aligned 2 MiB ranges.
@@ -45,7 +50,7 @@ class HugeArray {
     const uintptr_t aligned = (reinterpret_cast<uintptr_t>(map_) + kHugePage - 1) & ~(kHugePage - 1);
     data_ = reinterpret_cast<T*>(aligned);
     madvise(data_, bytes_, MADV_HUGEPAGE);  // advice only: without THP, 4 KiB pages
-    Populate();
+    if (commit == Commit::kNow) Populate();
   }
   ~HugeArray() {
     if (map_ != nullptr) munmap(map_, map_bytes_);

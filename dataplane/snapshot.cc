@@ -59,6 +59,8 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
   rec->hash_fields = config.hash_fields;
   rec->table_size = EffectiveTableSize(config);
   if (!config.source_ranges.empty()) rec->set_source_filter(SourceFilter::Build(config.source_ranges));
+  rec->traffic = previous != nullptr ? previous->traffic : NewTrafficId(TrafficId::Kind::kService);
+  rec->traffic_id = rec->traffic == nullptr ? 0 : rec->traffic->value();
 
   // Slots: a backend the previous record had keeps its slot and generation; a new one
   // takes the lowest free slot and a new generation.
@@ -106,10 +108,13 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
     r.in_use = true;
     if (kept[j]) {
       r.generation = previous->backends[slot].generation;
+      r.traffic = previous->backends[slot].traffic;
     } else {
       r.generation = next_backend_generation_;
       next_backend_generation_ = (next_backend_generation_ + 1) & kGenerationMask;
+      r.traffic = NewTrafficId(TrafficId::Kind::kBackend);
     }
+    r.traffic_id = r.traffic == nullptr ? 0 : r.traffic->value();
     if (auto n = node.neighbors.find(r.address); n != node.neighbors.end()) {
       r.on_link = true;
       r.neighbor_mac = n->second;

@@ -29,6 +29,7 @@
 #include "dataplane/flat_map.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/source_filter.h"
+#include "dataplane/traffic.h"
 #include "common/hash.h"
 
 namespace lb::dataplane {
@@ -66,7 +67,12 @@ struct BackendRecord {
   uint32_t generation = 0;  // 24 bits, as stored in FlowEntry
   bool on_link = false;     // on the node's segment: sent to neighbor_mac, not the gateway
   MacAddress neighbor_mac{};
+  // Its traffic counters (traffic.h): the id workers add to (0: the sink; next to the
+  // fields every packet reads), and the handle that holds it while any record names it.
+  // Kept while the backend keeps its slot.
+  uint32_t traffic_id = 0;
   EncapHeader encap;  // DSR services: the headers its packets get
+  TrafficIdHandle traffic;
 };
 
 // One service as workers read it. Immutable once built; shared by every snapshot in which
@@ -76,7 +82,10 @@ class ServiceRecord {
   ServiceKey key;
   ForwardingMode mode = ForwardingMode::kDsrIpip;
   HashFields hash_fields = HashFields::kFiveTuple;
-  uint32_t table_size = 0;                 // M of the Maglev table in use
+  uint32_t table_size = 0;  // M of the Maglev table in use
+  // Its traffic counters (as BackendRecord's), kept by every version of the service.
+  uint32_t traffic_id = 0;
+  TrafficIdHandle traffic;
   std::vector<BackendRecord> backends;     // by slot
   std::vector<uint16_t> backend_slots;     // in configuration order
   std::vector<uint16_t> slots_by_address;  // the slots in use, by (address, port)
@@ -227,7 +236,10 @@ class Snapshot {
 // Builds service records and assembles snapshots. Control thread only.
 class SnapshotBuilder {
  public:
-  explicit SnapshotBuilder(Limits limits = {}) : limits_(limits) {}
+  // `traffic` (may be null: every record counts into the sink) gives services and
+  // backends their traffic counter ids.
+  explicit SnapshotBuilder(Limits limits = {}, std::shared_ptr<TrafficTable> traffic = nullptr)
+      : limits_(limits), traffic_(std::move(traffic)) {}
 
   // The record of `config` (validated by the caller) for a node with `node`'s settings.
   // `previous` is the service's record in the snapshot in force, or null for a new
@@ -250,7 +262,13 @@ class SnapshotBuilder {
   absl::StatusOr<std::unique_ptr<const Snapshot>> Build(const DataplaneConfig& config);
 
  private:
+  // A new traffic id of `kind`, and its value (0: the sink).
+  TrafficIdHandle NewTrafficId(TrafficId::Kind kind) const {
+    return traffic_ == nullptr ? nullptr : traffic_->Allocate(kind);
+  }
+
   Limits limits_;
+  std::shared_ptr<TrafficTable> traffic_;
   uint64_t next_generation_ = 1;
   uint32_t next_backend_generation_ = 1;
   absl::flat_hash_map<ServiceKey, ServiceRecordPtr> last_built_;  // Build() only

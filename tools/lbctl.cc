@@ -9,7 +9,11 @@
 #include <grpcpp/grpcpp.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -17,9 +21,11 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "control/version.h"
+#include "tools/stats_view.h"
 #include "lb/v1/lb.grpc.pb.h"
 
 namespace lb::tools {
@@ -41,7 +47,8 @@ Verbs:
   backend drain SERVICE ADDRESS [--port N]        keep its flows, send it no new ones
   backend set-state SERVICE ADDRESS active|draining|down [--port N]
   apply -f FILE [--generation N] [--partial]   replace all services by FILE's (YAML or JSON)
-  stats                                 counters, flow tables, Maglev shares
+  stats [--top N] [--service SERVICE]   counters; the busiest services and backends
+  stats --watch [--interval S]          rates per second per service and backend, like top
   health                                exit 0 when healthy, 1 when not
   node drain | node undrain             withdraw this node's VIPs from BGP (lb-bird-gen), or not
   explain PROTO SRC SPORT DST DPORT     which service and backend a flow gets, and why
@@ -80,7 +87,7 @@ struct Args {
 };
 
 // Options that take no value.
-bool IsSwitch(const std::string& name) { return name == "help" || name == "partial"; }
+bool IsSwitch(const std::string& name) { return name == "help" || name == "partial" || name == "watch"; }
 
 Args Parse(const std::vector<std::string>& argv) {
   Args a;
@@ -118,6 +125,15 @@ uint32_t ParseNumber(const std::string& text, const std::string& what, uint32_t 
   return uint32_t(v);
 }
 
+double ParseSeconds(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(v >= 0.1 && v <= 3600)) {
+    throw UsageError{what + ": \"" + text + "\" is not a number of seconds in 0.1..3600"};
+  }
+  return v;
+}
+
 lb::v1::Protocol ParseProtocol(std::string p) {
   for (char& c : p) c = char(std::tolower(c));
   if (p == "tcp") return lb::v1::TCP;
@@ -142,14 +158,6 @@ lb::v1::ServiceKey ParseService(const std::string& text) {
   return key;
 }
 
-std::string ServiceName(const lb::v1::ServiceKey& k) {
-  const bool v6 = k.vip().find(':') != std::string::npos;
-  return (v6 ? "[" + k.vip() + "]" : k.vip()) + ":" + (k.port() == 0 ? "*" : std::to_string(k.port())) + "/" +
-         (k.protocol() == lb::v1::TCP   ? "tcp"
-          : k.protocol() == lb::v1::UDP ? "udp"
-                                        : "?");
-}
-
 std::string ModeName(lb::v1::ForwardingMode m) {
   return m == lb::v1::DSR_GUE ? "dsr-gue" : m == lb::v1::NAT ? "nat" : "dsr-ipip";
 }
@@ -162,17 +170,6 @@ std::string HashName(lb::v1::HashFields h) {
       return "source-ip+dest-port";
     default:
       return "5-tuple";
-  }
-}
-
-std::string StateName(lb::v1::BackendState s) {
-  switch (s) {
-    case lb::v1::DRAINING:
-      return "draining";
-    case lb::v1::DOWN:
-      return "down";
-    default:
-      return "active";
   }
 }
 
@@ -329,6 +326,8 @@ class Client {
     timeout_ = ParseNumber(a.Get("timeout").value_or("10"), "--timeout", 3600);
   }
 
+  const std::string& target() const { return target_; }
+
   // Runs one RPC; on failure prints the error and returns its exit status.
   template <typename Req, typename Resp>
   int Call(grpc::Status (lb::v1::LoadBalancer::Stub::*rpc)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
@@ -371,6 +370,92 @@ class Client {
   std::string target_;
   uint32_t timeout_;
 };
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// `lbctl stats`: the node's counters, then its services and backends (stats_view).
+void PrintStats(const lb::v1::Stats& out, uint32_t rows) {
+  std::printf("generation %lu, flows %lu of %lu\n", (unsigned long)out.generation(), (unsigned long)out.flows(),
+              (unsigned long)out.flow_capacity());
+  std::printf("services %d, backends %lu, table memory %.1f of %.1f MiB\n\nevents (all workers):\n",
+              out.services_size(), (unsigned long)out.backends(), double(out.table_memory_bytes()) / (1 << 20),
+              double(out.table_memory_limit()) / (1 << 20));
+  for (const auto& e : out.events()) std::printf("  %-24s %lu\n", e.name().c_str(), (unsigned long)e.value());
+  std::printf("drops (all workers):\n");
+  for (const auto& d : out.drops()) std::printf("  %-24s %lu\n", d.name().c_str(), (unsigned long)d.value());
+  std::printf("workers:\n");
+  for (const auto& w : out.workers()) {
+    std::printf("  worker %u on lcore %u: %lu flows of %lu\n", w.worker(), w.lcore(), (unsigned long)w.flows(),
+                (unsigned long)w.flow_capacity());
+  }
+  if (out.has_flow_sync()) {
+    const auto& s = out.flow_sync();
+    std::string peers;
+    for (const auto& p : s.peers()) peers += (peers.empty() ? "" : ", ") + p;
+    std::printf(
+        "flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
+        "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n"
+        "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n"
+        "  refused: %lu replayed and %lu stale datagrams, %lu dump requests, %lu flows over budget, "
+        "%lu sessions on another's SNAT address\n",
+        peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(), (unsigned long)s.bytes_sent(),
+        (unsigned long)s.send_errors(), (unsigned long)s.flows_received(), (unsigned long)s.datagrams_received(),
+        (unsigned long)s.datagrams_rejected(), (unsigned long)s.flows_undelivered(), (unsigned long)s.journal_flows(),
+        (unsigned long)s.journal_full(), (unsigned long)s.dumps_sent(), (unsigned long)s.datagrams_replayed(),
+        (unsigned long)s.datagrams_stale(), (unsigned long)s.dump_requests_refused(),
+        (unsigned long)s.flows_over_budget(), (unsigned long)s.sessions_refused());
+    std::printf("%s", RenderFlowSyncPeers(s, NowUnixMs()).c_str());
+  }
+  if (out.ports_size() > 0) std::printf("ports (their own counters):\n");
+  for (const auto& p : out.ports()) {
+    std::printf(
+        "  %-9s %-20s %-9s link %-4s rx %lu packets %lu bytes, tx %lu packets %lu bytes; missed %lu, "
+        "rx errors %lu, tx errors %lu, no mbuf %lu\n",
+        p.role().c_str(), p.name().c_str(), p.driver().c_str(), p.link_up() ? "up" : "down",
+        (unsigned long)p.rx_packets(), (unsigned long)p.rx_bytes(), (unsigned long)p.tx_packets(),
+        (unsigned long)p.tx_bytes(), (unsigned long)p.rx_missed(), (unsigned long)p.rx_errors(),
+        (unsigned long)p.tx_errors(), (unsigned long)p.rx_nombuf());
+  }
+  if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
+  for (const auto& a : out.snat()) {
+    std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),
+                (unsigned long)a.ports_total());
+  }
+  std::printf("%s", RenderTraffic(out, rows).c_str());
+}
+
+// `lbctl stats --watch`: a frame of rates per second every --interval, redrawn in place
+// on a terminal (one after another otherwise), until Ctrl-C or --count frames.
+int WatchStats(Client& c, const Args& a, const lb::v1::GetStatsRequest& req, uint32_t rows) {
+  const uint32_t interval_ms = uint32_t(ParseSeconds(a.Get("interval").value_or("1"), "--interval") * 1000);
+  const uint32_t frames = ParseNumber(a.Get("count").value_or("0"), "--count", UINT32_MAX);
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  lb::v1::Stats before;
+  if (const int rc = c.Call(&lb::v1::LoadBalancer::Stub::GetStats, req, &before); rc != 0) return rc;
+  auto then = std::chrono::steady_clock::now();
+  for (uint32_t n = 0; frames == 0 || n < frames; ++n) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+    lb::v1::Stats after;
+    if (const int rc = c.Call(&lb::v1::LoadBalancer::Stub::GetStats, req, &after); rc != 0) return rc;
+    const auto now = std::chrono::steady_clock::now();
+    const std::time_t wall = std::time(nullptr);
+    char clock[16];
+    std::strftime(clock, sizeof(clock), "%H:%M:%S", std::localtime(&wall));
+    WatchFrame frame{.seconds = std::chrono::duration<double>(now - then).count(),
+                     .rows = rows,
+                     .title = "lbd at " + c.target() + ", " + clock + ", per second over the last " +
+                              Human(std::chrono::duration<double>(now - then).count()) + " s",
+                     .now_unix_ms = NowUnixMs()};
+    std::printf("%s%s%s", tty ? "\033[H\033[2J" : "", RenderWatch(before, after, frame).c_str(), tty ? "" : "\n");
+    std::fflush(stdout);
+    before = std::move(after);
+    then = now;
+  }
+  return 0;
+}
 
 struct Verb {
   const char* usage;  // shown by VERB --help
@@ -542,68 +627,30 @@ const std::map<std::string, Verb>& Verbs() {
           return out.refused() > 0 ? 1 : 0;
         }}},
       {"stats",
-       {"lbctl stats [-o json]", 0,
-        [](Client& c, const Args&, bool json) {
+       {"lbctl stats [--top N] [--service SERVICE] [-o json]\n"
+        "       lbctl stats --watch [--interval SECONDS] [--count FRAMES] [--top N]\n"
+        "  --top N            the N busiest services and backends (default 10)\n"
+        "  --service SERVICE  this service, with every backend\n"
+        "  --watch            rates per second, refreshed in place like top (Ctrl-C ends it)\n"
+        "  --interval SECONDS between frames (default 1); --count FRAMES: stop after so many (0: never)",
+        0,
+        [](Client& c, const Args& a, bool json) {
+          const uint32_t top = ParseNumber(a.Get("top").value_or("10"), "--top", 1000000);
+          lb::v1::GetStatsRequest req;
+          req.set_top_backends(top);
+          if (auto service = a.Get("service")) *req.mutable_service() = ParseService(*service);
+          if (a.Get("watch")) {
+            if (json) throw UsageError{"--watch draws a table: not with -o json"};
+            return WatchStats(c, a, req, top);
+          }
           lb::v1::Stats out;
-          const int rc = c.Call(&Stub::GetStats, lb::v1::GetStatsRequest{}, &out);
+          const int rc = c.Call(&Stub::GetStats, req, &out);
           if (rc != 0) return rc;
           if (json) {
             std::printf("%s", ToJson(out).c_str());
             return 0;
           }
-          std::printf("generation %lu, flows %lu of %lu\n", (unsigned long)out.generation(), (unsigned long)out.flows(),
-                      (unsigned long)out.flow_capacity());
-          std::printf("services %d, backends %lu, table memory %.1f of %.1f MiB\n\nevents (all workers):\n",
-                      out.services_size(), (unsigned long)out.backends(), double(out.table_memory_bytes()) / (1 << 20),
-                      double(out.table_memory_limit()) / (1 << 20));
-          for (const auto& e : out.events()) std::printf("  %-24s %lu\n", e.name().c_str(), (unsigned long)e.value());
-          std::printf("drops (all workers):\n");
-          for (const auto& d : out.drops()) std::printf("  %-24s %lu\n", d.name().c_str(), (unsigned long)d.value());
-          std::printf("workers:\n");
-          for (const auto& w : out.workers()) {
-            std::printf("  worker %u on lcore %u: %lu flows of %lu\n", w.worker(), w.lcore(), (unsigned long)w.flows(),
-                        (unsigned long)w.flow_capacity());
-          }
-          if (out.has_flow_sync()) {
-            const auto& s = out.flow_sync();
-            std::string peers;
-            for (const auto& p : s.peers()) peers += (peers.empty() ? "" : ", ") + p;
-            std::printf(
-                "flow sync with %s:\n  sent %lu flows in %lu datagrams (%lu bytes), %lu send errors\n"
-                "  received %lu flows in %lu datagrams, %lu datagrams rejected, %lu flows undelivered\n"
-                "  journal: %lu flows (%lu not kept: full), %lu dumps sent to restarted peers\n"
-                "  refused: %lu replayed and %lu stale datagrams, %lu dump requests, %lu flows over budget, "
-                "%lu sessions on another's SNAT address\n",
-                peers.c_str(), (unsigned long)s.flows_sent(), (unsigned long)s.datagrams_sent(),
-                (unsigned long)s.bytes_sent(), (unsigned long)s.send_errors(), (unsigned long)s.flows_received(),
-                (unsigned long)s.datagrams_received(), (unsigned long)s.datagrams_rejected(),
-                (unsigned long)s.flows_undelivered(), (unsigned long)s.journal_flows(), (unsigned long)s.journal_full(),
-                (unsigned long)s.dumps_sent(), (unsigned long)s.datagrams_replayed(),
-                (unsigned long)s.datagrams_stale(), (unsigned long)s.dump_requests_refused(),
-                (unsigned long)s.flows_over_budget(), (unsigned long)s.sessions_refused());
-          }
-          if (out.ports_size() > 0) std::printf("ports (their own counters):\n");
-          for (const auto& p : out.ports()) {
-            std::printf(
-                "  %-9s %-20s %-9s link %-4s rx %lu packets %lu bytes, tx %lu packets %lu bytes; missed %lu, "
-                "rx errors %lu, tx errors %lu, no mbuf %lu\n",
-                p.role().c_str(), p.name().c_str(), p.driver().c_str(), p.link_up() ? "up" : "down",
-                (unsigned long)p.rx_packets(), (unsigned long)p.rx_bytes(), (unsigned long)p.tx_packets(),
-                (unsigned long)p.tx_bytes(), (unsigned long)p.rx_missed(), (unsigned long)p.rx_errors(),
-                (unsigned long)p.tx_errors(), (unsigned long)p.rx_nombuf());
-          }
-          if (out.snat_size() > 0) std::printf("SNAT ports (NAT mode):\n");
-          for (const auto& a : out.snat()) {
-            std::printf("  %-24s %lu of %lu in use\n", a.address().c_str(), (unsigned long)a.ports_in_use(),
-                        (unsigned long)a.ports_total());
-          }
-          std::printf("Maglev shares:\n");
-          for (const auto& s : out.services()) {
-            for (const auto& b : s.backends()) {
-              std::printf("  %-28s %-24s %-9s %u entries\n", ServiceName(s.key()).c_str(), b.address().c_str(),
-                          StateName(b.state()).c_str(), b.maglev_entries());
-            }
-          }
+          PrintStats(out, req.has_service() ? UINT32_MAX : top);
           return 0;
         }}},
       {"health",

@@ -137,6 +137,10 @@ DEFINE_string(api_socket_group, "",
 DEFINE_string(metrics_address, "",
               "host:port of GET /metrics (Prometheus) and GET /healthz (200 while healthy, "
               "else 503 with the problems). The manifest's: the node's address, port 7310. Empty: none.");
+DEFINE_uint32(metrics_top_backends, 0,
+              "Backends exported one by one on /metrics (lb_backend_packets_total, _bytes_total, "
+              "_maglev_entries): the N of all services sent the most packets. 0: none, every service's totals "
+              "only (7 series a service). A backend's series come and go as it enters and leaves the N.");
 DEFINE_bool(drop_capabilities, true,
             "Once started (every device and socket open), keep only NET_ADMIN, NET_RAW and IPC_LOCK, in every "
             "thread, with no way back (no_new_privs, the bounding set): lbd parses the network's packets for as "
@@ -322,6 +326,10 @@ absl::StatusOr<RuntimeOptions> RuntimeOptionsFromFlags(NodeSettings& settings, c
     ro.tap_addresses.push_back(*a);
   }
   ro.flow_capacity = FLAGS_flow_capacity;
+  // Twice the limits: a change that replaces every service or backend holds the old ids
+  // until the workers have left the snapshots that name them.
+  ro.traffic_services = uint32_t(std::min<uint64_t>(2 * uint64_t{FLAGS_max_services}, UINT32_MAX - 1));
+  ro.traffic_backends = uint32_t(std::min<uint64_t>(2 * uint64_t{FLAGS_max_backends_total}, UINT32_MAX - 1));
   ro.mbufs = FLAGS_mbufs;
   ro.idle_polls = FLAGS_idle_polls;
   ro.idle_sleep_us = FLAGS_idle_sleep_us;
@@ -445,6 +453,7 @@ absl::StatusOr<LbdConfig> ConfigFromFlags() {
            .insecure_no_client_auth = FLAGS_api_insecure_no_client_auth};
   if (absl::Status s = ValidateApiServer(c.api); !s.ok()) return s;
   c.metrics_address = FLAGS_metrics_address;
+  c.metrics_top_backends = FLAGS_metrics_top_backends;
   c.await_first_apply = FLAGS_await_first_apply;
   c.drop_capabilities = FLAGS_drop_capabilities;
   c.state_dir = FLAGS_state_dir;

@@ -18,8 +18,9 @@ struct LbdConfig {
   NodeSettings settings;
   RuntimeOptions runtime;
   ApiServerOptions api;
-  std::string metrics_address;  // empty: no HTTP endpoint
-  std::string state_dir;        // empty: nothing survives a restart
+  std::string metrics_address;        // empty: no HTTP endpoint
+  uint32_t metrics_top_backends = 0;  // backends on /metrics one by one (StatsQuery::top_backends)
+  std::string state_dir;              // empty: nothing survives a restart
   bool await_first_apply = false;
   bool drop_capabilities = true;
 };

@@ -72,6 +72,7 @@ FlowSyncer::FlowSyncer(const Options& options, std::vector<rte_ring*> announce, 
     : options_(options),
       announce_(std::move(announce)),
       learn_(std::move(learn)),
+      peer_counters_(options.peers.size()),
       journal_(options.journal),
       v6_socket_(!options.self.IsV4()),
       key_(fs::SenderKey(options.key, options.self)) {
@@ -208,24 +209,32 @@ void FlowSyncer::ReceiveAll(int64_t now_ms) {
       LOG_EVERY_T(WARNING, 10) << "flow sync: a datagram from " << sender.ToString() << ", not a peer";
       continue;
     }
+    PeerCounters& counters = peer_counters_[size_t(peer)];
     auto message = fs::Decode(peers_[peer].key, {buf.data(), size_t(n)});
     if (!message.ok()) {
       Add(datagrams_rejected_, 1);
+      Add(counters.datagrams_rejected, 1);
       LOG_EVERY_T(WARNING, 10) << "flow sync: from " << sender.ToString() << ": " << message.status();
       continue;
     }
     const uint64_t now_us = WallMicros();
     switch (peers_[peer].guard.Check(message->stamp, now_us)) {
       case fs::ReplayGuard::Verdict::kFresh:
+        Add(counters.datagrams, 1);
+        // Relaxed: gauges for View(), which orders nothing by them.
+        counters.last_heard_unix_ms.store(int64_t(now_us / 1000), std::memory_order_relaxed);
+        counters.delay_us.store(int64_t(now_us) - int64_t(message->stamp), std::memory_order_relaxed);
         Take(size_t(peer), *message, now_ms);
         break;
       case fs::ReplayGuard::Verdict::kReplayed: {
+        Add(counters.datagrams_rejected, 1);
         Add(datagrams_replayed_, 1);
         LOG_EVERY_T(WARNING, 10) << "flow sync: from " << sender.ToString()
                                  << ": a datagram not newer than the last taken (replayed)";
         break;
       }
       case fs::ReplayGuard::Verdict::kOutOfWindow: {
+        Add(counters.datagrams_rejected, 1);
         Add(datagrams_stale_, 1);
         LOG_EVERY_T(WARNING, 10) << "flow sync: from " << sender.ToString() << ": dated "
                                  << (int64_t(message->stamp) - int64_t(now_us)) / 1000
@@ -254,7 +263,10 @@ void FlowSyncer::Take(size_t peer, fs::Message& message, int64_t now_ms) {
     return;
   }
   Add(flows_received_, message.flows.size());
+  const size_t announced = message.flows.size();
   Screen(peer, message.flows, now_ms);
+  Add(peer_counters_[peer].flows_refused, announced - message.flows.size());
+  Add(peer_counters_[peer].flows_learned, message.flows.size());
   for (const SyncedFlow& f : message.flows) {
     if (!journal_.Record(f, now_ms)) Add(journal_full_, 1);
   }
@@ -333,6 +345,16 @@ FlowSyncView FlowSyncer::View() const {
   v.dump_requests_refused = dump_requests_refused_.load(std::memory_order_relaxed);
   v.flows_over_budget = flows_over_budget_.load(std::memory_order_relaxed);
   v.sessions_refused = sessions_refused_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < peer_counters_.size(); ++i) {
+    const PeerCounters& c = peer_counters_[i];
+    v.peer_stats.push_back({.address = options_.peers[i].address.ToString(),
+                            .datagrams = c.datagrams.load(std::memory_order_relaxed),
+                            .flows_learned = c.flows_learned.load(std::memory_order_relaxed),
+                            .datagrams_rejected = c.datagrams_rejected.load(std::memory_order_relaxed),
+                            .flows_refused = c.flows_refused.load(std::memory_order_relaxed),
+                            .last_heard_unix_ms = c.last_heard_unix_ms.load(std::memory_order_relaxed),
+                            .delay_us = c.delay_us.load(std::memory_order_relaxed)});
+  }
   return v;
 }
 

@@ -122,6 +122,13 @@ class FlowSyncer {
   std::vector<rte_ring*> announce_;
   std::vector<rte_ring*> learn_;
   std::vector<Peer> peers_;
+  // Per peer, as peers_ (written by the thread, read by View()).
+  struct PeerCounters {
+    std::atomic<uint64_t> datagrams{0}, flows_learned{0}, datagrams_rejected{0}, flows_refused{0};
+    std::atomic<int64_t> last_heard_unix_ms{0};  // 0: never
+    std::atomic<int64_t> delay_us{0};            // of its last datagram: this clock minus its stamp
+  };
+  std::vector<PeerCounters> peer_counters_;
   FlowJournal journal_;
   int fd_ = -1;
   bool v6_socket_ = false;

@@ -135,7 +135,7 @@ int Main(int argc, char** argv) {
   }
   NodeSettings settings = config->settings;
   settings.next_hop = (*runtime)->InitialNextHop();
-  ControlCore core(settings, store->get(), runtime->get());
+  ControlCore core(settings, store->get(), runtime->get(), (*runtime)->traffic());
   if (absl::Status s = core.Start(); !s.ok()) LOG(FATAL) << "initial configuration: " << s;
   if (config->await_first_apply) core.AwaitFirstApply();
   if (!config->state_dir.empty()) {
@@ -153,7 +153,8 @@ int Main(int argc, char** argv) {
   LoadBalancerService service(&core);
   std::unique_ptr<grpc::Server> api = StartApiServer(config->api, &service, settings.limits);
   std::unique_ptr<HttpEndpoint> metrics =
-      config->metrics_address.empty() ? nullptr : StartMetrics(config->metrics_address, &core);
+      config->metrics_address.empty() ? nullptr
+                                      : StartMetrics(config->metrics_address, config->metrics_top_backends, &core);
   // Every device and socket is open: from here on, only what the run needs.
   if (config->drop_capabilities) {
     auto kept = DropCapabilities(RuntimeCapabilities());

@@ -92,6 +92,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
       rings->push_back(*std::move(ring));
     }
   }
+  rt->traffic_ = dataplane::TrafficTable::Create(workers, options.traffic_services, options.traffic_backends);
   for (uint16_t i = 0; i < workers; ++i) {
     auto slot = std::make_unique<WorkerSlot>();
     slot->lcore = lcores[i];
@@ -110,7 +111,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& op
                                    .complete_partial_checksums = rt->wire_->driver() == "net_af_packet",
                                    .flow_sync_announce = sync ? rt->sync_announce_[i].get() : nullptr,
                                    .flow_sync_refresh_ms = options.flow_sync_refresh_ms,
-                                   .nat_adopted_capacity = sync ? options.flow_sync_nat_sessions : 0},
+                                   .nat_adopted_capacity = sync ? options.flow_sync_nat_sessions : 0,
+                                   .traffic = rt->traffic_->cells(i)},
         store);
     slot->run.nat_inboxes = nat_inboxes;
     slot->run.ports = {{{rt->wire_->id(), i}, {rt->tap_->id(), i}, rt->af_packet_ ? rt->af_packet_->pump(i) : nullptr}};

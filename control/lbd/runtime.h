@@ -58,6 +58,9 @@ struct RuntimeOptions {
   FlowSyncer::Options flow_sync;                // no peers: no flow sync
   uint32_t flow_sync_refresh_ms = 5000;
   uint32_t flow_sync_nat_sessions = 0;  // per worker, with flow sync
+  // Traffic counter ids alive at once (dataplane/traffic.h), of services and of backends.
+  uint32_t traffic_services = 2 * 4096;
+  uint32_t traffic_backends = 2u << 20;
 };
 
 class Runtime final : public DataplaneProbe {
@@ -68,6 +71,8 @@ class Runtime final : public DataplaneProbe {
 
   // The node's next hop as far as known now (source MAC = the wire port's).
   NextHop InitialNextHop() const;
+  // The workers' traffic counters, for the control core's snapshot builder.
+  const std::shared_ptr<dataplane::TrafficTable>& traffic() const { return traffic_; }
 
   // Main lcore: runs until `stop` is set.
   void RunMain(ControlCore* core, const std::atomic<bool>& stop);
@@ -115,6 +120,7 @@ class Runtime final : public DataplaneProbe {
   std::unique_ptr<KernelStackGuard> kernel_guard_;  // the wire port's kernel interface (af_packet)
   std::unique_ptr<dataplane::dpdk::Port> tap_;
   std::vector<std::unique_ptr<WorkerSlot>> workers_;
+  std::shared_ptr<dataplane::TrafficTable> traffic_;
   std::atomic<bool> stop_workers_{false};
   std::optional<dataplane::dpdk::MbufRing> from_kernel_;  // main lcore -> worker 0
   std::vector<dataplane::dpdk::MbufRing> nat_inboxes_;    // NAT replies for worker i, from the others

@@ -10,10 +10,10 @@
 
 namespace lb::control {
 
-std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, ControlCore* core) {
-  auto endpoint = HttpEndpoint::Start(address, [core](std::string_view method, std::string_view path) {
+std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, uint32_t top_backends, ControlCore* core) {
+  auto endpoint = HttpEndpoint::Start(address, [core, top_backends](std::string_view method, std::string_view path) {
     if (method == "GET" && path == "/metrics") {
-      std::string body = RenderPrometheus(core->GetStats(), core->GetHealth());
+      std::string body = RenderPrometheus(core->GetStats({.top_backends = top_backends}), core->GetHealth());
       AppendBuildInfo(body, "lbd");
       return HttpReply{.body = std::move(body)};
     }

@@ -12,9 +12,9 @@
 
 namespace lb::control {
 
-// Serves GET /metrics and GET /healthz of `core` on `address` (host:port). Exits
-// (LOG(FATAL)) when it cannot bind.
-std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, ControlCore* core);
+// Serves GET /metrics and GET /healthz of `core` on `address` (host:port), with the
+// `top_backends` busiest backends one by one. Exits (LOG(FATAL)) when it cannot bind.
+std::unique_ptr<HttpEndpoint> StartMetrics(const std::string& address, uint32_t top_backends, ControlCore* core);
 
 // Registers /lb/stats and /lb/health with DPDK telemetry. They answer from `*core` (any
 // thread; null while lbd starts or stops: then they answer nothing).

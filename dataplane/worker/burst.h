@@ -4,7 +4,8 @@
 // once per burst): BurstContext holds that snapshot, the burst's clock and its output,
 // and the emit primitives every path uses. Each packet ends in exactly one of the
 // output's lists (the wire, the kernel, another worker, or dropped), counted under its
-// event or drop reason. Worker lcore only; no allocation.
+// event or drop reason, and, once its service is known (`service`), in that service's
+// traffic (traffic.h). Worker lcore only; no allocation.
 #pragma once
 
 #include <rte_mbuf.h>
@@ -19,6 +20,7 @@
 #include "dataplane/parse.h"
 #include "dataplane/rewrite.h"
 #include "dataplane/snapshot.h"
+#include "dataplane/traffic.h"
 
 namespace lb::dataplane {
 
@@ -65,6 +67,18 @@ struct BurstContext {
   Millis now;
   BurstOutput& out;
   WorkerCounters& counters;
+  TrafficCells& traffic;
+  // The traffic id of the service the current packet is for; 0 (the sink) until it is
+  // known. Reset for each packet.
+  uint32_t service = 0;
+
+  // The current packet, sent to backend `b` (its `ip_len` bytes, as the client sent them).
+  void ToBackend(rte_mbuf* m, Event event, const BackendRecord& b, uint16_t ip_len) {
+    ToWire(m, event);
+    traffic.Forwarded(service, b.traffic_id, ip_len);
+  }
+  // The current packet starts a flow of its service: a backend was picked for it.
+  void NewFlow() { traffic.NewFlow(service); }
 
   void ToWire(rte_mbuf* m, Event event) {
     out.wire[out.num_wire++] = m;
@@ -80,7 +94,10 @@ struct BurstContext {
     out.redirect_to[out.num_redirect++] = worker;
     counters.Add(Event::kNatRedirected);
   }
-  void Drop(rte_mbuf* m, DropReason reason) { out.Drop(m, reason, counters); }
+  void Drop(rte_mbuf* m, DropReason reason) {
+    out.Drop(m, reason, counters);
+    traffic.Dropped(service);
+  }
   // An echo request to a VIP or an SNAT address, answered in place.
   void AnswerEcho(rte_mbuf* m, const ParsedPacket& p) {
     if (!rewrite::EchoChecksumsValid(m, p)) return Drop(m, DropReason::kBadChecksum);

@@ -74,6 +74,7 @@ DropReason ParseDropReason(ParseStatus status, const rte_mbuf* m) {
 
 FastPath::FastPath(const Options& options)
     : options_(options),
+      traffic_(options.traffic),
       flows_(options.flow_capacity),
       announcer_(options.flow_sync_announce, options.flow_sync_refresh_ms, counters_),
       nat_(options.nat, flows_, announcer_, options_.flow_hasher, counters_) {}
@@ -115,13 +116,14 @@ void FastPath::ProcessBurst(const Snapshot* snap, rte_mbuf* const* pkts, uint16_
 
   // Stage 2: decide and rewrite; the buckets have had the whole burst's parsing to arrive.
   // NAT sessions: the burst's first few at once, then each the lookahead ahead of its turn.
-  BurstContext ctx{*snap, now, out, counters_};
+  BurstContext ctx{*snap, now, out, counters_, traffic_};
   const bool nat = nat_.enabled();
   if (nat) {
     for (uint16_t i = 0; i < std::min(n, kNatSessionLookahead); ++i) nat_.LookUpAhead(meta[i], now);
   }
   for (uint16_t i = 0; i < n; ++i) {
     if (nat && i + kNatSessionLookahead < n) nat_.LookUpAhead(meta[i + kNatSessionLookahead], now);
+    ctx.service = 0;
     if (meta[i].status != ParseStatus::kOk) {
       ctx.Drop(pkts[i], ParseDropReason(meta[i].status, pkts[i]));
       continue;
@@ -186,6 +188,7 @@ void FastPath::ToKernel(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p) {
 }
 
 inline void FastPath::HandleFlow(BurstContext& ctx, rte_mbuf* m, const PacketMeta& meta, const ServiceRecord& svc) {
+  ctx.service = svc.traffic_id;
   // Every packet, not only a flow's first: the ranges may have changed since.
   if (!svc.Admits(meta.packet.key.src)) [[unlikely]]
     return ctx.Drop(m, DropReason::kSourceNotAllowed);
@@ -223,6 +226,7 @@ inline void FastPath::HandleFlow(BurstContext& ctx, rte_mbuf* m, const PacketMet
       b = PickAndPin(snap, svc, meta, &e);
       if (b == nullptr) return ctx.Drop(m, DropReason::kNoBackend);
       counters_.Add(Event::kFlowRepicks);
+      ctx.NewFlow();
       state = InitialState(p);
     }
   } else {
@@ -232,6 +236,7 @@ inline void FastPath::HandleFlow(BurstContext& ctx, rte_mbuf* m, const PacketMet
     FlowEntry unpinned{};
     b = PickAndPin(snap, svc, meta, &unpinned);
     if (b == nullptr) return ctx.Drop(m, DropReason::kNoBackend);
+    ctx.NewFlow();
     state = InitialState(p);
     bool reclaimed = false;
     slot = flows_.Claim(meta.tag, now, &reclaimed);
@@ -290,6 +295,7 @@ void FastPath::HandleFragment(BurstContext& ctx, rte_mbuf* m, const PacketMeta& 
     if (i != kNoServiceIndex) svc = &snap.service(i);
   }
   if (svc == nullptr) return ctx.Drop(m, DropReason::kNoService);
+  ctx.service = svc->traffic_id;
   if (!svc->Admits(p.key.src)) [[unlikely]]
     return ctx.Drop(m, DropReason::kSourceNotAllowed);
   FlowKey key = p.key;
@@ -309,6 +315,7 @@ void FastPath::HandleIcmpError(BurstContext& ctx, rte_mbuf* m, const PacketMeta&
   const ParsedPacket& p = meta.packet;
   const ServiceRecord* svc = snap.FindService(p.key.dst, p.key.protocol, p.key.dst_port_be);
   if (svc == nullptr) return ctx.Drop(m, DropReason::kIcmpUnmatched);
+  ctx.service = svc->traffic_id;
   if (svc->mode == ForwardingMode::kNat) return nat_.HandleIcmpFromClientSide(ctx, *svc, m, meta);
   const BackendRecord* b = nullptr;
   if (FlowTable::Slot slot = FindFlow(flows_, meta, ctx.now); slot && !(slot.entry->state & kNatEntryFlag)) {
@@ -350,6 +357,7 @@ inline void FastPath::Forward(BurstContext& ctx, rte_mbuf* m, const ParsedPacket
                                       : rewrite::Encapsulate<false, false>(m, p, h, hash, id));
   if (!ok) return ctx.Drop(m, DropReason::kNoHeadroom);
   ctx.ToWire(m, Event::kForwarded);
+  traffic_.Forwarded(ctx.service, backend.traffic_id, p.ip_len);  // traffic_ at a fixed offset: no ctx.traffic load
 }
 
 }  // namespace lb::dataplane

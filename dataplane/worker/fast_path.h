@@ -41,6 +41,9 @@ class FastPath {
     rte_ring* flow_sync_announce = nullptr;
     uint32_t flow_sync_refresh_ms = 5000;
     NatPath::Options nat;
+    // Where it counts each service's and backend's traffic (TrafficTable::cells; by
+    // default the sink alone).
+    TrafficCells traffic;
   };
 
   explicit FastPath(const Options& options);
@@ -51,10 +54,11 @@ class FastPath {
   // configured yet, so nothing is for a VIP). Drops are left in out.dropped.
   void ProcessBurst(const Snapshot* snap, rte_mbuf* const* pkts, uint16_t n, Millis now, BurstOutput& out);
 
-  // The lcore's tables, which the worker's other parts share: its counters (any thread
-  // reads them), its flow table, the flow-sync announcer and the NAT path.
+  // The lcore's tables, which the worker's other parts share: its counters and traffic
+  // cells (any thread reads them), its flow table, the flow-sync announcer and the NAT path.
   WorkerCounters& counters() { return counters_; }
   const WorkerCounters& counters() const { return counters_; }
+  const TrafficCells& traffic() const { return traffic_; }
   FlowTable& flows() { return flows_; }
   const FlowTable& flows() const { return flows_; }
   FlowAnnouncer& announcer() { return announcer_; }
@@ -76,6 +80,7 @@ class FastPath {
   // Maglev's pick for the packet's flow, pinned into `*e` (backend slot and generation)
   // when there is one. Out of line: a flow-table hit needs neither it nor the service hash.
   const BackendRecord* PickAndPin(const Snapshot& snap, const ServiceRecord& svc, const PacketMeta& meta, FlowEntry* e);
+  // Encapsulates the packet to `backend` (DSR), counted in the traffic of ctx.service.
   [[gnu::always_inline]] void Forward(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p,
                                       const BackendRecord& backend, uint32_t hash);
   void HandleFragment(BurstContext& ctx, rte_mbuf* m, const PacketMeta& meta, const VipRecord& vip);
@@ -88,6 +93,7 @@ class FastPath {
   // reaches them at fixed offsets from `this` (references cost lbbench 3-5%).
   const Options options_;
   WorkerCounters counters_;
+  TrafficCells traffic_;
   FlowTable flows_;
   FlowAnnouncer announcer_;
   NatPath nat_;

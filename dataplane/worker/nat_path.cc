@@ -160,6 +160,7 @@ void NatPath::HandleClientSide(BurstContext& ctx, rte_mbuf* m, const PacketMeta&
     slot.entry->backend_generation = s->generation;
     slot.entry->state = uint8_t(kNatEntryFlag | s->state);
     counters_.Add(Event::kNatSessions);
+    ctx.NewFlow();
     const Millis deadline = now + snap.Timeout(FlowState(s->state));
     s->deadline = deadline;
     *slot.deadline = deadline;
@@ -176,7 +177,7 @@ inline void NatPath::ToBackend(BurstContext& ctx, rte_mbuf* m, const ParsedPacke
   if (!rewrite::NatTranslate(m, p, to, b.on_link ? b.neighbor_mac : snap.next_hop().gateway_mac, snap.next_hop())) {
     return ctx.Drop(m, DropReason::kNoHeadroom);
   }
-  ctx.ToWire(m, Event::kNatForwarded);
+  ctx.ToBackend(m, Event::kNatForwarded, b, p.ip_len);
 }
 
 inline void NatPath::ToClient(BurstContext& ctx, rte_mbuf* m, const ParsedPacket& p, const FlowKey& client) {

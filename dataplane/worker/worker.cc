@@ -22,7 +22,8 @@ Worker::Worker(const Options& options, SnapshotStore* store)
                      .port_min = options.nat_port_min,
                      .port_max = options.nat_port_max,
                      .port_secret = options.nat_port_secret,
-                     .adopted_capacity = options.nat_adopted_capacity}}),
+                     .adopted_capacity = options.nat_adopted_capacity},
+             .traffic = options.traffic}),
       learner_(fast_.flows(), fast_.nat(), fast_.announcer(), options_.flow_hasher, fast_.counters()),
       tsc_per_ms_(std::max<uint64_t>(1, rte_get_tsc_hz() / 1000)) {}
 

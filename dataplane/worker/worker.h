@@ -103,6 +103,8 @@ class Worker {
     uint32_t flow_sync_refresh_ms = 5000;
     // Flow sync: the NAT sessions of the peer nodes this worker can adopt (AdoptedTable).
     uint32_t nat_adopted_capacity = 0;
+    // Where it counts each service's and backend's traffic (TrafficTable::cells).
+    TrafficCells traffic;
   };
 
   Worker(const Options& options, SnapshotStore* store);
@@ -140,6 +142,7 @@ class Worker {
 
   uint32_t id() const { return options_.id; }
   const WorkerCounters& counters() const { return fast_.counters(); }  // any thread
+  const TrafficCells& traffic() const { return fast_.traffic(); }      // any thread
   const FlowTable& flows() const { return fast_.flows(); }
   const NatTable& nat() const { return fast_.nat().table(); }  // in_use() from any thread
 

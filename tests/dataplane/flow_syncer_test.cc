@@ -197,6 +197,30 @@ TEST_F(FlowSyncerTest, APeerAnnouncesSessionsOnlyOnItsOwnSnatAddressesOrThisNode
   EXPECT_EQ(syncer_->View().sessions_refused, 1u);
 }
 
+// Per peer: what it sent was taken, learned, rejected or refused, when it was last heard
+// and how late its last datagram was.
+TEST_F(FlowSyncerTest, EachPeerIsAccountedForOnItsOwn) {
+  Start();
+  ASSERT_EQ(syncer_->View().peer_stats.size(), 1u);
+  EXPECT_EQ(syncer_->View().peer_stats[0].last_heard_unix_ms, 0) << "never heard";
+  const int64_t before_ms = int64_t(WallMicros() / 1000);
+  peer_->Send(FromPeer(fs::MessageType::kFlows, {Flow(1), Flow(2), Session(3, *IpAddress::Parse("10.93.0.3"))},
+                       -200'000));                                         // 200 ms late, one refused
+  peer_->Send(FromPeer(fs::MessageType::kFlows, {Flow(4)}, -3'000'000));   // stale: rejected
+  peer_->Send(FromPeer(fs::MessageType::kFlows, {Flow(5)}, 0, kOffPath));  // not its tag: rejected
+  AwaitReceived(3);
+  const FlowSyncView::Peer p = syncer_->View().peer_stats[0];
+  EXPECT_EQ(p.address, "127.0.0.2");
+  EXPECT_EQ(p.datagrams, 1u);
+  EXPECT_EQ(p.flows_learned, 2u);
+  EXPECT_EQ(p.flows_refused, 1u);
+  EXPECT_EQ(p.datagrams_rejected, 2u);
+  EXPECT_GE(p.last_heard_unix_ms, before_ms);
+  EXPECT_LE(p.last_heard_unix_ms, int64_t(WallMicros() / 1000));
+  EXPECT_GE(p.delay_us, 200'000);
+  EXPECT_LT(p.delay_us, 1'200'000);
+}
+
 TEST_F(FlowSyncerTest, APeerIsHeldToItsLearnBudget) {
   Start(/*learn_per_second=*/100);
   std::vector<SyncedFlow> flows;

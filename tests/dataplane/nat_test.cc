@@ -81,6 +81,36 @@ TEST_F(NatTest, UdpBothWaysWithPortTranslation) {
   EXPECT_EQ(w_.TotalDrops(), 0u);
 }
 
+// NAT: the client side is counted in the service's and the backend's traffic; the
+// replies are not (they are the node-wide nat_replies).
+TEST(NatTrafficTest, TheClientSideIsCountedExactly) {
+  auto traffic = TrafficTable::Create(1, 64, 64);
+  WorkerHarness w(
+      Worker::Options{
+          .flow_capacity = 4096, .nat_addresses = 2, .nat_port_min = kPortMin, .nat_port_max = kPortMin + 99},
+      traffic);
+  ASSERT_TRUE(w.Apply(NatConfig()));
+  const ServiceRecord* dns = w.store().current()->FindService(Addr(kVip), IPPROTO_UDP, htons(53));
+  ASSERT_NE(dns, nullptr);
+  uint64_t bytes = 0;
+  for (uint16_t port = 40000; port < 40010; ++port) {
+    for (int i = 0; i < 3; ++i) {
+      const Bytes ip = pb::Ipv4(kClient, kVip, IPPROTO_UDP, pb::Udp(port, 53, kQuery));
+      bytes += ip.size();
+      ASSERT_EQ(w.Run(In4(ip)).wire.size(), 1u);
+    }
+  }
+  ASSERT_EQ(w.Run(In4(pb::Ipv4(kBackend, kSnat, IPPROTO_UDP, pb::Udp(5353, kPortMin, kAnswer)))).wire.size(), 1u);
+  const ServiceTraffic t = traffic->Service(dns->traffic_id);
+  EXPECT_EQ(t.packets, 30u);
+  EXPECT_EQ(t.bytes, bytes);
+  EXPECT_EQ(t.new_flows, 10u);
+  EXPECT_EQ(t.drops, 0u);
+  const BackendTraffic b = traffic->Backend(dns->backends[0].traffic_id);
+  EXPECT_EQ(b.packets, 30u);
+  EXPECT_EQ(b.bytes, bytes);
+}
+
 // Source ranges hold in NAT mode too: a client outside them opens no session.
 TEST_F(NatTest, AClientOutsideTheSourceRangesOpensNoSession) {
   DataplaneConfig c = NatConfig();

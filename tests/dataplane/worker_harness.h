@@ -47,7 +47,10 @@ class WorkerHarness {
  public:
   explicit WorkerHarness(uint32_t flow_capacity = 4096)
       : WorkerHarness(dataplane::Worker::Options{.id = 0, .flow_capacity = flow_capacity}) {}
-  explicit WorkerHarness(const dataplane::Worker::Options& options) {
+  // With `traffic`, the worker counts into its cells and the builder gives ids from it.
+  explicit WorkerHarness(dataplane::Worker::Options options, std::shared_ptr<dataplane::TrafficTable> traffic = nullptr)
+      : builder_({}, traffic) {
+    if (traffic != nullptr) options.traffic = traffic->cells(options.id);
     auto store = dataplane::SnapshotStore::Create(options.id + 1);
     EXPECT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);

@@ -469,5 +469,70 @@ TEST(PartialChecksumTest, CompletedOnPortsThatAskForIt) {
   EXPECT_EQ(left_alone.Count(Event::kChecksumsCompleted), 0u);
 }
 
+// --- Traffic per service and backend --------------------------------------------------
+
+// Packets through a VIP are counted in its service's and in their backend's traffic,
+// exactly: every packet sent, its IP bytes, the flows started, and the drops.
+TEST(WorkerTrafficTest, EveryPacketIsCountedOnceInItsServiceAndBackend) {
+  auto traffic = TrafficTable::Create(1, 64, 64);
+  WorkerHarness h(Worker::Options{.flow_capacity = 4096}, traffic);
+  ASSERT_TRUE(h.Apply(TestConfig()));
+  const Snapshot& snap = *h.store().current();
+  const ServiceRecord* web = snap.FindService(Addr("10.1.0.20"), IPPROTO_TCP, htons(80));
+  const ServiceRecord* empty = snap.FindService(Addr("10.1.0.13"), IPPROTO_UDP, htons(53));
+  ASSERT_NE(web, nullptr);
+  ASSERT_NE(empty, nullptr);
+
+  // 50 connections of 4 packets each (a SYN, then 3 of varying length), in 4 bursts.
+  std::vector<Bytes> frames;
+  uint64_t sent_bytes = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (uint16_t c = 0; c < 50; ++c) {
+      const Bytes payload(size_t(round * 100 + c), 'x');
+      const Bytes ip = pb::Ipv4("192.0.2.1", "10.1.0.20", IPPROTO_TCP,
+                                pb::Tcp(uint16_t(20000 + c), 80, round == 0 ? kSyn : kAck, payload), {.df = true});
+      sent_bytes += ip.size();
+      frames.push_back(In4(ip));
+    }
+  }
+  const Output out = h.Run(frames);
+  ASSERT_EQ(out.wire.size(), 200u) << "drops: " << h.TotalDrops();
+
+  // What each backend got, read from the outer headers that left.
+  std::map<std::string, BackendTraffic> got;
+  for (const Bytes& f : out.wire) {
+    char dst[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &f[14 + 16], dst, sizeof(dst));
+    BackendTraffic& t = got[dst];
+    ++t.packets;
+    t.bytes += f.size() - 14 - 20;  // the inner packet, as the client sent it
+  }
+  ASSERT_GT(got.size(), 1u) << "50 flows over 4 backends";
+  for (const char* backend : kMulti) {
+    uint32_t slot = 0;
+    const BackendRecord* b = web->FindBackend(Addr(backend), 0, &slot);
+    ASSERT_NE(b, nullptr);
+    ASSERT_NE(b->traffic_id, 0u);
+    const BackendTraffic counted = traffic->Backend(b->traffic_id);
+    EXPECT_EQ(counted.packets, got[backend].packets) << backend;
+    EXPECT_EQ(counted.bytes, got[backend].bytes) << backend;
+  }
+  const ServiceTraffic t = traffic->Service(web->traffic_id);
+  EXPECT_EQ(t.packets, 200u);
+  EXPECT_EQ(t.bytes, sent_bytes);
+  EXPECT_EQ(t.new_flows, 50u);
+  EXPECT_EQ(t.drops, 0u);
+
+  // A service without backends counts its drops; traffic for no service counts nowhere.
+  for (int i = 0; i < 3; ++i) {
+    h.Run(In4(pb::Ipv4("192.0.2.1", "10.1.0.13", IPPROTO_UDP, pb::Udp(uint16_t(1000 + i), 53, {1}))));
+  }
+  h.Run(In4(pb::Ipv4("192.0.2.1", "10.9.9.9", IPPROTO_UDP, pb::Udp(1, 53, {1}))));
+  EXPECT_EQ(traffic->Service(empty->traffic_id).drops, 3u);
+  EXPECT_EQ(traffic->Service(empty->traffic_id).packets, 0u);
+  EXPECT_EQ(traffic->Service(web->traffic_id).drops, 0u);
+  EXPECT_EQ(h.Count(DropReason::kNoBackend), 3u);
+}
+
 }  // namespace
 }  // namespace lb::dataplane

@@ -95,6 +95,31 @@ for port in 41001 41002 41003 41004 41005 41006 41007 41008; do
 done
 check "explain predicts the backend of 8 of 8 fixed-port queries (got $explained_right)" test "$explained_right" -eq 8
 
+# --- traffic per service and backend: exactly what was sent, where it went
+traffic_json() { lbctl stats --service "$VIP_GUE:53/udp" -o json; }
+traffic_json >"$TOPO_DIR/traffic-before.json"
+for _ in $(seq 20); do dig_vip "$VIP_GUE"; done >"$TOPO_DIR/traffic-answers.txt"
+traffic_json >"$TOPO_DIR/traffic-after.json"
+traffic_counted=$(python3 - "$TOPO_DIR" <<'PY'
+import json, sys
+d = sys.argv[1]
+before, after = (json.load(open(f"{d}/traffic-{w}.json"))["services"][0] for w in ("before", "after"))
+answers = open(f"{d}/traffic-answers.txt").read().split()
+# whoami.test answers 10.200.0.N from backend 10.92.N.2
+sent = {f"10.92.{a.split('.')[-1]}.2": answers.count(a) for a in set(answers)}
+got = {b["address"]: int(b["packets"]) - int(next((o["packets"] for o in before["backends"]
+                                                 if o["address"] == b["address"]), 0))
+       for b in after["backends"]}
+ok = int(after["packets"]) - int(before["packets"]) == 20 and len(answers) == 20 and \
+     all(got.get(b, 0) == n for b, n in sent.items()) and sum(got.values()) == 20
+print(("ok" if ok else "WRONG") + f" service +{int(after['packets']) - int(before['packets'])}, backends {got}, answered by {sent}")
+PY
+)
+check "20 queries to $VIP_GUE counted exactly in its service and in the backends that answered ($traffic_counted)" \
+  sh -c "echo '$traffic_counted' | grep -q '^ok'"
+watch_frame=$(lbctl stats --watch --interval 0.5 --count 1 --top 3)
+check "lbctl stats --watch draws a frame with the service's rate" sh -c "echo '$watch_frame' | grep -q '^$VIP_GUE:53/udp '"
+
 # --- a backend on the LB's own segment is sent to directly, at its own MAC
 lbctl service add 10.100.0.12:53/udp --backend 10.90.0.5 >/dev/null
 backend_decapsulates 4 "$VIP_DNS" "$VIP_GUE" 10.100.0.12
@@ -103,7 +128,7 @@ topo_bg dns-b4-12 b4 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-res
   --host-record=whoami.test,10.200.0.4 --log-facility=-
 topo_wait 10 nsx b4 dig +short +tries=1 +time=1 @10.100.0.12 whoami.test
 b4_mac=$(nsx b4 cat /sys/class/net/eth0/address)
-on_link() { lbctl stats -o json | grep -q "\"next_hop\": \"$b4_mac\""; }
+on_link() { lbctl stats --service 10.100.0.12:53/udp -o json | grep -q "\"next_hop\": \"$b4_mac\""; }
 check "lbd resolved the on-link backend's MAC ($b4_mac)" topo_wait 10 on_link
 check "DNS through a VIP whose backend is on-link" test "$(dig_vip 10.100.0.12)" = "10.200.0.4"
 

@@ -147,6 +147,14 @@ for n in 1 2; do
 done
 echo "   lb2's flow sync: flows sent $(sync_field 2 flows_sent), bytes sent $(sync_field 2 bytes_sent)"
 check "no flow-sync datagram was rejected" test "$(sync_field 2 datagrams_rejected)" = 0
+peer_view=$(lbctl_on 2 stats -o json | python3 -c '
+import json, sys, time
+p = next(p for p in json.load(sys.stdin)["flow_sync"]["peer_stats"] if p["address"] == "10.90.0.2")
+ago = time.time() - int(p["last_heard_unix_ms"]) / 1000
+ok = int(p["datagrams"]) > 0 and int(p["flows_learned"]) > 0 and 0 <= ago < 30 and int(p["datagrams_rejected"]) == 0
+print(("ok" if ok else "WRONG"), "datagrams", p["datagrams"], "flows learned", p["flows_learned"],
+      "heard %.1f s ago, delay %.1f ms" % (ago, int(p["delay_us"]) / 1000))')
+check "lb2 accounts for its peer lb1: $peer_view" sh -c "echo '$peer_view' | grep -q '^ok'"
 
 # --- docker/monitoring names only what lbd and lb-bird-gen export (NAT, flow sync, BGP,
 #     BFD and the ports are all on here)

@@ -13,6 +13,7 @@ namespace lb::control {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 IpAddress Addr(const char* s) { return *IpAddress::Parse(s); }
 
@@ -210,9 +211,10 @@ TEST_F(ControlCoreTest, BackendStateAndWeightReachTheMaglevTable) {
   for (uint16_t i : rec->maglev()) EXPECT_EQ(i, 1) << "only 192.168.1.2 takes new flows";
 
   ASSERT_TRUE(core_->UpdateBackend(id, Addr("192.168.1.1"), 0, {.weight = 3, .state = BackendState::kActive}).ok());
-  const Stats stats = core_->GetStats();
+  const Stats stats = core_->GetStats({.service = id});
   ASSERT_EQ(stats.services.size(), 1u);
-  const auto& entries = stats.services[0].second;
+  const auto& entries = stats.services[0].backends;
+  ASSERT_EQ(entries.size(), 2u);
   EXPECT_NEAR(double(entries[0].maglev_entries) / entries[1].maglev_entries, 3.0, 0.1);
 }
 
@@ -314,9 +316,11 @@ TEST_F(ControlCoreTest, NeighborsMakeBackendsOnLink) {
   EXPECT_EQ(store_->current()->FindService(Addr("10.1.0.11"), IPPROTO_UDP, htons(53)), other_before)
       << "a service without the changed addresses keeps its record";
   EXPECT_EQ(core_->UnresolvedOnLinkBackends(prefixes, 10), std::vector<IpAddress>{Addr("192.168.1.1")});
-  const Stats s = core_->GetStats();
-  EXPECT_FALSE(s.services[0].second[0].neighbor_mac.has_value());
-  EXPECT_EQ(s.services[0].second[1].neighbor_mac, mac);
+  const Stats s = core_->GetStats({.service = IdOf(Dns({}))});
+  ASSERT_EQ(s.services.size(), 1u);
+  ASSERT_EQ(s.services[0].backends.size(), 2u);
+  EXPECT_FALSE(s.services[0].backends[0].neighbor_mac.has_value());
+  EXPECT_EQ(s.services[0].backends[1].neighbor_mac, mac);
 
   // The same entry again (a state change of the kernel's) publishes nothing.
   const uint64_t generation = SnapshotGeneration();
@@ -546,12 +550,15 @@ TEST_F(ControlCoreTest, ADrainInItsFileSurvivesARestart) {
 TEST_F(ControlCoreTest, PrometheusMetrics) {
   ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2"})).ok());
   probe_.counters.Add(dataplane::DropReason::kNoBackend, 3);
-  const std::string text = RenderPrometheus(core_->GetStats(), core_->GetHealth());
+  const std::string text = RenderPrometheus(core_->GetStats({.top_backends = 1}), core_->GetHealth());
   EXPECT_THAT(text, HasSubstr("# TYPE lb_drops_total counter\n"));
   EXPECT_THAT(text, HasSubstr("lb_drops_total{worker=\"1\",reason=\"no_backend\"} 3\n"));
   EXPECT_THAT(text, HasSubstr("lb_events_total{worker=\"0\",event=\"rx_packets\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("lb_backend_maglev_entries{service=\"10.1.0.10:53/"
-                              "udp\",backend=\"192.168.1.1\",port=\"0\",state=\"active\"} "));
+                              "udp\",backend=\"192.168.1.1\",port=\"0\"} "));
+  EXPECT_THAT(text, Not(HasSubstr("backend=\"192.168.1.2\""))) << "one backend asked for";
+  EXPECT_THAT(text, HasSubstr("lb_service_packets_total{service=\"10.1.0.10:53/udp\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("lb_service_backends{service=\"10.1.0.10:53/udp\",state=\"active\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("lb_healthy 1\n"));
   EXPECT_THAT(text, HasSubstr("lb_backends 2\n"));
   EXPECT_THAT(text, HasSubstr("lb_table_memory_bytes 758\n")) << "251 entries x 2 + 2 backends x 128";
@@ -601,6 +608,131 @@ TEST_F(ControlCoreTest, MetricNamesFollowPrometheusConventions) {
   }
   EXPECT_GT(seen, 10);
   EXPECT_THAT(text, HasSubstr("lb_snat_ports{address=\"10.254.0.1\"} 64512\n"));
+}
+
+// --- Traffic per service and backend ------------------------------------------------
+
+class ControlCoreTrafficTest : public ::testing::Test {
+ protected:
+  void Start(NodeSettings settings, uint32_t services, uint32_t backends) {
+    auto store = dataplane::SnapshotStore::Create(1);
+    ASSERT_TRUE(store.ok());
+    store_ = *std::move(store);
+    traffic_ = dataplane::TrafficTable::Create(2, services, backends);
+    core_ = std::make_unique<ControlCore>(settings, store_.get(), &probe_, traffic_);
+    ASSERT_TRUE(core_->Start().ok());
+  }
+  const dataplane::ServiceRecord& Record(const char* vip) const {
+    return *store_->current()->FindService(Addr(vip), IPPROTO_UDP, htons(53));
+  }
+  uint32_t BackendId(const char* vip, const char* backend) const {
+    uint32_t slot = 0;
+    const dataplane::BackendRecord* b = Record(vip).FindBackend(Addr(backend), 0, &slot);
+    return b == nullptr ? 0 : b->traffic_id;
+  }
+
+  std::unique_ptr<dataplane::SnapshotStore> store_;
+  std::shared_ptr<dataplane::TrafficTable> traffic_;
+  FakeProbe probe_;
+  std::unique_ptr<ControlCore> core_;
+};
+
+// What the workers counted reaches GetStats and /metrics: every service's totals, summed
+// over the workers, and the backends the query asks for.
+TEST_F(ControlCoreTrafficTest, WorkersTrafficReachesStatsAndMetrics) {
+  Start(Settings(), 16, 64);
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1", "192.168.1.2", "192.168.1.3"})).ok());
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.2.1"}, "10.1.0.11")).ok());
+  const uint32_t svc = Record("10.1.0.10").traffic_id;
+  const uint32_t b2 = BackendId("10.1.0.10", "192.168.1.2"), b3 = BackendId("10.1.0.10", "192.168.1.3");
+  ASSERT_NE(svc, 0u);
+  ASSERT_NE(b2, 0u);
+  for (int i = 0; i < 5; ++i) traffic_->cells(0).Forwarded(svc, b2, 100);
+  for (int i = 0; i < 2; ++i) traffic_->cells(1).Forwarded(svc, b3, 1000);
+  traffic_->cells(1).NewFlow(svc);
+  traffic_->cells(0).Dropped(svc);
+
+  Stats stats = core_->GetStats({.top_backends = 2});
+  ASSERT_EQ(stats.services.size(), 2u);
+  const Stats::ServiceStats& web = stats.services[0];
+  EXPECT_EQ(IdOf(web.service.config).ToString(), "10.1.0.10:53/udp");
+  EXPECT_EQ(web.traffic.packets, 7u);
+  EXPECT_EQ(web.traffic.bytes, 2500u);
+  EXPECT_EQ(web.traffic.new_flows, 1u);
+  EXPECT_EQ(web.traffic.drops, 1u);
+  ASSERT_EQ(web.backends.size(), 2u) << "the two busiest of all services";
+  EXPECT_EQ(web.backends[0].index, 1u);
+  EXPECT_EQ(web.backends[0].traffic.packets, 5u);
+  EXPECT_EQ(web.backends[1].index, 2u);
+  EXPECT_EQ(web.backends[1].traffic.bytes, 2000u);
+  EXPECT_TRUE(stats.services[1].backends.empty());
+  EXPECT_EQ(stats.services[1].traffic.packets, 0u);
+
+  const std::string text = RenderPrometheus(stats, core_->GetHealth());
+  EXPECT_THAT(text, HasSubstr("lb_service_packets_total{service=\"10.1.0.10:53/udp\"} 7\n"));
+  EXPECT_THAT(text, HasSubstr("lb_service_bytes_total{service=\"10.1.0.10:53/udp\"} 2500\n"));
+  EXPECT_THAT(text, HasSubstr("lb_service_new_flows_total{service=\"10.1.0.10:53/udp\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("lb_service_drops_total{service=\"10.1.0.10:53/udp\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("lb_backend_packets_total{service=\"10.1.0.10:53/udp\",backend=\"192.168.1.2\","
+                              "port=\"0\"} 5\n"));
+  EXPECT_THAT(text, Not(HasSubstr("backend=\"192.168.1.1\"")));
+
+  // One service with every backend; a service deleted and created again starts from zero.
+  stats = core_->GetStats({.service = IdOf(Dns({}))});
+  ASSERT_EQ(stats.services.size(), 1u);
+  EXPECT_EQ(stats.services[0].backends.size(), 3u);
+  ASSERT_TRUE(core_->DeleteService(IdOf(Dns({}))).ok());
+  ASSERT_TRUE(core_->CreateService(Dns({"192.168.1.1"})).ok());
+  stats = core_->GetStats({.service = IdOf(Dns({}))});
+  ASSERT_EQ(stats.services.size(), 1u);
+  EXPECT_EQ(stats.services[0].traffic.packets, 0u);
+  EXPECT_EQ(stats.services[0].backends[0].traffic.packets, 0u);
+  EXPECT_EQ(stats.traffic_uncounted, 0u);
+}
+
+// 4096 services of 100 backends: GetStats returns no backend rows unless asked, and
+// /metrics holds 7 series a service and a bounded rest (docs/lbd.md, Cardinality).
+TEST_F(ControlCoreTrafficTest, MetricsCardinalityIsBoundedAt4096x100) {
+  constexpr uint32_t kServices = 4096, kBackends = 100;
+  NodeSettings settings = Settings();
+  settings.limits.max_services = kServices;
+  Start(settings, 2 * kServices, 2 * kServices * kBackends);
+  std::vector<ServiceConfig> services;
+  for (uint32_t i = 0; i < kServices; ++i) {
+    ServiceConfig s = Dns({});
+    s.vip = IpAddress::FromV4(0xac100000u + i);  // 172.16.0.0/16
+    s.table_size = 1021;
+    for (uint32_t b = 0; b < kBackends; ++b) s.backends.push_back({IpAddress::FromV4(0x0a000000u + i * 256 + b)});
+    services.push_back(s);
+  }
+  auto applied = core_->Apply(1, services);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  // Some traffic, so that the busiest are a choice.
+  const dataplane::ServiceRecord& hot = *store_->current()->FindService(services[7].vip, IPPROTO_UDP, htons(53));
+  traffic_->cells(0).Forwarded(hot.traffic_id, hot.backends[3].traffic_id, 64);
+
+  const auto series = [](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = 0; at < text.size(); at = text.find('\n', at) + 1) n += text[at] != '#';
+    return n;
+  };
+  Stats stats = core_->GetStats();
+  ASSERT_EQ(stats.services.size(), kServices);
+  size_t rows = 0;
+  for (const auto& s : stats.services) rows += s.backends.size();
+  EXPECT_EQ(rows, 0u);
+  const size_t by_default = series(RenderPrometheus(stats, core_->GetHealth()));
+  EXPECT_GE(by_default, 7u * kServices);
+  EXPECT_LE(by_default, 7u * kServices + 300) << "7 per service, and the node's own";
+
+  stats = core_->GetStats({.top_backends = 100});
+  rows = 0;
+  for (const auto& s : stats.services) rows += s.backends.size();
+  EXPECT_EQ(rows, 100u);
+  ASSERT_EQ(stats.services[7].backends.size(), 1u) << "the one with traffic; the rest of the 100 tie at 0";
+  EXPECT_EQ(stats.services[7].backends[0].index, 3u);
+  EXPECT_EQ(series(RenderPrometheus(stats, core_->GetHealth())), by_default + 3 * 100);
+  EXPECT_EQ(stats.traffic_uncounted, 0u);
 }
 
 }  // namespace

@@ -133,8 +133,12 @@ TEST_F(GrpcServiceTest, ApplyThenDrain) {
 
   grpc::ClientContext ctx3;
   lb::v1::Stats stats;
-  ASSERT_TRUE(stub_->GetStats(&ctx3, {}, &stats).ok());
+  lb::v1::GetStatsRequest one_service;
+  *one_service.mutable_service() = Dns().key();
+  ASSERT_TRUE(stub_->GetStats(&ctx3, one_service, &stats).ok());
   ASSERT_EQ(stats.services_size(), 1);
+  ASSERT_EQ(stats.services(0).backends_size(), 2);
+  EXPECT_EQ(stats.services(0).backends_total(), 2u);
   EXPECT_EQ(stats.services(0).backends(1).maglev_entries(), 0u);
   EXPECT_EQ(stats.services(0).backends(0).maglev_entries(), 1021u);
   EXPECT_EQ(stats.generation(), 3u);
@@ -142,6 +146,19 @@ TEST_F(GrpcServiceTest, ApplyThenDrain) {
   EXPECT_EQ(stats.table_memory_bytes(), 1021u * 2 + 2 * kBackendRecordBytes);
   EXPECT_GT(stats.table_memory_limit(), 0u);
   EXPECT_EQ(stats.drops_size(), int(dataplane::kNumDropReasons));
+
+  // By default every service's totals and no backend rows; an unknown service is NOT_FOUND.
+  grpc::ClientContext ctx4;
+  lb::v1::Stats totals;
+  ASSERT_TRUE(stub_->GetStats(&ctx4, {}, &totals).ok());
+  ASSERT_EQ(totals.services_size(), 1);
+  EXPECT_EQ(totals.services(0).backends_size(), 0);
+  EXPECT_EQ(totals.services(0).backends_total(), 2u);
+  grpc::ClientContext ctx5;
+  lb::v1::GetStatsRequest unknown;
+  *unknown.mutable_service() = Dns().key();
+  unknown.mutable_service()->set_port(5353);
+  EXPECT_EQ(stub_->GetStats(&ctx5, unknown, &totals).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 // A partial Apply reports each service's outcome; a refusal carries its code, field and
