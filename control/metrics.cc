@@ -80,8 +80,8 @@ void AppendServiceMetrics(std::string& out, const Stats& stats) {
     }
   }
   AppendMetricHeader(out, "lb_service_backends", "gauge", "Backends of the service, by state.");
+  constexpr BackendState kStates[] = {BackendState::kActive, BackendState::kDraining, BackendState::kDown};
   for (size_t i = 0; i < stats.services.size(); ++i) {
-    constexpr BackendState kStates[] = {BackendState::kActive, BackendState::kDraining, BackendState::kDown};
     uint32_t by_state[std::size(kStates)] = {};
     for (const BackendConfig& b : stats.services[i].service.config.backends) ++by_state[size_t(b.state)];
     for (BackendState state : kStates) {
