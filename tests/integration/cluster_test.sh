@@ -20,14 +20,17 @@
 # address; a rolling update of both nodes under 60 held TCP connections and 500 DNS
 # queries a second (figures printed); the API server away for 30 s while both nodes serve;
 # a node restarted while the API server is away announcing only once it has the
-# configuration; an operator's drain kept through lbd's restart.
+# configuration; an operator's drain kept through lbd's restart. And DSR: the worker
+# node w1 runs docker/k8s/lb-dsr-node.yaml unchanged (hostPID, hostNetwork), and a
+# Service asking for dsr-ipip reaches the same stock pods, which the agent makes
+# decapsulate.
 # Usage: cluster_test.sh BUILD_DIR. Root. Removes everything it made, also on failure.
 set -uo pipefail
 export LB_BUILD=$(cd "$1" && pwd)
 export TOPO="lbk8s$$" TOPO_DIR="/tmp/lb-cluster-$$"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 source "$(dirname "$0")/topology.sh"
-TOPO_NAMESPACES=(tor client mgmt api lb1 lb2 b1 b2)
+TOPO_NAMESPACES=(tor client mgmt api lb1 lb2 w1 b1 b2)
 export CONTAINERS_CONF=$TOPO_DIR/containers.conf
 export KUBELET_PODMAN_OPTIONS="--root $TOPO_DIR/storage --runroot $TOPO_DIR/run"
 pod() { podman $KUBELET_PODMAN_OPTIONS "$@"; }
@@ -36,6 +39,7 @@ VIP_CIDR=10.1.0.0/24
 
 finish() {
   for n in 1 2; do stop_pod "$n" 2>/dev/null; done
+  stop_kubelet "$TOPO-w1" 2>/dev/null
   if [ "$failed" -ne 0 ]; then
     [ -n "${CLUSTER_KEEP_LOGS:-}" ] && mkdir -p "$CLUSTER_KEEP_LOGS" && cp -r "$TOPO_DIR"/pod-* "$TOPO_DIR"/*.log "$CLUSTER_KEEP_LOGS/" 2>/dev/null
     for f in "$TOPO_DIR"/pod-*/logs/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -12 "$f"; }; done
@@ -102,6 +106,10 @@ nsx mgmt ip link set br-mgmt up
 topo_link mgmt mgmt-api api eth0
 nsx mgmt ip link set mgmt-api master br-mgmt
 nsx api ip addr add 10.80.0.2/24 dev eth0
+# The worker node w1, whose pods b1 and b2 are: lb-dsr-node.yaml's DaemonSet runs there.
+topo_link mgmt mgmt-w1 w1 mgmt0
+nsx mgmt ip link set mgmt-w1 master br-mgmt
+nsx w1 ip addr add 10.80.0.21/24 dev mgmt0
 for n in 1 2; do
   topo_link mgmt "mgmt-lb$n" "lb$n" mgmt0
   nsx mgmt ip link set "mgmt-lb$n" master br-mgmt
@@ -125,15 +133,16 @@ has_next_hops() { [ "$(next_hops)" -eq "$1" ]; }
 
 # --- stock backends: dnsmasq and python3's http.server, on their own addresses
 for n in 1 2; do
+  # On the wildcard address, as a pod's server listens: DSR's VIP (on lo) is local too.
   topo_bg "dns-b$n" "b$n" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-    --listen-address="10.92.$n.2" --bind-interfaces --user=root --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" \
+    --user=root --pid-file="$TOPO_DIR/dnsmasq-b$n.pid" \
     --host-record="whoami.test,10.92.$n.2" --log-facility=- --max-tcp-connections=200
   mkdir -p "$TOPO_DIR/www$n" && echo "b$n" >"$TOPO_DIR/www$n/index.html"
   topo_bg "http-b$n" "b$n" /usr/bin/python3 -m http.server 80 --bind "10.92.$n.2" --directory "$TOPO_DIR/www$n"
 done
 
 # --- the cluster: the API server, the site's ConfigMap and Secret
-topo_bg api api /usr/bin/python3 "$SRC/tests/integration/cluster_k8s.py" "$TOPO_DIR/k8s" 10.80.0.2 10.92.1.2 10.92.2.2
+topo_bg api api /usr/bin/python3 "$SRC/tests/integration/cluster_k8s.py" "$TOPO_DIR/k8s" 10.80.0.2 w1 10.92.1.2 10.92.2.2
 mkdir -p "$TOPO_DIR/k8s"
 topo_wait 20 test -s "$TOPO_DIR/k8s/ready" || { echo "the API server did not start"; cat "$TOPO_DIR/api.log"; exit 1; }
 CM=$TOPO_DIR/configmap
@@ -184,18 +193,29 @@ start_pod() {  # start_pod N: the DaemonSet's pod on node N, by kubelet.py
     >>"$TOPO_DIR/kubelet-$n.log" 2>&1 &
   echo $! >>"$TOPO_DIR/pids"
 }
-stop_pod() {  # stop_pod N: deletes node N's pod (preStop, grace period) and waits
-  local n=$1 pid
-  pid=$(pgrep -f "kubelet.py .* $TOPO-lb$n $TOPO_DIR" | head -1)
+stop_kubelet() {  # stop_kubelet NETNS: deletes the pod the kubelet.py of node NETNS runs, and waits
+  local pid
+  pid=$(pgrep -f "kubelet.py .* $1 $TOPO_DIR" | head -1)
   [ -n "$pid" ] || return 0
   kill -TERM "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+}
+stop_pod() { stop_kubelet "$TOPO-lb$1"; }  # stop_pod N: deletes LB node N's pod (preStop, grace period)
+start_dsr_agent() {  # lb-dsr-node.yaml's pod on the worker node w1 (hostPID, hostNetwork)
+  mkdir -p "$TOPO_DIR/pod-w1"
+  /usr/bin/python3 "$SRC/tests/integration/kubelet.py" "$SRC/docker/k8s/lb-dsr-node.yaml" \
+    w1 10.80.0.21 "$TOPO-w1" "$TOPO_DIR/pod-w1" \
+    --extra-run-arg="--volume=$TOPO_DIR/k8s/serviceaccount:/var/run/secrets/kubernetes.io/serviceaccount:ro" \
+    --extra-run-arg=--env=KUBERNETES_SERVICE_HOST=10.80.0.2 --extra-run-arg=--env=KUBERNETES_SERVICE_PORT=6443 \
+    >>"$TOPO_DIR/kubelet-w1.log" 2>&1 &
+  echo $! >>"$TOPO_DIR/pids"
 }
 pod_ready() { [ "$(cat "$TOPO_DIR/pod-$1/ready" 2>/dev/null)" = 1 ]; }
 lbctl_on() { local n=$1; shift; "$LB_BUILD/tools/lbctl" --socket "$TOPO_DIR/pod-$n/volumes/run-lbd/lbd.sock" "$@"; }
 
 # --- the pods
 for n in 1 2; do start_pod "$n"; done
+start_dsr_agent
 check "both pods ready (every container's readiness probe)" topo_wait 120 sh -c "[ \"\$(cat $TOPO_DIR/pod-1/ready $TOPO_DIR/pod-2/ready 2>/dev/null | tr -d '\n')\" = 11 ]"
 check "the kubelet's emptyDir was 0777; lbd made its socket directory 0750" \
   sh -c "grep -q 'made it 0750' '$TOPO_DIR/pod-1/logs/lbd.log' && [ \"\$(stat -c %a '$TOPO_DIR/pod-1/volumes/run-lbd')\" = 750 ]"
@@ -211,6 +231,19 @@ answers=$(for i in $(seq 1 20); do nsx client dig +short +tries=2 +time=2 "@$vip
 check "20 DNS queries through $vip answered by both pods: $(echo $answers)" \
   sh -c "[ \$(echo '$answers' | awk '{s+=\$1} END {print s}') -eq 20 ] && echo '$answers' | grep -q 10.92.1.2 && echo '$answers' | grep -q 10.92.2.2"
 check "HTTP through $vip answered by a pod" sh -c "ip netns exec $TOPO-client /usr/bin/python3 -c \"import urllib.request,sys; sys.exit(urllib.request.urlopen('http://$vip/', timeout=5).read().strip() not in (b'b1', b'b2'))\""
+# --- DSR: lb-dsr-node.yaml, unchanged, on the worker node; the Service asks for dsr-ipip
+check "lb-dsr-node's pod ready on w1 (hostPID, hostNetwork, its manifest's capabilities and seccomp)" \
+  topo_wait 60 pod_ready w1
+check "the watcher gave the DSR Service an address" topo_wait 30 test -s "$TOPO_DIR/k8s/vip-dsr"
+vip_dsr=$(cat "$TOPO_DIR/k8s/vip-dsr" 2>/dev/null)
+dsr_served() { lbctl_on 1 service list | grep "$vip_dsr:53/udp" | grep -qw dsr-ipip; }
+check "lbd serves $vip_dsr:53/udp in DSR mode, once the agent's Lease is live" topo_wait 30 dsr_served
+decapsulating() { nsx "$1" tc filter show dev eth0 ingress | grep -q dsr_decap && nsx "$1" ip -br addr show lo | grep -q "$vip_dsr/32"; }
+check "the agent attached its decapsulation and put the VIP on lo in both pods" \
+  topo_wait 30 sh -c "$(declare -f nsx decapsulating); decapsulating b1 && decapsulating b2"
+dsr_answers=$(for i in $(seq 1 20); do nsx client dig +short +tries=2 +time=2 "@$vip_dsr" whoami.test; done | sort | uniq -c)
+check "20 DNS queries through $vip_dsr (DSR over IPIP) answered by both pods: $(echo $dsr_answers)" \
+  sh -c "[ \$(echo '$dsr_answers' | awk '{s+=\$1} END {print s}') -eq 20 ] && echo '$dsr_answers' | grep -q 10.92.1.2 && echo '$dsr_answers' | grep -q 10.92.2.2"
 scrape() { nsx "lb$1" /usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://10.80.0.1$1:$2/metrics', timeout=3).read().decode())"; }
 check "metrics on the node's address, each with lb_build_info (7310 lbd, 7311 watcher, 7312 lb-bird-gen)" \
   sh -c "$(declare -f nsx scrape); for p in 7310 7311 7312; do scrape 1 \$p | grep -q '^lb_build_info{' || exit 1; done"

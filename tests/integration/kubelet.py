@@ -16,6 +16,7 @@ NETNS, its InternalIP HOST_IP; run it in the host's namespaces) with the semanti
   machine's procfs;
 - env: value, and fieldRef spec.nodeName, status.hostIP, status.podIP, metadata.name and
   metadata.namespace; $(VAR) in command and args expanded from the container's env;
+- hostPID: the machine's PID namespace (each node's processes are the machine's);
 - capabilities: containerd's defaults, then the securityContext's add and drop;
   privileged, runAsUser, readOnlyRootFilesystem (no tmpfs anywhere, as containerd),
   allowPrivilegeEscalation; seccomp: Unconfined unless the pod or container asks for
@@ -164,6 +165,8 @@ class Pod:
         env = self.env_of(c)
         args = ["run", "--rm", "--replace", "--name", self.cname(c), "--network", "ns:/run/netns/" + self.a.netns,
                 "--hostname", self.a.node, "--cap-drop", "all"]
+        if self.spec.get("hostPID"):
+            args.append("--pid=host")
         sec = c.get("securityContext", {})
         # The runtime's defaults less `drop`, then `add` (drop ALL, add X: X alone).
         add = set(sec.get("capabilities", {}).get("add", []))
