@@ -327,6 +327,9 @@ class Client {
   }
 
   const std::string& target() const { return target_; }
+  // The last failed call's message; quiet: failures are not printed (the caller shows them).
+  const std::string& last_error() const { return last_error_; }
+  void set_quiet(bool quiet) { quiet_ = quiet; }
 
   // Runs one RPC; on failure prints the error and returns its exit status.
   template <typename Req, typename Resp>
@@ -336,7 +339,8 @@ class Client {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_));
     const grpc::Status s = (stub_.get()->*rpc)(&ctx, req, resp);
     if (s.ok()) return 0;
-    std::fprintf(stderr, "lbctl: %s\n", s.error_message().c_str());
+    last_error_ = s.error_message();
+    if (!quiet_) std::fprintf(stderr, "lbctl: %s\n", s.error_message().c_str());
     switch (s.error_code()) {
       case grpc::StatusCode::NOT_FOUND:
         return 3;
@@ -346,7 +350,7 @@ class Client {
         return 4;
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::DEADLINE_EXCEEDED:
-        std::fprintf(stderr, "lbctl: is lbd running? (tried %s)\n", target_.c_str());
+        if (!quiet_) std::fprintf(stderr, "lbctl: is lbd running? (tried %s)\n", target_.c_str());
         return 5;
       case grpc::StatusCode::RESOURCE_EXHAUSTED:
         return 6;
@@ -367,6 +371,8 @@ class Client {
 
  private:
   std::unique_ptr<lb::v1::LoadBalancer::Stub> stub_;
+  std::string last_error_;
+  bool quiet_ = false;
   std::string target_;
   uint32_t timeout_;
 };
@@ -428,30 +434,43 @@ void PrintStats(const lb::v1::Stats& out, uint32_t rows) {
 }
 
 // `lbctl stats --watch`: a frame of rates per second every --interval, redrawn in place
-// on a terminal (one after another otherwise), until Ctrl-C or --count frames.
+// on a terminal (one after another otherwise), until Ctrl-C or --count frames. Once
+// started, it outlives lbd's restarts: a frame says lbd is unreachable, and the rates
+// start again from the first answer after it.
 int WatchStats(Client& c, const Args& a, const lb::v1::GetStatsRequest& req, uint32_t rows) {
+  using Stub = lb::v1::LoadBalancer::Stub;
   const uint32_t interval_ms = uint32_t(ParseSeconds(a.Get("interval").value_or("1"), "--interval") * 1000);
   const uint32_t frames = ParseNumber(a.Get("count").value_or("0"), "--count", UINT32_MAX);
   const bool tty = isatty(STDOUT_FILENO) == 1;
-  lb::v1::Stats before;
-  if (const int rc = c.Call(&lb::v1::LoadBalancer::Stub::GetStats, req, &before); rc != 0) return rc;
+  std::optional<lb::v1::Stats> before(std::in_place);
+  if (const int rc = c.Call(&Stub::GetStats, req, &*before); rc != 0) return rc;
+  c.set_quiet(true);
   auto then = std::chrono::steady_clock::now();
   for (uint32_t n = 0; frames == 0 || n < frames; ++n) {
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
     lb::v1::Stats after;
-    if (const int rc = c.Call(&lb::v1::LoadBalancer::Stub::GetStats, req, &after); rc != 0) return rc;
+    const bool answered = c.Call(&Stub::GetStats, req, &after) == 0;
     const auto now = std::chrono::steady_clock::now();
     const std::time_t wall = std::time(nullptr);
     char clock[16];
     std::strftime(clock, sizeof(clock), "%H:%M:%S", std::localtime(&wall));
-    WatchFrame frame{.seconds = std::chrono::duration<double>(now - then).count(),
-                     .rows = rows,
-                     .title = "lbd at " + c.target() + ", " + clock + ", per second over the last " +
-                              Human(std::chrono::duration<double>(now - then).count()) + " s",
-                     .now_unix_ms = NowUnixMs()};
-    std::printf("%s%s%s", tty ? "\033[H\033[2J" : "", RenderWatch(before, after, frame).c_str(), tty ? "" : "\n");
+    const std::string title = "lbd at " + c.target() + ", " + clock;
+    std::string text;
+    if (!answered) {
+      text = title + ": no answer (" + c.last_error() + "); asking again every " + Human(interval_ms / 1000.0) + " s\n";
+    } else if (!before) {
+      text = title + ": answering again; rates from the next frame\n";
+    } else {
+      const double seconds = std::chrono::duration<double>(now - then).count();
+      text = RenderWatch(*before, after,
+                         {.seconds = seconds,
+                          .rows = rows,
+                          .title = title + ", per second over the last " + Human(seconds) + " s",
+                          .now_unix_ms = NowUnixMs()});
+    }
+    std::printf("%s%s%s", tty ? "\033[H\033[2J" : "", text.c_str(), tty ? "" : "\n");
     std::fflush(stdout);
-    before = std::move(after);
+    before = answered ? std::optional(std::move(after)) : std::nullopt;
     then = now;
   }
   return 0;
