@@ -119,8 +119,9 @@ class TrafficTable : public std::enable_shared_from_this<TrafficTable> {
  public:
   // Cells for `workers` workers and up to `services` and `backends` ids of each kind alive
   // at once (the sink aside). Memory is mapped at once and faulted in as ids are first
-  // used (ids are handed out lowest first), so an unused capacity costs address space
-  // only: at most one fault per 2 MiB of cells over the table's life.
+  // used (ids are handed out lowest first, a freed one first of all), so an unused
+  // capacity costs address space only: one page fault per page of cells (2 MiB with
+  // transparent huge pages, else 4 KiB) over the table's life.
   static std::shared_ptr<TrafficTable> Create(uint32_t workers, uint32_t services, uint32_t backends);
 
   // Worker `worker`'s cells, for it to add to.
