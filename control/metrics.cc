@@ -1,5 +1,6 @@
 #include "control/metrics.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 
@@ -11,14 +12,30 @@ std::string Label(std::string_view value) {
                              {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
 }
 
+// A counter kept in a plain struct of counters: its metric name, its help, its field.
+template <typename Counters>
+struct FieldCounter {
+  const char* name;
+  const char* help;
+  uint64_t Counters::*field;
+};
+
+// Each of `counters`, one series a row: the row's Counters (`counters_of(row)`), labelled
+// `labels(row)` (`key="value",...`).
+template <typename Counters, size_t N, typename Rows, typename CountersOf, typename Labels>
+void AppendFieldCounters(std::string& out, const FieldCounter<Counters> (&counters)[N], const Rows& rows,
+                         CountersOf counters_of, Labels labels) {
+  for (const FieldCounter<Counters>& c : counters) {
+    AppendMetricHeader(out, c.name, "counter", c.help);
+    for (const auto& row : rows) {
+      absl::StrAppendFormat(&out, "%s{%s} %d\n", c.name, labels(row), counters_of(row).*c.field);
+    }
+  }
+}
+
 // Flow sync, per peer: what came from it, when it was last heard, and how late.
 void AppendFlowSyncPeers(std::string& out, const std::vector<FlowSyncView::Peer>& peers) {
-  struct PeerCounter {
-    const char* name;
-    const char* help;
-    uint64_t FlowSyncView::Peer::*field;
-  };
-  static constexpr PeerCounter kPeerCounters[] = {
+  static constexpr FieldCounter<FlowSyncView::Peer> kPeerCounters[] = {
       {"lb_flow_sync_peer_datagrams_total", "Flow sync: authentic, fresh datagrams taken from the peer.",
        &FlowSyncView::Peer::datagrams},
       {"lb_flow_sync_peer_flows_learned_total", "Flow sync: the peer's flows handed to the workers.",
@@ -30,12 +47,9 @@ void AppendFlowSyncPeers(std::string& out, const std::vector<FlowSyncView::Peer>
        "Flow sync: the peer's flows refused (over its budget, or sessions on another's SNAT address).",
        &FlowSyncView::Peer::flows_refused},
   };
-  for (const PeerCounter& c : kPeerCounters) {
-    AppendMetricHeader(out, c.name, "counter", c.help);
-    for (const FlowSyncView::Peer& p : peers) {
-      absl::StrAppendFormat(&out, "%s{peer=\"%s\"} %d\n", c.name, Label(p.address), p.*c.field);
-    }
-  }
+  AppendFieldCounters(
+      out, kPeerCounters, peers, [](const FlowSyncView::Peer& p) -> const FlowSyncView::Peer& { return p; },
+      [](const FlowSyncView::Peer& p) { return absl::StrFormat("peer=\"%s\"", Label(p.address)); });
   AppendMetricHeader(out, "lb_flow_sync_peer_last_heard_timestamp_seconds", "gauge",
                      "Flow sync: when the peer's last datagram was taken (Unix time); 0: never.");
   for (const FlowSyncView::Peer& p : peers) {
@@ -57,12 +71,7 @@ void AppendServiceMetrics(std::string& out, const Stats& stats) {
   std::vector<std::string> names;
   names.reserve(stats.services.size());
   for (const Stats::ServiceStats& s : stats.services) names.push_back(Label(IdOf(s.service.config).ToString()));
-  struct ServiceCounter {
-    const char* name;
-    const char* help;
-    uint64_t dataplane::ServiceTraffic::*field;
-  };
-  static constexpr ServiceCounter kServiceCounters[] = {
+  static constexpr FieldCounter<dataplane::ServiceTraffic> kServiceCounters[] = {
       {"lb_service_packets_total",
        "Client packets sent to a backend of the service (DSR: encapsulated, NAT: translated).",
        &dataplane::ServiceTraffic::packets},
@@ -73,12 +82,12 @@ void AppendServiceMetrics(std::string& out, const Stats& stats) {
       {"lb_service_drops_total", "Packets to the service dropped, for any reason (lb_drops_total says which).",
        &dataplane::ServiceTraffic::drops},
   };
-  for (const ServiceCounter& c : kServiceCounters) {
-    AppendMetricHeader(out, c.name, "counter", c.help);
-    for (size_t i = 0; i < stats.services.size(); ++i) {
-      absl::StrAppendFormat(&out, "%s{service=\"%s\"} %d\n", c.name, names[i], stats.services[i].traffic.*c.field);
-    }
-  }
+  AppendFieldCounters(
+      out, kServiceCounters, stats.services,
+      [](const Stats::ServiceStats& s) -> const dataplane::ServiceTraffic& { return s.traffic; },
+      [&](const Stats::ServiceStats& s) {
+        return absl::StrCat("service=\"", names[&s - stats.services.data()], "\"");
+      });
   AppendMetricHeader(out, "lb_service_backends", "gauge", "Backends of the service, by state.");
   constexpr BackendState kStates[] = {BackendState::kActive, BackendState::kDraining, BackendState::kDown};
   for (size_t i = 0; i < stats.services.size(); ++i) {
@@ -187,12 +196,7 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
     for (const PortView& p : stats.ports) {
       absl::StrAppendFormat(&out, "lb_port_up{port=\"%s\",role=\"%s\"} %d\n", Label(p.name), p.role, int(p.link_up));
     }
-    struct PortCounter {
-      const char* name;
-      const char* help;
-      uint64_t dataplane::PortCounters::*field;
-    };
-    static constexpr PortCounter kPortCounters[] = {
+    static constexpr FieldCounter<dataplane::PortCounters> kPortCounters[] = {
         {"lb_port_rx_packets_total", "Packets the port received (its own count).",
          &dataplane::PortCounters::rx_packets},
         {"lb_port_tx_packets_total", "Packets the port sent.", &dataplane::PortCounters::tx_packets},
@@ -204,13 +208,9 @@ std::string RenderPrometheus(const Stats& stats, const Health& health) {
         {"lb_port_tx_errors_total", "Packets the port failed to send (oerrors).", &dataplane::PortCounters::tx_errors},
         {"lb_port_rx_nombuf_total", "RX mbuf allocation failures.", &dataplane::PortCounters::rx_nombuf},
     };
-    for (const PortCounter& c : kPortCounters) {
-      AppendMetricHeader(out, c.name, "counter", c.help);
-      for (const PortView& p : stats.ports) {
-        absl::StrAppendFormat(&out, "%s{port=\"%s\",role=\"%s\"} %d\n", c.name, Label(p.name), p.role,
-                              p.counters.*c.field);
-      }
-    }
+    AppendFieldCounters(
+        out, kPortCounters, stats.ports, [](const PortView& p) -> const dataplane::PortCounters& { return p.counters; },
+        [](const PortView& p) { return absl::StrFormat("port=\"%s\",role=\"%s\"", Label(p.name), p.role); });
   }
   if (!stats.snat.empty()) {
     AppendMetricHeader(out, "lb_snat_ports_in_use", "gauge",
