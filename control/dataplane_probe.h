@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/counters.h"
 #include "common/flow_key.h"
-#include "dataplane/worker/worker.h"
+#include "dataplane/counters.h"
+#include "dataplane/flow_table.h"
+#include "dataplane/nat.h"
 
 namespace lb::control {
 

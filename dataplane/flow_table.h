@@ -68,6 +68,14 @@ inline bool IsLearnedFlowEntry(const FlowEntry& e) { return (e.state & kAdoptedE
 inline bool IsSessionEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kNatEntryFlag; }
 inline bool IsAdoptedEntry(const FlowEntry& e) { return (e.state & kAdoptedEntry) == kAdoptedEntry; }
 
+// A flow-table lookup answered by a worker for the control thread (Worker::QueryFlow,
+// ExplainFlow).
+struct FlowAnswer {
+  bool found = false;
+  uint32_t backend_slot = 0;
+  uint32_t backend_generation = 0;
+};
+
 // How the table knows a flow (FlowTable::Tag).
 struct FlowTag {
   uint32_t hash = 0;         // HashFlowKey: picks the home bucket

@@ -71,13 +71,6 @@ struct RunOptions {
   uint32_t idle_sleep_us = 100;
 };
 
-// A flow-table lookup answered by a worker for the control thread (ExplainFlow).
-struct FlowAnswer {
-  bool found = false;
-  uint32_t backend_slot = 0;
-  uint32_t backend_generation = 0;
-};
-
 class Worker {
  public:
   struct Options {
