@@ -60,7 +60,7 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
   rec->table_size = EffectiveTableSize(config);
   if (!config.source_ranges.empty()) rec->set_source_filter(SourceFilter::Build(config.source_ranges));
   rec->traffic = previous != nullptr ? previous->traffic : NewTrafficId(TrafficId::Kind::kService);
-  rec->traffic_id = rec->traffic == nullptr ? 0 : rec->traffic->value();
+  rec->traffic_id = TrafficIdValue(rec->traffic);
 
   // Slots: a backend the previous record had keeps its slot and generation; a new one
   // takes the lowest free slot and a new generation.
@@ -114,7 +114,7 @@ absl::StatusOr<ServiceRecordPtr> SnapshotBuilder::BuildService(const ServiceConf
       next_backend_generation_ = (next_backend_generation_ + 1) & kGenerationMask;
       r.traffic = NewTrafficId(TrafficId::Kind::kBackend);
     }
-    r.traffic_id = r.traffic == nullptr ? 0 : r.traffic->value();
+    r.traffic_id = TrafficIdValue(r.traffic);
     if (auto n = node.neighbors.find(r.address); n != node.neighbors.end()) {
       r.on_link = true;
       r.neighbor_mac = n->second;

@@ -114,6 +114,8 @@ class TrafficId {
   uint32_t value_;
 };
 using TrafficIdHandle = std::shared_ptr<const TrafficId>;
+// The id a handle holds; 0 (the sink) for none.
+inline uint32_t TrafficIdValue(const TrafficIdHandle& h) { return h == nullptr ? 0 : h->value(); }
 
 class TrafficTable : public std::enable_shared_from_this<TrafficTable> {
  public:

@@ -57,6 +57,50 @@ std::string More(size_t shown, size_t total, const char* what) {
   return shown < total ? Format("  ... and %zu more %s\n", total - shown, what) : "";
 }
 
+// The services and backends of an answer, each counter as it grew since `before` (a
+// service or backend not in `before`, or a counter that went back, from zero), per
+// `seconds`; the busiest `limit` of each, and how many there were.
+struct Rows {
+  std::vector<ServiceRow> services;
+  std::vector<BackendRow> backends;
+  size_t total_services = 0, total_backends = 0;
+  double new_flows = 0;  // of every service
+};
+Rows CollectRows(const lb::v1::Stats& after, const lb::v1::Stats& before, double seconds, uint32_t limit) {
+  const auto rate = [seconds](uint64_t a, uint64_t b) { return double(Delta(a, b)) / seconds; };
+  std::map<std::string, const lb::v1::ServiceStats*> earlier;
+  std::map<std::string, const lb::v1::BackendStats*> earlier_backends;
+  for (const auto& svc : before.services()) {
+    const std::string name = ServiceName(svc.key());
+    earlier[name] = &svc;
+    for (const auto& b : svc.backends()) earlier_backends[BackendName(b) + " " + name] = &b;
+  }
+  static const lb::v1::ServiceStats kNoService;
+  static const lb::v1::BackendStats kNoBackend;
+  Rows rows;
+  for (const auto& svc : after.services()) {
+    const std::string name = ServiceName(svc.key());
+    const auto it = earlier.find(name);
+    const lb::v1::ServiceStats& old = it == earlier.end() ? kNoService : *it->second;
+    const ServiceRow& row = rows.services.emplace_back(
+        ServiceRow{name, rate(svc.packets(), old.packets()), rate(svc.bytes(), old.bytes()),
+                   rate(svc.new_flows(), old.new_flows()), rate(svc.drops(), old.drops()), svc.backends_total()});
+    rows.new_flows += row.new_flows;
+    for (const auto& be : svc.backends()) {
+      const std::string key = BackendName(be) + " " + name;
+      const auto e = earlier_backends.find(key);
+      const lb::v1::BackendStats& was = e == earlier_backends.end() ? kNoBackend : *e->second;
+      rows.backends.push_back({key, BackendName(be), name, StateName(be.state()), rate(be.packets(), was.packets()),
+                               rate(be.bytes(), was.bytes()), be.maglev_entries()});
+    }
+  }
+  rows.total_services = rows.services.size();
+  rows.total_backends = rows.backends.size();
+  Busiest(rows.services, limit);
+  Busiest(rows.backends, limit);
+  return rows;
+}
+
 }  // namespace
 
 std::string ServiceName(const lb::v1::ServiceKey& k) {
@@ -82,21 +126,11 @@ std::string Human(double v) {
   return Format("%.2f%s", v, kUnits[unit]);
 }
 
-std::string RenderTraffic(const lb::v1::Stats& stats, uint32_t rows) {
-  std::vector<ServiceRow> services;
-  std::vector<BackendRow> backends;
-  for (const auto& s : stats.services()) {
-    const std::string name = ServiceName(s.key());
-    services.push_back(
-        {name, double(s.packets()), double(s.bytes()), double(s.new_flows()), double(s.drops()), s.backends_total()});
-    for (const auto& b : s.backends()) {
-      backends.push_back({BackendName(b) + " " + name, BackendName(b), name, StateName(b.state()), double(b.packets()),
-                          double(b.bytes()), b.maglev_entries()});
-    }
-  }
-  const size_t total_services = services.size(), total_backends = backends.size();
-  Busiest(services, rows);
-  Busiest(backends, rows);
+std::string RenderTraffic(const lb::v1::Stats& stats, uint32_t limit) {
+  const Rows rows = CollectRows(stats, lb::v1::Stats{}, 1, limit);
+  const std::vector<ServiceRow>& services = rows.services;
+  const std::vector<BackendRow>& backends = rows.backends;
+  const size_t total_services = rows.total_services, total_backends = rows.total_backends;
   std::string out = Format("services, the busiest first (since each was created):\n  %-32s %9s %9s %9s %9s %8s\n",
                            "SERVICE", "PACKETS", "BYTES", "NEW FLOWS", "DROPS", "BACKENDS");
   for (const ServiceRow& r : services) {
@@ -140,41 +174,11 @@ std::string RenderWatch(const lb::v1::Stats& before, const lb::v1::Stats& after,
     return rate(Counter(after.events(), name), Counter(before.events(), name));
   };
 
-  std::map<std::string, const lb::v1::ServiceStats*> earlier;
-  std::map<std::string, const lb::v1::BackendStats*> earlier_backends;
-  for (const auto& svc : before.services()) {
-    const std::string name = ServiceName(svc.key());
-    earlier[name] = &svc;
-    for (const auto& b : svc.backends()) earlier_backends[BackendName(b) + " " + name] = &b;
-  }
-  std::vector<ServiceRow> services;
-  std::vector<BackendRow> backends;
-  double new_flows = 0;
-  for (const auto& svc : after.services()) {
-    const std::string name = ServiceName(svc.key());
-    static const lb::v1::ServiceStats kNone;
-    const auto it = earlier.find(name);
-    const lb::v1::ServiceStats& b = it == earlier.end() ? kNone : *it->second;
-    ServiceRow row{name,
-                   rate(svc.packets(), b.packets()),
-                   rate(svc.bytes(), b.bytes()),
-                   rate(svc.new_flows(), b.new_flows()),
-                   rate(svc.drops(), b.drops()),
-                   svc.backends_total()};
-    new_flows += row.new_flows;
-    services.push_back(row);
-    for (const auto& be : svc.backends()) {
-      static const lb::v1::BackendStats kNoBackend;
-      const std::string key = BackendName(be) + " " + name;
-      const auto e = earlier_backends.find(key);
-      const lb::v1::BackendStats& old = e == earlier_backends.end() ? kNoBackend : *e->second;
-      backends.push_back({key, BackendName(be), name, StateName(be.state()), rate(be.packets(), old.packets()),
-                          rate(be.bytes(), old.bytes()), be.maglev_entries()});
-    }
-  }
-  const size_t total_services = services.size(), total_backends = backends.size();
-  Busiest(services, frame.rows);
-  Busiest(backends, frame.rows);
+  const Rows rows = CollectRows(after, before, s, frame.rows);
+  const std::vector<ServiceRow>& services = rows.services;
+  const std::vector<BackendRow>& backends = rows.backends;
+  const size_t total_services = rows.total_services, total_backends = rows.total_backends;
+  const double new_flows = rows.new_flows;
 
   double drops = 0;
   std::string reasons;

@@ -18,9 +18,9 @@ std::string StateName(lb::v1::BackendState state);
 // 1234567 -> "1.23M" (k, M, G, T: powers of 1000), below 1000 as it is.
 std::string Human(double value);
 
-// The per-service and per-backend tables of one answer: the `rows` busiest services, and
-// the `rows` busiest of the backends the request asked for.
-std::string RenderTraffic(const lb::v1::Stats& stats, uint32_t rows);
+// The per-service and per-backend tables of one answer: the `limit` busiest services, and
+// the `limit` busiest of the backends the request asked for.
+std::string RenderTraffic(const lb::v1::Stats& stats, uint32_t limit);
 
 struct WatchFrame {
   double seconds = 1;       // between `before` and `after`
